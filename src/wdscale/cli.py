@@ -1,0 +1,125 @@
+"""Command line: `wdscale rules`, `wdscale explain ...`, `wdscale study run|report|export ...`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable, Optional, Sequence
+
+from torch import nn
+
+from . import RULES, DataFacts, explain
+
+
+class UsageError(Exception):
+    """A bad command line: printed as one line, exit status 2."""
+
+
+def load_object(spec: str, what: str) -> Callable:
+    """`package.module:attr` -> the object, with an error that names what is wrong."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"{what} {spec!r} must look like module:factory (e.g. mypkg.models:make_mlp)")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UsageError(f"{what} {spec!r}: cannot import {module_name!r} ({e})") from e
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise UsageError(f"{what} {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
+
+
+def _model_factory(spec: str) -> Callable[..., nn.Module]:
+    if ":" not in spec:  # a built-in task's model family
+        from .study.tasks import get_task
+
+        try:
+            task = get_task(spec)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        return lambda width=None: task.make_model(width or task.base_width)
+    return load_object(spec, "--model")
+
+
+def _build(factory: Callable[..., nn.Module], width: Optional[int], what: str) -> nn.Module:
+    try:
+        model = factory(width) if width is not None else factory()
+    except Exception as e:  # the user's code: say where it failed, not a deep traceback
+        raise UsageError(f"{what}: the model factory failed{'' if width is None else f' at width {width}'}: "
+                         f"{type(e).__name__}: {e}") from e
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"{what}: the model factory returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def cmd_rules(args: argparse.Namespace) -> None:
+    width = max(len(n) for n in RULES)
+    for rule in RULES.values():
+        takes = "τ" if rule.takes == "tau" else "λ"
+        print(f"{rule.name.ljust(width)}  [{takes}, {rule.mode}]  {rule.formula}")
+        print(f"{' ' * width}  {rule.summary}")
+        print(f"{' ' * width}  source: {rule.source}\n")
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    factory = _model_factory(args.model)
+    model = _build(factory, args.width, "--model")
+    base = _build(factory, args.base_width, "--base-width") if args.base_width is not None else None
+    data = None
+    if args.n_samples is not None or args.batch_size is not None:
+        if args.n_samples is None or args.batch_size is None:
+            raise UsageError("give both --n-samples and --batch-size (and --epochs or --steps where the rule needs it)")
+        data = DataFacts(n_samples=args.n_samples, batch_size=args.batch_size, epochs=args.epochs, steps=args.steps)
+    print(explain(model, rule=args.rule, lr=args.lr, weight_decay=args.weight_decay, tau=args.tau, base=base,
+                  data=data, optimizer=args.optimizer, decay_vectors=args.decay_vectors))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wdscale", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("rules", help="list the rules with their formulas and sources")
+    p.set_defaults(func=cmd_rules)
+
+    p = sub.add_parser("explain", help="per-parameter lr, λ and timescale that a rule gives a model")
+    p.add_argument("--model", required=True,
+                   help="module:factory (called with the width if --width is given) or a built-in task name")
+    p.add_argument("--rule", required=True, help=f"one of: {', '.join(RULES)}")
+    p.add_argument("--lr", type=float, required=True)
+    p.add_argument("--weight-decay", type=float, help="λ, for rules that take it")
+    p.add_argument("--tau", type=float, help="τ in epochs, for timescale / power_lines")
+    p.add_argument("--optimizer", default="adamw", help="sgd, adam or adamw (default adamw)")
+    p.add_argument("--width", type=int, help="width passed to the factory")
+    p.add_argument("--base-width", type=int, help="width of the base model (where λ was tuned)")
+    p.add_argument("--n-samples", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--decay-vectors", action="store_true", help="decay biases and norm gains too")
+    p.set_defaults(func=cmd_explain)
+
+    try:
+        from .study.cli import add_study_parser
+    except ImportError:  # the study extra is not installed
+        pass
+    else:
+        add_study_parser(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (UsageError, ValueError, TypeError) as e:
+        print(f"wdscale: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wdscale: interrupted; finished runs are kept in the store", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
