@@ -10,8 +10,18 @@ from .sgdw import SGDW
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # the study needs the `study` extra (scipy, matplotlib, ...): import it only when asked for
+    if name in ("Study", "StudyPlan", "TaskData"):
+        from . import study
+
+        return getattr(study, name)
+    raise AttributeError(f"module 'wdscale' has no attribute {name!r}")
+
+
 __all__ = [
     "DataFacts", "Explanation", "KINDS", "OPTIMIZER_NAMES", "ParamInfo", "RULES", "Rule", "SGDW",
     "classify", "decay_mode", "explain", "get_rule", "optimizer", "param_groups", "plan",
-    "setting_kind", "setting_kwargs",
+    "setting_kind", "setting_kwargs", "Study", "StudyPlan", "TaskData",
 ]

@@ -1,0 +1,180 @@
+"""`wdscale study run | report | export | status`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .plan import PRESETS, StudyPlan, load_plan_file, preset
+
+
+def _ints(s: str) -> list[int]:
+    try:
+        return [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def _strs(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _floats(s: str) -> list[float]:
+    try:
+        return [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+
+
+# command-line flag -> StudyPlan field
+_PLAN_FLAGS = ["task", "size_axis", "sizes", "rules", "optimizer", "seeds", "points_per_decade", "decades", "lr",
+               "momentum", "epochs", "batch_size", "n_train", "width", "depth", "base_size"]
+
+
+def build_plan(args: argparse.Namespace) -> StudyPlan:
+    d: dict[str, Any] = {}
+    if args.preset:
+        d.update(PRESETS[args.preset])
+    if args.config:
+        d.update(load_plan_file(args.config))
+    d.update({k: getattr(args, k) for k in _PLAN_FLAGS if getattr(args, k) is not None})
+    if args.settings:
+        if len(d.get("rules", [])) != 1:
+            raise ValueError("--settings sets one rule's grid: use it with exactly one --rules entry "
+                             "(or give a settings table per rule in --config)")
+        d["settings"] = {d["rules"][0]: args.settings}
+    if args.decay_vectors:
+        d["decay_vectors"] = True
+    if not args.preset and not args.config:
+        d = {**PRESETS["quick"], **d}
+    return StudyPlan.from_dict(d)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from .runner import make_backend, run_study
+
+    out = Path(args.out)
+    plan = build_plan(args)
+    if args.model or args.data:
+        from ..cli import load_object
+        from .api import Study
+
+        if not (args.model and args.data):
+            raise ValueError("--model and --data go together: module:factory and module:loader")
+        study = Study(load_object(args.model, "--model"), load_object(args.data, "--data"), out=out,
+                      name=args.task or "custom", backend=args.backend,
+                      workers=args.workers, address=args.address, device=args.device, batch=not args.no_batch,
+                      **{k: v for k, v in plan.to_dict().items() if k != "task"})
+        study.run(progress=not args.no_progress, retry_failed=args.retry_failed)
+        return
+    backend = make_backend(args.backend, workers=args.workers, address=args.address)
+    run_study(plan, out, backend=backend, device=args.device, batch=not args.no_batch,
+              retry_failed=args.retry_failed, progress=not args.no_progress)
+
+
+def _frame(out: Path):
+    from .store import Store
+
+    db = out / "runs.sqlite"
+    if not db.exists():
+        raise ValueError(f"{str(out)!r} holds no study (no runs.sqlite): run `wdscale study run --out {out}` first")
+    with Store(db) as store:
+        return store.frame()
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from .report import write_report
+
+    out = Path(args.dir)
+    df = _frame(out)
+    if df.empty:
+        raise ValueError(f"the study in {str(out)!r} has no finished runs yet")
+    paths = write_report(df, out, title=args.title or f"wdscale study: {', '.join(sorted(df['task'].unique()))}",
+                         metric=args.metric)
+    for key in ("md", "html"):
+        if key in paths:
+            print(paths[key])
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    out = Path(args.dir)
+    df = _frame(out)
+    path = Path(args.to) if args.to else out / f"runs.{args.format}"
+    if args.format == "csv":
+        df.drop(columns=["history"]).to_csv(path, index=False)
+    else:
+        df.assign(history=df["history"].map(lambda h: [float("nan") if v is None else v for v in h])).to_parquet(
+            path, index=False)
+    print(path)
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    out = Path(args.dir)
+    df = _frame(out)
+    planned = "?"
+    if (out / "plan.json").exists():
+        import json
+
+        from .plan import make_runs
+        from .tasks import TASKS
+
+        plan = StudyPlan.from_dict(json.loads((out / "plan.json").read_text()))
+        if plan.task in TASKS:
+            planned = len(make_runs(plan, TASKS[plan.task]))
+    counts = df["status"].value_counts().to_dict() if not df.empty else {}
+    print(f"{len(df)} of {planned} runs stored: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+def add_study_parser(sub: Any) -> None:
+    study = sub.add_parser("study", help="run, report and export studies of λ across sizes")
+    ssub = study.add_subparsers(dest="study_command", required=True)
+
+    p = ssub.add_parser("run", help="run (or resume) a study grid")
+    p.add_argument("--out", required=True, help="directory for the store (runs.sqlite), plan and report")
+    p.add_argument("--preset", choices=list(PRESETS), help="quick (minutes, `make demo`) or full (the findings)")
+    p.add_argument("--config", help="TOML or YAML file of plan keys (overrides the preset)")
+    p.add_argument("--task", help="built-in task (mnist1d_mlp, mnist1d_cnn, digits_mlp, shakespeare_char)")
+    p.add_argument("--size-axis", dest="size_axis", help="width | depth | n_train | batch_size")
+    p.add_argument("--sizes", type=_ints, help="comma-separated, e.g. 32,128,512")
+    p.add_argument("--rules", type=_strs, help="comma-separated rule names (see `wdscale rules`)")
+    p.add_argument("--settings", type=_floats, help="explicit grid of λ (or τ) for a single rule")
+    p.add_argument("--optimizer", help="sgd | adam | adamw")
+    p.add_argument("--seeds", type=int)
+    p.add_argument("--points-per-decade", dest="points_per_decade", type=int)
+    p.add_argument("--decades", type=float, help="width of the decay grid in decades")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--n-train", dest="n_train", type=int)
+    p.add_argument("--width", type=int, help="fixed width when the size axis is not width")
+    p.add_argument("--depth", type=int)
+    p.add_argument("--base-size", dest="base_size", type=int, help="size where the setting is tuned (default smallest)")
+    p.add_argument("--decay-vectors", action="store_true")
+    p.add_argument("--model", help="your own model family: module:factory, called with the size")
+    p.add_argument("--data", help="your own data: module:loader returning (x_train, y_train, x_val, y_val)")
+    p.add_argument("--backend", default="local", choices=["local", "ray"])
+    p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--no-batch", action="store_true", help="switch the batched engine off (sequential torch.optim)")
+    p.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = ssub.add_parser("report", help="write report.md, report.html and plots from a study directory")
+    p.add_argument("dir")
+    p.add_argument("--title")
+    p.add_argument("--metric", default="val_loss", help="val_loss (default), best_val_loss, train_loss")
+    p.set_defaults(func=cmd_report)
+
+    p = ssub.add_parser("export", help="export the runs to CSV or Parquet")
+    p.add_argument("dir")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument("--to", help="output file (default DIR/runs.FORMAT)")
+    p.set_defaults(func=cmd_export)
+
+    p = ssub.add_parser("status", help="how many runs of a study are stored")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_status)

@@ -1,0 +1,272 @@
+"""A study plan: sizes × decay settings × rules × seeds, checked before any run starts.
+
+The decay grid of each rule is centred on the same effective decay at the base size: the hidden
+weights' per-step decay η_g·λ_g times the run's steps equals `anchor_total_decay` (Adam with coupled
+L2 has no per-step factor; its centre is shifted by `COUPLED_ADAM_SHIFT`, measured on the built-in
+tasks). So rules in different units (λ, λ/P, 1/σ², τ) sweep comparable ranges.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from ..rules import RULES, DataFacts, get_rule
+from .config import OPTIMIZERS, SIZE_AXES, RunConfig
+
+# Adam + coupled L2: the L2 gradient λw is divided by Adam's RMS gradient, so the same λ decays far
+# harder than in AdamW. Measured on mnist1d_mlp / digits_mlp at the base width: the optimal coupled
+# λ sat about 2.5 decades below the optimal decoupled λ.
+COUPLED_ADAM_SHIFT = 10 ** -2.5
+
+
+@dataclass
+class StudyPlan:
+    """Everything a study runs. Fields left None take the task's defaults."""
+
+    task: str = "mnist1d_mlp"
+    size_axis: str = "width"
+    sizes: Optional[list[int]] = None
+    rules: list[str] = field(default_factory=lambda: ["sum", "mean", "decoupled", "timescale", "mup"])
+    optimizer: str = "adamw"
+    seeds: int = 3
+    settings: Optional[dict[str, list[float]]] = None  # explicit grid per rule; else the centred grid
+    points_per_decade: int = 4
+    decades: float = 3.0
+    anchor_total_decay: float = 3.0  # η_g λ_g × total steps at the grid centre, base size, hidden weights
+    lr: Optional[float] = None
+    momentum: float = 0.9  # SGD only
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    n_train: Optional[int] = None
+    width: Optional[int] = None  # fixed width when the size axis is not width
+    depth: Optional[int] = None
+    base_size: Optional[int] = None  # the size where the setting is tuned; default: the smallest
+    decay_vectors: bool = False
+    task_options: dict[str, Any] = field(default_factory=dict)
+
+    # -- (de)serialisation --
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StudyPlan":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown plan key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(names))}")
+        return cls(**d)
+
+    def save(self, path: Union[str, Path]) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # a few minutes on 2 CPU cores; `make demo` runs it
+    "quick": dict(task="mnist1d_mlp", sizes=[32, 128, 512], rules=["sum", "mean", "decoupled", "timescale", "mup"],
+                  seeds=3, decades=2.5, points_per_decade=4, epochs=20),
+    # the published figures (docs/findings.md)
+    "full": dict(task="mnist1d_mlp", sizes=[32, 64, 128, 256, 512, 1024],
+                 rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width"],
+                 seeds=3, decades=3.5, points_per_decade=4),
+}
+
+
+def preset(name: str, **overrides: Any) -> StudyPlan:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+    d = dict(PRESETS[name])
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    return StudyPlan.from_dict(d)
+
+
+def load_plan_file(path: Union[str, Path]) -> dict[str, Any]:
+    """A TOML or YAML file of plan keys (the same names as StudyPlan's fields)."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"config file {str(p)!r} does not exist")
+    if p.suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python < 3.11
+            import tomli as tomllib  # type: ignore[no-redef]
+        d = tomllib.loads(p.read_text())
+    elif p.suffix in (".yaml", ".yml"):
+        import yaml
+
+        d = yaml.safe_load(p.read_text()) or {}
+    else:
+        raise ValueError(f"config file {str(p)!r}: use .toml, .yaml or .yml")
+    if not isinstance(d, dict):
+        raise ValueError(f"config file {str(p)!r} must hold a table of plan keys")
+    return d
+
+
+def _positive_int(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A plan with the task's defaults filled in."""
+
+    plan: StudyPlan
+    sizes: list[int]
+    lr: float
+    epochs: int
+    batch_size: int
+    n_train: int
+    width: int
+    depth: int
+    base_size: int
+
+
+def resolve(plan: StudyPlan, task) -> Resolved:
+    """Fill defaults from `task` (a wdscale.study.tasks.Task or a custom stand-in) and check everything."""
+    if plan.size_axis not in SIZE_AXES:
+        raise ValueError(f"unknown size axis {plan.size_axis!r}; allowed: {', '.join(SIZE_AXES)}")
+    if plan.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unsupported optimizer {plan.optimizer!r}; supported: {', '.join(OPTIMIZERS)}")
+    if not plan.rules:
+        raise ValueError("the plan has no rules: the grid is empty")
+    for r in plan.rules:
+        rule = get_rule(r)
+        if plan.optimizer not in rule.optimizers:
+            raise ValueError(f"rule {r!r} is defined for {', '.join(rule.optimizers)}, not optimizer {plan.optimizer!r}")
+    if len(set(plan.rules)) != len(plan.rules):
+        raise ValueError(f"rules repeat: {plan.rules}")
+    _positive_int("seeds", plan.seeds)
+    _positive_int("points_per_decade", plan.points_per_decade)
+    if not (isinstance(plan.decades, (int, float)) and math.isfinite(plan.decades) and plan.decades > 0):
+        raise ValueError(f"decades must be a positive number, got {plan.decades!r}")
+    default_sizes = {"width": list(task.default_widths)}.get(plan.size_axis)
+    sizes = plan.sizes if plan.sizes is not None else default_sizes
+    if not sizes:
+        raise ValueError(f"give sizes for the {plan.size_axis!r} axis: the grid is empty")
+    for s in sizes:
+        _positive_int(f"size {s!r} (sizes)", s)
+    sizes = sorted(set(sizes))
+    if len(sizes) < 2:
+        raise ValueError(f"a study needs at least two sizes to see a drift, got {sizes}")
+    lr = plan.lr if plan.lr is not None else task.default_lr[plan.optimizer]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    epochs = _positive_int("epochs", plan.epochs if plan.epochs is not None else task.default_epochs)
+    batch_size = _positive_int("batch_size", plan.batch_size if plan.batch_size is not None else task.default_batch_size)
+    n_train = _positive_int("n_train", plan.n_train if plan.n_train is not None else task.default_n_train)
+    width = _positive_int("width", plan.width if plan.width is not None else task.base_width)
+    depth = _positive_int("depth", plan.depth if plan.depth is not None else task.default_depth)
+    base_size = plan.base_size if plan.base_size is not None else sizes[0]
+    _positive_int("base_size", base_size)
+    if plan.settings is not None:
+        unknown = sorted(set(plan.settings) - set(plan.rules))
+        if unknown:
+            raise ValueError(f"settings given for rule(s) not in the plan: {', '.join(unknown)}")
+        for r, grid in plan.settings.items():
+            if len(grid) < 3:
+                raise ValueError(f"settings for rule {r!r} need at least 3 values to locate an optimum, got {grid}")
+            for v in grid:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                    raise ValueError(f"setting {v!r} for rule {r!r} is not allowed: settings must be finite and > 0")
+    return Resolved(plan, sizes, float(lr), epochs, batch_size, n_train, width, depth, int(base_size))
+
+
+def size_knobs(r: Resolved, size: int) -> dict[str, int]:
+    """width, depth, n_train, batch_size and the base width/depth of a run at `size`."""
+    axis = r.plan.size_axis
+    knobs = dict(width=r.width, depth=r.depth, n_train=r.n_train, batch_size=r.batch_size,
+                 base_width=r.width, base_depth=r.depth)
+    knobs[axis] = size
+    if axis == "width":
+        knobs["base_width"] = r.base_size
+    if axis == "depth":
+        knobs["base_depth"] = r.base_size
+    return knobs
+
+
+def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
+    """Log-spaced settings centred where the base model's hidden weights get the anchor decay."""
+    import torch
+
+    from ..optim import plan as apply_rule
+
+    knobs = size_knobs(r, r.base_size)
+    with torch.device("meta"):  # only shapes are needed
+        model = model_fn(knobs["width"], knobs["depth"])
+    data = DataFacts(n_samples=knobs["n_train"], batch_size=knobs["batch_size"], epochs=r.epochs)
+    rule_obj = get_rule(rule)
+    p = apply_rule(model, rule=rule, lr=r.lr, **{rule_obj.takes: 1.0}, data=data, optimizer=r.plan.optimizer,
+                   decay_vectors=r.plan.decay_vectors)
+    decayed = [a for a in p.assignments if a.weight_decay > 0]
+    if not decayed:
+        raise ValueError(f"rule {rule!r} decays no parameter of this model")
+    a = max(decayed, key=lambda a: (a.info.kind == "hidden", a.info.numel))
+    total_steps = r.epochs * math.ceil(knobs["n_train"] / knobs["batch_size"])
+    target_wd = r.plan.anchor_total_decay / (a.lr * total_steps)  # torch weight_decay at the centre
+    if p.mode == "coupled" and r.plan.optimizer != "sgd":
+        target_wd *= COUPLED_ADAM_SHIFT
+    # λ-rules: weight_decay ∝ setting; τ-rules: weight_decay ∝ 1/τ
+    centre = target_wd / a.weight_decay if rule_obj.takes == "weight_decay" else a.weight_decay / target_wd
+    half = round(r.plan.decades * r.plan.points_per_decade / 2)
+    return [float(f"{centre * 10 ** (k / r.plan.points_per_decade):.4g}") for k in range(-half, half + 1)]
+
+
+def check_models(r: Resolved, model_fn) -> None:
+    """Build the model (shapes only) at every size, and its base: a model_fn that fails at some
+    size, or a base that does not match, is reported before any run starts."""
+    import torch
+
+    from ..groups import classify
+
+    for size in r.sizes:
+        knobs = size_knobs(r, size)
+        where = f"{r.plan.size_axis}={size}"
+        try:
+            with torch.device("meta"):
+                model = model_fn(knobs["width"], knobs["depth"])
+                base = model_fn(knobs["base_width"], knobs["depth"])
+        except Exception as e:
+            raise ValueError(f"the model factory failed at {where}: {type(e).__name__}: {e}") from e
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError(f"the model factory returned {type(model).__name__} at {where}, not a torch.nn.Module")
+        try:
+            classify(model, base)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"at {where}: {e}") from e
+
+
+def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
+    """Every run of the plan, in a stable order (size, rule, setting, seed)."""
+    r = resolve(plan, task)
+    model_fn = model_fn or task.make_model
+    check_models(r, model_fn)
+    grids = {rule: (plan.settings or {}).get(rule) or centred_grid(r, rule, model_fn) for rule in plan.rules}
+    options = tuple(sorted(plan.task_options.items()))
+    runs = []
+    for size in r.sizes:
+        knobs = size_knobs(r, size)
+        for rule in plan.rules:
+            for setting in grids[rule]:
+                for seed in range(plan.seeds):
+                    runs.append(RunConfig(
+                        task=plan.task, size_axis=plan.size_axis, size=size, rule=rule, setting=float(setting),
+                        optimizer=plan.optimizer, lr=r.lr, epochs=r.epochs, seed=seed,
+                        momentum=plan.momentum if plan.optimizer == "sgd" else 0.0,
+                        decay_vectors=plan.decay_vectors, task_options=options, **knobs,
+                    ))
+    return runs
+
+
+def describe(runs: Sequence[RunConfig]) -> str:
+    sizes = sorted({c.size for c in runs})
+    rules = sorted({c.rule for c in runs})
+    seeds = len({c.seed for c in runs})
+    c = runs[0]
+    return (f"{len(runs)} runs: task {c.task}, {c.size_axis} {sizes}, rules {', '.join(rules)}, "
+            f"{c.optimizer} lr {c.lr:g}, {c.epochs} epochs, batch {c.batch_size}, {seeds} seeds")

@@ -1,0 +1,95 @@
+import math
+
+import pytest
+from torch import nn
+
+from wdscale.study.plan import StudyPlan, load_plan_file, make_runs, preset, resolve
+from wdscale.study.tasks import get_task
+
+TASK = get_task("mnist1d_mlp")
+
+
+def test_quick_preset_meets_the_study_requirements():
+    runs = make_runs(preset("quick"), TASK)
+    sizes = sorted({c.size for c in runs})
+    assert sizes[-1] / sizes[0] >= 16
+    assert len({c.seed for c in runs}) >= 3
+    for rule in {c.rule for c in runs}:
+        grid = sorted({c.setting for c in runs if c.rule == rule})
+        per_decade = (len(grid) - 1) / math.log10(grid[-1] / grid[0])
+        assert per_decade >= 3.9, (rule, grid)
+    assert len({c.run_id for c in runs}) == len(runs)  # every run has its own key
+
+
+def test_grids_are_centred_on_the_same_effective_decay():
+    """sum's λ and mean's λ/P and timescale's τ all map to the same hidden decay at the base size."""
+    plan = StudyPlan(sizes=[32, 512], rules=["sum", "mean", "decoupled", "timescale"], optimizer="sgd", epochs=10)
+    runs = make_runs(plan, TASK)
+    grid = {r: sorted({c.setting for c in runs if c.rule == r}) for r in plan.rules}
+    mid = {r: g[len(g) // 2] for r, g in grid.items()}
+    assert mid["sum"] == pytest.approx(mid["decoupled"], rel=1e-3)
+    model = TASK.make_model(32)
+    p = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+    assert mid["mean"] == pytest.approx(mid["sum"] * p, rel=1e-3)
+    r = resolve(plan, TASK)
+    steps_per_epoch = r.n_train / r.batch_size
+    assert mid["timescale"] == pytest.approx(1 / (r.lr * mid["sum"] * steps_per_epoch), rel=1e-3)
+
+
+def test_size_axes_set_the_right_knob():
+    runs = make_runs(StudyPlan(size_axis="n_train", sizes=[250, 4000], rules=["sum"], seeds=1, width=64), TASK)
+    assert {(c.n_train, c.width, c.base_width) for c in runs} == {(250, 64, 64), (4000, 64, 64)}
+    runs = make_runs(StudyPlan(size_axis="depth", sizes=[1, 4], rules=["completep"], seeds=1), TASK)
+    assert {(c.depth, c.base_depth) for c in runs} == {(1, 1), (4, 1)}
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(rules=[]), "no rules: the grid is empty"),
+        (dict(rules=["sum", "nope"]), "unknown rule 'nope'"),
+        (dict(task="nope"), "unknown task 'nope'"),
+        (dict(optimizer="lion"), "unsupported optimizer 'lion'"),
+        (dict(sizes=[32, -64]), "size -64"),
+        (dict(sizes=[32, 0]), "size 0"),
+        (dict(sizes=[64]), "at least two sizes"),
+        (dict(sizes=[]), "give sizes"),
+        (dict(size_axis="height"), "unknown size axis 'height'"),
+        (dict(settings={"sum": [0.1, -1.0, 1.0]}), "setting -1.0 for rule 'sum'"),
+        (dict(settings={"sum": [0.1, 0.0, 1.0]}), "setting 0.0"),
+        (dict(settings={"sum": [0.1, 1.0]}), "at least 3 values"),
+        (dict(settings={"mean": [0.1, 0.2, 1.0]}, rules=["sum"]), "rule\\(s\\) not in the plan: mean"),
+        (dict(seeds=0), "seeds must be a positive integer"),
+        (dict(lr=-1.0), "lr must be a finite number > 0"),
+        (dict(rules=["sqrt_width"], optimizer="sgd"), "'sqrt_width' is defined for adam, adamw"),
+    ],
+)
+def test_bad_plans_fail_before_any_run(kwargs, match):
+    task = TASK
+    if "task" in kwargs:
+        with pytest.raises(ValueError, match=match):
+            get_task(kwargs["task"])
+        return
+    with pytest.raises(ValueError, match=match):
+        make_runs(StudyPlan(**kwargs), task)
+
+
+def test_model_fn_failing_at_some_width_is_named():
+    def model_fn(width, depth):
+        if width > 100:
+            raise RuntimeError("out of memory")
+        return nn.Sequential(nn.Linear(40, width), nn.ReLU(), nn.Linear(width, 10))
+
+    with pytest.raises(ValueError, match=r"model factory failed at width=128: RuntimeError: out of memory"):
+        make_runs(StudyPlan(sizes=[32, 128], rules=["sum"]), TASK, model_fn)
+
+
+def test_plan_files_toml_and_yaml(tmp_path):
+    (tmp_path / "p.toml").write_text('task = "digits_mlp"\nsizes = [32, 512]\nrules = ["sum", "mup"]\nseeds = 2\n')
+    (tmp_path / "p.yaml").write_text("task: digits_mlp\nsizes: [32, 512]\nrules: [sum, mup]\nseeds: 2\n")
+    assert load_plan_file(tmp_path / "p.toml") == load_plan_file(tmp_path / "p.yaml")
+    (tmp_path / "bad.toml").write_text('sizez = [1, 2]\n')
+    with pytest.raises(ValueError, match="unknown plan key\\(s\\) 'sizez'"):
+        StudyPlan.from_dict(load_plan_file(tmp_path / "bad.toml"))
+    with pytest.raises(ValueError, match="does not exist"):
+        load_plan_file(tmp_path / "missing.toml")

@@ -1,0 +1,44 @@
+import math
+
+import pytest
+
+from wdscale.study.config import RunConfig, RunResult
+from wdscale.study.store import Store
+
+
+def config(seed=0, setting=0.1):
+    return RunConfig(task="t", size_axis="width", size=32, width=32, depth=2, n_train=100, batch_size=10,
+                     base_width=32, base_depth=2, rule="sum", setting=setting, optimizer="sgd", lr=0.1,
+                     epochs=2, seed=seed)
+
+
+def test_a_run_is_stored_once_and_read_back(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        c = config()
+        r = RunResult(c.run_id, "ok", train_loss=0.5, val_loss=0.7, best_val_loss=0.6, val_acc=0.8,
+                      best_val_acc=0.81, steps=20, wall_time=1.0, history=[0.9, 0.7])
+        assert store.add(c, r)
+        assert not store.add(c, RunResult(c.run_id, "ok", val_loss=123.0))  # never twice
+        d = RunResult(config(seed=1).run_id, "diverged", val_loss=math.inf, history=[math.nan])
+        assert store.add(config(seed=1), d)
+    with Store(tmp_path / "s.sqlite") as store:  # survives reopening
+        df = store.frame()
+        assert len(df) == 2 and store.count() == 2
+        row = df[df.seed == 0].iloc[0]
+        assert (row.val_loss, row.history, row.setting_name, row.width) == (0.7, [0.9, 0.7], "lambda", 32)
+        div = df[df.seed == 1].iloc[0]
+        assert div.status == "diverged" and div.val_loss == math.inf and math.isnan(div.val_acc)
+        assert store.done_ids(["diverged"]) == {config(seed=1).run_id}
+
+
+def test_result_must_match_its_config(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        with pytest.raises(ValueError, match="does not belong"):
+            store.add(config(), RunResult("abc", "ok"))
+
+
+def test_run_id_depends_on_every_field():
+    assert config().run_id == config().run_id
+    assert config(seed=1).run_id != config().run_id
+    assert config(setting=0.2).run_id != config().run_id
+    assert RunConfig.from_dict(config().to_dict()) == config()
