@@ -46,8 +46,6 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
         d["settings"] = {d["rules"][0]: args.settings}
     if args.decay_vectors:
         d["decay_vectors"] = True
-    if not args.preset and not args.config:
-        d = {**PRESETS["quick"], **d}
     return StudyPlan.from_dict(d)
 
 

@@ -231,6 +231,10 @@ def run_study(
     task = task if task is not None else get_task(plan.task)
     source = source or Source(f"task:{plan.task}")
     runs = make_runs(plan, task, model_fn)
+    data, _ = resolve_source(source, runs[0])
+    most = max(c.n_train for c in runs)
+    if most > data.n_train:
+        raise ValueError(f"n_train={most} is more than the {data.n_train} training samples of task {plan.task!r}")
     device = device or default_device()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

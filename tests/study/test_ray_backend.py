@@ -1,0 +1,87 @@
+"""The Ray backend against a real local Ray instance (no dashboard, no usage stats, no network)."""
+import os
+import signal
+
+import pytest
+import torch
+from torch import nn
+
+ray = pytest.importorskip("ray")
+
+from wdscale.study import Study, StudyPlan, make_runs, run_study  # noqa: E402
+from wdscale.study.ray_backend import RayBackend  # noqa: E402
+from wdscale.study.runner import LocalBackend  # noqa: E402
+from wdscale.study.store import Store  # noqa: E402
+from wdscale.study.tasks import get_task  # noqa: E402
+
+TINY = dict(task="digits_mlp", sizes=[8, 16], rules=["sum", "decoupled"], seeds=2, decades=1.0,
+            points_per_decade=2, epochs=2, depth=1)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def digits():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x, y = torch.tensor(x, dtype=torch.float32) / 16, torch.tensor(y)
+    return x[:300], y[:300], x[300:400], y[300:400]
+
+
+def test_ray_gives_the_same_runs_and_results_as_local(local_ray, tmp_path):
+    plan = StudyPlan(**TINY)
+    run_study(plan, tmp_path / "local", backend=LocalBackend(workers=1), batch=False, progress=False)
+    run_study(plan, tmp_path / "ray", backend=RayBackend(), batch=False, progress=False)
+    a, b = (Store(tmp_path / d / "runs.sqlite").frame().set_index("run_id").sort_index() for d in ("local", "ray"))
+    assert list(a.index) == sorted(c.run_id for c in make_runs(plan, get_task("digits_mlp")))
+    assert list(a.index) == list(b.index)
+    assert (a.status == "ok").all() and (b.status == "ok").all()
+    assert a.val_loss.tolist() == b.val_loss.tolist()  # same seeds, same code path: identical losses
+
+
+def test_a_killed_worker_is_retried_and_every_run_lands_once(local_ray, tmp_path):
+    marker = tmp_path / "killed-once"
+    driver = os.getpid()
+
+    def model_fn(width):
+        # the first time a Ray worker builds the width-16 model, the worker process dies (SIGKILL)
+        if width == 16 and os.getpid() != driver and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
+
+    study = Study(model_fn, digits(), out=tmp_path / "s", sizes=[8, 16], rules=["sum"],
+                  settings={"sum": [1e-3, 1e-2, 1e-1]}, seeds=2, lr=1e-2, epochs=2, batch_size=50,
+                  backend="ray", batch=False)
+    study.run(progress=False)
+    assert marker.exists(), "a worker should have been killed"
+    df = study.results()
+    assert len(df) == len(study.runs()) == 12 and df.run_id.is_unique
+    assert (df.status == "ok").all()
+
+
+def test_a_failing_run_is_recorded_as_failed_not_retried(local_ray, tmp_path):
+    class Fragile(nn.Module):  # defined here so cloudpickle ships it by value to the Ray workers
+        def __init__(self, width):
+            super().__init__()
+            self.width = width
+            self.a, self.b = nn.Linear(64, width), nn.Linear(width, 10)
+
+        def forward(self, x):
+            if self.width == 16:
+                raise RuntimeError("boom at width 16")
+            return self.b(torch.relu(self.a(x)))
+
+    study = Study(Fragile, digits(), out=tmp_path, sizes=[8, 16], rules=["sum"], settings={"sum": [1e-3, 1e-2, 1e-1]},
+                  seeds=1, lr=1e-2, epochs=1, batch_size=50, backend="ray")
+    study.run(progress=False)
+    df = study.results()
+    assert len(df) == 6
+    failed = df[df.status == "failed"]
+    assert set(failed["size"]) == {16} and failed.error.str.contains("boom at width 16").all()
