@@ -141,3 +141,12 @@ def test_more_samples_than_the_task_has_is_a_plan_error(tmp_path):
     with pytest.raises(ValueError, match="n_train=5000 is more than the 1297 training samples of task 'digits_mlp'"):
         run_study(plan, tmp_path, backend=LocalBackend(workers=1), progress=False)
     assert not (tmp_path / "runs.sqlite").exists()
+
+
+def test_depth_axis_runs_with_completep(tmp_path):
+    plan = StudyPlan(task="digits_mlp", size_axis="depth", sizes=[1, 2], rules=["completep"], seeds=1,
+                     decades=1.0, points_per_decade=2, epochs=1, width=16)
+    run_study(plan, tmp_path, backend=LocalBackend(workers=1), progress=False)
+    df = Store(tmp_path / "runs.sqlite").frame()
+    assert len(df) == 6 and (df.status == "ok").all(), df.error.tolist()
+    assert set(df.depth) == {1, 2} and set(df.base_depth) == {1}

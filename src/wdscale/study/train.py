@@ -28,8 +28,10 @@ def build(config: RunConfig, n_train: int, model_fn: ModelFn, *, device: Device 
 
     torch.manual_seed(config.seed)
     model = model_fn(config.width, config.depth).to(device=device, dtype=dtype)
-    with torch.random.fork_rng(devices=[]):  # the base is needed for its shapes only
-        base = model_fn(config.base_width, config.base_depth)
+    # the base gives width multipliers only (its shapes): same depth, base width; depth enters
+    # the rules through depth_mult
+    with torch.random.fork_rng(devices=[]):
+        base = model_fn(config.base_width, config.depth)
     facts = wdscale.DataFacts(n_samples=n_train, batch_size=config.batch_size, epochs=config.epochs)
     opt = wdscale.optimizer(
         model, config.optimizer, rule=config.rule, lr=config.lr,
