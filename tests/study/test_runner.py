@@ -150,3 +150,17 @@ def test_depth_axis_runs_with_completep(tmp_path):
     df = Store(tmp_path / "runs.sqlite").frame()
     assert len(df) == 6 and (df.status == "ok").all(), df.error.tolist()
     assert set(df.depth) == {1, 2} and set(df.base_depth) == {1}
+
+
+def test_cli_runs_a_users_own_model_and_data(tmp_path, capsys):
+    from wdscale.cli import main
+
+    common = ["study", "run", "--out", str(tmp_path), "--model", "user_model:make", "--data", "user_model:load",
+              "--sizes", "8,32", "--rules", "sum,mup", "--seeds", "1", "--decades", "1", "--points-per-decade", "2",
+              "--epochs", "1", "--batch-size", "50", "--workers", "1", "--no-progress"]
+    assert main(common) == 2  # no lr: a user's model has no default
+    assert "give lr=" in capsys.readouterr().err
+    assert main(common + ["--lr", "0.01"]) == 0
+    df = Store(tmp_path / "runs.sqlite").frame()
+    assert len(df) == 12 and (df.status == "ok").all() and set(df.task) == {"custom"}
+    assert main(["study", "report", str(tmp_path)]) == 0
