@@ -56,7 +56,12 @@ def test_train_and_val_are_disjoint(name: str) -> None:
 
 def test_load_is_deterministic() -> None:
     first = {name: task.loader(0) for name, task in TASKS.items()}
-    for cached in (tasks_module._mnist1d_arrays, tasks_module._digits_arrays, tasks_module._shakespeare_corpus):
+    for cached in (
+        tasks_module._mnist1d_generate,
+        tasks_module._mnist1d_arrays,
+        tasks_module._digits_arrays,
+        tasks_module._shakespeare_corpus,
+    ):
         cached.cache_clear()  # rebuild everything from the raw data
     for name, task in TASKS.items():
         again = task.loader(0)
@@ -92,6 +97,8 @@ def test_mnist1d_pool_extends_training_without_changing_the_canonical_part() -> 
     assert torch.equal(big.x_train[:4000], base.x_train)
     assert torch.equal(big.x_val, base.x_val)
     assert not _row_set(big.x_train[4000:]) & _row_set(big.x_train[:4000])
+    small = load_mnist1d(0, n_pool=1000)  # a smaller pool is a prefix, scaled the same way
+    assert torch.equal(small.x_train, base.x_train[:1000]) and torch.equal(small.x_val, base.x_val)
     # reordering by seed keeps subset(n <= 4000) independent of the pool size
     assert torch.equal(load_mnist1d(2, n_pool=6000).x_train[:4000], load_mnist1d(2).x_train)
     assert get_task("mnist1d_mlp").load(0, n_pool=6000).n_train == 6000  # options reach the loader
@@ -101,7 +108,7 @@ def test_mnist1d_loading_leaves_global_rngs_alone() -> None:
     np.random.seed(123)
     expected = np.random.rand()
     np.random.seed(123)
-    tasks_module._mnist1d_generate(99)
+    tasks_module._mnist1d_generate.__wrapped__(99)  # uncached: really run it
     assert np.random.rand() == expected
 
 
