@@ -93,3 +93,13 @@ def test_plan_files_toml_and_yaml(tmp_path):
         StudyPlan.from_dict(load_plan_file(tmp_path / "bad.toml"))
     with pytest.raises(ValueError, match="does not exist"):
         load_plan_file(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("name", sorted(__import__("wdscale.study.plan", fromlist=["PRESETS"]).PRESETS))
+def test_every_preset_plans_a_valid_grid(name):
+    plan = preset(name)
+    runs = make_runs(plan, get_task(plan.task))
+    sizes = sorted({c.size for c in runs})
+    assert sizes[-1] / sizes[0] >= 4 and len({c.seed for c in runs}) >= 3
+    if plan.size_axis in ("width", "n_train", "batch_size"):
+        assert sizes[-1] / sizes[0] >= 16

@@ -74,6 +74,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": dict(task="mnist1d_mlp", sizes=[16, 32, 64, 128, 256, 512, 1024],
                  rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width"],
                  lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0, points_per_decade=4),
+    # the other findings (docs/findings.md); hours each on 2 cores, resumable from the store
+    "digits_width": dict(task="digits_mlp", sizes=[32, 64, 128, 256, 512],
+                         rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width"],
+                         seeds=3, decades=4.0),
+    "shakespeare_width": dict(task="shakespeare_char", sizes=[16, 32, 64, 128, 256],
+                              rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width"],
+                              seeds=3, decades=4.0),
+    "mnist1d_data": dict(task="mnist1d_mlp", size_axis="n_train", sizes=[250, 500, 1000, 2000, 4000], width=128,
+                         rules=["sum", "per_sample", "per_minibatch", "normalized", "timescale"],
+                         lr=0.01, epochs=40, seeds=3, decades=4.0),
+    "mnist1d_batch": dict(task="mnist1d_mlp", size_axis="batch_size", sizes=[16, 32, 64, 128, 256], width=128,
+                          rules=["sum", "per_sample", "per_minibatch", "normalized", "timescale"],
+                          lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0),
+    "mnist1d_depth": dict(task="mnist1d_mlp", size_axis="depth", sizes=[1, 2, 4, 8], width=128,
+                          rules=["sum", "decoupled", "mup", "completep"],
+                          lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0),
 }
 
 
