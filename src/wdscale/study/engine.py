@@ -437,7 +437,8 @@ def choose_k(model: nn.Module, batch_shape: Sequence[int], budget_bytes: int, *,
     itemsize = (dtype or params[0].dtype).itemsize
     n = sum(p.numel() for p in params)
     states = 1 if optimizer == "sgd" else 2
-    per_copy = n * (itemsize * (2 + states + 2 + 3) + 8)  # + 3 step temporaries + float64 lr
+    # parameter, gradient, optimizer state, per-element decay and lr, two step scratch buffers, one temporary
+    per_copy = n * itemsize * (2 + states + 2 + 3)
     outputs: list[int] = []
     meta = copy.deepcopy(model).to("meta")
     hooks = [m.register_forward_hook(lambda _m, _i, o: outputs.append(o.numel() if torch.is_tensor(o) else 0))
@@ -560,10 +561,10 @@ def prefer_batched(configs: Sequence[RunConfig], data: TaskData, model_fn: Model
     Times `steps` batched steps of all K against the same number of torch.optim steps of up to
     `max_sequential` of the K models (scaled to K), after a warm-up, best of `repeats`, A/B
     interleaved. The answer is cached per (task, width, depth, batch size, K, device, optimizer,
-    dtype): the grid's other runs of that shape get it for free."""
+    dtype, torch threads): the grid's other runs of that shape get it for free."""
     c0 = configs[0]
     key = (c0.task, c0.task_options, c0.width, c0.depth, c0.batch_size, len(configs), str(device),
-           c0.optimizer, str(dtype))
+           c0.optimizer, str(dtype), torch.get_num_threads())
     if key in _DECISIONS:
         return _DECISIONS[key]
     if len(configs) < 2:

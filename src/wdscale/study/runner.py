@@ -105,13 +105,10 @@ def plan_jobs(todo: Sequence[RunConfig], source: Source, *, device: str, batch: 
     for configs in groups.values():
         c0 = configs[0]
         what = f"{c0.size_axis}={c0.size} ({decay_mode(c0.rule, c0.optimizer)} decay, {len(configs)} runs)"
-        use_batch, why = False, "batched engine switched off (--no-batch)"
+        use_batch, why, size = False, "batched engine switched off (--no-batch)", 1
         if batch and len(configs) > 1:
-            use_batch, why, k = _decide(configs, source, device, memory_budget, max_k)
+            use_batch, why, size = _decide(configs, source, device, memory_budget, max_k, workers)
         if use_batch:
-            # enough jobs to keep every worker busy, none bigger than the memory budget allows
-            n_chunks = max(math.ceil(len(configs) / k), min(workers, len(configs)))
-            size = math.ceil(len(configs) / n_chunks)
             jobs += [Job(configs[i:i + size], True) for i in range(0, len(configs), size)]
             notes.append(f"{what}: batched, {math.ceil(len(configs) / size)} jobs of ≤{size} ({why})")
         else:
@@ -121,7 +118,9 @@ def plan_jobs(todo: Sequence[RunConfig], source: Source, *, device: str, batch: 
     return jobs, notes
 
 
-def _decide(configs, source, device, memory_budget, max_k) -> tuple[bool, str, int]:
+def _decide(configs, source, device, memory_budget, max_k, workers) -> tuple[bool, str, int]:
+    """Batch or not, and how many runs per job: measured at the job size and thread count the
+    workers will use, since the answer depends on both."""
     from .engine import can_batch, choose_k, prefer_batched
 
     data, model_fn = resolve_source(source, configs[0])
@@ -133,8 +132,20 @@ def _decide(configs, source, device, memory_budget, max_k) -> tuple[bool, str, i
         return False, why, 1
     x = data.x_train[: c0.batch_size]
     k = max(1, min(max_k, len(configs), choose_k(model, tuple(x.shape), memory_budget)))
-    faster, why = prefer_batched(configs[:k], data, model_fn, device=device)
-    return faster, why, k
+    # enough jobs to keep every worker busy, none bigger than the memory budget allows
+    n_jobs = max(math.ceil(len(configs) / k), min(workers, len(configs)))
+    size = math.ceil(len(configs) / n_jobs)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(_worker_threads(workers))
+    try:
+        faster, why = prefer_batched(configs[:size], data, model_fn, device=device)
+    finally:
+        torch.set_num_threads(threads)
+    return faster, why, size
+
+
+def _worker_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 # -- backends ---------------------------------------------------------------------------------------
@@ -166,8 +177,8 @@ class LocalBackend:
                     on_result(c, r)
             return
         ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(_worker_threads(workers),)) as pool:
             pending = {pool.submit(execute, job, source, device): job for job in jobs}
             try:
                 while pending:
