@@ -8,11 +8,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from wdscale.sgdw import SGDW
-from wdscale.study.config import RunConfig, TaskData
-from wdscale.study.engine import (BatchedOptimizer, BatchedTrainer, Layout, StepRule, can_batch, check_batch,
+from wdscale.study.config import TaskData
+from wdscale.study.engine import (BatchedOptimizer, BatchedTrainer, Layout, can_batch, check_batch,
                                   choose_k, prefer_batched, read_optimizer, train_batched)
 from wdscale.study.models import MLP, CharTransformer
 from wdscale.study.train import train_run
+from toy import mlp_fn, toy_config, toy_data as classification_data
+
+
+def config(**kw):
+    return toy_config(**{"lr": 3e-3, **kw})
+
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -125,22 +131,10 @@ def test_functional_step_is_torch_step(kind, dt):
 # -- train_batched vs train_run ------------------------------------------------------------------------
 
 
-def classification_data():
-    g = torch.Generator().manual_seed(0)
-    return TaskData(torch.randn(100, 8, generator=g), torch.randint(0, 4, (100,), generator=g),
-                    torch.randn(40, 8, generator=g), torch.randint(0, 4, (40,), generator=g), n_classes=4)
 
 
-def mlp_fn(width, depth):
-    return MLP(8, 4, width, depth)
 
 
-def config(**kw):
-    base = dict(task="toy", size_axis="width", size=16, width=16, depth=2, n_train=90, batch_size=16,
-                base_width=8, base_depth=2, rule="decoupled", setting=1e-2, optimizer="adamw", lr=3e-3,
-                epochs=3, seed=0)
-    base.update(kw)
-    return RunConfig(**base)
 
 
 def assert_same(a, b, tol=1e-9):

@@ -5,9 +5,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wdscale.study.config import RunConfig, TaskData
-from wdscale.study.models import MLP, CharTransformer
+from wdscale.study.config import TaskData
+from wdscale.study.models import CharTransformer
 from wdscale.study.train import build, evaluate, per_model_loss, train_run
+from toy import mlp_fn, toy_config, toy_data as data
+
+
+def config(**kw):
+    return toy_config(**{"lr": 1e-2, **kw})
+
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -20,22 +26,10 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def data():
-    g = torch.Generator().manual_seed(0)
-    return TaskData(torch.randn(100, 8, generator=g), torch.randint(0, 4, (100,), generator=g),
-                    torch.randn(40, 8, generator=g), torch.randint(0, 4, (40,), generator=g), n_classes=4)
 
 
-def mlp_fn(width, depth):
-    return MLP(8, 4, width, depth)
 
 
-def config(**kw):
-    base = dict(task="toy", size_axis="width", size=16, width=16, depth=2, n_train=90, batch_size=16,
-                base_width=8, base_depth=2, rule="decoupled", setting=1e-2, optimizer="adamw", lr=1e-2,
-                epochs=3, seed=0)
-    base.update(kw)
-    return RunConfig(**base)
 
 
 def test_a_run_trains_and_is_deterministic():

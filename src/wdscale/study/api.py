@@ -3,35 +3,16 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import nn
 
 from .config import TaskData
 from .plan import StudyPlan, make_runs
+from .tasks import Task
 from .runner import RunSummary, make_backend, register_custom, run_study
-
-
-@dataclass(frozen=True)
-class CustomTask:
-    """Stands in for a built-in Task: the user's model family, data and defaults."""
-
-    name: str
-    kind: str
-    default_widths: tuple[int, ...]
-    base_width: int
-    default_depth: int
-    default_n_train: int
-    default_batch_size: int
-    default_epochs: int
-    default_lr: dict[str, float]
-    model_fn: Callable[[int, int], nn.Module]
-
-    def make_model(self, width: int, depth: Optional[int] = None) -> nn.Module:
-        return self.model_fn(width, self.default_depth if depth is None else depth)
 
 
 def as_task_data(data: Any) -> TaskData:
@@ -120,11 +101,12 @@ class Study:
                 raise ValueError(f"give {key}= for your own model (the built-in tasks have defaults, yours does not)")
         self.model_fn = _two_arg(model_fn, size_axis, width)
         self.plan = StudyPlan(task=name, **{"width": width, **plan})
-        self.task = CustomTask(
-            name=name, kind=task_data.kind, default_widths=tuple(sizes), base_width=width,
-            default_depth=plan.get("depth") or 1, default_n_train=task_data.n_train,
-            default_batch_size=plan["batch_size"], default_epochs=plan["epochs"],
-            default_lr={k: plan["lr"] for k in ("sgd", "adam", "adamw")}, model_fn=self.model_fn,
+        self.task = Task(
+            name=name, description="your own model and data", kind=task_data.kind,
+            default_widths=tuple(sizes), base_width=width, default_depth=plan.get("depth") or 1,
+            default_n_train=task_data.n_train, default_batch_size=plan["batch_size"],
+            default_epochs=plan["epochs"], default_lr={k: plan["lr"] for k in ("sgd", "adam", "adamw")},
+            loader=lambda seed=0: task_data, model_factory=self.model_fn,
         )
         self.source = register_custom(name, task_data, self.model_fn)
 

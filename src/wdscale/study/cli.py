@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from .plan import PRESETS, StudyPlan, load_plan_file, preset
+from .plan import PRESETS, StudyPlan, load_plan_file
 
 
 def _ints(s: str) -> list[int]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from ..rules import RULES, DataFacts, get_rule
+from ..rules import DataFacts, get_rule
 from .config import OPTIMIZERS, SIZE_AXES, RunConfig
 
 # Adam + coupled L2: the L2 gradient λw is divided by Adam's RMS gradient, so the same λ decays far

@@ -1,0 +1,23 @@
+"""A toy task shared by the trainer and engine tests: 100 random samples, 8 features, 4 classes."""
+import torch
+
+from wdscale.study.config import RunConfig, TaskData
+from wdscale.study.models import MLP
+
+
+def toy_data() -> TaskData:
+    g = torch.Generator().manual_seed(0)
+    return TaskData(torch.randn(100, 8, generator=g), torch.randint(0, 4, (100,), generator=g),
+                    torch.randn(40, 8, generator=g), torch.randint(0, 4, (40,), generator=g), n_classes=4)
+
+
+def mlp_fn(width: int, depth: int) -> MLP:
+    return MLP(8, 4, width, depth)
+
+
+def toy_config(**kw) -> RunConfig:
+    base = dict(task="toy", size_axis="width", size=16, width=16, depth=2, n_train=90, batch_size=16,
+                base_width=8, base_depth=2, rule="decoupled", setting=1e-2, optimizer="adamw", lr=1e-2,
+                epochs=3, seed=0)
+    base.update(kw)
+    return RunConfig(**base)
