@@ -103,3 +103,17 @@ def test_every_preset_plans_a_valid_grid(name):
     assert sizes[-1] / sizes[0] >= 4 and len({c.seed for c in runs}) >= 3
     if plan.size_axis in ("width", "n_train", "batch_size"):
         assert sizes[-1] / sizes[0] >= 16
+
+
+def test_planning_leaves_cached_task_data_usable():
+    """Planning builds every model; a model_fn that loads and caches data while it builds (the
+    char transformer reads its vocabulary) must leave real tensors in the cache, not meta ones."""
+    from wdscale.study import tasks
+
+    tasks._DATA_CACHE.clear()
+    for fn in (tasks._shakespeare_corpus, tasks.shakespeare_vocab):
+        if hasattr(fn, "cache_clear"):
+            fn.cache_clear()
+    make_runs(preset("shakespeare_width"), get_task("shakespeare_char"))
+    data = get_task("shakespeare_char").load(0)
+    assert data.x_train.device.type == "cpu" and int(data.x_train[:2].sum()) >= 0

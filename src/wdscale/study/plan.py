@@ -214,7 +214,7 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
     from ..optim import plan as apply_rule
 
     knobs = size_knobs(r, r.base_size)
-    with torch.device("meta"):  # only shapes are needed
+    with torch.random.fork_rng():  # only shapes are needed; leave the global RNG alone
         model = model_fn(knobs["width"], knobs["depth"])
     data = DataFacts(n_samples=knobs["n_train"], batch_size=knobs["batch_size"], epochs=r.epochs)
     rule_obj = get_rule(rule)
@@ -245,7 +245,9 @@ def check_models(r: Resolved, model_fn) -> None:
         knobs = size_knobs(r, size)
         where = f"{r.plan.size_axis}={size}"
         try:
-            with torch.device("meta"):
+            # real (CPU) modules, not the meta device: a model_fn may load or cache data as it
+            # builds, and tensors it made under a meta-device context would be unusable later
+            with torch.random.fork_rng():
                 model = model_fn(knobs["width"], knobs["depth"])
                 base = model_fn(knobs["base_width"], knobs["depth"])
         except Exception as e:
