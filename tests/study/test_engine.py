@@ -13,7 +13,7 @@ from wdscale.study.engine import (BatchedOptimizer, BatchedTrainer, Layout, can_
                                   choose_k, prefer_batched, read_optimizer, train_batched)
 from wdscale.study.models import MLP, CharTransformer
 from wdscale.study.train import train_run
-from toy import mlp_fn, toy_config, toy_data as classification_data
+from toy import mlp_fn, one_thread, toy_config, toy_data as classification_data  # noqa: F401 (one_thread: autouse fixture)
 
 
 def config(**kw):
@@ -21,14 +21,6 @@ def config(**kw):
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops gain nothing from threads, and on a busy machine each parallel op can wait a whole
-    scheduler slice for its second thread (~100x slower); restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class TinyMLP(nn.Module):

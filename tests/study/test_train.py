@@ -1,14 +1,13 @@
 """The sequential reference loop: statuses, determinism, what a run reports."""
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 
 from wdscale.study.config import TaskData
 from wdscale.study.models import CharTransformer
 from wdscale.study.train import build, evaluate, per_model_loss, train_run
-from toy import mlp_fn, toy_config, toy_data as data
+from toy import mlp_fn, one_thread, toy_config, toy_data as data  # noqa: F401 (one_thread: autouse fixture)
 
 
 def config(**kw):
@@ -16,14 +15,6 @@ def config(**kw):
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops gain nothing from threads, and on a busy machine each parallel op can wait a whole
-    scheduler slice for its second thread (~100x slower); restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 

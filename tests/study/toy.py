@@ -1,4 +1,5 @@
 """A toy task shared by the trainer and engine tests: 100 random samples, 8 features, 4 classes."""
+import pytest
 import torch
 
 from wdscale.study.config import RunConfig, TaskData
@@ -21,3 +22,13 @@ def toy_config(**kw) -> RunConfig:
                 epochs=3, seed=0)
     base.update(kw)
     return RunConfig(**base)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny ops gain nothing from threads, and on a busy machine each parallel op can wait a whole
+    scheduler slice for its second thread (~100x slower); restore the setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
