@@ -3,11 +3,13 @@ import os
 import signal
 
 import pytest
-import torch
 from torch import nn
 
 ray = pytest.importorskip("ray")
 
+import user_model  # noqa: E402
+from ray import cloudpickle  # noqa: E402
+from user_model import Fragile, load  # noqa: E402
 from wdscale.study import Study, StudyPlan, make_runs, run_study  # noqa: E402
 from wdscale.study.ray_backend import RayBackend  # noqa: E402
 from wdscale.study.runner import LocalBackend  # noqa: E402
@@ -20,18 +22,12 @@ TINY = dict(task="digits_mlp", sizes=[8, 16], rules=["sum", "decoupled"], seeds=
 
 @pytest.fixture(scope="module")
 def local_ray():
+    # the test helpers' module is not importable on Ray workers: ship it by value
+    cloudpickle.register_pickle_by_value(user_model)
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
-
-
-def digits():
-    from sklearn.datasets import load_digits
-
-    x, y = load_digits(return_X_y=True)
-    x, y = torch.tensor(x, dtype=torch.float32) / 16, torch.tensor(y)
-    return x[:300], y[:300], x[300:400], y[300:400]
 
 
 def test_ray_gives_the_same_runs_and_results_as_local(local_ray, tmp_path):
@@ -56,7 +52,7 @@ def test_a_killed_worker_is_retried_and_every_run_lands_once(local_ray, tmp_path
             os.kill(os.getpid(), signal.SIGKILL)
         return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
 
-    study = Study(model_fn, digits(), out=tmp_path / "s", sizes=[8, 16], rules=["sum"],
+    study = Study(model_fn, load(), out=tmp_path / "s", sizes=[8, 16], rules=["sum"],
                   settings={"sum": [1e-3, 1e-2, 1e-1]}, seeds=2, lr=1e-2, epochs=2, batch_size=50,
                   backend="ray", batch=False)
     study.run(progress=False)
@@ -67,18 +63,7 @@ def test_a_killed_worker_is_retried_and_every_run_lands_once(local_ray, tmp_path
 
 
 def test_a_failing_run_is_recorded_as_failed_not_retried(local_ray, tmp_path):
-    class Fragile(nn.Module):  # defined here so cloudpickle ships it by value to the Ray workers
-        def __init__(self, width):
-            super().__init__()
-            self.width = width
-            self.a, self.b = nn.Linear(64, width), nn.Linear(width, 10)
-
-        def forward(self, x):
-            if self.width == 16:
-                raise RuntimeError("boom at width 16")
-            return self.b(torch.relu(self.a(x)))
-
-    study = Study(Fragile, digits(), out=tmp_path, sizes=[8, 16], rules=["sum"], settings={"sum": [1e-3, 1e-2, 1e-1]},
+    study = Study(Fragile, load(), out=tmp_path, sizes=[8, 16], rules=["sum"], settings={"sum": [1e-3, 1e-2, 1e-1]},
                   seeds=1, lr=1e-2, epochs=1, batch_size=50, backend="ray")
     study.run(progress=False)
     df = study.results()

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from wdscale.study import Study, StudyPlan, make_runs, run_study
 from wdscale.study.runner import LocalBackend
 from wdscale.study.store import Store
 from wdscale.study.tasks import get_task
+from user_model import Fragile, load
 
 TINY = dict(task="digits_mlp", sizes=[8, 32], rules=["sum", "decoupled"], seeds=2, decades=1.0,
             points_per_decade=2, epochs=2, depth=1)
@@ -54,26 +54,8 @@ def test_diverging_runs_are_recorded_and_the_study_goes_on(tmp_path):
     assert df[df.status == "diverged"].val_loss.isna().all()
 
 
-class Fragile(nn.Module):
-    """Fails in its forward pass at width 16: a run that raises for its own reasons."""
-
-    def __init__(self, width):
-        super().__init__()
-        self.width = width
-        self.a, self.b = nn.Linear(64, width), nn.Linear(width, 10)
-
-    def forward(self, x):
-        if self.width == 16:
-            raise RuntimeError("boom at width 16")
-        return self.b(torch.relu(self.a(x)))
-
-
 def test_failing_runs_are_recorded_with_their_error_and_the_rest_finish(tmp_path):
-    from sklearn.datasets import load_digits
-
-    x, y = load_digits(return_X_y=True)
-    x, y = torch.tensor(x, dtype=torch.float32) / 16, torch.tensor(y)
-    study = Study(Fragile, (x[:300], y[:300], x[300:400], y[300:400]), out=tmp_path, sizes=[8, 16],
+    study = Study(Fragile, load(), out=tmp_path, sizes=[8, 16],
                   rules=["sum"], settings={"sum": [1e-3, 1e-2, 1e-1]}, seeds=1, lr=1e-2, epochs=1,
                   batch_size=50, workers=1)
     study.run(progress=False)

@@ -13,3 +13,17 @@ def load():
     x, y = load_digits(return_X_y=True)
     x, y = torch.tensor(x, dtype=torch.float32) / 16, torch.tensor(y)
     return x[:300], y[:300], x[300:400], y[300:400]
+
+
+class Fragile(nn.Module):
+    """Fails in its forward pass at width 16: a run that raises for its own reasons."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.width = width
+        self.a, self.b = nn.Linear(64, width), nn.Linear(width, 10)
+
+    def forward(self, x):
+        if self.width == 16:
+            raise RuntimeError("boom at width 16")
+        return self.b(torch.relu(self.a(x)))

@@ -33,7 +33,7 @@ def as_task_data(data: Any) -> TaskData:
                     f"(x_train, y_train, x_val, y_val) of tensors; got {type(data).__name__}")
 
 
-def _two_arg(model_fn: Callable[..., nn.Module], size_axis: str, fixed_width: int) -> Callable[[int, int], nn.Module]:
+def _two_arg(model_fn: Callable[..., nn.Module], size_axis: str) -> Callable[[int, int], nn.Module]:
     """The runner calls model_fn(width, depth); users write model_fn(size) or model_fn(width, depth)."""
     try:
         n = len([p for p in inspect.signature(model_fn).parameters.values()
@@ -99,7 +99,7 @@ class Study:
         for key in ("lr", "epochs", "batch_size"):
             if plan.get(key) is None:
                 raise ValueError(f"give {key}= for your own model (the built-in tasks have defaults, yours does not)")
-        self.model_fn = _two_arg(model_fn, size_axis, width)
+        self.model_fn = _two_arg(model_fn, size_axis)
         self.plan = StudyPlan(task=name, **{"width": width, **plan})
         self.task = Task(
             name=name, description="your own model and data", kind=task_data.kind,
