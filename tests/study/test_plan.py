@@ -36,6 +36,22 @@ def test_grids_are_centred_on_the_same_effective_decay():
     assert mid["timescale"] == pytest.approx(1 / (r.lr * mid["sum"] * steps_per_epoch), rel=1e-3)
 
 
+def test_extend_adds_decades_of_stronger_decay_at_one_end():
+    """+1 decade on mean adds 4 larger λ; on timescale it adds 4 smaller τ (stronger decay too)."""
+    base = StudyPlan(sizes=[32, 64], rules=["mean", "timescale", "sum"], epochs=2, decades=2.0)
+    wide = StudyPlan(sizes=[32, 64], rules=["mean", "timescale", "sum"], epochs=2, decades=2.0,
+                     extend={"mean": 1.0, "timescale": 1.0, "sum": -0.5})
+    grids = [{r: sorted({c.setting for c in make_runs(p, TASK) if c.rule == r}) for r in p.rules} for p in (base, wide)]
+    old, new = grids
+    assert new["mean"][: len(old["mean"])] == old["mean"]
+    assert len(new["mean"]) == len(old["mean"]) + 4
+    assert new["mean"][-1] == pytest.approx(old["mean"][-1] * 10, rel=1e-3)
+    assert new["timescale"][-len(old["timescale"]):] == old["timescale"]
+    assert new["timescale"][0] == pytest.approx(old["timescale"][0] / 10, rel=1e-3)
+    assert new["sum"][0] == pytest.approx(old["sum"][0] / 10 ** 0.5, rel=1e-3)
+    assert new["sum"][-1] == old["sum"][-1]
+
+
 def test_size_axes_set_the_right_knob():
     runs = make_runs(StudyPlan(size_axis="n_train", sizes=[250, 4000], rules=["sum"], seeds=1, width=64), TASK)
     assert {(c.n_train, c.width, c.base_width) for c in runs} == {(250, 64, 64), (4000, 64, 64)}
@@ -60,6 +76,8 @@ def test_size_axes_set_the_right_knob():
         (dict(settings={"sum": [0.1, 1.0]}), "at least 3 values"),
         (dict(settings={"mean": [0.1, 0.2, 1.0]}, rules=["sum"]), "rule\\(s\\) not in the plan: mean"),
         (dict(seeds=0), "seeds must be a positive integer"),
+        (dict(extend={"per_sample": 2.0}), "extend names rule 'per_sample', which is not in the plan"),
+        (dict(extend={"mean": 0}), r"extend\['mean'\] must be a non-zero number of decades, got 0"),
         (dict(lr=-1.0), "lr must be a finite number > 0"),
         (dict(rules=["sqrt_width"], optimizer="sgd"), "'sqrt_width' is defined for adam, adamw"),
     ],
@@ -117,3 +135,15 @@ def test_planning_leaves_cached_task_data_usable():
     make_runs(preset("shakespeare_width"), get_task("shakespeare_char"))
     data = get_task("shakespeare_char").load(0)
     assert data.x_train.device.type == "cpu" and int(data.x_train[:2].sum()) >= 0
+
+
+def test_cli_extend_flag_adds_to_the_presets_extension(capsys):
+    from wdscale.cli import build_parser
+    from wdscale.study.cli import build_plan
+
+    args = build_parser().parse_args(["study", "run", "--out", "x", "--preset", "full", "--extend", "sum=-1, mean=2"])
+    assert build_plan(args).extend == {"mean": 2.0, "sum": -1.0}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["study", "run", "--out", "x", "--extend", "mean:2"])
+    err = capsys.readouterr().err
+    assert "expected RULE=DECADES" in err and "'mean:2'" in err

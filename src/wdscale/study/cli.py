@@ -19,6 +19,19 @@ def _strs(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
 
+def _extend(s: str) -> dict[str, float]:
+    out = {}
+    for item in _strs(s):
+        rule, sep, dec = item.partition("=")
+        try:
+            out[rule.strip()] = float(dec)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected RULE=DECADES[,RULE=DECADES...], e.g. mean=3, got {item!r}")
+    return out
+
+
 def _floats(s: str) -> list[float]:
     try:
         return [float(x) for x in s.split(",") if x.strip()]
@@ -43,6 +56,8 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
             raise ValueError("--settings sets one rule's grid: use it with exactly one --rules entry "
                              "(or give a settings table per rule in --config)")
         d["settings"] = {d["rules"][0]: args.settings}
+    if args.extend:
+        d["extend"] = {**d.get("extend", {}), **args.extend}
     if args.decay_vectors:
         d["decay_vectors"] = True
     return StudyPlan.from_dict(d)
@@ -140,6 +155,8 @@ def add_study_parser(sub: Any) -> None:
     p.add_argument("--seeds", type=int)
     p.add_argument("--points-per-decade", dest="points_per_decade", type=int)
     p.add_argument("--decades", type=float, help="width of the decay grid in decades")
+    p.add_argument("--extend", type=_extend,
+                   help="add decades of stronger (+) or weaker (-) decay to a rule's grid, e.g. mean=3")
     p.add_argument("--lr", type=float)
     p.add_argument("--momentum", type=float)
     p.add_argument("--epochs", type=int)

@@ -34,6 +34,10 @@ class StudyPlan:
     optimizer: str = "adamw"
     seeds: int = 3
     settings: Optional[dict[str, list[float]]] = None  # explicit grid per rule; else the centred grid
+    # decades added to one end of a rule's centred grid: +3 adds 3 decades of larger decay (λ up,
+    # τ down), -1 one decade of smaller decay. For a rule whose optimum is expected to move far
+    # with size (`mean` at λ ∝ P over a width study).
+    extend: dict[str, float] = field(default_factory=dict)
     points_per_decade: int = 4
     decades: float = 3.0
     anchor_total_decay: float = 3.0  # η_g λ_g × total steps at the grid centre, base size, hidden weights
@@ -73,7 +77,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the published figures (docs/findings.md): 64x in width, a grid wide enough for `mean`
     "full": dict(task="mnist1d_mlp", sizes=[16, 32, 64, 128, 256, 512, 1024],
                  rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width"],
-                 lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0, points_per_decade=4),
+                 lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0, points_per_decade=4,
+                 extend={"mean": 3.0}),
+    # the same width study under SGD + momentum (sqrt_width is an Adam rule); 32x to keep it under 20 min
+    "sgd_width": dict(task="mnist1d_mlp", sizes=[16, 32, 64, 128, 256, 512], optimizer="sgd", lr=0.1,
+                      rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup"],
+                      epochs=40, n_train=2000, seeds=3, decades=4.0, points_per_decade=4, extend={"mean": 3.0}),
     # the other findings (docs/findings.md); hours each on 2 cores, resumable from the store
     "digits_width": dict(task="digits_mlp", sizes=[32, 64, 128, 256, 512],
                          rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width"],
@@ -181,6 +190,11 @@ def resolve(plan: StudyPlan, task) -> Resolved:
     depth = _positive_int("depth", plan.depth if plan.depth is not None else task.default_depth)
     base_size = plan.base_size if plan.base_size is not None else sizes[0]
     _positive_int("base_size", base_size)
+    for rule_name, dec in plan.extend.items():
+        if rule_name not in plan.rules:
+            raise ValueError(f"extend names rule {rule_name!r}, which is not in the plan's rules {plan.rules}")
+        if isinstance(dec, bool) or not isinstance(dec, (int, float)) or not math.isfinite(dec) or dec == 0:
+            raise ValueError(f"extend[{rule_name!r}] must be a non-zero number of decades, got {dec!r}")
     if plan.settings is not None:
         unknown = sorted(set(plan.settings) - set(plan.rules))
         if unknown:
@@ -231,7 +245,13 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
     # λ-rules: weight_decay ∝ setting; τ-rules: weight_decay ∝ 1/τ
     centre = target_wd / a.weight_decay if rule_obj.takes == "weight_decay" else a.weight_decay / target_wd
     half = round(r.plan.decades * r.plan.points_per_decade / 2)
-    return [float(f"{centre * 10 ** (k / r.plan.points_per_decade):.4g}") for k in range(-half, half + 1)]
+    lo, hi = -half, half
+    # `extend` is in decades of decay strength; for τ-rules stronger decay is a smaller τ
+    more = round(r.plan.extend.get(rule, 0.0) * r.plan.points_per_decade)
+    if rule_obj.takes != "weight_decay":
+        more = -more
+    lo, hi = min(lo, lo + more), max(hi, hi + more)
+    return [float(f"{centre * 10 ** (k / r.plan.points_per_decade):.4g}") for k in range(lo, hi + 1)]
 
 
 def check_models(r: Resolved, model_fn) -> None:
