@@ -30,7 +30,8 @@ def small_study() -> pd.DataFrame:
                     rows.append(dict(task="toy", optimizer="sgd", rule=rule, size_axis="width",
                                      size=size, setting=float(s), setting_name=name, seed=seed,
                                      status="ok", val_loss=1 + 0.05 * d2 + 0.003 * r.standard_normal(),
-                                     val_acc=0.9 - 0.01 * d2, wall_time=3.0))
+                                     val_acc=0.9 - 0.01 * d2, wall_time=3.0,
+                                     steps=10, batch_size=4))
     df = pd.DataFrame(rows)
     tail = (df["rule"] == "flat") & (df["setting"] >= 0.3)
     df.loc[tail, ["status", "val_loss"]] = ["diverged", np.nan]
@@ -74,6 +75,9 @@ def test_markdown_content(report):
     assert "inconclusive: optimum at grid edge" in md and "EDGE" in md
     assert "τ\\*" in md  # τ-rules talk about τ*, escaped for markdown
     assert "## How to read this" in md
+    # cost of finding λ: 11 proxy runs of 3 s + one target run, vs 11 target runs (one seed)
+    assert "| toy | sgd | indep | width 16 → 64 | 11 |" in md and "| 36 / 33 | ×0.9 |" in md
+    assert "saved (params × samples)" not in md  # a toy task's parameter count is unknown
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
         assert (out / link).is_file()
 
@@ -82,7 +86,7 @@ def test_html_is_standalone_and_images_resolve(report):
     _, out, files = report
     page = (out / "report.html").read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page and "</html>" in page
-    assert page.count("<table>") == 2 and "<th>verdict</th>" in page
+    assert page.count("<table>") == 3 and "<th>verdict</th>" in page  # verdicts, optima, cost
     srcs = re.findall(r'<img src="([^"]+)"', page)
     assert len(srcs) == 4
     for src in srcs:

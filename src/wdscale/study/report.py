@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from wdscale.study.analysis import SERIES_KEYS, StudyAnalysis, analyze, mean_curves
+from wdscale.study.cost import SearchCost, builtin_n_params, search_cost
 
 FIG_DIR = "figures"
 
@@ -334,6 +335,31 @@ def _optima_table(optima: pd.DataFrame) -> Table:
     return Table(header, rows)
 
 
+def _cost_table(costs: list) -> Table:
+    has_p = any(np.isfinite(c.sweep_param_samples) for c in costs)
+    header = ["task", "optimizer", "rule", "proxy → target", "settings", "proxy's best", "loss: transferred",
+              "loss: target sweep", "regret", "core-s: transfer / sweep", "saved (time)"]
+    header += ["saved (params × samples)"] if has_p else []
+    rows = []
+    for c in costs:
+        row = [c.task, c.optimizer, c.rule, f"{c.size_axis} {c.proxy_size} → {c.target_size}", str(c.n_settings),
+               f"{_sym(c.setting_name)} = {_g(c.proxy_setting)}", _g(c.transfer_loss, 4), _g(c.sweep_loss, 4),
+               f"{100 * c.regret:.2f}%" if np.isfinite(c.regret) else "∞ (diverges)",
+               f"{c.transfer_seconds:.0f} / {c.sweep_seconds:.0f}", f"×{c.seconds_saved:.1f}"]
+        if has_p:
+            row.append(f"×{c.sweep_param_samples / c.transfer_param_samples:.1f}")
+        rows.append(tuple(row))
+    return Table(tuple(header), tuple(rows))
+
+
+COST_TEXT = (
+    "Two ways to find the setting at the largest size: sweep the grid at a small proxy (the "
+    "largest size at most 1/16 of the target, else the smallest) and train the target once with "
+    "the proxy's best grid setting under the rule; or sweep the whole grid at the target. Both "
+    "losses are measured at the target (mean over seeds); compute is for one seed, in measured "
+    "core-seconds and, for built-in models, in parameters × samples seen (∝ training FLOPs)."
+)
+
 HOW_TO_READ = (
     "Each loss figure is the picture of μP's Figure 1 for weight decay: validation loss against "
     "the swept decay setting, one curve per size, a star at each size's optimum (λ*, or τ* for "
@@ -355,7 +381,7 @@ HOW_TO_READ = (
 
 
 def _blocks(runs: pd.DataFrame, a: StudyAnalysis, title: str, drift_figs: list,
-            curve_figs: list) -> list:
+            curve_figs: list, costs: Sequence[SearchCost] = ()) -> list:
     table = a.table()
     optima = a.optima_frame()
     blocks: list = [Heading(title, 1), Heading("What was run", 2), _what_was_run(runs, a),
@@ -367,8 +393,10 @@ def _blocks(runs: pd.DataFrame, a: StudyAnalysis, title: str, drift_figs: list,
                                        for r in edge.itertuples())
             + " the best setting is at the edge of the swept grid for some sizes, so the true "
               "optimum lies outside the grid and these rows make no transfer claim."))
-    blocks += [Heading("Optimal setting per rule and size", 2), _optima_table(optima),
-               Heading("Figures", 2), Heading("How the optimum moves with size", 3)]
+    blocks += [Heading("Optimal setting per rule and size", 2), _optima_table(optima)]
+    if costs:
+        blocks += [Heading("Cost of finding the setting", 2), Paragraph(COST_TEXT), _cost_table(list(costs))]
+    blocks += [Heading("Figures", 2), Heading("How the optimum moves with size", 3)]
     blocks += drift_figs
     blocks += [Heading("Loss against the decay setting", 3)]
     blocks += curve_figs
@@ -423,7 +451,10 @@ def write_report(runs: pd.DataFrame, out_dir: Union[str, Path], title: str = "wd
         curve_figs.append(Figure(rel, f"{analysis.metric} against setting — {' — '.join(map(str, key))}",
                                  f"{key[2]} — {key[1]} — {key[0]}: one curve per {key[3]}."))
 
-    blocks = _blocks(runs, analysis, title, drift_figs, curve_figs)
+    costs = []
+    if {"wall_time", "steps", "batch_size"}.issubset(runs.columns):
+        costs = search_cost(runs, metric=analysis.metric, n_params=builtin_n_params(runs))
+    blocks = _blocks(runs, analysis, title, drift_figs, curve_figs, costs)
     (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     (out / "report.html").write_text(to_html(blocks, title), encoding="utf-8")
     files["md"] = out / "report.md"

@@ -1,0 +1,148 @@
+"""What finding the decay setting costs: a sweep on a small proxy, transferred, vs a sweep at the target.
+
+For each series (task, optimizer, rule, size axis) of a stored study:
+
+  transfer  sweep the grid at the proxy size, keep its best grid setting, train the target once
+            with it                     -> loss at the target, proxy sweep + one target run
+  sweep     sweep the same grid at the target, keep the best -> loss, the whole target sweep
+
+Both are read from runs already in the store: the target was swept at every grid setting, so the
+transferred setting's loss there is measured, not interpolated. Compute is counted for one seed
+(summed over runs, divided by the seeds at that size), two ways: the runs' measured wall time
+(one worker thread per run, so core-seconds) and, where parameter counts are known, parameters ×
+samples seen — proportional to training FLOPs (≈ 6·P·D) and free of the machine's noise.
+Transferring by a rule is how μTransfer tunes (Yang et al. 2022, "Tensor Programs V", §6).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+from .analysis import SERIES_KEYS, _prepare
+
+PROXY_FRACTION = 1 / 16  # the default proxy is the largest size at most this fraction of the target
+
+
+@dataclass(frozen=True)
+class SearchCost:
+    """One series: the loss each way of finding the setting reached at the target, and its cost.
+    *_seconds: core-seconds for one seed; *_param_samples: Σ parameters × samples seen (NaN when
+    parameter counts are unknown). regret: transfer_loss / sweep_loss − 1."""
+
+    task: str
+    optimizer: str
+    rule: str
+    size_axis: str
+    proxy_size: int
+    target_size: int
+    n_settings: int
+    proxy_setting: float
+    transfer_loss: float
+    sweep_setting: float
+    sweep_loss: float
+    transfer_seconds: float
+    sweep_seconds: float
+    transfer_param_samples: float
+    sweep_param_samples: float
+    setting_name: str = "lambda"
+
+    @property
+    def regret(self) -> float:
+        return self.transfer_loss / self.sweep_loss - 1 if self.sweep_loss else float("nan")
+
+    @property
+    def seconds_saved(self) -> float:
+        """How many times less compute (measured time) the transfer took than the sweep."""
+        return self.sweep_seconds / self.transfer_seconds if self.transfer_seconds > 0 else float("nan")
+
+
+def default_sizes(sizes: list[int]) -> tuple[int, int]:
+    """(proxy, target): the largest size, and the largest size ≤ 1/16 of it (else the smallest)."""
+    target = max(sizes)
+    small = [s for s in sizes if s <= target * PROXY_FRACTION]
+    return (max(small) if small else min(sizes)), target
+
+
+def _per_seed_mean(g: pd.DataFrame) -> pd.Series:
+    """Mean loss over seeds per setting (+inf where any seed diverged)."""
+    return g.groupby("setting")["loss"].agg(lambda v: np.inf if np.isinf(v).any() else v.mean())
+
+
+def _one_seed(g: pd.DataFrame, col: str) -> float:
+    return float(g[col].to_numpy(float).sum() / g["seed"].nunique())  # NaN stays NaN
+
+
+def search_cost(runs: pd.DataFrame, proxy_size: Optional[int] = None, target_size: Optional[int] = None,
+                metric: str = "val_loss",
+                n_params: Optional[Callable[[pd.Series], int]] = None) -> list[SearchCost]:
+    """One SearchCost per series. proxy_size/target_size default to `default_sizes` of each
+    series; n_params(row) gives the parameter count of a run (e.g. from its width and depth).
+    Raises ValueError when a named size is missing from a series, or when the target was not
+    run at the proxy's best setting (the grids differ)."""
+    df, _ = _prepare(runs, metric)
+    if n_params is not None:
+        p = df.apply(n_params, axis=1).astype(float)
+        df["param_samples"] = p * df["steps"].astype(float) * df["batch_size"].astype(float)
+    else:
+        df["param_samples"] = np.nan
+    df["wall_time"] = pd.to_numeric(df["wall_time"], errors="coerce").fillna(0.0)
+    out = []
+    for key, g in df.groupby(list(SERIES_KEYS), sort=True):
+        sizes = sorted(g["size"].unique().tolist())
+        proxy, target = default_sizes(sizes)
+        proxy = proxy if proxy_size is None else proxy_size
+        target = target if target_size is None else target_size
+        where = ", ".join(f"{k}={v}" for k, v in zip(SERIES_KEYS, key))
+        for name, s in (("proxy_size", proxy), ("target_size", target)):
+            if s not in sizes:
+                raise ValueError(f"{name}={s} is not a size of series ({where}); its sizes: {sizes}")
+        gp, gt = g[g["size"] == proxy], g[g["size"] == target]
+        mp, mt = _per_seed_mean(gp), _per_seed_mean(gt)
+        if not np.isfinite(mp).any() or not np.isfinite(mt).any():
+            continue  # everything diverged at one end: nothing was found there
+        chosen = float(mp.idxmin())
+        if chosen not in mt.index:
+            raise ValueError(f"series ({where}): the target {target} was not run at the proxy's best "
+                             f"setting {chosen:g}; transfer needs the same grid at both sizes")
+        at_chosen = gt[gt["setting"] == chosen]
+        out.append(SearchCost(
+            *key, proxy_size=int(proxy), target_size=int(target), n_settings=int(mt.size),
+            proxy_setting=chosen, transfer_loss=float(mt[chosen]),
+            sweep_setting=float(mt.idxmin()), sweep_loss=float(mt.min()),
+            transfer_seconds=_one_seed(gp, "wall_time") + _one_seed(at_chosen, "wall_time"),
+            sweep_seconds=_one_seed(gt, "wall_time"),
+            transfer_param_samples=_one_seed(gp, "param_samples") + _one_seed(at_chosen, "param_samples"),
+            sweep_param_samples=_one_seed(gt, "param_samples"),
+            setting_name=str(g["setting_name"].iloc[0]),
+        ))
+    return out
+
+
+def cost_frame(costs: list[SearchCost]) -> pd.DataFrame:
+    rows = [{**asdict(c), "regret": c.regret, "seconds_saved": c.seconds_saved} for c in costs]
+    return pd.DataFrame(rows)
+
+
+def builtin_n_params(runs: pd.DataFrame) -> Optional[Callable[[pd.Series], int]]:
+    """Parameter counts of the built-in tasks' models by (task, width, depth); None when a task
+    in `runs` is not built in (a user's model: its size is not known from the store)."""
+    from .tasks import TASKS
+
+    if not set(runs["task"]).issubset(TASKS) or not {"width", "depth"}.issubset(runs.columns):
+        return None
+    cache: dict = {}
+
+    def count(row: pd.Series) -> int:
+        k = (row["task"], int(row["width"]), int(row["depth"]))
+        if k not in cache:
+            import torch
+
+            with torch.random.fork_rng():
+                model = TASKS[k[0]].make_model(k[1], k[2])
+            cache[k] = sum(p.numel() for p in model.parameters())
+        return cache[k]
+
+    return count

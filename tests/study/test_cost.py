@@ -1,0 +1,77 @@
+"""cost.search_cost on a hand-built study whose every number is worked out below."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wdscale.study.cost import builtin_n_params, cost_frame, default_sizes, search_cost
+
+GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+# mean loss per setting: the proxy's best is 1e-2, the target's best is 1e-1
+LOSS = {16: [3.0, 2.0, 1.0, 2.0, 3.0], 64: [2.5, 1.8, 1.1, 1.3, 2.0], 256: [2.0, 1.5, 1.2, 1.0, 1.1]}
+
+
+def study(sizes=(16, 64, 256), grid=GRID, diverge_target_top=False) -> pd.DataFrame:
+    rows = []
+    for size in sizes:
+        for lam, loss in zip(grid, LOSS[size]):
+            for seed in (0, 1):
+                diverged = diverge_target_top and size == 256 and lam == grid[-1] and seed == 1
+                rows.append(dict(task="toy", optimizer="adamw", rule="sum", size_axis="width", size=size,
+                                 setting=lam, seed=seed, status="diverged" if diverged else "ok",
+                                 # seeds ±0.1 around the mean: the mean is exactly LOSS
+                                 val_loss=np.nan if diverged else loss + (0.1 if seed else -0.1),
+                                 wall_time=size / 16, steps=10, batch_size=4, width=size, depth=1))
+    return pd.DataFrame(rows)
+
+
+def test_transfer_vs_sweep_worked_by_hand():
+    (c,) = search_cost(study(), n_params=lambda row: row["width"] ** 2)
+    assert (c.proxy_size, c.target_size, c.n_settings) == (16, 256, 5)
+    assert c.proxy_setting == 1e-2 and c.sweep_setting == 1e-1
+    assert c.transfer_loss == pytest.approx(1.2) and c.sweep_loss == pytest.approx(1.0)
+    assert c.regret == pytest.approx(0.2)
+    # one seed: 5 proxy runs of 1 s + one target run of 16 s, vs 5 target runs of 16 s
+    assert c.transfer_seconds == pytest.approx(21.0) and c.sweep_seconds == pytest.approx(80.0)
+    assert c.seconds_saved == pytest.approx(80 / 21)
+    # P × samples seen, samples = 10 steps × batch 4
+    assert c.transfer_param_samples == pytest.approx(5 * 16**2 * 40 + 256**2 * 40)
+    assert c.sweep_param_samples == pytest.approx(5 * 256**2 * 40)
+
+
+def test_a_diverged_seed_makes_its_setting_unusable_but_its_time_counts():
+    (c,) = search_cost(study(diverge_target_top=True))
+    assert c.sweep_loss == pytest.approx(1.0) and c.sweep_setting == 1e-1
+    assert c.sweep_seconds == pytest.approx(80.0)
+    assert np.isnan(c.transfer_param_samples)  # no parameter counts given
+
+
+def test_named_sizes_and_frame():
+    (c,) = search_cost(study(), proxy_size=64, target_size=256)
+    assert c.proxy_setting == 1e-2 and c.transfer_seconds == pytest.approx(5 * 4 + 16)
+    f = cost_frame([c])
+    assert f.loc[0, "regret"] == pytest.approx(0.2) and f.loc[0, "rule"] == "sum"
+
+
+def test_default_proxy_is_at_most_a_sixteenth_of_the_target():
+    assert default_sizes([16, 32, 64, 128, 256, 512, 1024]) == (64, 1024)
+    assert default_sizes([16, 64]) == (16, 64)  # none small enough: the smallest
+
+
+def test_bad_sizes_and_mismatched_grids_are_named():
+    with pytest.raises(ValueError, match=r"proxy_size=32 is not a size of series .*sizes: \[16, 64, 256\]"):
+        search_cost(study(), proxy_size=32)
+    shifted = study()
+    shifted.loc[shifted["size"] == 256, "setting"] *= 3
+    with pytest.raises(ValueError, match="not run at the proxy's best setting 0.01"):
+        search_cost(shifted)
+
+
+def test_builtin_parameter_counts_match_the_formula():
+    runs = pd.DataFrame([dict(task="mnist1d_mlp", width=16, depth=2), dict(task="digits_mlp", width=32, depth=1)])
+    count = builtin_n_params(runs)
+    # MLP: in→w, (depth−1)×(w→w), w→10, each with a bias; MNIST-1D has 40 inputs, digits 64
+    assert count(runs.iloc[0]) == 40 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
+    assert count(runs.iloc[1]) == 64 * 32 + 32 + 32 * 10 + 10
+    assert builtin_n_params(pd.DataFrame([dict(task="mine", width=1, depth=1)])) is None
