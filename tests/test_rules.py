@@ -124,6 +124,26 @@ def test_timescale_holds_tau_for_every_group_at_every_width():
                     assert g["lr"] * g["weight_decay"] * tau_iter == pytest.approx(1.0, rel=1e-12)
 
 
+def test_on_a_width_axis_per_sample_is_sum_and_timescale_is_mup():
+    """The width studies leave out per_sample and timescale where these identities make them
+    repeat sum and mup run for run: the same (lr, weight_decay) for every group at every width."""
+    def groups(width, rule, opt_name, **setting):
+        return [(g["kind"], g["lr"], g["weight_decay"]) for g in wdscale.param_groups(
+            TinyMLP(width), rule=rule, lr=LR, base=TinyMLP(BASE), data=DATA, optimizer=opt_name, **setting)]
+
+    for width in WIDTHS:
+        for opt_name in ("adamw", "sgd"):
+            same = zip(groups(width, "per_sample", opt_name, weight_decay=LAM * N),
+                       groups(width, "sum", opt_name, weight_decay=LAM))
+            for a, b in same:
+                assert a[0] == b[0] and a[1:] == pytest.approx(b[1:], rel=1e-12)
+            # τ in epochs ↔ λ: η λ τ N/B = 1
+            same = zip(groups(width, "timescale", opt_name, tau=1 / (LR * LAM * N / B)),
+                       groups(width, "mup", opt_name, weight_decay=LAM))
+            for a, b in same:
+                assert a[0] == b[0] and a[1:] == pytest.approx(b[1:], rel=1e-12)
+
+
 def test_mean_per_weight_decay_falls_as_one_over_p():
     decays = {}
     for width in WIDTHS:
