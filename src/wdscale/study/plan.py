@@ -93,7 +93,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                               rules=["sum", "mean", "decoupled", "mup", "sqrt_width"],
                               seeds=3, decades=4.0, points_per_decade=3, extend={"mean": 3.0}),
     "mnist1d_data": dict(task="mnist1d_mlp", size_axis="n_train", sizes=[250, 500, 1000, 2000, 4000], width=128,
-                         rules=["sum", "per_sample", "per_minibatch", "normalized", "timescale"],
+                         rules=["sum", "per_sample", "per_minibatch", "normalized", "timescale", "power_lines"],
                          lr=0.01, epochs=40, seeds=3, decades=4.0),
     "mnist1d_batch": dict(task="mnist1d_mlp", size_axis="batch_size", sizes=[16, 32, 64, 128, 256], width=128,
                           rules=["sum", "per_sample", "per_minibatch", "normalized", "timescale"],
