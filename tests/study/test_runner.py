@@ -112,6 +112,11 @@ def test_cli_report_and_export(tmp_path, capsys):
 
     csv, pq = pd.read_csv(tmp_path / "runs.csv"), pd.read_parquet(tmp_path / "runs.parquet")
     assert len(csv) == len(pq) == 12 and set(csv.run_id) == set(pq.run_id)
+    # a study kept as its parquet export alone still reports, with the same numbers
+    md = (tmp_path / "report.md").read_text()
+    (tmp_path / "runs.sqlite").unlink()
+    assert main(["study", "report", out]) == 0
+    assert (tmp_path / "report.md").read_text() == md
     assert main(["study", "report", str(tmp_path / "nothing")]) == 2
     assert "holds no study" in capsys.readouterr().err
     assert main(["study", "run", "--out", out, "--rules", "sum,nope", "--no-progress"]) == 2

@@ -90,6 +90,11 @@ def _frame(out: Path):
 
     db = out / "runs.sqlite"
     if not db.exists():
+        # a finished study may be kept as its export alone (docs/findings/ commits runs.parquet, not the store)
+        if (out / "runs.parquet").exists():
+            import pandas as pd
+
+            return pd.read_parquet(out / "runs.parquet")
         raise ValueError(f"{str(out)!r} holds no study (no runs.sqlite): run `wdscale study run --out {out}` first")
     with Store(db) as store:
         return store.frame()
