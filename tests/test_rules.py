@@ -126,7 +126,15 @@ def test_timescale_holds_tau_for_every_group_at_every_width():
 
 def test_on_a_width_axis_per_sample_is_sum_and_timescale_is_mup():
     """The width studies leave out per_sample and timescale where these identities make them
-    repeat sum and mup run for run: the same (lr, weight_decay) for every group at every width."""
+    repeat sum and mup run for run: the same decay mode and (lr, weight_decay) for every group at
+    every width. Under SGD timescale is SGDW (decoupled) while mup is MuSGD (coupled): they differ."""
+    from wdscale.optim import decay_mode
+
+    assert decay_mode("per_sample", "sgd") == decay_mode("sum", "sgd") == "coupled"
+    assert decay_mode("per_sample", "adamw") == decay_mode("sum", "adamw") == "coupled"
+    assert decay_mode("timescale", "adamw") == decay_mode("mup", "adamw") == "decoupled"
+    assert decay_mode("timescale", "sgd") == "decoupled" != decay_mode("mup", "sgd")
+
     def groups(width, rule, opt_name, **setting):
         return [(g["kind"], g["lr"], g["weight_decay"]) for g in wdscale.param_groups(
             TinyMLP(width), rule=rule, lr=LR, base=TinyMLP(BASE), data=DATA, optimizer=opt_name, **setting)]
@@ -137,6 +145,8 @@ def test_on_a_width_axis_per_sample_is_sum_and_timescale_is_mup():
                        groups(width, "sum", opt_name, weight_decay=LAM))
             for a, b in same:
                 assert a[0] == b[0] and a[1:] == pytest.approx(b[1:], rel=1e-12)
+            if opt_name == "sgd":
+                continue
             # τ in epochs ↔ λ: η λ τ N/B = 1
             same = zip(groups(width, "timescale", opt_name, tau=1 / (LR * LAM * N / B)),
                        groups(width, "mup", opt_name, weight_decay=LAM))
