@@ -86,18 +86,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def _frame(out: Path):
-    from .store import Store
+    from .store import load_runs
 
-    db = out / "runs.sqlite"
-    if not db.exists():
-        # a finished study may be kept as its export alone (docs/findings/ commits runs.parquet, not the store)
-        if (out / "runs.parquet").exists():
-            import pandas as pd
-
-            return pd.read_parquet(out / "runs.parquet")
-        raise ValueError(f"{str(out)!r} holds no study (no runs.sqlite): run `wdscale study run --out {out}` first")
-    with Store(db) as store:
-        return store.frame()
+    return load_runs(out)
 
 
 def cmd_report(args: argparse.Namespace) -> None:

@@ -130,3 +130,18 @@ class Store:
                 df[m] = df[m].astype(float)
             df["setting_name"] = ["tau" if setting_kind(r) == "tau" else "lambda" for r in df["rule"]]
         return df
+
+
+def load_runs(study_dir: Union[str, Path]):
+    """Every stored run of the study in `study_dir`, one row each (a pandas DataFrame): from its
+    runs.sqlite, or from its runs.parquet export when the store is not there (docs/findings keeps
+    finished studies that way)."""
+    out = Path(study_dir)
+    if (out / "runs.sqlite").exists():
+        with Store(out / "runs.sqlite") as store:
+            return store.frame()
+    if (out / "runs.parquet").exists():
+        import pandas as pd
+
+        return pd.read_parquet(out / "runs.parquet")
+    raise ValueError(f"{str(out)!r} holds no study (no runs.sqlite): run `wdscale study run --out {out}` first")

@@ -1,0 +1,159 @@
+"""The tables and the summary figure of docs/findings.md, from the studies committed beside this file.
+
+    .venv/bin/python docs/findings/summarize.py
+
+rewrites every block of docs/findings.md between `<!-- begin:NAME -->` and `<!-- end:NAME -->`:
+NAME a study directory (its per-rule table) or `cost` (the cost of finding λ on the `full` study),
+and draws docs/findings/summary_regret.png (transfer regret per rule, one panel per study). Each
+study is read from its runs.parquet (or runs.sqlite); a study directory that is missing is named.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wdscale.study.analysis import analyze
+from wdscale.study.cost import builtin_n_params, search_cost
+from wdscale.study.store import load_runs
+
+HERE = Path(__file__).resolve().parent
+
+# directory -> what it varies, on what
+STUDIES = {
+    "full": "width · MNIST-1D MLP · AdamW",
+    "sgd_width": "width · MNIST-1D MLP · SGD",
+    "digits_width": "width · digits MLP · AdamW",
+    "shakespeare_width": "width · char transformer · AdamW",
+    "mnist1d_data": "training-set size · MNIST-1D MLP (w 128) · AdamW",
+    "mnist1d_batch": "batch size · MNIST-1D MLP (w 128) · AdamW",
+    "mnist1d_depth": "depth · MNIST-1D MLP (w 128) · AdamW",
+}
+
+
+def load(d: Path) -> pd.DataFrame | None:
+    return load_runs(d) if (d / "runs.parquet").exists() or (d / "runs.sqlite").exists() else None
+
+
+def fmt(x: float, digits: int = 2) -> str:
+    return "–" if not np.isfinite(x) else f"{x:.{digits}f}".replace("-", "−")
+
+
+def verdict_rows(name: str, label: str, runs: pd.DataFrame) -> list[dict]:
+    a = analyze(runs)
+    optima = a.optima_frame()
+    rows = []
+    for _, t in a.table().iterrows():
+        o = optima[optima["rule"] == t["rule"]].sort_values("size")
+        edge = o["at_edge"].any()
+        bound = "≥ " if edge else ""
+        rows.append(dict(
+            study=name, label=label, rule=t["rule"], sizes=f"{o['size'].iloc[0]} → {o['size'].iloc[-1]}",
+            drift="at grid edge" if edge else f"{fmt(t['slope'])} [{fmt(t['slope_lo'])}, {fmt(t['slope_hi'])}]",
+            fold=f"×{t['fold_change']:.3g}", regret=t["regret"], noise=t["noise"], edge=edge,
+            regret_txt=f"{bound}{100 * t['regret']:.1f} % ({100 * t['noise']:.1f} %)",
+            best=f"{o['best_loss'].iloc[-1]:.3f}", verdict=t["verdict"],
+        ))
+    return rows
+
+
+def cost_rows(name: str, label: str, runs: pd.DataFrame) -> list[dict]:
+    rows = []
+    for c in search_cost(runs, n_params=builtin_n_params(runs)):
+        rows.append(dict(study=name, label=label, rule=c.rule, proxy=c.proxy_size, target=c.target_size,
+                         settings=c.n_settings, transfer=c.transfer_loss, sweep=c.sweep_loss, regret=c.regret,
+                         t_transfer=c.transfer_seconds, t_sweep=c.sweep_seconds,
+                         p_saved=c.sweep_param_samples / c.transfer_param_samples))
+    return rows
+
+
+def study_table(rows: list[dict]) -> str:
+    out = ["| rule | sizes | drift exponent [90% CI] | fold change | transfer regret (noise) "
+           "| best loss at the largest size |", "|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r["regret"]):
+        out.append(f"| `{r['rule']}` | {r['sizes']} | {r['drift']} | {r['fold']} | {r['regret_txt']} | {r['best']} |")
+    return "\n".join(out)
+
+
+def cost_table(costs: list[dict]) -> str:
+    out = ["| rule | proxy → target | settings | loss: transferred | loss: sweep at target | regret "
+           "| core-s: transfer / sweep | compute saved (params × samples) |", "|---|---|---|---|---|---|---|---|"]
+    for c in sorted(costs, key=lambda c: c["regret"]):
+        out.append(f"| `{c['rule']}` | {c['proxy']} → {c['target']} | {c['settings']} | {c['transfer']:.3f} "
+                   f"| {c['sweep']:.3f} | {100 * c['regret']:.1f} % | {c['t_transfer']:.0f} / {c['t_sweep']:.0f} "
+                   f"| ×{c['p_saved']:.1f} |")
+    return "\n".join(out)
+
+
+def fill(doc: str, blocks: dict[str, str]) -> str:
+    """Replace the text between each block's markers; a block without markers is an error."""
+    for name, body in blocks.items():
+        begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
+        if begin not in doc or end not in doc:
+            raise SystemExit(f"docs/findings.md has no {begin} ... {end} markers for block {name!r}")
+        head, rest = doc.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        doc = f"{head}{begin}\n{body}\n{end}{tail}"
+    return doc
+
+
+def figure(verdicts: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = pd.DataFrame(verdicts)
+    studies = list(dict.fromkeys(df["study"]))
+    cols = min(3, len(studies))
+    rows = math.ceil(len(studies) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 2.9 * rows), squeeze=False)
+    for ax, s in zip(axes.flat, studies):
+        g = df[df["study"] == s].sort_values("regret", ascending=False)
+        y = np.arange(len(g))
+        reg = 100 * g["regret"].clip(lower=1e-3).to_numpy(float)
+        colors = ["#bbbbbb" if e else "#3b6ea8" for e in g["edge"]]
+        ax.barh(y, reg, color=colors, xerr=200 * g["noise"].to_numpy(float), ecolor="#444444", capsize=2)
+        ax.set_yticks(y, g["rule"])
+        ax.set_xscale("log")
+        ax.set_xlim(0.1, 200)
+        ax.set_title(g["label"].iloc[0], fontsize=9)
+        ax.set_xlabel("transfer regret, % (grey: ≥, optimum off the grid)", fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[len(studies):]:
+        ax.axis("off")
+    fig.suptitle("Loss lost at the largest size when the setting is tuned at the smallest (bars: ±2 s.e.)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    verdicts, blocks, missing = [], {}, []
+    for name, label in STUDIES.items():
+        runs = load(HERE / name)
+        if runs is None:
+            missing.append(name)
+            continue
+        rows = verdict_rows(name, label, runs)
+        verdicts += rows
+        blocks[name] = study_table(rows)
+        if name == "full":
+            blocks["cost"] = cost_table(cost_rows(name, label, runs))
+    if not verdicts:
+        print("no study found under", HERE, file=sys.stderr)
+        return 1
+    doc = HERE.parent / "findings.md"
+    doc.write_text(fill(doc.read_text(encoding="utf-8"), blocks), encoding="utf-8")
+    figure(verdicts, HERE / "summary_regret.png")
+    print(f"updated {doc} ({', '.join(blocks)}) and {HERE / 'summary_regret.png'}"
+          + (f"; not run yet: {', '.join(missing)}" if missing else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
