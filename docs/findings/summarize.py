@@ -136,7 +136,7 @@ def main() -> int:
     verdicts, blocks, missing = [], {}, []
     for name, label in STUDIES.items():
         runs = load(HERE / name)
-        if runs is None:
+        if runs is None or runs.empty:
             missing.append(name)
             continue
         rows = verdict_rows(name, label, runs)

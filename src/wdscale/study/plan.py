@@ -76,7 +76,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                   lr=0.01, epochs=40, n_train=2000, seeds=3, decades=2.5, points_per_decade=4),
     # the published figures (docs/findings.md): 64x in width, a grid wide enough for `mean`
     "full": dict(task="mnist1d_mlp", sizes=[16, 32, 64, 128, 256, 512, 1024],
-                 rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width"],
+                 rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width", "power_lines"],
                  lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0, points_per_decade=4,
                  extend={"mean": 3.0}),
     # the same width study under SGD + momentum (sqrt_width is an Adam rule); 32x to keep it under 20 min
