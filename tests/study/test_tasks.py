@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from wdscale.study.models import CNN1D, MLP, CharTransformer, default_n_heads
+from wdscale.study.models import CNN1D, MLP, CharTransformer, ResMLP, default_n_heads
 import wdscale.study.tasks as tasks_module
 from wdscale.study.tasks import TASKS, Task, get_task, load_mnist1d
 
@@ -170,6 +170,25 @@ def test_mlp_and_cnn_shapes_and_depth_check() -> None:
         MLP(40, 7, 24, 0)
 
 
+def test_resmlp_branches_are_scaled_residuals() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(5, 40)
+    plain, scaled = ResMLP(40, 10, 16, 3), ResMLP(40, 10, 16, 3, branch_scale=0.25)
+    scaled.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        for model, s in ((plain, 1.0), (scaled, 0.25)):
+            h = x @ model.input.weight.T + model.input.bias
+            for b in model.blocks:
+                h = h + s * (torch.relu(h) @ b.weight.T + b.bias)
+            assert torch.allclose(model(x), torch.relu(h) @ model.readout.weight.T + model.readout.bias, atol=1e-6)
+        assert not torch.allclose(plain(x), scaled(x))
+    # CompleteP's task scales branches by 1/depth
+    assert get_task("mnist1d_resmlp_completep").make_model(16, 4).branch_scale == 0.25
+    assert get_task("mnist1d_resmlp").make_model(16, 4).branch_scale == 1.0
+    with pytest.raises(ValueError, match="ResMLP depth must be >= 1, got 0"):
+        ResMLP(40, 10, 16, 0)
+
+
 def test_default_heads_divide_width() -> None:
     for width in (8, 16, 32, 48, 64, 96, 100, 256, 512):
         n = default_n_heads(width)
@@ -196,6 +215,7 @@ def test_transformer_is_causal() -> None:
 
 _FAMILIES = {
     "mlp": (lambda: MLP(40, 10, 24, 2), lambda: torch.randn(6, 40)),
+    "resmlp": (lambda: ResMLP(40, 10, 24, 3, branch_scale=1 / 3), lambda: torch.randn(6, 40)),
     "cnn": (lambda: CNN1D(40, 10, 12, 3), lambda: torch.randn(6, 40)),
     "transformer": (lambda: CharTransformer(30, 16, 32, 2), lambda: torch.randint(0, 30, (4, 16))),
 }

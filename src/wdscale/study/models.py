@@ -38,6 +38,31 @@ class MLP(nn.Module):
         return self.readout(h)
 
 
+class ResMLP(nn.Module):
+    """Pre-activation residual MLP: ``input`` Linear, ``depth`` blocks h ← h + s·W_l relu(h), then
+    relu and a Linear ``readout``. Parameters: ``input``, ``blocks.0..depth-1``, ``readout``.
+
+    ``branch_scale`` s multiplies every residual branch. s = 1 is the usual residual net; s = 1/depth
+    is CompleteP's depth parameterisation with α = 1 against a depth-1 base (branches × L^−α;
+    Dey et al. 2025, "Don't be lazy: CompleteP enables compute-efficient deep transformers").
+    """
+
+    def __init__(self, in_dim: int, n_classes: int, width: int, depth: int, branch_scale: float = 1.0) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"ResMLP depth must be >= 1, got {depth}")
+        self.input = nn.Linear(in_dim, width)
+        self.blocks = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
+        self.readout = nn.Linear(width, n_classes)
+        self.branch_scale = float(branch_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.input(x.flatten(1))
+        for block in self.blocks:
+            h = h + self.branch_scale * block(F.relu(h))
+        return self.readout(F.relu(h))
+
+
 class CNN1D(nn.Module):
     """1-D convnet for sequences like MNIST-1D's (N, L) signals.
 

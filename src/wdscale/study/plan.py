@@ -101,6 +101,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mnist1d_depth": dict(task="mnist1d_mlp", size_axis="depth", sizes=[1, 2, 4, 8], width=128,
                           rules=["sum", "decoupled", "mup", "completep"],
                           lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0),
+    # depth on residual nets: CompleteP's optimizer half at fixed width and α = 1 is plain AdamW, so
+    # the rule is tested with its forward half (branches × 1/depth) against the usual residual net
+    "resmlp_depth": dict(task="mnist1d_resmlp", size_axis="depth", sizes=[1, 2, 4, 8], width=128,
+                         rules=["sum", "decoupled"], lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0),
+    "resmlp_depth_completep": dict(task="mnist1d_resmlp_completep", size_axis="depth", sizes=[1, 2, 4, 8],
+                                   width=128, rules=["sum", "completep"], lr=0.01, epochs=40, n_train=2000,
+                                   seeds=3, decades=4.0),
 }
 
 

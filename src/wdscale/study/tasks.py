@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .config import TaskData
-from .models import CNN1D, MLP, CharTransformer
+from .models import CNN1D, MLP, CharTransformer, ResMLP
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: hash by identity (default_lr is a dict)
@@ -284,6 +284,35 @@ TASKS: dict[str, Task] = {
             default_lr={"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3},
             loader=load_mnist1d,
             model_factory=lambda w, d: MLP(MNIST1D_LEN, 10, w, d),
+        ),
+        Task(
+            name="mnist1d_resmlp",
+            description="MNIST-1D (4000 train / 1000 val 1-D signals, 10 classes), residual MLP",
+            kind="classification",
+            default_widths=(32, 64, 128, 256, 512),
+            base_width=32,
+            default_depth=2,
+            default_n_train=4000,
+            default_batch_size=128,
+            default_epochs=100,
+            default_lr={"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3},
+            loader=load_mnist1d,
+            model_factory=lambda w, d: ResMLP(MNIST1D_LEN, 10, w, d),
+        ),
+        Task(
+            # the `completep` rule's forward half: branches × 1/depth (α = 1, base depth 1)
+            name="mnist1d_resmlp_completep",
+            description="MNIST-1D, residual MLP with CompleteP branches (× 1/depth, base depth 1)",
+            kind="classification",
+            default_widths=(32, 64, 128, 256, 512),
+            base_width=32,
+            default_depth=2,
+            default_n_train=4000,
+            default_batch_size=128,
+            default_epochs=100,
+            default_lr={"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3},
+            loader=load_mnist1d,
+            model_factory=lambda w, d: ResMLP(MNIST1D_LEN, 10, w, d, branch_scale=1.0 / d),
         ),
         Task(
             name="mnist1d_cnn",
