@@ -94,6 +94,13 @@ def test_html_is_standalone_and_images_resolve(report):
     assert "<td>tau_rule</td>" in page
 
 
+def test_no_cost_table_on_the_batch_size_axis(tmp_path):
+    runs = small_study().assign(size_axis="batch_size")
+    write_report(runs, tmp_path, analysis=analyze(runs, n_boot=10))
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "## Verdict per rule" in md and "Cost of finding the setting" not in md
+
+
 def test_runs_analysis_itself_when_not_given(tmp_path):
     runs = small_study()
     files = write_report(runs[runs["rule"] != "tau_rule"], tmp_path)

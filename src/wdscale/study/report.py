@@ -452,8 +452,10 @@ def write_report(runs: pd.DataFrame, out_dir: Union[str, Path], title: str = "wd
                                  f"{key[2]} — {key[1]} — {key[0]}: one curve per {key[3]}."))
 
     costs = []
-    if {"wall_time", "steps", "batch_size"}.issubset(runs.columns):
-        costs = search_cost(runs, metric=analysis.metric, n_params=builtin_n_params(runs))
+    # a proxy is only cheaper where compute grows with size: not on the batch-size axis
+    cheap_proxy = runs[runs["size_axis"] != "batch_size"]
+    if {"wall_time", "steps", "batch_size"}.issubset(runs.columns) and len(cheap_proxy):
+        costs = search_cost(cheap_proxy, metric=analysis.metric, n_params=builtin_n_params(cheap_proxy))
     blocks = _blocks(runs, analysis, title, drift_figs, curve_figs, costs)
     (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     (out / "report.html").write_text(to_html(blocks, title), encoding="utf-8")
