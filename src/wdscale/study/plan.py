@@ -86,7 +86,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the other findings (docs/findings.md); hours each on 2 cores, resumable from the store
     "digits_width": dict(task="digits_mlp", sizes=[32, 64, 128, 256, 512],
                          rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width"],
-                         seeds=3, decades=4.0, points_per_decade=3, extend={"mean": 3.0}),
+                         epochs=50, seeds=3, decades=4.0, points_per_decade=3, extend={"mean": 3.0}),
     # widths 8-128: a width-256 run takes ~30 core-s. On a width axis per_sample is sum with λ×N and
     # timescale is mup with λ = 1/(η τ_iter) (same AdamW groups), so those two are left out here.
     "shakespeare_width": dict(task="shakespeare_char", sizes=[8, 16, 32, 64, 128],
