@@ -24,11 +24,10 @@ def _extend(s: str) -> dict[str, float]:
     for item in _strs(s):
         rule, sep, dec = item.partition("=")
         try:
-            out[rule.strip()] = float(dec)
+            out[rule.strip()] = float(dec if sep else "not a number")
         except ValueError:
-            sep = ""
-        if not sep:
-            raise argparse.ArgumentTypeError(f"expected RULE=DECADES[,RULE=DECADES...], e.g. mean=3, got {item!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected RULE=DECADES[,RULE=DECADES...], e.g. mean=3, got {item!r}") from None
     return out
 
 

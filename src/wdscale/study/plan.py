@@ -83,7 +83,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "sgd_width": dict(task="mnist1d_mlp", sizes=[16, 32, 64, 128, 256, 512], optimizer="sgd", lr=0.1,
                       rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup"],
                       epochs=40, n_train=2000, seeds=3, decades=4.0, points_per_decade=4, extend={"mean": 3.0}),
-    # the other findings (docs/findings.md); hours each on 2 cores, resumable from the store
+    # the other findings (docs/findings.md); 5-45 min each on 2 cores, resumable from the store
     "digits_width": dict(task="digits_mlp", sizes=[32, 64, 128, 256, 512],
                          rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width"],
                          epochs=50, seeds=3, decades=4.0, points_per_decade=3, extend={"mean": 3.0}),
