@@ -31,6 +31,8 @@ STUDIES = {
     "mnist1d_data": "training-set size · MNIST-1D MLP (w 128) · AdamW",
     "mnist1d_batch": "batch size · MNIST-1D MLP (w 128) · AdamW",
     "mnist1d_depth": "depth · MNIST-1D MLP (w 128) · AdamW",
+    "resmlp_depth": "depth · residual MLP (w 128) · AdamW",
+    "resmlp_depth_completep": "depth · residual MLP, CompleteP branches · AdamW",
 }
 
 
