@@ -92,6 +92,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "shakespeare_width": dict(task="shakespeare_char", sizes=[8, 16, 32, 64, 128],
                               rules=["sum", "mean", "decoupled", "mup", "sqrt_width"],
                               seeds=3, decades=4.0, points_per_decade=3, extend={"mean": 3.0}),
+    # the transformer study's `mup` with the vectors (biases, LayerNorm gains and shifts) decayed too
+    "shakespeare_vectors": dict(task="shakespeare_char", sizes=[8, 16, 32, 64, 128], rules=["mup"],
+                                decay_vectors=True, seeds=3, decades=4.0, points_per_decade=3),
     "mnist1d_data": dict(task="mnist1d_mlp", size_axis="n_train", sizes=[250, 500, 1000, 2000, 4000], width=128,
                          rules=["sum", "per_sample", "per_minibatch", "normalized", "timescale", "power_lines"],
                          lr=0.01, epochs=40, seeds=3, decades=4.0),
