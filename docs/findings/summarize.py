@@ -33,6 +33,7 @@ STUDIES = {
     "mnist1d_depth": "depth · MNIST-1D MLP (w 128) · AdamW",
     "resmlp_depth": "depth · residual MLP (w 128) · AdamW",
     "resmlp_depth_completep": "depth · residual MLP, CompleteP branches · AdamW",
+    "shakespeare_vectors": "width · char transformer · AdamW · vectors decayed",
 }
 
 
@@ -87,6 +88,18 @@ def cost_table(costs: list[dict]) -> str:
         out.append(f"| `{c['rule']}` | {c['proxy']} → {c['target']} | {c['settings']} | {c['transfer']:.3f} "
                    f"| {c['sweep']:.3f} | {100 * c['regret']:.1f} % | {c['t_transfer']:.0f} / {c['t_sweep']:.0f} "
                    f"| ×{c['p_saved']:.1f} |")
+    return "\n".join(out)
+
+
+def vectors_table(without: pd.DataFrame, with_: pd.DataFrame, rule: str = "mup") -> str:
+    """λ* and best loss per width for one rule, vectors (biases, norm gains) undecayed vs decayed."""
+    a = analyze(without[without["rule"] == rule]).optima_frame().set_index("size")
+    b = analyze(with_[with_["rule"] == rule]).optima_frame().set_index("size")
+    out = ["| width | λ\\* vectors undecayed | λ\\* vectors decayed | best loss undecayed | best loss decayed |",
+           "|---|---|---|---|---|"]
+    for size in sorted(set(a.index) & set(b.index)):
+        out.append(f"| {size} | {a.loc[size, 'setting_star']:.3g} | {b.loc[size, 'setting_star']:.3g} "
+                   f"| {a.loc[size, 'best_loss']:.3f} | {b.loc[size, 'best_loss']:.3f} |")
     return "\n".join(out)
 
 
@@ -146,6 +159,8 @@ def main() -> int:
         blocks[name] = study_table(rows)
         if name == "full":
             blocks["cost"] = cost_table(cost_rows(name, label, runs))
+        if name == "shakespeare_vectors" and load(HERE / "shakespeare_width") is not None:
+            blocks["vectors"] = vectors_table(load(HERE / "shakespeare_width"), runs)
     if not verdicts:
         print("no study found under", HERE, file=sys.stderr)
         return 1
