@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wdscale.study.analysis import analyze
-from wdscale.study.cost import builtin_n_params, search_cost
+from wdscale.study.analysis import StudyAnalysis, analyze
+from wdscale.study.cost import SearchCost, builtin_n_params, search_cost
 from wdscale.study.store import load_runs
 
 HERE = Path(__file__).resolve().parent
@@ -45,8 +45,7 @@ def fmt(x: float, digits: int = 2) -> str:
     return "–" if not np.isfinite(x) else f"{x:.{digits}f}".replace("-", "−")
 
 
-def verdict_rows(name: str, label: str, runs: pd.DataFrame) -> list[dict]:
-    a = analyze(runs)
+def verdict_rows(name: str, label: str, a: StudyAnalysis) -> list[dict]:
     optima = a.optima_frame()
     rows = []
     for _, t in a.table().iterrows():
@@ -63,16 +62,6 @@ def verdict_rows(name: str, label: str, runs: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def cost_rows(name: str, label: str, runs: pd.DataFrame) -> list[dict]:
-    rows = []
-    for c in search_cost(runs, n_params=builtin_n_params(runs)):
-        rows.append(dict(study=name, label=label, rule=c.rule, proxy=c.proxy_size, target=c.target_size,
-                         settings=c.n_settings, transfer=c.transfer_loss, sweep=c.sweep_loss, regret=c.regret,
-                         t_transfer=c.transfer_seconds, t_sweep=c.sweep_seconds,
-                         p_saved=c.sweep_param_samples / c.transfer_param_samples))
-    return rows
-
-
 def study_table(rows: list[dict]) -> str:
     out = ["| rule | sizes | drift exponent [90% CI] | fold change | transfer regret (noise) "
            "| best loss at the largest size |", "|---|---|---|---|---|---|"]
@@ -81,20 +70,19 @@ def study_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def cost_table(costs: list[dict]) -> str:
+def cost_table(costs: list[SearchCost]) -> str:
     out = ["| rule | proxy → target | settings | loss: transferred | loss: sweep at target | regret "
            "| core-s: transfer / sweep | compute saved (params × samples) |", "|---|---|---|---|---|---|---|---|"]
-    for c in sorted(costs, key=lambda c: c["regret"]):
-        out.append(f"| `{c['rule']}` | {c['proxy']} → {c['target']} | {c['settings']} | {c['transfer']:.3f} "
-                   f"| {c['sweep']:.3f} | {100 * c['regret']:.1f} % | {c['t_transfer']:.0f} / {c['t_sweep']:.0f} "
-                   f"| ×{c['p_saved']:.1f} |")
+    for c in sorted(costs, key=lambda c: c.regret):
+        out.append(f"| `{c.rule}` | {c.proxy_size} → {c.target_size} | {c.n_settings} | {c.transfer_loss:.3f} "
+                   f"| {c.sweep_loss:.3f} | {100 * c.regret:.1f} % | {c.transfer_seconds:.0f} / {c.sweep_seconds:.0f} "
+                   f"| ×{c.params_saved:.1f} |")
     return "\n".join(out)
 
 
-def vectors_table(without: pd.DataFrame, with_: pd.DataFrame, rule: str = "mup") -> str:
+def vectors_table(without: StudyAnalysis, with_: StudyAnalysis, rule: str = "mup") -> str:
     """λ* and best loss per width for one rule, vectors (biases, norm gains) undecayed vs decayed."""
-    a = analyze(without[without["rule"] == rule]).optima_frame().set_index("size")
-    b = analyze(with_[with_["rule"] == rule]).optima_frame().set_index("size")
+    a, b = (o[o["rule"] == rule].set_index("size") for o in (without.optima_frame(), with_.optima_frame()))
     out = ["| width | λ\\* vectors undecayed | λ\\* vectors decayed | best loss undecayed | best loss decayed |",
            "|---|---|---|---|---|"]
     for size in sorted(set(a.index) & set(b.index)):
@@ -148,19 +136,20 @@ def figure(verdicts: list[dict], path: Path) -> None:
 
 
 def main() -> int:
-    verdicts, blocks, missing = [], {}, []
+    verdicts, blocks, missing, analyses = [], {}, [], {}
     for name, label in STUDIES.items():
         runs = load(HERE / name)
         if runs is None or runs.empty:
             missing.append(name)
             continue
-        rows = verdict_rows(name, label, runs)
+        analyses[name] = analyze(runs)
+        rows = verdict_rows(name, label, analyses[name])
         verdicts += rows
         blocks[name] = study_table(rows)
         if name == "full":
-            blocks["cost"] = cost_table(cost_rows(name, label, runs))
-        if name == "shakespeare_vectors" and load(HERE / "shakespeare_width") is not None:
-            blocks["vectors"] = vectors_table(load(HERE / "shakespeare_width"), runs)
+            blocks["cost"] = cost_table(search_cost(runs, n_params=builtin_n_params(runs)))
+    if {"shakespeare_width", "shakespeare_vectors"} <= set(analyses):
+        blocks["vectors"] = vectors_table(analyses["shakespeare_width"], analyses["shakespeare_vectors"])
     if not verdicts:
         print("no study found under", HERE, file=sys.stderr)
         return 1

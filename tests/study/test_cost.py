@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wdscale.study.cost import builtin_n_params, cost_frame, default_sizes, search_cost
+from wdscale.study.cost import builtin_n_params, default_sizes, search_cost
 
 GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 # mean loss per setting: the proxy's best is 1e-2, the target's best is 1e-1
@@ -38,6 +38,7 @@ def test_transfer_vs_sweep_worked_by_hand():
     # P × samples seen, samples = 10 steps × batch 4
     assert c.transfer_param_samples == pytest.approx(5 * 16**2 * 40 + 256**2 * 40)
     assert c.sweep_param_samples == pytest.approx(5 * 256**2 * 40)
+    assert c.params_saved == pytest.approx(5 * 256**2 / (5 * 16**2 + 256**2))
 
 
 def test_a_diverged_seed_makes_its_setting_unusable_but_its_time_counts():
@@ -50,8 +51,7 @@ def test_a_diverged_seed_makes_its_setting_unusable_but_its_time_counts():
 def test_named_sizes_and_frame():
     (c,) = search_cost(study(), proxy_size=64, target_size=256)
     assert c.proxy_setting == 1e-2 and c.transfer_seconds == pytest.approx(5 * 4 + 16)
-    f = cost_frame([c])
-    assert f.loc[0, "regret"] == pytest.approx(0.2) and f.loc[0, "rule"] == "sum"
+    assert c.regret == pytest.approx(0.2) and c.rule == "sum"
 
 
 def test_default_proxy_is_at_most_a_sixteenth_of_the_target():

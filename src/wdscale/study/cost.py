@@ -15,7 +15,7 @@ Transferring by a rule is how μTransfer tunes (Yang et al. 2022, "Tensor Progra
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -58,6 +58,11 @@ class SearchCost:
         """How many times less compute (measured time) the transfer took than the sweep."""
         return self.sweep_seconds / self.transfer_seconds if self.transfer_seconds > 0 else float("nan")
 
+    @property
+    def params_saved(self) -> float:
+        """The same in parameters × samples seen (NaN without parameter counts)."""
+        return self.sweep_param_samples / self.transfer_param_samples
+
 
 def default_sizes(sizes: list[int]) -> tuple[int, int]:
     """(proxy, target): the largest size, and the largest size ≤ 1/16 of it (else the smallest)."""
@@ -66,7 +71,7 @@ def default_sizes(sizes: list[int]) -> tuple[int, int]:
     return (max(small) if small else min(sizes)), target
 
 
-def _per_seed_mean(g: pd.DataFrame) -> pd.Series:
+def _mean_over_seeds(g: pd.DataFrame) -> pd.Series:
     """Mean loss over seeds per setting (+inf where any seed diverged)."""
     return g.groupby("setting")["loss"].agg(lambda v: np.inf if np.isinf(v).any() else v.mean())
 
@@ -100,7 +105,7 @@ def search_cost(runs: pd.DataFrame, proxy_size: Optional[int] = None, target_siz
             if s not in sizes:
                 raise ValueError(f"{name}={s} is not a size of series ({where}); its sizes: {sizes}")
         gp, gt = g[g["size"] == proxy], g[g["size"] == target]
-        mp, mt = _per_seed_mean(gp), _per_seed_mean(gt)
+        mp, mt = _mean_over_seeds(gp), _mean_over_seeds(gt)
         if not np.isfinite(mp).any() or not np.isfinite(mt).any():
             continue  # everything diverged at one end: nothing was found there
         chosen = float(mp.idxmin())
@@ -119,11 +124,6 @@ def search_cost(runs: pd.DataFrame, proxy_size: Optional[int] = None, target_siz
             setting_name=str(g["setting_name"].iloc[0]),
         ))
     return out
-
-
-def cost_frame(costs: list[SearchCost]) -> pd.DataFrame:
-    rows = [{**asdict(c), "regret": c.regret, "seconds_saved": c.seconds_saved} for c in costs]
-    return pd.DataFrame(rows)
 
 
 def builtin_n_params(runs: pd.DataFrame) -> Optional[Callable[[pd.Series], int]]:

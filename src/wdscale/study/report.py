@@ -347,7 +347,7 @@ def _cost_table(costs: list) -> Table:
                f"{100 * c.regret:.2f}%" if np.isfinite(c.regret) else "∞ (diverges)",
                f"{c.transfer_seconds:.0f} / {c.sweep_seconds:.0f}", f"×{c.seconds_saved:.1f}"]
         if has_p:
-            row.append(f"×{c.sweep_param_samples / c.transfer_param_samples:.1f}")
+            row.append(f"×{c.params_saved:.1f}")
         rows.append(tuple(row))
     return Table(tuple(header), tuple(rows))
 
