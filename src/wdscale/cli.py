@@ -8,7 +8,7 @@ from typing import Callable, Optional, Sequence
 
 from torch import nn
 
-from . import RULES, DataFacts, explain
+from . import RULES, DataFacts, __version__, explain
 
 
 class UsageError(Exception):
@@ -77,6 +77,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wdscale", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"wdscale {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("rules", help="list the rules with their formulas and sources")
