@@ -45,10 +45,16 @@ def test_bad_input_gets_one_clear_error_before_any_optimizer(kwargs, error, matc
         wdscale.optimizer(model, name, **kwargs)
 
 
-def test_base_with_other_input_size_is_fine_but_other_names_are_not():
-    # only width-like dims may differ; a different input size is just another multiplier
-    groups = wdscale.param_groups(TinyMLP(16), rule="mup", lr=0.1, weight_decay=0.1, base=TinyMLP(8, n_in=5))
-    assert groups
+def test_base_may_differ_in_width_only():
+    # 30 inputs in the base, 40 in the model: not a width, so not a multiplier (it would make the
+    # input layer "hidden" with lr × 30/40)
+    with pytest.raises(ValueError, match=r"more than width at 'inp.weight': model shape \(16, 40\), base shape \(8, 30\)"):
+        wdscale.param_groups(TinyMLP(16, n_in=40), rule="mup", lr=0.1, weight_decay=0.1, base=TinyMLP(8, n_in=30))
+    with pytest.raises(ValueError, match=r"more than width at 'out.weight': model shape \(5, 16\), base shape \(3, 8\)"):
+        wdscale.param_groups(TinyMLP(16, n_out=5), rule="sum", lr=0.1, weight_decay=0.1, base=TinyMLP(8))
+    # at the same width only the input size differs: still refused
+    with pytest.raises(ValueError, match=r"'inp.weight'.*\(16, 40\).*\(16, 30\)"):
+        wdscale.param_groups(TinyMLP(16, n_in=40), rule="mup", lr=0.1, weight_decay=0.1, base=TinyMLP(16, n_in=30))
     with pytest.raises(ValueError, match="differ at parameter #0"):
         wdscale.param_groups(TinyMLP(16), rule="mup", lr=0.1, weight_decay=0.1, base=nn.Sequential(nn.Linear(8, 3)))
 
@@ -64,8 +70,12 @@ def test_datafacts_validation():
 
 
 def test_unknown_optimizer_kwarg_is_named():
-    with pytest.raises(TypeError, match=r"optimizer 'adamw' \(AdamW\) does not take 'momentum'"):
+    with pytest.raises(TypeError, match=r"optimizer 'adamw' \(AdamW\) does not take 'momentum', nor does the rule; "
+                                        r"allowed: weight_decay, tau, base, .* \(for the rule\) and amsgrad, betas, .*"):
         wdscale.optimizer(TinyMLP(16), "adamw", rule="decoupled", lr=0.1, weight_decay=0.1, momentum=0.9)
+    # a misspelt rule keyword is named as such, with the likely intent, not as a missing weight_decay
+    with pytest.raises(TypeError, match=r"does not take 'weight_decy' \(did you mean 'weight_decay'\?\)"):
+        wdscale.optimizer(TinyMLP(16), "adamw", rule="decoupled", lr=0.1, weight_decy=0.1)
     opt = wdscale.optimizer(TinyMLP(16), "sgd", rule="sum", lr=0.1, weight_decay=0.1, momentum=0.9, nesterov=True)
     assert opt.param_groups[0]["momentum"] == 0.9 and opt.param_groups[0]["nesterov"]
 

@@ -188,8 +188,9 @@ def test_coupled_rule_under_adam_is_adam_not_adamw():
     model = TinyMLP(16)
     assert type(wdscale.optimizer(model, "adamw", rule="sum", lr=LR, weight_decay=LAM)) is torch.optim.Adam
     assert type(wdscale.optimizer(model, "adam", rule="decoupled", lr=LR, weight_decay=LAM)) is torch.optim.AdamW
-    assert type(wdscale.optimizer(model, "adamw", rule="mup", lr=LR, weight_decay=LAM)) is torch.optim.AdamW
-    assert type(wdscale.optimizer(model, "adam", rule="mup", lr=LR, weight_decay=LAM)) is torch.optim.Adam
+    # base=model: this is the base width
+    assert type(wdscale.optimizer(model, "adamw", rule="mup", lr=LR, weight_decay=LAM, base=model)) is torch.optim.AdamW
+    assert type(wdscale.optimizer(model, "adam", rule="mup", lr=LR, weight_decay=LAM, base=model)) is torch.optim.Adam
 
 
 def test_completep_depth_multiplier():

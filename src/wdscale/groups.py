@@ -1,33 +1,54 @@
 """Model -> classified parameters: kind, fan_in / fan_out, width multipliers against a base model.
 
 Kinds (the μP vocabulary, Yang et al. 2022, "Tensor Programs V"):
-  hidden  both fan dimensions grow with width            (inner Linear / Conv weights)
-  input   fan_in fixed, fan_out grows                     (first layer, embeddings)
-  output  fan_out fixed, fan_in grows                     (readout)
-  vector  one dimension or none                           (biases, norm gains)
+  hidden  two dimensions grow with width                  (inner Linear / Conv / attention weights)
+  input   a layer's fan_out grows, its fan_in does not   (first layer, embeddings)
+  output  a layer's fan_in grows, its fan_out does not   (readout)
+  vector  at most one dimension grows and the tensor is no layer's weight matrix
+          (biases, norm gains, class tokens, position embeddings, latent arrays)
 
-Which dimensions grow is found by comparing shapes with a `base` model (the same architecture at
-the size where λ was tuned), as `mup.set_base_shapes` does; a parameter that already carries mup's
-`infshape` keeps it. Without a base (or where no dimension differs, e.g. the model *is* the base),
-a matrix's kind comes from its position: embeddings and the first matrix are `input`, the last is
-`output`, the rest `hidden`; all multipliers are then 1.
+A tensor is classified by what it does, not by its ndim or by module order:
+
+* Which dimensions grow is found by comparing shapes with a `base` model (the same architecture at
+  the size where λ was tuned), as `mup.set_base_shapes` does; a parameter that already carries
+  mup's `infshape` keeps it. Like mup, at most two dimensions may grow: a tensor with three (an
+  `nn.Bilinear` weight scaled in every dimension) is an error, not silently left unscaled.
+* Which dimensions are fan_in and which fan_out comes from the module that owns the weight and its
+  real layout: `nn.Linear` / `nn.Bilinear` / convolutions (out, in, ...), transposed convolutions
+  (in, out, ...), `transformers`' `Conv1D` (in, out), `nn.Embedding` / `nn.EmbeddingBag`
+  (vocabulary, dim), `nn.MultiheadAttention`'s packed `in_proj_weight` (3·d, d).
+* A raw `nn.Parameter` (no such layout: a ViT class token 1×1×d, a position embedding 1×T×d) is
+  vector-like when at most one of its dimensions grows — mup's rule (`infshape.ninf() <= 1`) —
+  and matrix-like (`hidden`) when two do.
+* A tensor registered in several modules (an embedding tied to the readout) is classified from all
+  of its owners; an `input` reading wins, as in mup (its `MuSharedReadout` keeps the embedding's
+  vector-like scaling).
+* Frozen parameters (`requires_grad=False`) are not classified: they go in no group and are not
+  counted in P.
+
+Where no dimension grows (no base, or the model *is* the base), a layer weight's kind comes from
+its position: embeddings and the first weight are `input`, the last registered weight (a tied
+readout counts as its embedding) is `output`, the rest `hidden`; a raw parameter is `vector` when
+at most one of its dimensions is larger than 1. All multipliers are then 1.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from fractions import Fraction
+from typing import Iterable, Optional, Union
 
 import torch
 from torch import nn
 
 KINDS = ("hidden", "input", "output", "vector")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_MHA_PROJECTIONS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
 
 
 @dataclass(frozen=True)
 class ParamInfo:
-    """One parameter as the rules see it."""
+    """One trainable parameter as the rules see it."""
 
     name: str  # canonical: wrapper prefixes (DDP `module.`, torch.compile `_orig_mod.`) removed
     shape: tuple[int, ...]
@@ -37,7 +58,7 @@ class ParamInfo:
     fan_in_mult: float  # fan_in / base fan_in
     fan_out_mult: float
     ninf: int  # how many dimensions grow with width (mup's `infshape.ninf()`)
-    width_mult: float  # multiplier of the last growing dimension (mup's `infshape.width_mult()`)
+    width_mult: float  # hidden: the fan_in multiplier; one growing dim: its multiplier; else 1
     decayed: bool
     mup_readout: bool  # a mup `MuReadout`-like layer (its forward divides by the width multiplier)
     from_infshape: bool  # multipliers were read from mup's `infshape`
@@ -70,21 +91,45 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def _fan_dims(module: Optional[nn.Module], ndim: int) -> tuple[list[int], list[int]]:
-    """Which dimensions of a weight are fan_out and which fan_in, by the module that owns it."""
-    if isinstance(module, nn.Embedding):
-        return [1], [0]  # (num_embeddings, dim): a lookup, its "fan_in" is the vocabulary
-    if isinstance(module, nn.modules.conv._ConvTransposeNd):
-        return [1], [0] + list(range(2, ndim))  # (in, out/groups, *kernel)
-    return [0], list(range(1, ndim))  # Linear, Conv: (out, in, *kernel)
+# -- layouts --------------------------------------------------------------------------------------
+
+Layout = tuple[list[int], list[int], str]  # (fan_out dims, fan_in dims, role: "layer" | "embedding")
 
 
-def _owners(model: nn.Module) -> dict[int, nn.Module]:
-    owners: dict[int, nn.Module] = {}
+def _is_hf_conv1d(module: nn.Module, local_name: str, shape: tuple[int, ...]) -> bool:
+    # transformers.pytorch_utils.Conv1D (GPT-2, GPT, ...): a Linear whose weight is stored (nx, nf).
+    # Recognised by its attributes, so wdscale does not import transformers.
+    nf, nx = getattr(module, "nf", None), getattr(module, "nx", None)
+    return (type(module).__name__ == "Conv1D" and local_name == "weight"
+            and isinstance(nf, int) and isinstance(nx, int) and shape == (nx, nf))
+
+
+def layout(module: Optional[nn.Module], local_name: str, shape: tuple[int, ...]) -> Optional[Layout]:
+    """Which dims of a layer weight are fan_out and which fan_in; None for a raw parameter."""
+    ndim = len(shape)
+    if module is None or ndim < 2:
+        return None
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and local_name == "weight":
+        return [1], [0], "embedding"  # (num_embeddings, dim): a lookup, its "fan_in" is the vocabulary
+    if isinstance(module, nn.modules.conv._ConvTransposeNd) and local_name == "weight":
+        return [1], [0] + list(range(2, ndim)), "layer"  # (in, out/groups, *kernel)
+    if isinstance(module, (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)) and local_name == "weight":
+        return [0], list(range(1, ndim)), "layer"  # (out, in[, in2 | *kernel])
+    if isinstance(module, nn.MultiheadAttention) and local_name in _MHA_PROJECTIONS:
+        return [0], [1], "layer"  # packed q, k, v: (3·embed_dim, embed_dim)
+    if _is_hf_conv1d(module, local_name, shape):
+        return [1], [0], "layer"
+    return None
+
+
+def _registrations(model: nn.Module) -> list[tuple[nn.Module, str, torch.Tensor]]:
+    """Every (module, local name, parameter) registration, tied parameters once per owner, in order."""
+    out = []
     for module in model.modules():
-        for p in module.parameters(recurse=False):
-            owners.setdefault(id(p), module)
-    return owners
+        for local_name, p in module._parameters.items():
+            if p is not None:
+                out.append((module, local_name, p))
+    return out
 
 
 def _is_mup_readout(module: Optional[nn.Module]) -> bool:
@@ -101,86 +146,149 @@ def _excluded(name: str, excluded: set[str]) -> bool:
     return any(name == e or name.startswith(e + ".") for e in excluded)
 
 
+def _names(no_decay: Union[str, Iterable[str]]) -> set[str]:
+    if isinstance(no_decay, str):
+        return {canonical_name(no_decay)}  # one name, not its characters
+    try:
+        names = list(no_decay)
+    except TypeError:
+        raise TypeError(f"no_decay must be a parameter or module name or a list of them, got {no_decay!r}") from None
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise TypeError(f"no_decay must hold parameter or module names (str), got {bad[0]!r}")
+    return {canonical_name(n) for n in names}
+
+
+# -- classification -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Growth:
+    mults: list[float]
+    grows: list[bool]
+    from_infshape: bool
+    infshape_width_mult: Optional[float] = None
+
+
 def classify(
     model: nn.Module,
     base: Optional[nn.Module] = None,
     *,
     decay_vectors: bool = False,
-    no_decay: Iterable[str] = (),
+    no_decay: Union[str, Iterable[str]] = (),
 ) -> list[ParamInfo]:
-    """Classify every parameter of `model` once, in `named_parameters` order.
+    """Classify every trainable parameter of `model` once, in `named_parameters` order.
 
-    Vectors (ndim <= 1, or names ending in `.bias`) are not decayed unless `decay_vectors`; names in
-    `model.no_weight_decay()` or `no_decay` are never decayed.
+    Vectors (ndim <= 1, names ending in `.bias`, raw parameters with at most one dimension larger
+    than 1) are not decayed unless `decay_vectors`; names in `model.no_weight_decay()` or
+    `no_decay` (a name or a list of names, of parameters or modules) are never decayed. Frozen
+    parameters are left out. Raises ValueError for a parameter the rules cannot scale (three
+    growing dimensions) or a base that differs from the model in more than width.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     inner = unwrap(model)
-    named = [(canonical_name(n), p) for n, p in inner.named_parameters()]
-    if not named:
+    named_all = [(canonical_name(n), p) for n, p in inner.named_parameters()]
+    if not named_all:
         raise ValueError("the model has no parameters to put in groups")
-    base_shapes = _base_shapes(named, base) if base is not None else None
-    owners = _owners(inner)
-    excluded = no_weight_decay_names(inner) | {canonical_name(n) for n in no_decay}
-    matrices = [i for i, (_, p) in enumerate(named) if p.ndim >= 2]
+    excluded = no_weight_decay_names(inner) | _names(no_decay)
+    owners: dict[int, list[tuple[nn.Module, str]]] = {}
+    registrations = _registrations(inner)
+    for module, local_name, p in registrations:
+        owners.setdefault(id(p), []).append((module, local_name))
+    base_shapes = None
+    if base is not None:
+        module_of = [id(owners[id(p)][0][0]) if id(p) in owners else id(p) for _, p in named_all]
+        base_shapes = _base_shapes(named_all, base, module_of)
+    # position order of layer weights (a tied readout counts where it is registered, as its tensor)
+    layer_weights = [id(p) for m, n, p in registrations if layout(m, n, tuple(p.shape)) is not None]
+    first_layer, last_layer = (layer_weights[0], layer_weights[-1]) if layer_weights else (None, None)
 
     infos = []
-    for i, (name, p) in enumerate(named):
-        module = owners.get(id(p))
+    for i, (name, p) in enumerate(named_all):
+        if not p.requires_grad:
+            continue  # frozen: in no group, not counted
         shape = tuple(p.shape)
-        out_dims, in_dims = _fan_dims(module, p.ndim) if p.ndim >= 2 else ([0] if p.ndim else [], [])
-        infshape = getattr(p, "infshape", None)
-        if infshape is not None:
-            mults = [float(d.width_mult()) for d in infshape]
-            grows = [bool(d.isinf()) for d in infshape]
-            width_mult = float(infshape.width_mult())
-            # mup reads fan_in / fan_out as dims 1 / 0 whatever the module
-            if p.ndim >= 2:
-                out_dims, in_dims = [0], [1]
+        growth = _growth(p, shape, base_shapes[i] if base_shapes is not None else shape)
+        ninf = sum(growth.grows)
+        if ninf > 2:
+            grown = [d for d, g in enumerate(growth.grows) if g]
+            raise ValueError(
+                f"parameter {name!r} (shape {shape}) grows with width in {ninf} dimensions {grown}; the rules "
+                "scale tensors with at most two growing dimensions (μP's vector- and matrix-like, as mup). "
+                "Keep it fixed in the base comparison or freeze it (requires_grad=False)")
+        own = owners.get(id(p), [])
+        readings = [_reading(layout(m, n, shape), shape, growth, id(p), first_layer, last_layer) for m, n in own]
+        if not readings:  # a parameter with no owner module: cannot happen with nn.Module, be safe
+            readings = [_reading(None, shape, growth, id(p), first_layer, last_layer)]
+        kind, out_dims, in_dims, is_layer = next((r for r in readings if r[0] == "input"), readings[0])
+        fan_out, fan_in, fan_out_mult, fan_in_mult = _fans(shape, growth.mults, out_dims, in_dims)
+        if growth.infshape_width_mult is not None:
+            width_mult = growth.infshape_width_mult  # mup's own (its last infinite dimension)
+        elif ninf == 2:
+            width_mult = fan_in_mult if is_layer else _last_growing(growth)
         else:
-            bshape = base_shapes[i] if base_shapes is not None else shape
-            mults = [d / b for d, b in zip(shape, bshape)]
-            grows = [d != b for d, b in zip(shape, bshape)]
-            width_mult = next((m for m, g in zip(reversed(mults), reversed(grows)) if g), 1.0)
-        fan_out = math.prod(shape[d] for d in out_dims) if shape else 1
-        fan_in = math.prod(shape[d] for d in in_dims) if p.ndim >= 2 else 1
-        fan_out_mult = math.prod(mults[d] for d in out_dims) if shape else 1.0
-        fan_in_mult = math.prod(mults[d] for d in in_dims) if p.ndim >= 2 else 1.0
-        ninf = sum(grows)
-        kind = _kind(p, module, i, matrices, out_dims, in_dims, grows)
-        is_vector = kind == "vector" or name.endswith(".bias")
-        decayed = (decay_vectors or not is_vector) and not _excluded(name, excluded)
-        infos.append(
-            ParamInfo(
-                name=name, shape=shape, kind=kind, fan_in=fan_in, fan_out=fan_out,
-                fan_in_mult=float(fan_in_mult), fan_out_mult=float(fan_out_mult), ninf=ninf,
-                width_mult=float(width_mult), decayed=decayed, mup_readout=_is_mup_readout(module),
-                from_infshape=infshape is not None, param=p,
-            )
-        )
+            width_mult = _last_growing(growth)
+        vector_shaped = p.ndim <= 1 or name.endswith(".bias") or (
+            not is_layer and sum(d > 1 for d in shape) <= 1)
+        decayed = (decay_vectors or not vector_shaped) and not _excluded(name, excluded)
+        infos.append(ParamInfo(
+            name=name, shape=shape, kind=kind, fan_in=fan_in, fan_out=fan_out, fan_in_mult=float(fan_in_mult),
+            fan_out_mult=float(fan_out_mult), ninf=ninf, width_mult=float(width_mult), decayed=decayed,
+            mup_readout=any(_is_mup_readout(m) for m, _ in own), from_infshape=growth.from_infshape, param=p,
+        ))
+    if not infos:
+        raise ValueError("every parameter of the model is frozen (requires_grad=False): nothing to put in groups")
     return infos
 
 
-def _kind(p, module, index, matrices, out_dims, in_dims, grows) -> str:
-    if p.ndim <= 1:
-        return "vector"
-    out_grows = any(grows[d] for d in out_dims)
-    in_grows = any(grows[d] for d in in_dims)
+def _growth(p: torch.Tensor, shape: tuple[int, ...], base_shape: tuple[int, ...]) -> _Growth:
+    infshape = getattr(p, "infshape", None)
+    if infshape is not None:
+        return _Growth([float(d.width_mult()) for d in infshape], [bool(d.isinf()) for d in infshape], True,
+                       float(infshape.width_mult()))
+    return _Growth([d / b for d, b in zip(shape, base_shape)], [d != b for d, b in zip(shape, base_shape)], False)
+
+
+def _last_growing(growth: _Growth) -> float:
+    return next((m for m, g in zip(reversed(growth.mults), reversed(growth.grows)) if g), 1.0)
+
+
+def _reading(lay: Optional[Layout], shape, growth: _Growth, pid: int, first_layer, last_layer):
+    """(kind, fan_out dims, fan_in dims, is a layer weight) as one owner sees the tensor."""
+    ndim, grows = len(shape), growth.grows
+    if lay is None:  # a raw parameter (or a 0/1-d one): what grows decides, whatever the module
+        ninf = sum(grows)
+        if ndim >= 2 and (ninf == 2 or (ninf == 0 and sum(d > 1 for d in shape) > 1)):
+            dims = [d for d, g in enumerate(grows) if g] if ninf == 2 else [0, 1]
+            # mup's convention for a matrix without a known layout: first dim fan_out, second fan_in
+            return "hidden", [dims[0]], [dims[1]], False
+        return "vector", [], [], False
+    out_dims, in_dims, role = lay
+    out_grows, in_grows = any(grows[d] for d in out_dims), any(grows[d] for d in in_dims)
     if out_grows and in_grows:
-        return "hidden"
-    if out_grows:
-        return "input"
-    if in_grows:
-        return "output"
-    # nothing grows (no base, or the model is the base): by position
-    if isinstance(module, nn.Embedding) or index == matrices[0]:
-        return "input"
-    if index == matrices[-1]:
-        return "output"
-    return "hidden"
+        kind = "hidden"
+    elif role == "embedding" or out_grows:
+        kind = "input"
+    elif in_grows:
+        kind = "output"
+    elif pid == first_layer:  # nothing grows (no base, or the model is the base): by position
+        kind = "input"
+    elif pid == last_layer:
+        kind = "output"
+    else:
+        kind = "hidden"
+    return kind, out_dims, in_dims, True
 
 
-def _base_shapes(named: list[tuple[str, torch.Tensor]], base: nn.Module) -> list[tuple[int, ...]]:
+def _fans(shape, mults, out_dims, in_dims) -> tuple[int, int, float, float]:
+    if not in_dims:  # vector-like: no contraction, a bias's fan_in is 1
+        return math.prod(shape), 1, math.prod(mults) if shape else 1.0, 1.0
+    return (math.prod(shape[d] for d in out_dims), math.prod(shape[d] for d in in_dims),
+            math.prod(mults[d] for d in out_dims), math.prod(mults[d] for d in in_dims))
+
+
+def _base_shapes(named: list[tuple[str, torch.Tensor]], base: nn.Module, module_of: list[int]) -> list[tuple[int, ...]]:
     if not isinstance(base, nn.Module):
         raise TypeError(f"base must be a torch.nn.Module (the model at its base size), got {type(base).__name__}")
     base_named = [(canonical_name(n), tuple(p.shape)) for n, p in unwrap(base).named_parameters()]
@@ -197,4 +305,25 @@ def _base_shapes(named: list[tuple[str, torch.Tensor]], base: nn.Module) -> list
     if len(base_named) != len(named):
         raise ValueError(f"model and base differ: base parameter {base_named[len(named)][0]!r} has no counterpart "
                          f"in model (base has {len(base_named)} parameters, model {len(named)})")
+    _check_only_width_differs(named, base_named, module_of)
     return [s for _, s in base_named]
+
+
+def _check_only_width_differs(named, base_named, module_of: list[int]) -> None:
+    """A dimension that differs from the base must be a width: its ratio shows up in another module
+    too (a width one layer produces, another reads). A ratio found in one module alone (a weight
+    and its bias) is a data-facing size (inputs, classes, vocabulary) that changed."""
+    where: dict[Fraction, dict[int, int]] = {}  # ratio -> {module: first parameter index}
+    for i, ((_, p), (_, bshape)) in enumerate(zip(named, base_named)):
+        for d, b in zip(p.shape, bshape):
+            if d != b:
+                where.setdefault(Fraction(d, b), {}).setdefault(module_of[i], i)
+    for ratio, modules in where.items():
+        if len(modules) == 1:
+            i = next(iter(modules.values()))
+            name, p = named[i]
+            raise ValueError(
+                f"model and base differ in more than width at {name!r}: model shape {tuple(p.shape)}, base shape "
+                f"{base_named[i][1]}; a dimension changes by {float(ratio):.4g}x there and in no other layer, so "
+                "it is not a width (inputs, classes or vocabulary?). The base must be the same model at another "
+                "width, with the same inputs and outputs")

@@ -1,19 +1,24 @@
 """Build torch optimizers from rules: parameter groups, the optimizer itself, and `explain()`."""
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
-from dataclasses import dataclass
+import numbers
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 import torch
 from torch import nn
 
-from .groups import ParamInfo, classify
+from .groups import ParamInfo, canonical_name, classify, unwrap
 from .rules import Context, DataFacts, Rule, get_rule
 from .sgdw import SGDW
 
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
+# rules whose multipliers come from comparing the model with a base model: without one (and without
+# mup's infshape) they would silently be the plain optimizer
+WIDTH_RULES = ("mup", "sqrt_width", "completep")
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,8 @@ class Plan:
 
 
 def _positive(name: str, value: Any, *, zero_ok: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # numbers.Real takes numpy scalars (np.float32(1e-3)) as well as int and float
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
         allowed = "a finite number >= 0" if zero_ok else "a finite number > 0"
@@ -71,7 +77,12 @@ def plan(
     alpha: float = 1.0,
     no_decay: Iterable[str] = (),
 ) -> Plan:
-    """Check every argument, classify the model and apply the rule to each parameter."""
+    """Check every argument, classify the model and apply the rule to each trainable parameter.
+
+    The step behind `param_groups`, `optimizer` and `explain`. Unlike them it does not refuse a
+    width rule (mup, sqrt_width, completep) without a base: here `base=None` means the model is its
+    own base (every multiplier 1), what a study needs to centre its grid at the base size.
+    """
     r = get_rule(rule)
     opt = _optimizer_name(optimizer)
     if opt not in r.optimizers:
@@ -86,7 +97,7 @@ def plan(
     if data is not None and not isinstance(data, DataFacts):
         raise TypeError(f"data must be a wdscale.DataFacts, got {type(data).__name__}")
     depth_mult = _positive("depth_mult", depth_mult)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha):
         raise ValueError(f"alpha={alpha!r} is not allowed: alpha must be a finite number")
 
     infos = classify(model, base, decay_vectors=decay_vectors, no_decay=no_decay)
@@ -95,6 +106,7 @@ def plan(
         n_decayed=sum(p.numel for p in infos if p.decayed), n_params=sum(p.numel for p in infos),
         depth_mult=depth_mult, alpha=float(alpha),
     )
+    mode = r.decay_mode(opt)
     assignments = []
     for p in infos:
         lr_g, wd_g = r(p, ctx)
@@ -102,8 +114,25 @@ def plan(
         if not (math.isfinite(lr_g) and lr_g > 0 and math.isfinite(wd_g) and wd_g >= 0):
             raise ValueError(f"rule {rule!r} gives {p.name!r} lr={lr_g!r}, weight_decay={wd_g!r}; "
                              "check the setting and the data facts")
+        if mode == "decoupled" and lr_g * wd_g >= 1.0:
+            # w ← w·(1 − η_g λ_g) with η_g λ_g >= 1 zeroes or flips the sign of the weights every step
+            raise ValueError(f"rule {rule!r} gives {p.name!r} lr={lr_g:.4g} and weight_decay={wd_g:.4g}: the "
+                             f"per-step shrink factor 1 - lr·weight_decay = {1 - lr_g * wd_g:.4g} is not > 0; "
+                             "allowed: lr·weight_decay < 1 (a weaker decay, a larger tau, or a smaller lr)")
         assignments.append(Assignment(p, lr_g, wd_g))
-    return Plan(rule=r, optimizer=opt, mode=r.decay_mode(opt), assignments=assignments, data=data)
+    return Plan(rule=r, optimizer=opt, mode=mode, assignments=assignments, data=data)
+
+
+def _require_base(kwargs: dict[str, Any], model: nn.Module) -> None:
+    """A width rule with neither a base nor mup's infshape would silently be the plain optimizer."""
+    rule = kwargs.get("rule")
+    if rule not in WIDTH_RULES or kwargs.get("base") is not None:
+        return
+    if any(hasattr(p, "infshape") for p in unwrap(model).parameters() if p.requires_grad):
+        return
+    raise ValueError(f"rule {rule!r} scales lr and weight_decay with width against a base model, but base=None and "
+                     "the parameters carry no mup infshape: pass base=<the same model at the width where the "
+                     "setting was tuned> (base=model if this is that width)")
 
 
 def _groups(p: Plan) -> list[dict[str, Any]]:
@@ -124,7 +153,9 @@ def param_groups(model: nn.Module, **kwargs: Any) -> list[dict[str, Any]]:
     Every parameter lands in exactly one group. Whether `weight_decay` is coupled or decoupled
     depends on the rule: see `decay_mode`, or let `wdscale.optimizer` build the right class.
     """
-    return _groups(plan(model, **kwargs))
+    p = plan(model, **kwargs)
+    _require_base(kwargs, model)
+    return _groups(p)
 
 
 def _optimizer_class(name: str, mode: str) -> type[torch.optim.Optimizer]:
@@ -134,27 +165,48 @@ def _optimizer_class(name: str, mode: str) -> type[torch.optim.Optimizer]:
     return torch.optim.AdamW if mode == "decoupled" else torch.optim.Adam
 
 
+_PLAN_KEYS = tuple(k for k in inspect.signature(plan).parameters if k not in ("model", "rule", "lr", "optimizer"))
+
+
+def _optimizer_keys(cls: type[torch.optim.Optimizer]) -> set[str]:
+    keys = set(inspect.signature(cls.__init__).parameters)
+    if issubclass(cls, SGDW):
+        keys |= set(inspect.signature(torch.optim.SGD.__init__).parameters)
+    return keys - {"self", "params", "lr", "weight_decay", "kwargs", "args"}
+
+
 def optimizer(model: nn.Module, name: str, *, rule: str, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
     """A stock torch optimizer (SGD, Adam, AdamW; or wdscale.SGDW) with the rule's per-group lr and λ.
 
     `name` picks the update (sgd, adam, adamw); the rule picks coupled or decoupled decay, so
     `rule="sum"` with "adamw" gives Adam with coupled L2, and `rule="decoupled"` with "sgd" gives
     SGDW. Other keyword arguments go to `plan` when it takes them, else to the torch optimizer
-    (momentum, betas, eps, ...).
+    (momentum, betas, eps, ...). `decoupled_weight_decay` is refused: the rule decides it, and
+    `explain` shows what it decided.
     """
-    plan_keys = set(inspect.signature(plan).parameters) - {"model", "rule", "lr", "optimizer"}
-    plan_kwargs = {k: v for k, v in kwargs.items() if k in plan_keys}
-    opt_kwargs = {k: v for k, v in kwargs.items() if k not in plan_keys}
+    r, opt = get_rule(rule), _optimizer_name(name)
+    cls = _optimizer_class(opt, r.decay_mode(opt))
+    torch_keys = _optimizer_keys(cls)
+    if "decoupled_weight_decay" in kwargs:
+        raise ValueError(
+            f"decoupled_weight_decay={kwargs['decoupled_weight_decay']!r} is not allowed: the rule decides coupled or "
+            f"decoupled decay (rule {rule!r} with {opt!r} is {r.decay_mode(opt)}, so {cls.__name__}); for decoupled "
+            "decay pick a decoupled rule (decoupled, normalized, independent, timescale, power_lines, or mup "
+            "with adamw)")
+    unknown = sorted(set(kwargs) - set(_PLAN_KEYS) - torch_keys)
+    if unknown:
+        allowed = sorted(set(_PLAN_KEYS) | torch_keys - {"decoupled_weight_decay"})
+        hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, allowed, n=1))
+                 else repr(k) for k in unknown]
+        raise TypeError(f"optimizer {opt!r} ({cls.__name__}) does not take {', '.join(hints)}, nor does the rule; "
+                        f"allowed: {', '.join(_PLAN_KEYS)} (for the rule) and "
+                        f"{', '.join(sorted(torch_keys - {'decoupled_weight_decay'}))} (for {cls.__name__}); "
+                        "lr and weight_decay per group come from the rule")
+    plan_kwargs = {k: v for k, v in kwargs.items() if k in _PLAN_KEYS}
+    opt_kwargs = {k: v for k, v in kwargs.items() if k not in _PLAN_KEYS}
     p = plan(model, rule=rule, lr=lr, optimizer=name, **plan_kwargs)
-    cls = _optimizer_class(p.optimizer, p.mode)
-    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "params", "lr", "weight_decay"}
-    if isinstance(cls, type) and issubclass(cls, SGDW):
-        allowed |= set(inspect.signature(torch.optim.SGD.__init__).parameters) - {"self", "params", "lr", "weight_decay"}
-    bad = sorted(set(opt_kwargs) - allowed)
-    if bad:
-        raise TypeError(f"optimizer {p.optimizer!r} ({cls.__name__}) does not take {', '.join(map(repr, bad))}; "
-                        f"it takes {', '.join(sorted(allowed - {'kwargs'}))} (lr and weight_decay come from the rule)")
-    return cls(_groups(p), lr=lr, **opt_kwargs)
+    _require_base({"rule": rule, **plan_kwargs}, model)
+    return cls(_groups(p), lr=float(lr), **opt_kwargs)
 
 
 # -- explain --------------------------------------------------------------------------------------
@@ -182,6 +234,7 @@ class Explanation:
     optimizer: str
     mode: str
     rows: list[ExplainRow]
+    frozen: list[str] = field(default_factory=list)  # requires_grad=False: in no group, not counted
 
     def __str__(self) -> str:
         head = (f"rule {self.rule.name!r} ({self.rule.formula}; {self.mode} decay, {self.optimizer}) — "
@@ -199,6 +252,8 @@ class Explanation:
         if self.mode == "coupled" and self.optimizer != "sgd":
             out.append("\nAdam + coupled L2: the decay gradient is divided by Adam's second-moment estimate, "
                        "so there is no fixed per-step shrink factor (that is what AdamW changes).")
+        if self.frozen:
+            out.append(f"\nfrozen (requires_grad=False; in no group, not counted in P): {', '.join(self.frozen)}")
         return "\n".join(out)
 
 
@@ -206,6 +261,7 @@ def explain(model: nn.Module, **kwargs: Any) -> Explanation:
     """A table a person reads: per parameter its group, kind, fan_in, width multiplier, lr, λ,
     per-step shrink factor and timescale τ in steps and epochs. Same arguments as `plan`."""
     p = plan(model, **kwargs)
+    _require_base(kwargs, model)
     index = {}
     rows = []
     for a in p.assignments:
@@ -216,4 +272,5 @@ def explain(model: nn.Module, **kwargs: Any) -> Explanation:
         tau_ep = tau / p.data.steps_per_epoch if tau is not None and p.data is not None else None
         rows.append(ExplainRow(g, a.info.name, a.info.shape, a.info.kind, a.info.fan_in, a.info.width_mult,
                                a.info.decayed, a.lr, a.weight_decay, shrink, tau, tau_ep))
-    return Explanation(p.rule, p.optimizer, p.mode, rows)
+    frozen = [canonical_name(n) for n, q in unwrap(model).named_parameters() if not q.requires_grad]
+    return Explanation(p.rule, p.optimizer, p.mode, rows, frozen)

@@ -16,6 +16,7 @@ whatever the rule says; their lr still follows the rule.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -37,14 +38,26 @@ class DataFacts:
     steps: Optional[int] = None
 
     def __post_init__(self) -> None:
+        # numpy integers and floats are fine; store plain Python numbers
         for name in ("n_samples", "batch_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if not _is_integer(value) or value <= 0:
                 raise ValueError(f"DataFacts.{name} must be a positive integer, got {value!r}")
-        if self.epochs is not None and not (_finite(self.epochs) and self.epochs > 0):
-            raise ValueError(f"DataFacts.epochs must be a positive finite number, got {self.epochs!r}")
-        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps <= 0):
-            raise ValueError(f"DataFacts.steps must be a positive integer, got {self.steps!r}")
+            object.__setattr__(self, name, int(value))
+        if self.batch_size > self.n_samples:
+            raise ValueError(f"DataFacts.batch_size={self.batch_size} is larger than n_samples={self.n_samples}: "
+                             "a batch cannot hold more samples than the data set; allowed: 1 <= batch_size <= n_samples")
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError(f"give DataFacts either epochs or steps, not both (got epochs={self.epochs!r}, "
+                             f"steps={self.steps!r}): steps = epochs · n_samples / batch_size")
+        if self.epochs is not None:
+            if not (_finite(self.epochs) and self.epochs > 0):
+                raise ValueError(f"DataFacts.epochs must be a positive finite number, got {self.epochs!r}")
+            object.__setattr__(self, "epochs", float(self.epochs) if not _is_integer(self.epochs) else int(self.epochs))
+        if self.steps is not None:
+            if not _is_integer(self.steps) or self.steps <= 0:
+                raise ValueError(f"DataFacts.steps must be a positive integer, got {self.steps!r}")
+            object.__setattr__(self, "steps", int(self.steps))
 
     @property
     def steps_per_epoch(self) -> float:
@@ -82,8 +95,13 @@ class Context:
         return self.optimizer == "sgd"
 
 
-def _finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+def _finite(x: object) -> bool:
+    """A finite real number: int, float or a numpy scalar (numbers.Real), not a bool."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _is_integer(x: object) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
 # -- shared piece: μP per-layer multipliers ------------------------------------------------------
