@@ -131,3 +131,115 @@ def test_cli_errors_are_one_line(capsys):
     assert main(["explain", "--model", "conftest:Missing", "--rule", "sum", "--lr", "0.1",
                  "--weight-decay", "0.1"]) == 2
     assert "has no attribute 'Missing'" in capsys.readouterr().err
+
+
+# -- input checks (issue 11) ----------------------------------------------------------------------
+
+
+def test_datafacts_refuses_impossible_or_ambiguous_facts():
+    with pytest.raises(ValueError, match=r"DataFacts.batch_size=64 is larger than n_samples=50.*1 <= batch_size <= n_samples"):
+        DataFacts(n_samples=50, batch_size=64)
+    with pytest.raises(ValueError, match=r"either epochs or steps, not both \(got epochs=10, steps=200\)"):
+        DataFacts(n_samples=1000, batch_size=50, epochs=10, steps=200)
+    with pytest.raises(ValueError, match=r"DataFacts.n_samples must be a positive integer, got True"):
+        DataFacts(n_samples=True, batch_size=1)
+
+
+def test_numpy_scalars_are_numbers():
+    np = pytest.importorskip("numpy")
+    facts = DataFacts(n_samples=np.int64(1000), batch_size=np.int32(50), epochs=np.float32(10))
+    assert (facts.n_samples, facts.batch_size, facts.epochs) == (1000, 50, 10.0)
+    assert type(facts.n_samples) is int and type(facts.epochs) is float
+    plain = wdscale.param_groups(TinyMLP(16), rule="timescale", lr=1e-3, tau=4.0, data=DATA)
+    numpy = wdscale.param_groups(TinyMLP(16), rule="timescale", lr=np.float64(1e-3), tau=np.float32(4.0), data=facts)
+    assert [(g["lr"], g["weight_decay"]) for g in numpy] == [(g["lr"], g["weight_decay"]) for g in plain]
+    opt = wdscale.optimizer(TinyMLP(16), "adamw", rule="decoupled", lr=np.float32(1e-3), weight_decay=np.float64(0.1))
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3) and type(opt.defaults["lr"]) is float
+    with pytest.raises(TypeError, match=r"lr must be a number, got np.True_|lr must be a number, got True"):
+        wdscale.param_groups(TinyMLP(16), rule="sum", lr=np.bool_(True), weight_decay=0.1)
+
+
+def test_a_nonpositive_shrink_factor_is_flagged():
+    # decoupled, η·λ = 0.1 · 12 = 1.2: w ← w·(1 − 1.2) flips the weights' sign every step
+    with pytest.warns(wdscale.ShrinkWarning, match=r"'inp.weight' lr=0.1 and weight_decay=12: the per-step shrink "
+                                                   r"factor 1 - lr·weight_decay = -0.2 is not > 0 \(and in 2 more"):
+        wdscale.param_groups(TinyMLP(16), rule="decoupled", lr=0.1, weight_decay=12.0)
+    with pytest.warns(wdscale.ShrinkWarning):
+        text = str(wdscale.explain(TinyMLP(16), rule="decoupled", lr=0.1, weight_decay=12.0))
+    assert "warning: shrink/step <= 0" in text and "inp.weight, hid.weight, out.weight" in text
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # η·λ = 0.99 and coupled L2 are fine
+        wdscale.param_groups(TinyMLP(16), rule="decoupled", lr=0.1, weight_decay=9.9)
+        wdscale.param_groups(TinyMLP(16), rule="sum", lr=0.1, weight_decay=12.0)
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_decoupled_weight_decay_cannot_override_the_rule(value):
+    with pytest.raises(ValueError, match=rf"decoupled_weight_decay={value} is not allowed: the rule decides .*rule "
+                                         r"'sum' with 'adam' is coupled, so Adam"):
+        wdscale.optimizer(TinyMLP(16), "adam", rule="sum", lr=0.1, weight_decay=0.1, decoupled_weight_decay=value)
+
+
+def test_no_decay_takes_one_name_or_a_list():
+    one = {n for g in wdscale.param_groups(TinyMLP(16), rule="sum", lr=0.1, weight_decay=0.1, no_decay="out")
+           if g["weight_decay"] == 0 for n in g["names"]}
+    listed = {n for g in wdscale.param_groups(TinyMLP(16), rule="sum", lr=0.1, weight_decay=0.1, no_decay=["out"])
+              if g["weight_decay"] == 0 for n in g["names"]}
+    assert one == listed == {"inp.bias", "hid.bias", "out.bias", "out.weight"}
+    with pytest.raises(TypeError, match=r"no_decay must hold parameter or module names \(str\), got 3"):
+        wdscale.param_groups(TinyMLP(16), rule="sum", lr=0.1, weight_decay=0.1, no_decay=["out", 3])
+
+
+@pytest.mark.parametrize("rule", ["mup", "sqrt_width", "completep"])
+def test_width_rules_need_a_base(rule):
+    for build in (wdscale.param_groups, wdscale.explain,
+                  lambda m, **kw: wdscale.optimizer(m, kw.pop("optimizer"), **kw)):
+        with pytest.raises(ValueError, match=rf"rule '{rule}' scales lr and weight_decay with width against a base "
+                                             r"model, but base=None .*base=model if this is that width"):
+            build(TinyMLP(64), rule=rule, lr=0.1, weight_decay=0.1, optimizer="adamw")
+    # at the base width, the model is its own base: every multiplier 1, the plain optimizer
+    model = TinyMLP(64)
+    groups = wdscale.param_groups(model, rule=rule, lr=0.1, weight_decay=0.1, base=model)
+    assert {g["lr"] for g in groups} == {0.1}
+    # the low-level plan (what a study centres its grid with) takes no base as that
+    assert wdscale.plan(model, rule=rule, lr=0.1, weight_decay=0.1).assignments
+
+
+# -- the command line: where --model comes from -------------------------------------------------
+
+
+MODELS_PY = """
+from torch import nn
+
+def make(width=16):
+    return nn.Sequential(nn.Linear(6, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 2))
+"""
+
+
+def test_cli_model_from_the_current_directory_and_from_a_file(tmp_path, monkeypatch, capsys):
+    import sys
+
+    pkg = tmp_path / "proj"
+    pkg.mkdir()
+    (pkg / "wds_cli_models_a.py").write_text(MODELS_PY)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "wds_cli_models_b.py").write_text(MODELS_PY)
+    monkeypatch.chdir(pkg)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(pkg))])
+    for name in ("wds_cli_models_a", "wds_cli_models_b"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    args = ["--width", "64", "--base-width", "16", "--rule", "mup", "--lr", "0.001", "--weight-decay", "0.1"]
+    assert main(["explain", "--model", "wds_cli_models_a:make", *args]) == 0
+    out = capsys.readouterr().out
+    assert "2.weight" in out and "0.00025" in out  # hidden at m = 4: η/4
+    assert main(["explain", "--model", "../elsewhere/wds_cli_models_b.py:make", *args]) == 0
+    assert "0.00025" in capsys.readouterr().out
+    assert main(["explain", "--model", "nope_missing.py:make", *args]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["explain", "--model", "nope_missing_mod:make", *args]) == 2
+    err = capsys.readouterr().err
+    assert "looked in the current directory" in err and "path/to/file.py:make" in err and err.count("\n") == 1
+    assert main(["explain", "--model", "wds_cli_models_a:make", "--rule", "mup", "--lr", "0.001",
+                 "--weight-decay", "0.1"]) == 2
+    assert "--rule mup scales with width against a base (base=None otherwise): give --base-width" in capsys.readouterr().err

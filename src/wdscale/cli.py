@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
+import os
 import sys
+from types import ModuleType
 from typing import Callable, Optional, Sequence
 
 from torch import nn
@@ -16,18 +19,58 @@ class UsageError(Exception):
 
 
 def load_object(spec: str, what: str) -> Callable:
-    """`package.module:attr` -> the object, with an error that names what is wrong."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise UsageError(f"{what} {spec!r} must look like module:factory (e.g. mypkg.models:make_mlp)")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise UsageError(f"{what} {spec!r}: cannot import {module_name!r} ({e})") from e
+    """`package.module:attr` or `path/to/file.py:attr` -> the object, with an error that names what is wrong.
+
+    A module name is looked up on sys.path with the current directory first, as `python -m` does,
+    so `mymodels:make` works in the directory that holds mymodels.py. A file path is loaded by path;
+    its directory goes on sys.path too, so worker processes can import it again by name.
+    """
+    source, sep, attr = spec.rpartition(":")
+    if not sep or not source or not attr:
+        raise UsageError(f"{what} {spec!r} must look like module:factory or path/to/file.py:factory "
+                         "(e.g. mypkg.models:make_mlp)")
+    if source.endswith(".py") or os.sep in source or "/" in source:
+        module, where = _load_file(source, spec, what), f"file {source!r}"
+    else:
+        cwd = os.getcwd()
+        if cwd not in sys.path and "" not in sys.path:
+            sys.path.insert(0, cwd)
+        try:
+            module = importlib.import_module(source)
+        except ImportError as e:
+            raise UsageError(f"{what} {spec!r}: cannot import {source!r} ({e}); looked in the current directory "
+                             f"{cwd} and on sys.path; a file also works: path/to/file.py:{attr}") from e
+        where = f"module {source!r}"
     try:
         return getattr(module, attr)
     except AttributeError:
-        raise UsageError(f"{what} {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
+        raise UsageError(f"{what} {spec!r}: {where} has no attribute {attr!r}") from None
+
+
+def _load_file(path: str, spec: str, what: str) -> ModuleType:
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise UsageError(f"{what} {spec!r}: no such file {path!r}")
+    name = os.path.splitext(os.path.basename(path))[0]
+    loaded = sys.modules.get(name)
+    if loaded is not None and os.path.abspath(getattr(loaded, "__file__", "") or "") == path:
+        return loaded
+    if loaded is not None or not name.isidentifier():
+        name = f"_wdscale_user_{abs(hash(path))}"  # another module has the name: load it beside, privately
+    directory = os.path.dirname(path)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)  # the file's own imports of its neighbours work, as under `python file.py`
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise UsageError(f"{what} {spec!r}: cannot load {path!r} as a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # pickling (worker processes) finds functions by their module's name
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:  # the user's code: say where it failed, not a deep traceback
+        del sys.modules[name]
+        raise UsageError(f"{what} {spec!r}: running {path!r} failed: {type(e).__name__}: {e}") from e
+    return module
 
 
 def _model_factory(spec: str) -> Callable[..., nn.Module]:
@@ -63,6 +106,11 @@ def cmd_rules(args: argparse.Namespace) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
+    from .optim import WIDTH_RULES
+
+    if args.rule in WIDTH_RULES and args.base_width is None:
+        raise UsageError(f"--rule {args.rule} scales with width against a base (base=None otherwise): give "
+                         "--base-width, the width where the setting was tuned (equal to --width at that width)")
     factory = _model_factory(args.model)
     model = _build(factory, args.width, "--model")
     base = _build(factory, args.base_width, "--base-width") if args.base_width is not None else None

@@ -5,6 +5,7 @@ import difflib
 import inspect
 import math
 import numbers
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
@@ -19,6 +20,10 @@ OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
 # rules whose multipliers come from comparing the model with a base model: without one (and without
 # mup's infshape) they would silently be the plain optimizer
 WIDTH_RULES = ("mup", "sqrt_width", "completep")
+
+
+class ShrinkWarning(UserWarning):
+    """A decoupled group whose per-step shrink factor 1 − η_g·λ_g is not > 0."""
 
 
 @dataclass(frozen=True)
@@ -114,12 +119,18 @@ def plan(
         if not (math.isfinite(lr_g) and lr_g > 0 and math.isfinite(wd_g) and wd_g >= 0):
             raise ValueError(f"rule {rule!r} gives {p.name!r} lr={lr_g!r}, weight_decay={wd_g!r}; "
                              "check the setting and the data facts")
-        if mode == "decoupled" and lr_g * wd_g >= 1.0:
-            # w ← w·(1 − η_g λ_g) with η_g λ_g >= 1 zeroes or flips the sign of the weights every step
-            raise ValueError(f"rule {rule!r} gives {p.name!r} lr={lr_g:.4g} and weight_decay={wd_g:.4g}: the "
-                             f"per-step shrink factor 1 - lr·weight_decay = {1 - lr_g * wd_g:.4g} is not > 0; "
-                             "allowed: lr·weight_decay < 1 (a weaker decay, a larger tau, or a smaller lr)")
         assignments.append(Assignment(p, lr_g, wd_g))
+    flipped = [a for a in assignments if mode == "decoupled" and a.lr * a.weight_decay >= 1.0]
+    if flipped:
+        # w ← w·(1 − η_g λ_g) with η_g λ_g >= 1 zeroes or flips the sign of the weights every step.
+        # A warning, not an error: a study's grid reaches that far on purpose, to see decay too strong
+        # to learn (such a run ends "not_learned").
+        a = flipped[0]
+        warnings.warn(f"rule {rule!r} gives {a.info.name!r} lr={a.lr:.4g} and weight_decay={a.weight_decay:.4g}: the "
+                      f"per-step shrink factor 1 - lr·weight_decay = {1 - a.lr * a.weight_decay:.4g} is not > 0"
+                      f"{f' (and in {len(flipped) - 1} more parameters)' if len(flipped) > 1 else ''}, so decay "
+                      "zeroes or flips the weights every step; lr·weight_decay < 1 is needed to shrink them "
+                      "(a weaker decay, a larger tau, or a smaller lr)", ShrinkWarning, stacklevel=3)
     return Plan(rule=r, optimizer=opt, mode=mode, assignments=assignments, data=data)
 
 
@@ -252,6 +263,10 @@ class Explanation:
         if self.mode == "coupled" and self.optimizer != "sgd":
             out.append("\nAdam + coupled L2: the decay gradient is divided by Adam's second-moment estimate, "
                        "so there is no fixed per-step shrink factor (that is what AdamW changes).")
+        flipped = [r.name for r in self.rows if r.decay_per_step is not None and r.decay_per_step <= 0]
+        if flipped and self.mode == "decoupled":
+            out.append(f"\nwarning: shrink/step <= 0 (lr·λ >= 1: decay zeroes or flips the weights every step) for "
+                       f"{', '.join(flipped)}")
         if self.frozen:
             out.append(f"\nfrozen (requires_grad=False; in no group, not counted in P): {', '.join(self.frozen)}")
         return "\n".join(out)
