@@ -166,8 +166,23 @@ def test_failed_runs_are_dropped_and_counted():
     junk = df.iloc[[0]].assign(status="failed", val_loss=-1e9, setting=1.3e-3, seed=0)
     a_clean = analyze(df, n_boot=50)
     a = analyze(pd.concat([df, junk], ignore_index=True), n_boot=50)
-    assert a.counts == {"ok": len(df), "diverged": 0, "failed": 1}
+    assert a.counts == {"ok": len(df), "not_learned": 0, "diverged": 0, "failed": 1}
     assert a.optima == a_clean.optima
+
+
+def test_runs_that_did_not_learn_are_left_out_of_the_fits():
+    # an lr so large that every run at one size ends with a huge but finite loss: without the
+    # status the minimum of those losses would be taken as an optimum and fitted into the drift
+    df = synthetic(sizes=(32, 64, 128))
+    at_128 = df["size"] == 128
+    df.loc[at_128, "val_loss"] = 1e18 * (1 + df.loc[at_128, "setting"])
+    counted = analyze(df, n_boot=50)
+    assert any(o.size == 128 and np.isfinite(o.best_loss) for o in counted.optima)
+    df.loc[at_128, "status"] = "not_learned"
+    a = analyze(df, n_boot=50)
+    assert a.counts["not_learned"] == int(at_128.sum())
+    assert not any(o.size == 128 and np.isfinite(o.best_loss) for o in a.optima)
+    assert {v.code for v in a.verdicts} == {"no_optimum"}
 
 
 def test_mean_curves_shape():

@@ -10,7 +10,7 @@ from torch import nn
 from wdscale.sgdw import SGDW
 from wdscale.study.config import TaskData
 from wdscale.study.engine import (BatchedOptimizer, BatchedTrainer, Layout, can_batch, check_batch,
-                                  choose_k, prefer_batched, read_optimizer, train_batched)
+                                  choose_k, choose_path, read_optimizer, train_batched)
 from wdscale.study.models import MLP, CharTransformer
 from wdscale.study.train import train_run
 from toy import mlp_fn, one_thread, toy_config, toy_data as classification_data  # noqa: F401 (one_thread: autouse fixture)
@@ -188,7 +188,7 @@ def test_batch_must_differ_only_in_hyperparameters():
     check_batch([config(rule="decoupled", seed=0, lr=1e-3), config(rule="timescale", setting=2.0, seed=1)])
 
 
-# -- can_batch, choose_k, prefer_batched -----------------------------------------------------------------
+# -- can_batch, choose_k, choose_path -----------------------------------------------------------------
 
 
 def test_can_batch():
@@ -207,9 +207,13 @@ def test_choose_k_grows_with_the_budget():
     assert choose_k(model, (128, 40), 1) == 1
 
 
-def test_prefer_batched_measures_and_caches():
-    data = classification_data()
-    configs = [config(seed=i, epochs=1) for i in range(4)]
-    answer = prefer_batched(configs, data, mlp_fn, steps=2, repeats=1)
-    assert isinstance(answer[0], bool) and "K=4" in answer[1]
-    assert prefer_batched(configs, data, mlp_fn) is answer  # cached per shape
+def test_the_path_is_a_rule_of_the_model_and_device_not_a_timing():
+    small, wide = MLP(40, 10, 64, 2), MLP(40, 10, 1024, 2)
+    assert choose_path(small)[0] == "batched-bmm"
+    assert choose_path(small) == choose_path(MLP(40, 10, 64, 2))  # the same answer every time
+    path, why = choose_path(wide)
+    assert path == "sequential" and "parameters >" in why
+    assert choose_path(CharTransformer(11, 8, 16, 1))[0] == "batched-vmap"
+    assert choose_path(nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Linear(16, 4)))[0] == "sequential"
+    # on a GPU every batchable model batches
+    assert choose_path(wide, "cuda")[0] == "batched-bmm"

@@ -68,7 +68,8 @@ def test_markdown_content(report):
     for rule in ("indep", "flat", "tau_rule"):
         assert f"| toy | sgd | width | {rule} |" in md  # verdict row and per-size rows
         assert len(re.findall(rf"\| {rule} \| (16|32|64) \|", md)) == 3
-    assert "Runs: 198 — 185 ok, 12 diverged (counted as infinite loss), 1 failed (excluded)" in md
+    assert ("Runs: 198 — 185 ok, 0 did not learn and 12 diverged (counted as infinite loss), "
+            "1 failed (excluded)") in md
     assert "Seeds: 2 (0, 1)" in md and "16, 32, 64" in md
     assert "Total wall time: 9 min 54 s" in md
     assert "transfers" in md and "grows with width" in md

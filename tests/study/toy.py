@@ -1,4 +1,5 @@
-"""A toy task shared by the trainer and engine tests: 100 random samples, 8 features, 4 classes."""
+"""A toy task shared by the trainer and engine tests: 100 random samples, 8 features, 4 classes
+(the class of a sample is the argmax of a fixed linear map of it, so a model can learn it)."""
 import pytest
 import torch
 
@@ -8,8 +9,8 @@ from wdscale.study.models import MLP
 
 def toy_data() -> TaskData:
     g = torch.Generator().manual_seed(0)
-    return TaskData(torch.randn(100, 8, generator=g), torch.randint(0, 4, (100,), generator=g),
-                    torch.randn(40, 8, generator=g), torch.randint(0, 4, (40,), generator=g), n_classes=4)
+    x_train, x_val, w = torch.randn(100, 8, generator=g), torch.randn(40, 8, generator=g), torch.randn(8, 4, generator=g)
+    return TaskData(x_train, (x_train @ w).argmax(1), x_val, (x_val @ w).argmax(1), n_classes=4)
 
 
 def mlp_fn(width: int, depth: int) -> MLP:

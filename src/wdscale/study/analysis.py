@@ -21,9 +21,10 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from .config import STATUSES  # ("ok", "not_learned", "diverged", "failed")
+
 SERIES_KEYS = ("task", "optimizer", "rule", "size_axis")
 REQUIRED_COLUMNS = SERIES_KEYS + ("size", "setting", "seed", "status")
-STATUSES = ("ok", "diverged", "failed")
 CI = 0.90  # coverage of every bootstrap interval
 MIN_SETTINGS = 3  # fewer grid points cannot bracket a minimum
 
@@ -154,8 +155,9 @@ def _describe(key: SeriesKey) -> str:
 
 def _prepare(runs: pd.DataFrame, metric: str) -> tuple:
     """Validate and return (frame with a float `loss` column, counts per status).
-    Diverged runs (and ok runs with a non-finite metric) get loss +inf: a setting where any
-    seed blew up is not a usable optimum. Failed runs say nothing about the setting: dropped."""
+    Diverged runs, runs that did not learn (status "not_learned": left out of every fit) and ok
+    runs with a non-finite metric get loss +inf: a setting where any seed blew up or stayed at
+    chance is not a usable optimum. Failed runs say nothing about the setting: dropped."""
     if not isinstance(runs, pd.DataFrame):
         raise TypeError(f"runs must be a pandas DataFrame, got {type(runs).__name__}")
     if runs.empty:
@@ -176,7 +178,7 @@ def _prepare(runs: pd.DataFrame, metric: str) -> tuple:
     df["setting"] = pd.to_numeric(df["setting"], errors="coerce").astype(float)
     df["size"] = pd.to_numeric(df["size"], errors="coerce")
     loss = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=float, copy=True)
-    loss[(df["status"] == "diverged").to_numpy() | ~np.isfinite(loss)] = np.inf
+    loss[df["status"].isin(["diverged", "not_learned"]).to_numpy() | ~np.isfinite(loss)] = np.inf
     df["loss"] = loss
 
     for key, g in df.groupby(list(SERIES_KEYS), sort=True):

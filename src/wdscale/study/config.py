@@ -14,6 +14,7 @@ import torch
 
 SIZE_AXES = ("width", "depth", "n_train", "batch_size")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+STATUSES = ("ok", "not_learned", "diverged", "failed")
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,13 @@ class RunConfig:
 
 @dataclass
 class RunResult:
-    """What one run produced. status: "ok", "diverged" (loss became NaN/inf) or "failed" (raised)."""
+    """What one run produced. status: one of STATUSES —
+    "ok"; "not_learned" (finished, but its final training loss is not below its initial one, or
+    its validation loss is no better than chance: kept, with the reason in `error`, and left out
+    of the fits); "diverged" (loss became NaN/inf); "failed" (raised, the message in `error`).
+    path and threads say how it was executed: "sequential", "batched-bmm" or "batched-vmap", and
+    torch's intra-op thread count (the same config on the same machine, path and threads gives
+    the same numbers; last-bit differences grow into percent-level ones over a run)."""
 
     run_id: str
     status: str
@@ -72,9 +79,8 @@ class RunResult:
     wall_time: float = 0.0
     error: Optional[str] = None
     history: list[float] = field(default_factory=list)  # validation loss after each epoch
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    path: str = ""
+    threads: int = 0
 
 
 @dataclass

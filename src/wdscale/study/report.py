@@ -295,14 +295,30 @@ def _what_was_run(runs: pd.DataFrame, a: StudyAnalysis) -> Bullets:
     seeds = sorted(runs["seed"].unique())
     items.append(f"Seeds: {len(seeds)} ({', '.join(map(str, seeds[:10]))}{', …' if len(seeds) > 10 else ''})")
     c = a.counts
-    items.append(f"Runs: {sum(c.values())} — {c['ok']} ok, {c['diverged']} diverged "
+    items.append(f"Runs: {sum(c.values())} — {c['ok']} ok, {c['not_learned']} did not learn and "
+                 f"{c['diverged']} diverged "
                  f"(counted as infinite loss), {c['failed']} failed (excluded)")
+    items.append(_execution(runs))
     if "wall_time" in runs:
         items.append(f"Total wall time: {_duration(float(runs['wall_time'].fillna(0).sum()))} "
                      "(summed over runs)")
     items.append(f"Metric: {a.metric} (lower is better); bootstrap: {a.n_boot} seed resamples, "
                  "90% intervals")
     return Bullets(tuple(items))
+
+
+def _execution(runs: pd.DataFrame) -> str:
+    """How the runs were executed: a run's numbers follow from its config, path and thread count."""
+    def counts(col: str, unit: str = "") -> str:
+        if col not in runs:
+            return "not recorded"
+        values = runs[col].where(runs[col].notna(), None)
+        c = values.map(lambda v: "not recorded" if v is None or v != v else f"{v:g}{unit}" if isinstance(v, float)
+                       else f"{v}{unit}").value_counts()
+        return ", ".join(f"{n} {k}" for k, n in c.items())
+
+    return (f"Execution (a run's numbers follow from its config, path and threads): path {counts('path')}; "
+            f"intra-op threads per run {counts('threads')}")
 
 
 def _verdict_table(table: pd.DataFrame) -> Table:

@@ -112,17 +112,34 @@ def one_line(e: BaseException) -> str:
 
 
 def finish(config: RunConfig, status: str, history: list[float], accs: list[float], train_loss: float,
-           steps: int, wall_time: float) -> RunResult:
-    """A RunResult from an epoch history (shared with the engine: both report the same way)."""
+           steps: int, wall_time: float, *, initial_loss: float, chance_loss: float, path: str) -> RunResult:
+    """A RunResult from an epoch history (shared with the engine: both report the same way).
+
+    A run that finished but did not learn — final training loss not below the loss of its first
+    batch before any step, or not below predicting uniformly at random (`chance_loss` = log of
+    the number of classes) — is "not_learned": its numbers are kept, the reason goes to `error`,
+    and analysis leaves it out of the fits (an lr of 1e6 ends there, with a finite but huge
+    training loss; so does a decay so strong that the weights stay at zero). The validation loss
+    is not judged: an overfitted run learned, however badly it generalises."""
     ok = status == "ok" and bool(history)
     nan = float("nan")
+    error = None
+    if ok and not train_loss < initial_loss:
+        status, error = "not_learned", f"final training loss {train_loss:.4g} is not below the initial {initial_loss:.4g}"
+    elif ok and not train_loss < chance_loss:
+        status, error = "not_learned", f"final training loss {train_loss:.4g} is no better than chance ({chance_loss:.4g})"
     return RunResult(
         run_id=config.run_id, status=status,
         train_loss=train_loss if ok else nan,
         val_loss=history[-1] if ok else nan, val_acc=accs[-1] if ok else nan,
         best_val_loss=min(history) if history else nan, best_val_acc=max(accs) if accs else nan,
-        steps=steps, wall_time=wall_time, history=list(history),
+        steps=steps, wall_time=wall_time, history=list(history), error=error, path=path,
     )
+
+
+def chance_loss(data: TaskData) -> float:
+    """Cross-entropy of a uniform prediction over the classes (tokens for "lm")."""
+    return math.log(data.n_classes)
 
 
 def train_run(config: RunConfig, data: TaskData, model_fn: ModelFn, *, device: Device = "cpu",
@@ -140,7 +157,7 @@ def train_run(config: RunConfig, data: TaskData, model_fn: ModelFn, *, device: D
         gen = torch.Generator().manual_seed(config.seed)
         history: list[float] = []
         accs: list[float] = []
-        status, train_loss = "ok", float("nan")
+        status, train_loss, initial_loss = "ok", float("nan"), float("nan")
         for _ in range(config.epochs):
             perm = torch.randperm(n, generator=gen).to(device)
             losses, sizes = [], []
@@ -149,6 +166,8 @@ def train_run(config: RunConfig, data: TaskData, model_fn: ModelFn, *, device: D
                 idx = perm[i:i + bs]
                 loss = per_model_loss(model(gather(d.x_train, idx)).unsqueeze(0), gather(d.y_train, idx).unsqueeze(0))[0]
                 value = loss.item()
+                if steps == 0:
+                    initial_loss = value
                 if not math.isfinite(value):
                     status = "diverged"
                     break
@@ -167,7 +186,8 @@ def train_run(config: RunConfig, data: TaskData, model_fn: ModelFn, *, device: D
                 break
             history.append(val_loss)
             accs.append(val_acc)
-        return finish(config, status, history, accs, train_loss, steps, time.perf_counter() - start)
+        return finish(config, status, history, accs, train_loss, steps, time.perf_counter() - start,
+                      initial_loss=initial_loss, chance_loss=chance_loss(d), path="sequential")
     except Exception as e:  # the study goes on; the store records why this run failed
         return RunResult(run_id=config.run_id, status="failed", steps=steps,
-                         wall_time=time.perf_counter() - start, error=one_line(e))
+                         wall_time=time.perf_counter() - start, error=one_line(e), path="sequential")
