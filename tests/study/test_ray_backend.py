@@ -30,15 +30,21 @@ def local_ray():
     ray.shutdown()
 
 
-def test_ray_gives_the_same_runs_and_results_as_local(local_ray, tmp_path):
+@pytest.mark.parametrize("batch", [False, True])
+def test_ray_gives_the_same_runs_and_results_as_local(local_ray, tmp_path, batch):
+    # the in-process local run and the Ray workers train each run on the same path with the same
+    # intra-op thread count (1), whatever the driver's own torch setting is
     plan = StudyPlan(**TINY)
-    run_study(plan, tmp_path / "local", backend=LocalBackend(workers=1), batch=False, progress=False)
-    run_study(plan, tmp_path / "ray", backend=RayBackend(), batch=False, progress=False)
+    run_study(plan, tmp_path / "local", backend=LocalBackend(workers=1), batch=batch, progress=False)
+    run_study(plan, tmp_path / "ray", backend=RayBackend(), batch=batch, progress=False)
     a, b = (Store(tmp_path / d / "runs.sqlite").frame().set_index("run_id").sort_index() for d in ("local", "ray"))
     assert list(a.index) == sorted(c.run_id for c in make_runs(plan, get_task("digits_mlp")))
     assert list(a.index) == list(b.index)
-    assert (a.status == "ok").all() and (b.status == "ok").all()
-    assert a.val_loss.tolist() == b.val_loss.tolist()  # same seeds, same code path: identical losses
+    assert a.status.tolist() == b.status.tolist() and set(a.status) <= {"ok", "not_learned"}
+    assert a.path.tolist() == b.path.tolist() and set(a.path) == {"batched-bmm" if batch else "sequential"}
+    assert (a.threads == 1).all() and (b.threads == 1).all()
+    # same config, path and threads on one machine: the same numbers (a tolerance, not bits, on principle)
+    assert a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-9)
 
 
 def test_a_killed_worker_is_retried_and_every_run_lands_once(local_ray, tmp_path):

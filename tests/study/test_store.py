@@ -23,7 +23,7 @@ def test_a_run_is_stored_once_and_read_back(tmp_path):
         assert store.add(config(seed=1), d)
     with Store(tmp_path / "s.sqlite") as store:  # survives reopening
         df = store.frame()
-        assert len(df) == 2 and store.count() == 2
+        assert len(df) == 2 and len(store.done_ids()) == 2
         row = df[df.seed == 0].iloc[0]
         assert (row.val_loss, row.history, row.setting_name, row.width) == (0.7, [0.9, 0.7], "lambda", 32)
         div = df[df.seed == 1].iloc[0]

@@ -18,7 +18,11 @@ from .runner import RunSummary, make_backend, register_custom, run_study
 def as_task_data(data: Any) -> TaskData:
     """TaskData, a callable returning it, or a tuple (x_train, y_train, x_val, y_val) of tensors."""
     if callable(data) and not isinstance(data, TaskData):
-        data = data()
+        try:
+            data = data()
+        except Exception as e:  # the user's loader: say that it failed, in one line
+            raise ValueError(f"the data loader {getattr(data, '__name__', data)!r} failed: "
+                             f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
     if isinstance(data, TaskData):
         return data
     if isinstance(data, (tuple, list)) and len(data) == 4 and all(isinstance(t, torch.Tensor) for t in data):
@@ -68,6 +72,7 @@ class Study:
         address: Optional[str] = None,
         device: Optional[str] = None,
         batch: bool = True,
+        threads: int = 1,
         **plan: Any,
     ) -> None:
         if (model_fn is None) != (data is None):
@@ -77,6 +82,7 @@ class Study:
         self.out = Path(out)
         self.device = device
         self.batch = batch
+        self.threads = threads
         self.backend = make_backend(backend, workers=workers, address=address)
         if model_fn is None:
             from .tasks import get_task
@@ -116,15 +122,14 @@ class Study:
 
     def run(self, *, progress: bool = True, retry_failed: bool = False) -> RunSummary:
         return run_study(self.plan, self.out, source=self.source, task=self.task, model_fn=self.model_fn,
-                         backend=self.backend, device=self.device, batch=self.batch, progress=progress,
-                         retry_failed=retry_failed)
+                         backend=self.backend, device=self.device, batch=self.batch, threads=self.threads,
+                         progress=progress, retry_failed=retry_failed)
 
     def results(self):
-        """All stored runs as a pandas DataFrame."""
-        from .store import Store
+        """All stored runs as a pandas DataFrame (from the store, or its runs.parquet export)."""
+        from .store import load_runs
 
-        with Store(self.out / "runs.sqlite") as store:
-            return store.frame()
+        return load_runs(self.out)
 
     def analyze(self, metric: str = "val_loss"):
         from .analysis import analyze

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
-from .plan import PRESETS, StudyPlan, load_plan_file
+from .plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file
 
 
 def _ints(s: str) -> list[int]:
@@ -13,6 +14,16 @@ def _ints(s: str) -> list[int]:
         return [int(x) for x in s.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def _positive(s: str) -> int:
+    try:
+        n = int(s)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {s!r}")
+    return n
 
 
 def _strs(s: str) -> list[str]:
@@ -74,13 +85,13 @@ def cmd_run(args: argparse.Namespace) -> None:
         if not (args.model and args.data):
             raise ValueError("--model and --data go together: module:factory and module:loader")
         study = Study(load_object(args.model, "--model"), load_object(args.data, "--data"), out=out,
-                      name=args.task or "custom", backend=args.backend,
-                      workers=args.workers, address=args.address, device=args.device, batch=not args.no_batch,
+                      name=args.task or "custom", backend=args.backend, workers=args.workers,
+                      address=args.address, device=args.device, batch=not args.no_batch, threads=args.threads,
                       **{k: v for k, v in plan.to_dict().items() if k != "task"})
         study.run(progress=not args.no_progress, retry_failed=args.retry_failed)
         return
     backend = make_backend(args.backend, workers=args.workers, address=args.address)
-    run_study(plan, out, backend=backend, device=args.device, batch=not args.no_batch,
+    run_study(plan, out, backend=backend, device=args.device, batch=not args.no_batch, threads=args.threads,
               retry_failed=args.retry_failed, progress=not args.no_progress)
 
 
@@ -90,6 +101,13 @@ def _frame(out: Path):
     return load_runs(out)
 
 
+def _check_writable(directory: Path, flag: str) -> None:
+    import os
+
+    if directory.exists() and not (directory.is_dir() and os.access(directory, os.W_OK)):
+        raise ValueError(f"cannot write into {str(directory)!r} (not a writable directory): give {flag} elsewhere")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
@@ -97,7 +115,9 @@ def cmd_report(args: argparse.Namespace) -> None:
     df = _frame(out)
     if df.empty:
         raise ValueError(f"the study in {str(out)!r} has no finished runs yet")
-    paths = write_report(df, out, title=args.title or f"wdscale study: {', '.join(sorted(df['task'].unique()))}",
+    dest = Path(args.to) if args.to else out
+    _check_writable(dest, "--to DIR")
+    paths = write_report(df, dest, title=args.title or f"wdscale study: {', '.join(sorted(df['task'].unique()))}",
                          metric=args.metric)
     for key in ("md", "html"):
         if key in paths:
@@ -107,7 +127,10 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     out = Path(args.dir)
     df = _frame(out)
+    if df.empty:
+        raise ValueError(f"the study in {str(out)!r} has no finished runs yet: nothing to export")
     path = Path(args.to) if args.to else out / f"runs.{args.format}"
+    _check_writable(path.parent, "--to FILE")
     if args.format == "csv":
         df.drop(columns=["history"]).to_csv(path, index=False)
     else:
@@ -117,73 +140,103 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
+    import json
+
+    from .plan import make_runs
+    from .store import Store
+    from .tasks import TASKS
+
     out = Path(args.dir)
     df = _frame(out)
+    plan_dict = None
+    if (out / "runs.sqlite").exists():
+        with Store(out / "runs.sqlite", readonly=True) as store:
+            plan_dict = store.plan()
+    if plan_dict is None and (out / "plan.json").exists():
+        try:
+            plan_dict = json.loads((out / "plan.json").read_text())
+        except (OSError, ValueError):
+            plan_dict = None
     planned = "?"
-    if (out / "plan.json").exists():
-        import json
-
-        from .plan import make_runs
-        from .tasks import TASKS
-
-        plan = StudyPlan.from_dict(json.loads((out / "plan.json").read_text()))
-        if plan.task in TASKS:
-            planned = len(make_runs(plan, TASKS[plan.task]))
+    if plan_dict is not None:
+        try:
+            plan = StudyPlan.from_dict(plan_dict)
+            if plan.task in TASKS:
+                planned = str(len(make_runs(plan, TASKS[plan.task])))
+        except (ValueError, TypeError):
+            planned = "? (its plan no longer checks)"
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
-    print(f"{len(df)} of {planned} runs stored: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    print(f"{len(df)} of {planned} runs stored" + (": " if counts else "") +
+          ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
 def add_study_parser(sub: Any) -> None:
     study = sub.add_parser("study", help="run, report and export studies of λ across sizes")
     ssub = study.add_subparsers(dest="study_command", required=True)
 
-    p = ssub.add_parser("run", help="run (or resume) a study grid")
+    presets = "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items())
+    p = ssub.add_parser("run", help="run (or resume) a study grid",
+                        description="Run a study: sizes × decay settings × rules × seeds, stored as each run "
+                                    "finishes; the same command again resumes. Flags override --config, which "
+                                    "overrides --preset; what none sets takes the task's default.")
+    # "-8,16" is a value (rejected by the plan's checks with a clear message), not an unknown flag
+    p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$")
     p.add_argument("--out", required=True, help="directory for the store (runs.sqlite), plan and report")
-    p.add_argument("--preset", choices=list(PRESETS), help="quick (minutes, `make demo`) or full (the findings)")
+    p.add_argument("--preset", choices=list(PRESETS), metavar="PRESET", help=f"a ready plan — {presets}")
     p.add_argument("--config", help="TOML or YAML file of plan keys (overrides the preset)")
-    p.add_argument("--task", help="built-in task (mnist1d_mlp, mnist1d_cnn, digits_mlp, shakespeare_char)")
-    p.add_argument("--size-axis", dest="size_axis", help="width | depth | n_train | batch_size")
-    p.add_argument("--sizes", type=_ints, help="comma-separated, e.g. 32,128,512")
-    p.add_argument("--rules", type=_strs, help="comma-separated rule names (see `wdscale rules`)")
+    p.add_argument("--task", help="built-in task: mnist1d_mlp, mnist1d_cnn, mnist1d_resmlp, "
+                                  "mnist1d_resmlp_completep, digits_mlp, shakespeare_char (default mnist1d_mlp); "
+                                  "with --model, the study's name")
+    p.add_argument("--size-axis", dest="size_axis", help="width | depth | n_train | batch_size (default width)")
+    p.add_argument("--sizes", type=_ints, help="comma-separated, e.g. 32,128,512 (default: the task's widths)")
+    p.add_argument("--rules", type=_strs, help="comma-separated rule names, see `wdscale rules` "
+                                               "(default sum,mean,decoupled,timescale,mup)")
     p.add_argument("--settings", type=_floats, help="explicit grid of λ (or τ) for a single rule")
-    p.add_argument("--optimizer", help="sgd | adam | adamw")
-    p.add_argument("--seeds", type=int)
-    p.add_argument("--points-per-decade", dest="points_per_decade", type=int)
-    p.add_argument("--decades", type=float, help="width of the decay grid in decades")
+    p.add_argument("--optimizer", help="sgd | adam | adamw (default adamw)")
+    p.add_argument("--seeds", type=int, help="seeds per setting (default 3)")
+    p.add_argument("--points-per-decade", dest="points_per_decade", type=int,
+                   help="grid points per decade of decay (default 4)")
+    p.add_argument("--decades", type=float, help="width of the decay grid in decades (default 3)")
     p.add_argument("--extend", type=_extend,
                    help="add decades of stronger (+) or weaker (-) decay to a rule's grid, e.g. mean=3")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--momentum", type=float)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", dest="batch_size", type=int)
-    p.add_argument("--n-train", dest="n_train", type=int)
-    p.add_argument("--width", type=int, help="fixed width when the size axis is not width")
-    p.add_argument("--depth", type=int)
+    p.add_argument("--lr", type=float, help="learning rate at the base size (default: the task's)")
+    p.add_argument("--momentum", type=float, help="SGD momentum, in [0, 1) (default 0.9)")
+    p.add_argument("--epochs", type=int, help="epochs per run (default: the task's)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="samples per step (default: the task's)")
+    p.add_argument("--n-train", dest="n_train", type=int, help="training samples used (default: the task's)")
+    p.add_argument("--width", type=int, help="fixed width when the size axis is not width (default: the task's)")
+    p.add_argument("--depth", type=int, help="fixed depth when the size axis is not depth (default: the task's)")
     p.add_argument("--base-size", dest="base_size", type=int, help="size where the setting is tuned (default smallest)")
-    p.add_argument("--decay-vectors", action="store_true")
+    p.add_argument("--decay-vectors", action="store_true", help="decay biases and norm gains too")
     p.add_argument("--model", help="your own model family: module:factory, called with the size")
     p.add_argument("--data", help="your own data: module:loader returning (x_train, y_train, x_val, y_val)")
-    p.add_argument("--backend", default="local", choices=["local", "ray"])
+    p.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help="local worker processes, or a Ray cluster (default local)")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
-    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--no-batch", action="store_true", help="switch the batched engine off (sequential torch.optim)")
+    p.add_argument("--workers", type=_positive, help="worker processes (default: cores / --threads)")
+    p.add_argument("--threads", type=_positive, default=1,
+                   help="torch intra-op threads per run, the same in every backend; recorded with each run, "
+                        "since a run's last bits depend on it (default 1)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--no-batch", action="store_true",
+                   help="train every run on its own (sequential torch.optim) instead of the batched engine")
     p.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
     p = ssub.add_parser("report", help="write report.md, report.html and plots from a study directory")
-    p.add_argument("dir")
-    p.add_argument("--title")
+    p.add_argument("dir", help="the study directory (its runs.sqlite, or runs.parquet)")
+    p.add_argument("--title", help="report title (default: the study's tasks)")
+    p.add_argument("--to", help="directory for the report (default: the study directory)")
     p.add_argument("--metric", default="val_loss", help="val_loss (default), best_val_loss, train_loss")
     p.set_defaults(func=cmd_report)
 
     p = ssub.add_parser("export", help="export the runs to CSV or Parquet")
-    p.add_argument("dir")
-    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument("dir", help="the study directory")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="csv (default) or parquet")
     p.add_argument("--to", help="output file (default DIR/runs.FORMAT)")
     p.set_defaults(func=cmd_export)
 
     p = ssub.add_parser("status", help="how many runs of a study are stored")
-    p.add_argument("dir")
+    p.add_argument("dir", help="the study directory")
     p.set_defaults(func=cmd_status)

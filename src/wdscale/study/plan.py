@@ -63,6 +63,12 @@ class StudyPlan:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown plan key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(names))}")
+        d = dict(d)
+        # a config file may write a list as one comma-separated string, as the command line does
+        if isinstance(d.get("sizes"), str):
+            d["sizes"] = _int_list("sizes", d["sizes"])
+        if isinstance(d.get("rules"), str):
+            d["rules"] = [r.strip() for r in d["rules"].split(",") if r.strip()]
         return cls(**d)
 
     def save(self, path: Union[str, Path]) -> None:
@@ -114,6 +120,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# one line per preset, for `wdscale study run --help`
+PRESET_HELP: dict[str, str] = {
+    "quick": "MNIST-1D MLP, widths 16-256, 5 rules (`make demo`, ~2 min on 2 cores)",
+    "full": "MNIST-1D MLP, widths 16-1024, 8 rules (the findings' width study, ~40 min)",
+    "sgd_width": "the width study under SGD + momentum, widths 16-512",
+    "digits_width": "scikit-learn digits MLP, widths 32-512, 7 rules",
+    "shakespeare_width": "character-level transformer on Shakespeare, widths 8-128",
+    "shakespeare_vectors": "the transformer's mup study with biases and LayerNorm decayed too",
+    "mnist1d_data": "MNIST-1D MLP, training set 250-4000 samples",
+    "mnist1d_batch": "MNIST-1D MLP, batch size 16-256",
+    "mnist1d_depth": "MNIST-1D MLP, depth 1-8",
+    "resmlp_depth": "residual MLP, depth 1-8",
+    "resmlp_depth_completep": "residual MLP with CompleteP's 1/depth branches, depth 1-8",
+}
+assert set(PRESET_HELP) == set(PRESETS)
+
+
 def preset(name: str, **overrides: Any) -> StudyPlan:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
@@ -122,23 +145,41 @@ def preset(name: str, **overrides: Any) -> StudyPlan:
     return StudyPlan.from_dict(d)
 
 
+def _int_list(name: str, text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{name} must be whole numbers, e.g. [16, 64, 256] or \"16,64,256\"; got {text!r}") from None
+
+
 def load_plan_file(path: Union[str, Path]) -> dict[str, Any]:
     """A TOML or YAML file of plan keys (the same names as StudyPlan's fields)."""
     p = Path(path)
-    if not p.exists():
-        raise ValueError(f"config file {str(p)!r} does not exist")
+    if not p.is_file():
+        raise ValueError(f"config file {str(p)!r} does not exist" if not p.exists() else
+                         f"config file {str(p)!r} is not a file")
+    if p.suffix not in (".toml", ".yaml", ".yml"):
+        raise ValueError(f"config file {str(p)!r}: use .toml, .yaml or .yml")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"config file {str(p)!r} cannot be read: {e}") from None
     if p.suffix == ".toml":
         try:
             import tomllib
         except ImportError:  # Python < 3.11
             import tomli as tomllib  # type: ignore[no-redef]
-        d = tomllib.loads(p.read_text())
-    elif p.suffix in (".yaml", ".yml"):
+        try:
+            d = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+    else:
         import yaml
 
-        d = yaml.safe_load(p.read_text()) or {}
-    else:
-        raise ValueError(f"config file {str(p)!r}: use .toml, .yaml or .yml")
+        try:
+            d = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"config file {str(p)!r} is not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(d, dict):
         raise ValueError(f"config file {str(p)!r} must hold a table of plan keys")
     return d
@@ -202,6 +243,9 @@ def resolve(plan: StudyPlan, task) -> Resolved:
     depth = _positive_int("depth", plan.depth if plan.depth is not None else task.default_depth)
     base_size = plan.base_size if plan.base_size is not None else sizes[0]
     _positive_int("base_size", base_size)
+    if plan.optimizer == "sgd" and not (isinstance(plan.momentum, (int, float)) and not isinstance(plan.momentum, bool)
+                                        and 0 <= plan.momentum < 1):
+        raise ValueError(f"momentum must be a number in [0, 1), got {plan.momentum!r}")
     for rule_name, dec in plan.extend.items():
         if rule_name not in plan.rules:
             raise ValueError(f"extend names rule {rule_name!r}, which is not in the plan's rules {plan.rules}")
@@ -217,7 +261,13 @@ def resolve(plan: StudyPlan, task) -> Resolved:
             for v in grid:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                     raise ValueError(f"setting {v!r} for rule {r!r} is not allowed: settings must be finite and > 0")
-    return Resolved(plan, sizes, float(lr), epochs, batch_size, n_train, width, depth, int(base_size))
+    resolved = Resolved(plan, sizes, float(lr), epochs, batch_size, n_train, width, depth, int(base_size))
+    for size in sizes:
+        knobs = size_knobs(resolved, size)
+        if knobs["batch_size"] > knobs["n_train"]:
+            raise ValueError(f"batch_size={knobs['batch_size']} is larger than n_train={knobs['n_train']} at "
+                             f"{plan.size_axis}={size}: a batch cannot hold more samples than the data has")
+    return resolved
 
 
 def size_knobs(r: Resolved, size: int) -> dict[str, int]:

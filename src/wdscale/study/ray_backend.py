@@ -24,14 +24,12 @@ def _ray():
     return ray
 
 
-def _run_job(job: Job, source: Source, device: str, custom: Optional[tuple]) -> list[RunResult]:
-    """The Ray task: a custom source's data and model_fn travel with it (cloudpickle)."""
+def _run_job(job: Job, source: Source, device: str, custom: Optional[tuple], threads: int) -> list[RunResult]:
+    """The Ray task: a custom source's data and model_fn travel with it (cloudpickle); it trains
+    on the study's intra-op thread count, whatever Ray set for the worker."""
     if custom is not None:
         _CUSTOM[source.key[len("custom:"):]] = custom
-    import torch
-
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    return execute(job, source, device)
+    return execute(job, source, device, threads)
 
 
 @dataclass
@@ -43,10 +41,10 @@ class RayBackend:
     cpus_per_task: float = 1.0
     max_retries: int = 3
 
-    def n_workers(self) -> int:
+    def n_workers(self, threads: int = 1) -> int:
         ray = _ray()
         self._init(ray)
-        return max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus_per_task))
+        return max(1, int(ray.cluster_resources().get("CPU", 1) // max(self.cpus_per_task, threads)))
 
     def _init(self, ray: Any) -> None:
         if ray.is_initialized():
@@ -58,15 +56,16 @@ class RayBackend:
         else:
             ray.init(num_cpus=self.workers or os.cpu_count(), **kwargs)
 
-    def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult) -> None:
+    def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult,
+            threads: int = 1) -> None:
         ray = _ray()
         self._init(ray)
         custom = None
         if source.key.startswith("custom:"):
             custom = ray.put(_CUSTOM[source.key[len("custom:"):]])
-        remote = ray.remote(num_cpus=self.cpus_per_task, num_gpus=1 if device.startswith("cuda") else 0,
+        remote = ray.remote(num_cpus=max(self.cpus_per_task, threads), num_gpus=1 if device.startswith("cuda") else 0,
                             max_retries=self.max_retries, retry_exceptions=False)(_run_job)
-        pending = {remote.remote(job, source, device, custom): job for job in jobs}
+        pending = {remote.remote(job, source, device, custom, threads): job for job in jobs}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)

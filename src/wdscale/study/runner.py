@@ -1,21 +1,32 @@
 """Run a study's grid: jobs -> a backend (local processes by default) -> results into the store.
 
 A job is either a batch of runs that differ only in hyperparameters and seed (trained together by
-the batched engine) or a single run (the sequential torch.optim loop). The driver decides which,
-per group of same-shaped runs, by measuring both paths once; every finished run is committed to the
-store the moment its result arrives.
+the batched engine) or a single run (the sequential torch.optim loop). Which one follows from the
+model's structure and size (`engine.choose_path`), and every run trains with the same intra-op
+thread count in every backend, so a run's numbers follow from its config, path and threads (all
+three stored with it) and not from the worker count, the backend or a timing. Every finished run
+is committed to the store the moment its result arrives.
+
+One store holds one plan: a plan may grow (more sizes, rules, seeds, `--extend`) but a stored run
+that the new plan does not contain is refused; one driver at a time (a lock file); workers die with
+their driver.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import math
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Protocol, Sequence, Union
+from typing import Callable, Iterator, Optional, Protocol, Sequence, Union
 
 import torch
 from torch import nn
@@ -78,25 +89,51 @@ def batch_key(c: RunConfig) -> tuple:
             decay_mode(c.rule, c.optimizer))
 
 
-def execute(job: Job, source: Source, device: str) -> list[RunResult]:
-    """Run one job (in whichever process the backend chose). Never raises for a run's own failure."""
+@contextlib.contextmanager
+def intra_op_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count for the body, restored after: a run's last bits depend on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def execute(job: Job, source: Source, device: str, threads: int = 1) -> list[RunResult]:
+    """Run one job (in whichever process the backend chose) on `threads` intra-op threads.
+    Never raises for a run's own failure."""
     from .train import train_run
 
     data, model_fn = resolve_source(source, job.configs[0])
-    if job.batched:
-        from .engine import train_batched
+    with intra_op_threads(threads):
+        results = None
+        if job.batched:
+            from .engine import train_batched
 
-        try:
-            return train_batched(job.configs, data, model_fn, device=device)
-        except Exception as e:  # the engine could not take this batch: fall back, run by run
-            log.warning("batched job of %d runs failed (%s: %s); running them one by one",
-                        len(job.configs), type(e).__name__, e)
-    return [train_run(c, data, model_fn, device=device) for c in job.configs]
+            try:
+                results = train_batched(job.configs, data, model_fn, device=device)
+            except Exception as e:  # the engine could not take this batch: fall back (path "sequential")
+                log.warning("batched job of %d runs failed (%s: %s); running them one by one",
+                            len(job.configs), type(e).__name__, e)
+        if results is None:
+            results = [train_run(c, data, model_fn, device=device) for c in job.configs]
+    return [dataclasses.replace(r, threads=threads) for r in results]
 
 
-def plan_jobs(todo: Sequence[RunConfig], source: Source, *, device: str, batch: bool, workers: int,
-              memory_budget: int = 2 << 30, max_k: int = 128) -> tuple[list[Job], list[str]]:
-    """Group runs, decide batched vs sequential per group (measured), split into jobs; largest first."""
+# Most runs one batched job trains together. The BLAS kernels behind the engine's bmm give a
+# member last-bit differences that depend on its position in the stack (its memory alignment), so
+# a job's membership must not depend on the worker count or on timing: groups are cut in plan order
+# into jobs of a fixed size. A study resumed after a kill re-forms exactly the jobs it lost (jobs
+# are stored whole); a plan that grows trains its new runs in new jobs.
+MAX_RUNS_PER_JOB = 32
+
+
+def plan_jobs(todo: Sequence[RunConfig], source: Source, *, device: str, batch: bool,
+              memory_budget: int = 2 << 30, max_k: Optional[int] = None) -> tuple[list[Job], list[str]]:
+    """Group runs, choose each group's path by rule (not by timing), cut each batched group in
+    plan order into jobs of a fixed size (a rule of the model and the memory budget, never of the
+    workers); largest jobs first."""
     groups: dict[tuple, list[RunConfig]] = {}
     for c in todo:
         groups.setdefault(batch_key(c), []).append(c)
@@ -105,12 +142,12 @@ def plan_jobs(todo: Sequence[RunConfig], source: Source, *, device: str, batch: 
     for configs in groups.values():
         c0 = configs[0]
         what = f"{c0.size_axis}={c0.size} ({decay_mode(c0.rule, c0.optimizer)} decay, {len(configs)} runs)"
-        use_batch, why, size = False, "batched engine switched off (--no-batch)", 1
-        if batch and len(configs) > 1:
-            use_batch, why, size = _decide(configs, source, device, memory_budget, max_k, workers)
-        if use_batch:
+        path, why, size = "sequential", "batched engine switched off (--no-batch)", 1
+        if batch:
+            path, why, size = _decide(configs, source, device, memory_budget, max_k or MAX_RUNS_PER_JOB)
+        if path != "sequential":
             jobs += [Job(configs[i:i + size], True) for i in range(0, len(configs), size)]
-            notes.append(f"{what}: batched, {math.ceil(len(configs) / size)} jobs of ≤{size} ({why})")
+            notes.append(f"{what}: {path}, {math.ceil(len(configs) / size)} jobs of ≤{size} ({why})")
         else:
             jobs += [Job([c], False) for c in configs]
             notes.append(f"{what}: sequential ({why})")
@@ -118,34 +155,20 @@ def plan_jobs(todo: Sequence[RunConfig], source: Source, *, device: str, batch: 
     return jobs, notes
 
 
-def _decide(configs, source, device, memory_budget, max_k, workers) -> tuple[bool, str, int]:
-    """Batch or not, and how many runs per job: measured at the job size and thread count the
-    workers will use, since the answer depends on both."""
-    from .engine import can_batch, choose_k, prefer_batched
+def _decide(configs, source, device, memory_budget, max_k) -> tuple[str, str, int]:
+    """The group's path (a rule of the model's size) and its runs per job (as many as the memory
+    budget allows, at most max_k)."""
+    from .engine import choose_k, choose_path
 
     data, model_fn = resolve_source(source, configs[0])
     c0 = configs[0]
     with torch.random.fork_rng():
         model = model_fn(c0.width, c0.depth)
-    ok, why = can_batch(model)
-    if not ok:
-        return False, why, 1
+    path, why = choose_path(model, device)
+    if path == "sequential":
+        return path, why, 1
     x = data.x_train[: c0.batch_size]
-    k = max(1, min(max_k, len(configs), choose_k(model, tuple(x.shape), memory_budget)))
-    # enough jobs to keep every worker busy, none bigger than the memory budget allows
-    n_jobs = max(math.ceil(len(configs) / k), min(workers, len(configs)))
-    size = math.ceil(len(configs) / n_jobs)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(_worker_threads(workers))
-    try:
-        faster, why = prefer_batched(configs[:size], data, model_fn, device=device)
-    finally:
-        torch.set_num_threads(threads)
-    return faster, why, size
-
-
-def _worker_threads(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    return path, why, max(1, min(max_k, choose_k(model, tuple(x.shape), memory_budget)))
 
 
 # -- backends ---------------------------------------------------------------------------------------
@@ -155,46 +178,77 @@ OnResult = Callable[[RunConfig, RunResult], None]
 
 
 class Backend(Protocol):
-    """Runs jobs somewhere and hands each finished run to `on_result` in the driver process."""
+    """Runs jobs somewhere, each on `threads` intra-op threads, and hands each finished run to
+    `on_result` in the driver process."""
 
-    def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult) -> None: ...
+    def n_workers(self, threads: int = 1) -> int: ...
+
+    def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult,
+            threads: int = 1) -> None: ...
 
 
 @dataclass
 class LocalBackend:
-    """Local worker processes (forked, so a user's model_fn needs no pickling); 1 worker runs in-process."""
+    """Local worker processes (forked, so a user's model_fn needs no pickling); 1 worker runs
+    in-process. Workers die with the driver, however it ends (SIGKILL included)."""
 
     workers: Optional[int] = None
 
-    def n_workers(self) -> int:
-        return max(1, self.workers or os.cpu_count() or 1)
+    def __post_init__(self) -> None:
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                         or self.workers < 1):
+            raise ValueError(f"workers must be a whole number ≥ 1, got {self.workers!r}")
 
-    def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult) -> None:
-        workers = min(self.n_workers(), len(jobs)) if jobs else 1
+    def n_workers(self, threads: int = 1) -> int:
+        """As many as asked, else one per `threads` cores."""
+        return self.workers or max(1, (os.cpu_count() or 1) // threads)
+
+    def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult,
+            threads: int = 1) -> None:
+        workers = min(self.n_workers(threads), len(jobs)) if jobs else 1
         if workers == 1 or device.startswith("cuda"):
             for job in jobs:
-                for c, r in zip(job.configs, execute(job, source, device)):
+                for c, r in zip(job.configs, execute(job, source, device, threads)):
                     on_result(c, r)
             return
         ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(_worker_threads(workers),)) as pool:
-            pending = {pool.submit(execute, job, source, device): job for job in jobs}
-            try:
-                while pending:
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        job = pending.pop(fut)
-                        for c, r in zip(job.configs, fut.result()):
-                            on_result(c, r)
-            except BaseException:
-                for fut in pending:
-                    fut.cancel()
-                raise
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+        try:
+            pending = {pool.submit(execute, job, source, device, threads): job for job in jobs}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    job = pending.pop(fut)
+                    for c, r in zip(job.configs, fut.result()):
+                        on_result(c, r)
+        except BaseException:
+            # interrupted (Ctrl-C, SIGTERM) or a worker died: stop the others now rather than
+            # wait for their jobs; finished runs are already in the store
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
 
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
+def _init_worker(driver_pid: int) -> None:
+    """Tie the worker's life to the driver's: the kernel kills it when the driver dies (Linux),
+    and a watchdog thread exits it if it is ever re-parented (other systems, and the moment
+    between fork and prctl)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != driver_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == driver_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="wdscale-driver-watch", daemon=True).start()
 
 
 def make_backend(name: str, *, workers: Optional[int] = None, address: Optional[str] = None) -> Backend:
@@ -223,6 +277,113 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str) -> str:
+    """`cpu`, `cuda` or `cuda:N`, and only a CUDA device that torch can see."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: studies run on cpu or cuda")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available here (torch.cuda.is_available() is False); "
+                             "use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
+def check_threads(threads: int) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a whole number ≥ 1 (torch intra-op threads per run), got {threads!r}")
+    return threads
+
+
+def check_output(data: TaskData, model: nn.Module, where: str) -> None:
+    """One forward on two training samples: the model's output must fit the data (one error up
+    front, instead of every run failing the same way)."""
+    x, y = data.x_train[:2], data.y_train[:2]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception as e:
+        raise ValueError(f"the model at {where} fails on the data's inputs {tuple(x.shape)}: "
+                         f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
+    want = (*y.shape, data.n_classes)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the model at {where} returns {got} for inputs {tuple(x.shape)}; {data.kind} data "
+                         f"with {data.n_classes} classes needs logits of shape {want}")
+
+
+@contextlib.contextmanager
+def study_lock(out: Path) -> Iterator[None]:
+    """One driver per study directory: a second `study run` on the same --out is refused (it would
+    train the same runs again). The lock is the kernel's (flock), so a killed driver releases it."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    path = out / ".wdscale.lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise ValueError(f"another `wdscale study run` ({holder}) is running on {str(out)!r}; "
+                             "wait for it to finish (it stores every run), or use another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def check_plan_fits_store(store: Store, runs: Sequence[RunConfig], out: Path) -> None:
+    """Every stored run must belong to the plan: a plan may grow (sizes, rules, seeds, --extend),
+    but one that changes what a run means (epochs, lr, task, ...) would mix two studies."""
+    planned = {c.run_id for c in runs}
+    foreign = sorted(store.done_ids() - planned)
+    if not foreign:
+        return
+    stored = store.configs(foreign[:200])
+    diffs = []
+    for f in dataclasses.fields(RunConfig):
+        was = {getattr(c, f.name) for c in stored}
+        now = {getattr(c, f.name) for c in runs}
+        if not was <= now:
+            was_s = ", ".join(sorted(map(str, was - now))[:3])
+            now_s = ", ".join(sorted(map(str, now))[:3]) + (", ..." if len(now) > 3 else "")
+            diffs.append(f"{f.name} {was_s} there, {now_s} here")
+    why = "; ".join(diffs[:4]) or "other grid settings"
+    raise ValueError(f"{str(out)!r} holds {len(foreign)} run(s) of another plan ({why}). A study directory holds "
+                     "one plan: use another --out, or the plan it was made with (its plan.json); a plan may grow "
+                     "(more sizes, rules, seeds, --extend) but not change")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the driver like Ctrl-C: workers are killed, the store is closed cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    before = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def run_study(
     plan: StudyPlan,
     out_dir: Union[str, Path],
@@ -233,37 +394,53 @@ def run_study(
     backend: Optional[Backend] = None,
     device: Optional[str] = None,
     batch: bool = True,
+    threads: int = 1,
     retry_failed: bool = False,
     progress: bool = True,
 ) -> RunSummary:
-    """Plan → runs → store. Re-running with the same plan and out_dir resumes: stored runs are skipped."""
+    """Plan → runs → store. Re-running with the same plan and out_dir resumes: stored runs are skipped.
+
+    Everything is checked before anything is written: the plan, the models at every size, the
+    model's output against the data, the device, the study directory, the lock and that the store
+    holds no run of another plan. `threads`: torch intra-op threads per run, in every backend."""
     from .tasks import get_task
 
+    check_threads(threads)
+    device = check_device(device or default_device())
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a directory for the study")
     task = task if task is not None else get_task(plan.task)
     source = source or Source(f"task:{plan.task}")
     runs = make_runs(plan, task, model_fn)
-    data, _ = resolve_source(source, runs[0])
+    data, fn = resolve_source(source, runs[0])
     most = max(c.n_train for c in runs)
     if most > data.n_train:
         raise ValueError(f"n_train={most} is more than the {data.n_train} training samples of task {plan.task!r}")
-    device = device or default_device()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plan.save(out / "plan.json")
+    with torch.random.fork_rng():
+        check_output(data, fn(runs[0].width, runs[0].depth), f"{runs[0].size_axis}={runs[0].size}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create the study directory {str(out)!r}: {e.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"the study directory {str(out)!r} is not writable")
     backend = backend or LocalBackend()
-    with Store(out / "runs.sqlite") as store:
+    with study_lock(out), Store(out / "runs.sqlite") as store:
+        check_plan_fits_store(store, runs, out)
+        plan.save(out / "plan.json")
+        store.set_plan(plan.to_dict())
         if retry_failed:
             store.forget(store.done_ids(["failed"]))
         done = store.done_ids()
         todo = [c for c in runs if c.run_id not in done]
         summary = RunSummary(planned=len(runs), already_done=len(runs) - len(todo), ran=0)
         print(f"wdscale study: {describe(runs)}", file=sys.stderr)
-        print(f"  {summary.already_done} already in {out / 'runs.sqlite'}, {len(todo)} to run on {device}",
-              file=sys.stderr)
+        print(f"  {summary.already_done} already in {out / 'runs.sqlite'}, {len(todo)} to run on {device}, "
+              f"{threads} thread{'s' if threads > 1 else ''} per run", file=sys.stderr)
         if not todo:
             return summary
-        workers = getattr(backend, "n_workers", lambda: 1)()
-        jobs, summary.notes = plan_jobs(todo, source, device=device, batch=batch, workers=workers)
+        jobs, summary.notes = plan_jobs(todo, source, device=device, batch=batch)
         for note in summary.notes:
             print(f"  {note}", file=sys.stderr)
         bar = _progress(len(todo), progress)
@@ -278,7 +455,8 @@ def run_study(
             bar.set_postfix({k: v for k, v in summary.statuses.items() if k != "ok"}, refresh=False)
 
         try:
-            backend.run(jobs, source, device, on_result)
+            with _sigterm_as_interrupt():
+                backend.run(jobs, source, device, on_result, threads)
         finally:
             bar.close()
     print(f"  done: {summary.ran} runs ({', '.join(f'{v} {k}' for k, v in summary.statuses.items())})",
