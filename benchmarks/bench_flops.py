@@ -7,6 +7,7 @@ last column says how much of the step the (memory-bound) optimizer step alone ta
 
     .venv/bin/python benchmarks/bench_flops.py [--threads N] [--k 8] [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,7 @@ def best_of(fn, repeats: int) -> float:
 def peak_flops(n: int, repeats: int) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     out = torch.empty(n, n)
-    return 2 * n ** 3 / best_of(lambda: torch.mm(a, b, out=out), repeats)
+    return 2 * n**3 / best_of(lambda: torch.mm(a, b, out=out), repeats)
 
 
 def step_flops(width: int) -> int:

@@ -11,6 +11,7 @@ the two paths are timed A/B interleaved and the best of `--repeats` is kept for 
 
 The last line is `speedup_k32_w64=<ratio>` (sequential time / batched time at K=32, width 64).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,6 +52,7 @@ def bench(k: int, width: int, steps: int, repeats: int, seq_models: int, vmap: b
         def run():
             for s in range(steps):
                 trainer.step(gather(x, idx[s]), gather(y, idx[s]))
+
         return run
 
     def sequential():
@@ -90,7 +92,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     grid = [(32, 64)] if args.quick else [(k, w) for w in (64, 256, 1024) for k in (8, 32, 128)]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, AdamW, MLP {IN}->w->w->{OUT}, batch {BATCH}")
-    print(f"{'K':>4} {'width':>6} {'seq steps/s':>12} {'bmm steps/s':>12} {'vmap steps/s':>13} {'bmm/seq':>8} {'vmap/seq':>9}")
+    print(
+        f"{'K':>4} {'width':>6} {'seq steps/s':>12} {'bmm steps/s':>12} {'vmap steps/s':>13} "
+        f"{'bmm/seq':>8} {'vmap/seq':>9}"
+    )
     ratios = {}
     for k, w in grid:
         steps = 5 if args.quick else max(2, min(20, 4096 // (k * max(1, w // 64))))
@@ -98,8 +103,10 @@ def main() -> None:
         r = bench(k, w, steps, 3 if args.quick else args.repeats, seq_models, vmap=not args.no_vmap)
         ratios[(k, w)] = r["bmm"] / r["seq"]
         v = r.get("vmap", float("nan"))
-        print(f"{k:>4} {w:>6} {r['seq']:>12.0f} {r['bmm']:>12.0f} {v:>13.0f} {ratios[(k, w)]:>8.2f} {v / r['seq']:>9.2f}",
-              flush=True)
+        print(
+            f"{k:>4} {w:>6} {r['seq']:>12.0f} {r['bmm']:>12.0f} {v:>13.0f} {ratios[(k, w)]:>8.2f} {v / r['seq']:>9.2f}",
+            flush=True,
+        )
     print(f"speedup_k32_w64={ratios[(32, 64)]:.2f}")
 
 

@@ -4,6 +4,7 @@ The Trainer then builds its own lr schedule around the optimizer; torch schedule
 group's lr by the same factor, so the rule's per-group ratios (μP's lr/m on hidden matrices) and
 its per-group weight_decay survive. Run: `python examples/hf_trainer.py` (a few seconds on a CPU).
 """
+
 from __future__ import annotations
 
 import sys
@@ -26,9 +27,15 @@ def main(width: int = 64, base_width: int = 32, steps: int = 6, out_dir: str | N
     tokens = torch.randint(0, 97, (16, 16))  # 16 sequences of 16 tokens: memorised in a few steps
     train = [{"input_ids": t, "labels": t} for t in tokens]
     args = TrainingArguments(
-        output_dir=out_dir or tempfile.mkdtemp(prefix="wdscale-hf-"), max_steps=steps,
-        per_device_train_batch_size=16, logging_steps=1, save_strategy="no", report_to=[],
-        use_cpu=True, disable_tqdm=True, lr_scheduler_type="constant",
+        output_dir=out_dir or tempfile.mkdtemp(prefix="wdscale-hf-"),
+        max_steps=steps,
+        per_device_train_batch_size=16,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        lr_scheduler_type="constant",
     )
     trainer = Trainer(model=model, args=args, train_dataset=train, optimizers=(opt, None))
     trainer.train()

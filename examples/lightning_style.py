@@ -8,6 +8,7 @@ does what Lightning's loop does with it, so it runs without Lightning installed:
 The rule here is `timescale` (Wang & Aitchison 2025): every group's AdamW EMA timescale
 τ = 1/(η_g λ_g) is `tau` epochs, at any width; it needs the data facts (N, B).
 """
+
 from __future__ import annotations
 
 import sys
@@ -34,8 +35,9 @@ class ViTClassifier(nn.Module):  # in a Lightning project: class ViTClassifier(l
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # the base only lends its shapes (width multipliers); build it at the tuned width
-        return wdscale.optimizer(self.model, "adamw", rule="timescale", lr=self.lr, tau=self.tau,
-                                 base=vit(self.base_width), data=self.data)
+        return wdscale.optimizer(
+            self.model, "adamw", rule="timescale", lr=self.lr, tau=self.tau, base=vit(self.base_width), data=self.data
+        )
 
 
 def fit(module: ViTClassifier, batches: list, epochs: int) -> list[float]:
@@ -55,7 +57,7 @@ def fit(module: ViTClassifier, batches: list, epochs: int) -> list[float]:
 def main(width: int = 64, base_width: int = 32, epochs: int = 3) -> tuple[ViTClassifier, list[float]]:
     torch.manual_seed(0)
     x, y = torch.randn(32, 3, 16, 16), torch.randint(0, 5, (32,))
-    batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 32, 8)]
+    batches = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 32, 8)]
     module = ViTClassifier(width, base_width, wdscale.DataFacts(n_samples=32, batch_size=8, epochs=epochs))
     return module, fit(module, batches, epochs)
 

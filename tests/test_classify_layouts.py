@@ -1,6 +1,7 @@
 """Classification by what a tensor does: raw parameters, layouts, tied and frozen tensors, shapes the
 rules cannot scale. References: mup's own infshape rules (MuAdamW / MuSGD on a copy of the model
 that mup prepared) and hand-worked formulas."""
+
 import copy
 
 import pytest
@@ -92,9 +93,13 @@ def test_vector_like_raw_parameters_keep_the_base_lr_under_every_width_rule():
     """The bug this guards: a 1×1×d class token read as a readout got lr/m and λ·m."""
     model, base = MiniViT(64), MiniViT(16)
     data = wdscale.DataFacts(n_samples=1000, batch_size=50, epochs=10)
-    for rule, setting in [("mup", dict(weight_decay=LAM)), ("sqrt_width", dict(weight_decay=LAM)),
-                          ("completep", dict(weight_decay=LAM)), ("timescale", dict(tau=4.0)),
-                          ("power_lines", dict(tau=0.5))]:
+    for rule, setting in [
+        ("mup", dict(weight_decay=LAM)),
+        ("sqrt_width", dict(weight_decay=LAM)),
+        ("completep", dict(weight_decay=LAM)),
+        ("timescale", dict(tau=4.0)),
+        ("power_lines", dict(tau=0.5)),
+    ]:
         groups = wdscale.param_groups(model, rule=rule, lr=LR, base=base, data=data, decay_vectors=True, **setting)
         lr_of = {n: g["lr"] for g in groups for n in g["names"]}
         for n in ("cls_token", "pos_embed", "latents"):
@@ -178,8 +183,11 @@ def test_three_growing_dimensions_is_one_clear_error():
             self.inp = nn.Linear(4, d)
             self.bil = nn.Bilinear(d, d, d)
 
-    with pytest.raises(ValueError, match=r"parameter 'bil.weight' \(shape \(64, 64, 64\)\) grows with width in 3 "
-                                         r"dimensions \[0, 1, 2\]; the rules scale tensors with at most two"):
+    with pytest.raises(
+        ValueError,
+        match=r"parameter 'bil.weight' \(shape \(64, 64, 64\)\) grows with width in 3 "
+        r"dimensions \[0, 1, 2\]; the rules scale tensors with at most two",
+    ):
         wdscale.param_groups(Bi(64), rule="mup", lr=LR, weight_decay=LAM, base=Bi(16))
     # mup refuses it too (the independent reference for "cannot scale")
     twin = Bi(64)
@@ -213,8 +221,13 @@ def test_conv1d_layout_is_read_as_in_out():
     infos = {p.name: p for p in classify(model, base)}
     for conv, lin in (("fc", "lin_fc"), ("proj", "lin_proj")):
         c, li = infos[conv + ".weight"], infos[lin + ".weight"]
-        assert (c.fan_in, c.fan_out, c.fan_in_mult, c.fan_out_mult, c.kind) == \
-               (li.fan_in, li.fan_out, li.fan_in_mult, li.fan_out_mult, li.kind)
+        assert (c.fan_in, c.fan_out, c.fan_in_mult, c.fan_out_mult, c.kind) == (
+            li.fan_in,
+            li.fan_out,
+            li.fan_in_mult,
+            li.fan_out_mult,
+            li.kind,
+        )
     assert (infos["fc.weight"].fan_in, infos["fc.weight"].fan_out) == (64, 256)
     # SGD μP, matrix-like: lr / r with r = fan_in_mult / fan_out_mult (mup's MuSGD on the nn.Linear twin)
     got = ours(model, "sgd", base=base)
@@ -222,7 +235,10 @@ def test_conv1d_layout_is_read_as_in_out():
         assert got[conv + ".weight"] == pytest.approx(got[lin + ".weight"])
     assert got["fc.weight"][0] == pytest.approx(LR / (2 / 4))  # fan_in ×2, fan_out ×4
     data = wdscale.DataFacts(n_samples=1000, batch_size=10)
-    prior = {n: g["weight_decay"] for g in wdscale.param_groups(model, rule="prior_matched", lr=LR, weight_decay=LAM,
-                                                                 data=data) for n in g["names"]}
+    prior = {
+        n: g["weight_decay"]
+        for g in wdscale.param_groups(model, rule="prior_matched", lr=LR, weight_decay=LAM, data=data)
+        for n in g["names"]
+    }
     assert prior["fc.weight"] == pytest.approx(LAM * model.fc.nx / 1000)
     assert prior["proj.weight"] == pytest.approx(LAM * model.proj.nx / 1000)

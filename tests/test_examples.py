@@ -1,4 +1,5 @@
 """The examples under examples/ run on tiny configs and do what they say."""
+
 import importlib.util
 import re
 from pathlib import Path
@@ -48,7 +49,7 @@ def test_lightning_style_configure_optimizers_holds_tau_in_every_group():
         assert 1 / (g["lr"] * g["weight_decay"]) / steps_per_epoch == pytest.approx(5.0)
     hidden = [g["lr"] for g in opt.param_groups if g["kind"] == "hidden"]
     assert hidden and all(lr == pytest.approx(3e-3 / 2) for lr in hidden)  # μP lr at m = 64/32
-    per_epoch = [sum(losses[i:i + 4]) / 4 for i in range(0, 12, 4)]
+    per_epoch = [sum(losses[i : i + 4]) / 4 for i in range(0, 12, 4)]
     assert per_epoch[-1] < per_epoch[0]
 
 

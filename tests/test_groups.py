@@ -3,9 +3,8 @@ import torch
 from torch import nn
 
 import wdscale
-from wdscale.groups import classify
-
 from conftest import TinyMLP
+from wdscale.groups import classify
 
 
 def by_name(infos):
@@ -67,8 +66,9 @@ def test_wrappers_do_not_change_the_result():
     compiled_like._orig_mod = model
     for other in (wrapped, compiled_like):
         groups = wdscale.param_groups(other, rule="mup", lr=1e-3, weight_decay=0.1, base=base)
-        assert [(g["names"], g["lr"], g["weight_decay"], g["kind"]) for g in groups] == \
-               [(g["names"], g["lr"], g["weight_decay"], g["kind"]) for g in plain]
+        assert [(g["names"], g["lr"], g["weight_decay"], g["kind"]) for g in groups] == [
+            (g["names"], g["lr"], g["weight_decay"], g["kind"]) for g in plain
+        ]
 
 
 def test_every_parameter_in_exactly_one_group():

@@ -1,4 +1,5 @@
 """The `mup` rule against microsoft/mup's own optimizers (an independent reference)."""
+
 import pytest
 import torch
 from torch import nn
@@ -55,8 +56,10 @@ def test_base_model_without_infshape_gives_the_same_as_mup(name, mu_cls):
     plain = MuMLP(width)
     plain.load_state_dict(model.state_dict())
     ours = wdscale.optimizer(plain, name, rule="mup", lr=0.01, weight_decay=0.1, base=MuMLP(32), decay_vectors=True)
-    ours_by_name = {n: v for n, v in zip([n for n, _ in plain.named_parameters()],
-                                         [per_param(ours)[id(p)] for p in plain.parameters()])}
+    ours_by_name = {
+        n: v
+        for n, v in zip([n for n, _ in plain.named_parameters()], [per_param(ours)[id(p)] for p in plain.parameters()])
+    }
     ref_by_name = {n: ref[id(p)] for n, p in model.named_parameters()}
     for n in ref_by_name:
         assert ours_by_name[n] == pytest.approx(ref_by_name[n], rel=1e-12), n
@@ -66,6 +69,6 @@ def test_default_leaves_vectors_undecayed_but_scales_their_lr_like_mup():
     model = prepared(128)
     ref = per_param(mup.MuSGD(model.parameters(), lr=0.01, weight_decay=0.1))
     ours = per_param(wdscale.optimizer(model, "sgd", rule="mup", lr=0.01, weight_decay=0.1))
-    for n, p in model.named_parameters():
+    for p in model.parameters():
         if p.ndim == 1:
             assert ours[id(p)] == (pytest.approx(ref[id(p)][0]), 0.0)

@@ -5,10 +5,9 @@ import torch
 from torch import nn
 
 import wdscale
+from conftest import TinyMLP
 from wdscale import DataFacts
 from wdscale.cli import main
-
-from conftest import TinyMLP
 
 DATA = DataFacts(n_samples=1000, batch_size=50, epochs=10)
 
@@ -20,19 +19,47 @@ DATA = DataFacts(n_samples=1000, batch_size=50, epochs=10)
         (dict(rule="sum", lr=0.1, weight_decay=-1.0), ValueError, r"weight_decay=-1.0 is not allowed: .*>= 0"),
         (dict(rule="sum", lr=0.1, weight_decay=math.nan), ValueError, r"weight_decay=nan"),
         (dict(rule="sum", lr=0.1, weight_decay=math.inf), ValueError, r"weight_decay=inf"),
-        (dict(rule="sum", lr=0.0, weight_decay=0.1), ValueError, r"lr=0.0 is not allowed: lr must be a finite number > 0"),
+        (
+            dict(rule="sum", lr=0.0, weight_decay=0.1),
+            ValueError,
+            r"lr=0.0 is not allowed: lr must be a finite number > 0",
+        ),
         (dict(rule="sum", lr=-1e-3, weight_decay=0.1), ValueError, r"lr=-0.001"),
         (dict(rule="sum", lr="big", weight_decay=0.1), TypeError, r"lr must be a number, got 'big'"),
         (dict(rule="timescale", lr=0.1, tau=0.0, data=DATA), ValueError, r"tau=0.0 is not allowed: .*> 0"),
         (dict(rule="timescale", lr=0.1, tau=-2.0, data=DATA), ValueError, r"tau=-2.0"),
-        (dict(rule="sum", lr=0.1, weight_decay=0.1, tau=3.0), ValueError, r"takes weight_decay .*weight_decay=0.1 and tau=3.0"),
+        (
+            dict(rule="sum", lr=0.1, weight_decay=0.1, tau=3.0),
+            ValueError,
+            r"takes weight_decay .*weight_decay=0.1 and tau=3.0",
+        ),
         (dict(rule="sum", lr=0.1), ValueError, r"rule 'sum' takes weight_decay \(λ\) and nothing else; got neither"),
         (dict(rule="timescale", lr=0.1, weight_decay=0.1, data=DATA), ValueError, r"rule 'timescale' takes tau"),
-        (dict(rule="sum", lr=0.1, weight_decay=0.1, optimizer="lion"), ValueError, r"unsupported optimizer 'lion'; supported: sgd, adam, adamw"),
-        (dict(rule="sqrt_width", lr=0.1, weight_decay=0.1, optimizer="sgd"), ValueError, r"defined for optimizers adam, adamw, not 'sgd'"),
-        (dict(rule="per_sample", lr=0.1, weight_decay=0.1), ValueError, r"rule 'per_sample' needs data=DataFacts\(n_samples=...\)"),
-        (dict(rule="normalized", lr=0.1, weight_decay=0.1, data=DataFacts(1000, 50)), ValueError, r"needs the run length"),
-        (dict(rule="sum", lr=0.1, weight_decay=0.1, data={"n_samples": 3}), TypeError, r"data must be a wdscale.DataFacts"),
+        (
+            dict(rule="sum", lr=0.1, weight_decay=0.1, optimizer="lion"),
+            ValueError,
+            r"unsupported optimizer 'lion'; supported: sgd, adam, adamw",
+        ),
+        (
+            dict(rule="sqrt_width", lr=0.1, weight_decay=0.1, optimizer="sgd"),
+            ValueError,
+            r"defined for optimizers adam, adamw, not 'sgd'",
+        ),
+        (
+            dict(rule="per_sample", lr=0.1, weight_decay=0.1),
+            ValueError,
+            r"rule 'per_sample' needs data=DataFacts\(n_samples=...\)",
+        ),
+        (
+            dict(rule="normalized", lr=0.1, weight_decay=0.1, data=DataFacts(1000, 50)),
+            ValueError,
+            r"needs the run length",
+        ),
+        (
+            dict(rule="sum", lr=0.1, weight_decay=0.1, data={"n_samples": 3}),
+            TypeError,
+            r"data must be a wdscale.DataFacts",
+        ),
     ],
 )
 def test_bad_input_gets_one_clear_error_before_any_optimizer(kwargs, error, match):
@@ -48,9 +75,13 @@ def test_bad_input_gets_one_clear_error_before_any_optimizer(kwargs, error, matc
 def test_base_may_differ_in_width_only():
     # 30 inputs in the base, 40 in the model: not a width, so not a multiplier (it would make the
     # input layer "hidden" with lr × 30/40)
-    with pytest.raises(ValueError, match=r"more than width at 'inp.weight': model shape \(16, 40\), base shape \(8, 30\)"):
+    with pytest.raises(
+        ValueError, match=r"more than width at 'inp.weight': model shape \(16, 40\), base shape \(8, 30\)"
+    ):
         wdscale.param_groups(TinyMLP(16, n_in=40), rule="mup", lr=0.1, weight_decay=0.1, base=TinyMLP(8, n_in=30))
-    with pytest.raises(ValueError, match=r"more than width at 'out.weight': model shape \(5, 16\), base shape \(3, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"more than width at 'out.weight': model shape \(5, 16\), base shape \(3, 8\)"
+    ):
         wdscale.param_groups(TinyMLP(16, n_out=5), rule="sum", lr=0.1, weight_decay=0.1, base=TinyMLP(8))
     # at the same width only the input size differs: still refused
     with pytest.raises(ValueError, match=r"'inp.weight'.*\(16, 40\).*\(16, 30\)"):
@@ -70,8 +101,11 @@ def test_datafacts_validation():
 
 
 def test_unknown_optimizer_kwarg_is_named():
-    with pytest.raises(TypeError, match=r"optimizer 'adamw' \(AdamW\) does not take 'momentum', nor does the rule; "
-                                        r"allowed: weight_decay, tau, base, .* \(for the rule\) and amsgrad, betas, .*"):
+    with pytest.raises(
+        TypeError,
+        match=r"optimizer 'adamw' \(AdamW\) does not take 'momentum', nor does the rule; "
+        r"allowed: weight_decay, tau, base, .* \(for the rule\) and amsgrad, betas, .*",
+    ):
         wdscale.optimizer(TinyMLP(16), "adamw", rule="decoupled", lr=0.1, weight_decay=0.1, momentum=0.9)
     # a misspelt rule keyword is named as such, with the likely intent, not as a missing weight_decay
     with pytest.raises(TypeError, match=r"does not take 'weight_decy' \(did you mean 'weight_decay'\?\)"):
@@ -117,19 +151,54 @@ def test_cli_rules_and_explain(capsys):
     for name in wdscale.RULES:
         assert name in out
     assert "Loshchilov & Hutter" in out
-    assert main(["explain", "--model", "conftest:TinyMLP", "--width", "128", "--base-width", "32",
-                 "--rule", "mup", "--lr", "0.001", "--weight-decay", "0.1"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                "--model",
+                "conftest:TinyMLP",
+                "--width",
+                "128",
+                "--base-width",
+                "32",
+                "--rule",
+                "mup",
+                "--lr",
+                "0.001",
+                "--weight-decay",
+                "0.1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "hid.weight" in out and "0.00025" in out and "0.4" in out  # η/m and λ·m at m = 4
 
 
 def test_cli_errors_are_one_line(capsys):
-    assert main(["explain", "--model", "conftest:TinyMLP", "--width", "8", "--rule", "nope", "--lr", "0.1",
-                 "--weight-decay", "0.1"]) == 2
+    assert (
+        main(
+            [
+                "explain",
+                "--model",
+                "conftest:TinyMLP",
+                "--width",
+                "8",
+                "--rule",
+                "nope",
+                "--lr",
+                "0.1",
+                "--weight-decay",
+                "0.1",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("wdscale: error: unknown rule 'nope'") and err.count("\n") == 1
-    assert main(["explain", "--model", "conftest:Missing", "--rule", "sum", "--lr", "0.1",
-                 "--weight-decay", "0.1"]) == 2
+    assert (
+        main(["explain", "--model", "conftest:Missing", "--rule", "sum", "--lr", "0.1", "--weight-decay", "0.1"]) == 2
+    )
     assert "has no attribute 'Missing'" in capsys.readouterr().err
 
 
@@ -137,7 +206,9 @@ def test_cli_errors_are_one_line(capsys):
 
 
 def test_datafacts_refuses_impossible_or_ambiguous_facts():
-    with pytest.raises(ValueError, match=r"DataFacts.batch_size=64 is larger than n_samples=50.*1 <= batch_size <= n_samples"):
+    with pytest.raises(
+        ValueError, match=r"DataFacts.batch_size=64 is larger than n_samples=50.*1 <= batch_size <= n_samples"
+    ):
         DataFacts(n_samples=50, batch_size=64)
     with pytest.raises(ValueError, match=r"either epochs or steps, not both \(got epochs=10, steps=200\)"):
         DataFacts(n_samples=1000, batch_size=50, epochs=10, steps=200)
@@ -161,13 +232,17 @@ def test_numpy_scalars_are_numbers():
 
 def test_a_nonpositive_shrink_factor_is_flagged():
     # decoupled, η·λ = 0.1 · 12 = 1.2: w ← w·(1 − 1.2) flips the weights' sign every step
-    with pytest.warns(wdscale.ShrinkWarning, match=r"'inp.weight' lr=0.1 and weight_decay=12: the per-step shrink "
-                                                   r"factor 1 - lr·weight_decay = -0.2 is not > 0 \(and in 2 more"):
+    with pytest.warns(
+        wdscale.ShrinkWarning,
+        match=r"'inp.weight' lr=0.1 and weight_decay=12: the per-step shrink "
+        r"factor 1 - lr·weight_decay = -0.2 is not > 0 \(and in 2 more",
+    ):
         wdscale.param_groups(TinyMLP(16), rule="decoupled", lr=0.1, weight_decay=12.0)
     with pytest.warns(wdscale.ShrinkWarning):
         text = str(wdscale.explain(TinyMLP(16), rule="decoupled", lr=0.1, weight_decay=12.0))
     assert "warning: shrink/step <= 0" in text and "inp.weight, hid.weight, out.weight" in text
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # η·λ = 0.99 and coupled L2 are fine
         wdscale.param_groups(TinyMLP(16), rule="decoupled", lr=0.1, weight_decay=9.9)
@@ -176,16 +251,27 @@ def test_a_nonpositive_shrink_factor_is_flagged():
 
 @pytest.mark.parametrize("value", [True, False])
 def test_decoupled_weight_decay_cannot_override_the_rule(value):
-    with pytest.raises(ValueError, match=rf"decoupled_weight_decay={value} is not allowed: the rule decides .*rule "
-                                         r"'sum' with 'adam' is coupled, so Adam"):
+    with pytest.raises(
+        ValueError,
+        match=rf"decoupled_weight_decay={value} is not allowed: the rule decides .*rule "
+        r"'sum' with 'adam' is coupled, so Adam",
+    ):
         wdscale.optimizer(TinyMLP(16), "adam", rule="sum", lr=0.1, weight_decay=0.1, decoupled_weight_decay=value)
 
 
 def test_no_decay_takes_one_name_or_a_list():
-    one = {n for g in wdscale.param_groups(TinyMLP(16), rule="sum", lr=0.1, weight_decay=0.1, no_decay="out")
-           if g["weight_decay"] == 0 for n in g["names"]}
-    listed = {n for g in wdscale.param_groups(TinyMLP(16), rule="sum", lr=0.1, weight_decay=0.1, no_decay=["out"])
-              if g["weight_decay"] == 0 for n in g["names"]}
+    one = {
+        n
+        for g in wdscale.param_groups(TinyMLP(16), rule="sum", lr=0.1, weight_decay=0.1, no_decay="out")
+        if g["weight_decay"] == 0
+        for n in g["names"]
+    }
+    listed = {
+        n
+        for g in wdscale.param_groups(TinyMLP(16), rule="sum", lr=0.1, weight_decay=0.1, no_decay=["out"])
+        if g["weight_decay"] == 0
+        for n in g["names"]
+    }
     assert one == listed == {"inp.bias", "hid.bias", "out.bias", "out.weight"}
     with pytest.raises(TypeError, match=r"no_decay must hold parameter or module names \(str\), got 3"):
         wdscale.param_groups(TinyMLP(16), rule="sum", lr=0.1, weight_decay=0.1, no_decay=["out", 3])
@@ -193,10 +279,16 @@ def test_no_decay_takes_one_name_or_a_list():
 
 @pytest.mark.parametrize("rule", ["mup", "sqrt_width", "completep"])
 def test_width_rules_need_a_base(rule):
-    for build in (wdscale.param_groups, wdscale.explain,
-                  lambda m, **kw: wdscale.optimizer(m, kw.pop("optimizer"), **kw)):
-        with pytest.raises(ValueError, match=rf"rule '{rule}' scales lr and weight_decay with width against a base "
-                                             r"model, but base=None .*base=model if this is that width"):
+    for build in (
+        wdscale.param_groups,
+        wdscale.explain,
+        lambda m, **kw: wdscale.optimizer(m, kw.pop("optimizer"), **kw),
+    ):
+        with pytest.raises(
+            ValueError,
+            match=rf"rule '{rule}' scales lr and weight_decay with width against a base "
+            r"model, but base=None .*base=model if this is that width",
+        ):
             build(TinyMLP(64), rule=rule, lr=0.1, weight_decay=0.1, optimizer="adamw")
     # at the base width, the model is its own base: every multiplier 1, the plain optimizer
     model = TinyMLP(64)
@@ -240,6 +332,11 @@ def test_cli_model_from_the_current_directory_and_from_a_file(tmp_path, monkeypa
     assert main(["explain", "--model", "nope_missing_mod:make", *args]) == 2
     err = capsys.readouterr().err
     assert "looked in the current directory" in err and "path/to/file.py:make" in err and err.count("\n") == 1
-    assert main(["explain", "--model", "wds_cli_models_a:make", "--rule", "mup", "--lr", "0.001",
-                 "--weight-decay", "0.1"]) == 2
-    assert "--rule mup scales with width against a base (base=None otherwise): give --base-width" in capsys.readouterr().err
+    assert (
+        main(["explain", "--model", "wds_cli_models_a:make", "--rule", "mup", "--lr", "0.001", "--weight-decay", "0.1"])
+        == 2
+    )
+    assert (
+        "--rule mup scales with width against a base (base=None otherwise): give --base-width"
+        in capsys.readouterr().err
+    )

@@ -4,6 +4,7 @@ parameter's lr and weight_decay is microsoft/mup's own infshape rules: `mup.set_
 copy of the model, then MuAdamW / MuAdam / MuSGD. Where mup sees a plain nn.Linear readout
 (Llama's untied lm_head, ViT's classifier) it wants a MuReadout instead; wdscale then follows
 Tensor Programs V Table 3 (lr / fan_in_mult, λ · fan_in_mult), written out below."""
+
 import copy
 import logging
 
@@ -22,33 +23,72 @@ logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
 def gpt2(width, n_inner=None):
-    return transformers.GPT2LMHeadModel(transformers.GPT2Config(
-        n_embd=width, n_layer=2, n_head=4, n_inner=n_inner, vocab_size=97, n_positions=32,
-        bos_token_id=0, eos_token_id=0))
+    return transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(
+            n_embd=width,
+            n_layer=2,
+            n_head=4,
+            n_inner=n_inner,
+            vocab_size=97,
+            n_positions=32,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+    )
 
 
 def llama(width):
-    return transformers.LlamaForCausalLM(transformers.LlamaConfig(
-        hidden_size=width, intermediate_size=4 * width, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=97, max_position_embeddings=32, bos_token_id=0, eos_token_id=0,
-        pad_token_id=0))
+    return transformers.LlamaForCausalLM(
+        transformers.LlamaConfig(
+            hidden_size=width,
+            intermediate_size=4 * width,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=97,
+            max_position_embeddings=32,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=0,
+        )
+    )
 
 
 def bert(width):
-    return transformers.BertForMaskedLM(transformers.BertConfig(
-        hidden_size=width, intermediate_size=4 * width, num_hidden_layers=2, num_attention_heads=4,
-        vocab_size=97, max_position_embeddings=32, pad_token_id=0))
+    return transformers.BertForMaskedLM(
+        transformers.BertConfig(
+            hidden_size=width,
+            intermediate_size=4 * width,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=97,
+            max_position_embeddings=32,
+            pad_token_id=0,
+        )
+    )
 
 
 def vit(width):
-    return transformers.ViTForImageClassification(transformers.ViTConfig(
-        hidden_size=width, intermediate_size=4 * width, num_hidden_layers=2, num_attention_heads=4,
-        image_size=16, patch_size=4, num_labels=5))
+    return transformers.ViTForImageClassification(
+        transformers.ViTConfig(
+            hidden_size=width,
+            intermediate_size=4 * width,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=16,
+            patch_size=4,
+            num_labels=5,
+        )
+    )
 
 
 # the plain-Linear readouts of each family (tied readouts are their embedding: mup's own rule)
-FAMILIES = {"gpt2": (gpt2, set()), "llama": (llama, {"lm_head.weight"}), "bert": (bert, set()),
-            "vit": (vit, {"classifier.weight"})}
+FAMILIES = {
+    "gpt2": (gpt2, set()),
+    "llama": (llama, {"lm_head.weight"}),
+    "bert": (bert, set()),
+    "vit": (vit, {"classifier.weight"}),
+}
 MU = {"adamw": mup.MuAdamW, "adam": mup.MuAdam, "sgd": mup.MuSGD}
 
 

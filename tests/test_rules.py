@@ -4,16 +4,15 @@ With the data gradient set to zero, one SGD step (coupled rules) or one AdamW/SG
 rules) multiplies each weight by exactly (1 − η_g λ_g): so the step itself measures what the rule
 gave each group, and we compare that with the published formula.
 """
+
 import math
 
 import pytest
 import torch
 
 import wdscale
-from wdscale import DataFacts
-
 from conftest import TinyMLP
-
+from wdscale import DataFacts
 
 
 @pytest.fixture(autouse=True)
@@ -82,9 +81,17 @@ def expected(rule, name, w, sgd):
     raise AssertionError(rule)
 
 
-CASES = [(r, opt) for r, rule in wdscale.RULES.items()
-         for opt in (("sgd", "adamw") if rule.mode == "optimizer" and "sgd" in rule.optimizers
-                     else ("sgd",) if rule.mode == "coupled" else ("adamw",))]
+CASES = [
+    (r, opt)
+    for r, rule in wdscale.RULES.items()
+    for opt in (
+        ("sgd", "adamw")
+        if rule.mode == "optimizer" and "sgd" in rule.optimizers
+        else ("sgd",)
+        if rule.mode == "coupled"
+        else ("adamw",)
+    )
+]
 
 
 def one_zero_grad_step(model, opt):
@@ -109,15 +116,21 @@ def test_one_step_shrinks_each_weight_by_the_formula(rule, opt_name, width):
             continue
         lr_g, wd_g = expected(rule, name, width, opt_name == "sgd")
         factor = 1 - lr_g * wd_g
-        torch.testing.assert_close(p, before[name] * factor, rtol=1e-12, atol=0,
-                                   msg=f"{rule}/{opt_name} width {width} {name}: expected factor {factor}")
+        torch.testing.assert_close(
+            p,
+            before[name] * factor,
+            rtol=1e-12,
+            atol=0,
+            msg=f"{rule}/{opt_name} width {width} {name}: expected factor {factor}",
+        )
 
 
 def test_timescale_holds_tau_for_every_group_at_every_width():
     for width in [64, 128, 256, 512, 1024]:
         for opt_name in ("adamw", "sgd"):
-            groups = wdscale.param_groups(TinyMLP(width), rule="timescale", lr=LR, tau=TAU, base=TinyMLP(BASE),
-                                          data=DATA, optimizer=opt_name)
+            groups = wdscale.param_groups(
+                TinyMLP(width), rule="timescale", lr=LR, tau=TAU, base=TinyMLP(BASE), data=DATA, optimizer=opt_name
+            )
             tau_iter = TAU * N / B
             for g in groups:
                 if g["kind"] != "vector":
@@ -136,20 +149,28 @@ def test_on_a_width_axis_per_sample_is_sum_and_timescale_is_mup():
     assert decay_mode("timescale", "sgd") == "decoupled" != decay_mode("mup", "sgd")
 
     def groups(width, rule, opt_name, **setting):
-        return [(g["kind"], g["lr"], g["weight_decay"]) for g in wdscale.param_groups(
-            TinyMLP(width), rule=rule, lr=LR, base=TinyMLP(BASE), data=DATA, optimizer=opt_name, **setting)]
+        return [
+            (g["kind"], g["lr"], g["weight_decay"])
+            for g in wdscale.param_groups(
+                TinyMLP(width), rule=rule, lr=LR, base=TinyMLP(BASE), data=DATA, optimizer=opt_name, **setting
+            )
+        ]
 
     for width in WIDTHS:
         for opt_name in ("adamw", "sgd"):
-            same = zip(groups(width, "per_sample", opt_name, weight_decay=LAM * N),
-                       groups(width, "sum", opt_name, weight_decay=LAM))
+            same = zip(
+                groups(width, "per_sample", opt_name, weight_decay=LAM * N),
+                groups(width, "sum", opt_name, weight_decay=LAM),
+            )
             for a, b in same:
                 assert a[0] == b[0] and a[1:] == pytest.approx(b[1:], rel=1e-12)
             if opt_name == "sgd":
                 continue
             # τ in epochs ↔ λ: η λ τ N/B = 1
-            same = zip(groups(width, "timescale", opt_name, tau=1 / (LR * LAM * N / B)),
-                       groups(width, "mup", opt_name, weight_decay=LAM))
+            same = zip(
+                groups(width, "timescale", opt_name, tau=1 / (LR * LAM * N / B)),
+                groups(width, "mup", opt_name, weight_decay=LAM),
+            )
             for a, b in same:
                 assert a[0] == b[0] and a[1:] == pytest.approx(b[1:], rel=1e-12)
 
@@ -195,8 +216,15 @@ def test_coupled_rule_under_adam_is_adam_not_adamw():
 
 def test_completep_depth_multiplier():
     for alpha, depth_mult in [(1.0, 4.0), (0.5, 4.0)]:
-        groups = wdscale.param_groups(TinyMLP(256), rule="completep", lr=LR, weight_decay=LAM, base=TinyMLP(64),
-                                      depth_mult=depth_mult, alpha=alpha)
+        groups = wdscale.param_groups(
+            TinyMLP(256),
+            rule="completep",
+            lr=LR,
+            weight_decay=LAM,
+            base=TinyMLP(64),
+            depth_mult=depth_mult,
+            alpha=alpha,
+        )
         hid = next(g for g in groups if g["kind"] == "hidden")
         assert hid["lr"] == pytest.approx(LR / 4 * depth_mult ** (alpha - 1))
         assert hid["weight_decay"] == pytest.approx(LAM * 4)
@@ -207,8 +235,9 @@ def test_power_lines_tau_follows_tokens_per_parameter():
     model = TinyMLP(64)
     lam = []
     for n in (1000, 2000):
-        groups = wdscale.param_groups(model, rule="power_lines", lr=LR, tau=1.0,
-                                      data=DataFacts(n_samples=n, batch_size=50, epochs=10))
+        groups = wdscale.param_groups(
+            model, rule="power_lines", lr=LR, tau=1.0, data=DataFacts(n_samples=n, batch_size=50, epochs=10)
+        )
         lam.append(next(g for g in groups if g["kind"] == "hidden")["weight_decay"])
     assert lam[1] / lam[0] == pytest.approx(2 ** (-1 + 0.527))
 

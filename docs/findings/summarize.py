@@ -7,6 +7,7 @@ NAME a study directory (its per-rule table) or `cost` (the cost of finding λ on
 and draws docs/findings/summary_regret.png (transfer regret per rule, one panel per study). Each
 study is read from its runs.parquet (or runs.sqlite); a study directory that is missing is named.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,42 +53,63 @@ def verdict_rows(name: str, label: str, a: StudyAnalysis) -> list[dict]:
         o = optima[optima["rule"] == t["rule"]].sort_values("size")
         edge = o["at_edge"].any()
         bound = "≥ " if edge else ""
-        rows.append(dict(
-            study=name, label=label, rule=t["rule"], sizes=f"{o['size'].iloc[0]} → {o['size'].iloc[-1]}",
-            drift="at grid edge" if edge else f"{fmt(t['slope'])} [{fmt(t['slope_lo'])}, {fmt(t['slope_hi'])}]",
-            fold=f"×{t['fold_change']:.3g}", regret=t["regret"], noise=t["noise"], edge=edge,
-            regret_txt=f"{bound}{100 * t['regret']:.1f} % ({100 * t['noise']:.1f} %)",
-            best=f"{o['best_loss'].iloc[-1]:.3f}", verdict=t["verdict"],
-        ))
+        rows.append(
+            dict(
+                study=name,
+                label=label,
+                rule=t["rule"],
+                sizes=f"{o['size'].iloc[0]} → {o['size'].iloc[-1]}",
+                drift="at grid edge" if edge else f"{fmt(t['slope'])} [{fmt(t['slope_lo'])}, {fmt(t['slope_hi'])}]",
+                fold=f"×{t['fold_change']:.3g}",
+                regret=t["regret"],
+                noise=t["noise"],
+                edge=edge,
+                regret_txt=f"{bound}{100 * t['regret']:.1f} % ({100 * t['noise']:.1f} %)",
+                best=f"{o['best_loss'].iloc[-1]:.3f}",
+                verdict=t["verdict"],
+            )
+        )
     return rows
 
 
 def study_table(rows: list[dict]) -> str:
-    out = ["| rule | sizes | drift exponent [90% CI] | fold change | transfer regret (noise) "
-           "| best loss at the largest size |", "|---|---|---|---|---|---|"]
+    out = [
+        "| rule | sizes | drift exponent [90% CI] | fold change | transfer regret (noise) "
+        "| best loss at the largest size |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in sorted(rows, key=lambda r: r["regret"]):
         out.append(f"| `{r['rule']}` | {r['sizes']} | {r['drift']} | {r['fold']} | {r['regret_txt']} | {r['best']} |")
     return "\n".join(out)
 
 
 def cost_table(costs: list[SearchCost]) -> str:
-    out = ["| rule | proxy → target | settings | loss: transferred | loss: sweep at target | regret "
-           "| core-s: transfer / sweep | compute saved (params × samples) |", "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| rule | proxy → target | settings | loss: transferred | loss: sweep at target | regret "
+        "| core-s: transfer / sweep | compute saved (params × samples) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for c in sorted(costs, key=lambda c: c.regret):
-        out.append(f"| `{c.rule}` | {c.proxy_size} → {c.target_size} | {c.n_settings} | {c.transfer_loss:.3f} "
-                   f"| {c.sweep_loss:.3f} | {100 * c.regret:.1f} % | {c.transfer_seconds:.0f} / {c.sweep_seconds:.0f} "
-                   f"| ×{c.params_saved:.1f} |")
+        out.append(
+            f"| `{c.rule}` | {c.proxy_size} → {c.target_size} | {c.n_settings} | {c.transfer_loss:.3f} "
+            f"| {c.sweep_loss:.3f} | {100 * c.regret:.1f} % | {c.transfer_seconds:.0f} / {c.sweep_seconds:.0f} "
+            f"| ×{c.params_saved:.1f} |"
+        )
     return "\n".join(out)
 
 
 def vectors_table(without: StudyAnalysis, with_: StudyAnalysis, rule: str = "mup") -> str:
     """λ* and best loss per width for one rule, vectors (biases, norm gains) undecayed vs decayed."""
     a, b = (o[o["rule"] == rule].set_index("size") for o in (without.optima_frame(), with_.optima_frame()))
-    out = ["| width | λ\\* vectors undecayed | λ\\* vectors decayed | best loss undecayed | best loss decayed |",
-           "|---|---|---|---|---|"]
+    out = [
+        "| width | λ\\* vectors undecayed | λ\\* vectors decayed | best loss undecayed | best loss decayed |",
+        "|---|---|---|---|---|",
+    ]
     for size in sorted(set(a.index) & set(b.index)):
-        out.append(f"| {size} | {a.loc[size, 'setting_star']:.3g} | {b.loc[size, 'setting_star']:.3g} "
-                   f"| {a.loc[size, 'best_loss']:.3f} | {b.loc[size, 'best_loss']:.3f} |")
+        out.append(
+            f"| {size} | {a.loc[size, 'setting_star']:.3g} | {b.loc[size, 'setting_star']:.3g} "
+            f"| {a.loc[size, 'best_loss']:.3f} | {b.loc[size, 'best_loss']:.3f} |"
+        )
     return "\n".join(out)
 
 
@@ -126,10 +148,9 @@ def figure(verdicts: list[dict], path: Path) -> None:
         ax.set_title(g["label"].iloc[0], fontsize=9)
         ax.set_xlabel("transfer regret, % (grey: ≥, optimum off the grid)", fontsize=8)
         ax.tick_params(labelsize=8)
-    for ax in list(axes.flat)[len(studies):]:
+    for ax in list(axes.flat)[len(studies) :]:
         ax.axis("off")
-    fig.suptitle("Loss lost at the largest size when the setting is tuned at the smallest (bars: ±2 s.e.)",
-                 fontsize=10)
+    fig.suptitle("Loss lost at the largest size when the setting is tuned at the smallest (bars: ±2 s.e.)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -156,8 +177,10 @@ def main() -> int:
     doc = HERE.parent / "findings.md"
     doc.write_text(fill(doc.read_text(encoding="utf-8"), blocks), encoding="utf-8")
     figure(verdicts, HERE / "summary_regret.png")
-    print(f"updated {doc} ({', '.join(blocks)}) and {HERE / 'summary_regret.png'}"
-          + (f"; not run yet: {', '.join(missing)}" if missing else ""))
+    print(
+        f"updated {doc} ({', '.join(blocks)}) and {HERE / 'summary_regret.png'}"
+        + (f"; not run yet: {', '.join(missing)}" if missing else "")
+    )
     return 0
 
 

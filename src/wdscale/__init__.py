@@ -3,9 +3,19 @@
 Rules turn one size-free decay setting into per-parameter-group lr and weight_decay for stock torch
 optimizers; `wdscale.study` measures which setting transfers across sizes on a real task.
 """
+
 from .groups import KINDS, ParamInfo, classify
-from .optim import (OPTIMIZER_NAMES, WIDTH_RULES, Explanation, ShrinkWarning, decay_mode, explain, optimizer,
-                    param_groups, plan)
+from .optim import (
+    OPTIMIZER_NAMES,
+    WIDTH_RULES,
+    Explanation,
+    ShrinkWarning,
+    decay_mode,
+    explain,
+    optimizer,
+    param_groups,
+    plan,
+)
 from .rules import RULES, DataFacts, Rule, get_rule, setting_kind, setting_kwargs
 from .sgdw import SGDW
 
@@ -22,8 +32,26 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DataFacts", "Explanation", "KINDS", "OPTIMIZER_NAMES", "ParamInfo", "RULES", "Rule", "SGDW", "ShrinkWarning",
+    "DataFacts",
+    "Explanation",
+    "KINDS",
+    "OPTIMIZER_NAMES",
+    "ParamInfo",
+    "RULES",
+    "Rule",
+    "SGDW",
+    "ShrinkWarning",
     "WIDTH_RULES",
-    "classify", "decay_mode", "explain", "get_rule", "optimizer", "param_groups", "plan",
-    "setting_kind", "setting_kwargs", "Study", "StudyPlan", "TaskData",
+    "classify",
+    "decay_mode",
+    "explain",
+    "get_rule",
+    "optimizer",
+    "param_groups",
+    "plan",
+    "setting_kind",
+    "setting_kwargs",
+    "Study",
+    "StudyPlan",
+    "TaskData",
 ]

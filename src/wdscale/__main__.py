@@ -1,4 +1,5 @@
 """`python -m wdscale ...` is the `wdscale` command."""
+
 import sys
 
 from .cli import main

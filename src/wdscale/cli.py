@@ -1,4 +1,5 @@
 """Command line: `wdscale rules`, `wdscale explain ...`, `wdscale study run|report|export ...`."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,9 @@ def load_object(spec: str, what: str) -> Callable:
     """
     source, sep, attr = spec.rpartition(":")
     if not sep or not source or not attr:
-        raise UsageError(f"{what} {spec!r} must look like module:factory or path/to/file.py:factory "
-                         "(e.g. mypkg.models:make_mlp)")
+        raise UsageError(
+            f"{what} {spec!r} must look like module:factory or path/to/file.py:factory (e.g. mypkg.models:make_mlp)"
+        )
     if source.endswith(".py") or os.sep in source or "/" in source:
         module, where = _load_file(source, spec, what), f"file {source!r}"
     else:
@@ -38,8 +40,10 @@ def load_object(spec: str, what: str) -> Callable:
         try:
             module = importlib.import_module(source)
         except ImportError as e:
-            raise UsageError(f"{what} {spec!r}: cannot import {source!r} ({e}); looked in the current directory "
-                             f"{cwd} and on sys.path; a file also works: path/to/file.py:{attr}") from e
+            raise UsageError(
+                f"{what} {spec!r}: cannot import {source!r} ({e}); looked in the current directory "
+                f"{cwd} and on sys.path; a file also works: path/to/file.py:{attr}"
+            ) from e
         where = f"module {source!r}"
     try:
         return getattr(module, attr)
@@ -89,8 +93,9 @@ def _build(factory: Callable[..., nn.Module], width: Optional[int], what: str) -
     try:
         model = factory(width) if width is not None else factory()
     except Exception as e:  # the user's code: say where it failed, not a deep traceback
-        raise UsageError(f"{what}: the model factory failed{'' if width is None else f' at width {width}'}: "
-                         f"{type(e).__name__}: {e}") from e
+        raise UsageError(
+            f"{what}: the model factory failed{'' if width is None else f' at width {width}'}: {type(e).__name__}: {e}"
+        ) from e
     if not isinstance(model, nn.Module):
         raise UsageError(f"{what}: the model factory returned {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -109,8 +114,10 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from .optim import WIDTH_RULES
 
     if args.rule in WIDTH_RULES and args.base_width is None:
-        raise UsageError(f"--rule {args.rule} scales with width against a base (base=None otherwise): give "
-                         "--base-width, the width where the setting was tuned (equal to --width at that width)")
+        raise UsageError(
+            f"--rule {args.rule} scales with width against a base (base=None otherwise): give "
+            "--base-width, the width where the setting was tuned (equal to --width at that width)"
+        )
     factory = _model_factory(args.model)
     model = _build(factory, args.width, "--model")
     base = _build(factory, args.base_width, "--base-width") if args.base_width is not None else None
@@ -119,8 +126,19 @@ def cmd_explain(args: argparse.Namespace) -> None:
         if args.n_samples is None or args.batch_size is None:
             raise UsageError("give both --n-samples and --batch-size (and --epochs or --steps where the rule needs it)")
         data = DataFacts(n_samples=args.n_samples, batch_size=args.batch_size, epochs=args.epochs, steps=args.steps)
-    print(explain(model, rule=args.rule, lr=args.lr, weight_decay=args.weight_decay, tau=args.tau, base=base,
-                  data=data, optimizer=args.optimizer, decay_vectors=args.decay_vectors))
+    print(
+        explain(
+            model,
+            rule=args.rule,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            tau=args.tau,
+            base=base,
+            data=data,
+            optimizer=args.optimizer,
+            decay_vectors=args.decay_vectors,
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,8 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rules)
 
     p = sub.add_parser("explain", help="per-parameter lr, λ and timescale that a rule gives a model")
-    p.add_argument("--model", required=True,
-                   help="module:factory (called with the width if --width is given) or a built-in task name")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="module:factory (called with the width if --width is given) or a built-in task name",
+    )
     p.add_argument("--rule", required=True, help=f"one of: {', '.join(RULES)}")
     p.add_argument("--lr", type=float, required=True)
     p.add_argument("--weight-decay", type=float, help="λ, for rules that take it")

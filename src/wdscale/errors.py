@@ -1,5 +1,6 @@
 """The one error type wdscale raises for bad input: the CLI prints it as one line (exit 2);
 anything else is a bug and keeps its traceback."""
+
 from __future__ import annotations
 
 

@@ -31,6 +31,7 @@ its position: embeddings and the first weight are `input`, the last registered w
 readout counts as its embedding) is `output`, the rest `hidden`; a raw parameter is `vector` when
 at most one of its dimensions is larger than 1. All multipliers are then 1.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,7 +77,7 @@ def canonical_name(name: str) -> str:
         changed = False
         for prefix in _WRAPPER_PREFIXES:
             if name.startswith(prefix):
-                name, changed = name[len(prefix):], True
+                name, changed = name[len(prefix) :], True
     return name
 
 
@@ -100,8 +101,13 @@ def _is_hf_conv1d(module: nn.Module, local_name: str, shape: tuple[int, ...]) ->
     # transformers.pytorch_utils.Conv1D (GPT-2, GPT, ...): a Linear whose weight is stored (nx, nf).
     # Recognised by its attributes, so wdscale does not import transformers.
     nf, nx = getattr(module, "nf", None), getattr(module, "nx", None)
-    return (type(module).__name__ == "Conv1D" and local_name == "weight"
-            and isinstance(nf, int) and isinstance(nx, int) and shape == (nx, nf))
+    return (
+        type(module).__name__ == "Conv1D"
+        and local_name == "weight"
+        and isinstance(nf, int)
+        and isinstance(nx, int)
+        and shape == (nx, nf)
+    )
 
 
 def layout(module: Optional[nn.Module], local_name: str, shape: tuple[int, ...]) -> Optional[Layout]:
@@ -216,7 +222,8 @@ def classify(
             raise ValueError(
                 f"parameter {name!r} (shape {shape}) grows with width in {ninf} dimensions {grown}; the rules "
                 "scale tensors with at most two growing dimensions (μP's vector- and matrix-like, as mup). "
-                "Keep it fixed in the base comparison or freeze it (requires_grad=False)")
+                "Keep it fixed in the base comparison or freeze it (requires_grad=False)"
+            )
         own = owners.get(id(p), [])
         readings = [_reading(layout(m, n, shape), shape, growth, id(p), first_layer, last_layer) for m, n in own]
         if not readings:  # a parameter with no owner module: cannot happen with nn.Module, be safe
@@ -229,14 +236,25 @@ def classify(
             width_mult = fan_in_mult if is_layer else _last_growing(growth)
         else:
             width_mult = _last_growing(growth)
-        vector_shaped = p.ndim <= 1 or name.endswith(".bias") or (
-            not is_layer and sum(d > 1 for d in shape) <= 1)
+        vector_shaped = p.ndim <= 1 or name.endswith(".bias") or (not is_layer and sum(d > 1 for d in shape) <= 1)
         decayed = (decay_vectors or not vector_shaped) and not _excluded(name, excluded)
-        infos.append(ParamInfo(
-            name=name, shape=shape, kind=kind, fan_in=fan_in, fan_out=fan_out, fan_in_mult=float(fan_in_mult),
-            fan_out_mult=float(fan_out_mult), ninf=ninf, width_mult=float(width_mult), decayed=decayed,
-            mup_readout=any(_is_mup_readout(m) for m, _ in own), from_infshape=growth.from_infshape, param=p,
-        ))
+        infos.append(
+            ParamInfo(
+                name=name,
+                shape=shape,
+                kind=kind,
+                fan_in=fan_in,
+                fan_out=fan_out,
+                fan_in_mult=float(fan_in_mult),
+                fan_out_mult=float(fan_out_mult),
+                ninf=ninf,
+                width_mult=float(width_mult),
+                decayed=decayed,
+                mup_readout=any(_is_mup_readout(m) for m, _ in own),
+                from_infshape=growth.from_infshape,
+                param=p,
+            )
+        )
     if not infos:
         raise ValueError("every parameter of the model is frozen (requires_grad=False): nothing to put in groups")
     return infos
@@ -245,8 +263,12 @@ def classify(
 def _growth(p: torch.Tensor, shape: tuple[int, ...], base_shape: tuple[int, ...]) -> _Growth:
     infshape = getattr(p, "infshape", None)
     if infshape is not None:
-        return _Growth([float(d.width_mult()) for d in infshape], [bool(d.isinf()) for d in infshape], True,
-                       float(infshape.width_mult()))
+        return _Growth(
+            [float(d.width_mult()) for d in infshape],
+            [bool(d.isinf()) for d in infshape],
+            True,
+            float(infshape.width_mult()),
+        )
     return _Growth([d / b for d, b in zip(shape, base_shape)], [d != b for d, b in zip(shape, base_shape)], False)
 
 
@@ -284,8 +306,12 @@ def _reading(lay: Optional[Layout], shape, growth: _Growth, pid: int, first_laye
 def _fans(shape, mults, out_dims, in_dims) -> tuple[int, int, float, float]:
     if not in_dims:  # vector-like: no contraction, a bias's fan_in is 1
         return math.prod(shape), 1, math.prod(mults) if shape else 1.0, 1.0
-    return (math.prod(shape[d] for d in out_dims), math.prod(shape[d] for d in in_dims),
-            math.prod(mults[d] for d in out_dims), math.prod(mults[d] for d in in_dims))
+    return (
+        math.prod(shape[d] for d in out_dims),
+        math.prod(shape[d] for d in in_dims),
+        math.prod(mults[d] for d in out_dims),
+        math.prod(mults[d] for d in in_dims),
+    )
 
 
 def _base_shapes(named: list[tuple[str, torch.Tensor]], base: nn.Module, module_of: list[int]) -> list[tuple[int, ...]]:
@@ -294,17 +320,23 @@ def _base_shapes(named: list[tuple[str, torch.Tensor]], base: nn.Module, module_
     base_named = [(canonical_name(n), tuple(p.shape)) for n, p in unwrap(base).named_parameters()]
     for i, (name, p) in enumerate(named):
         if i >= len(base_named):
-            raise ValueError(f"model and base differ: model parameter {name!r} has no counterpart in base "
-                             f"(base has {len(base_named)} parameters, model {len(named)})")
+            raise ValueError(
+                f"model and base differ: model parameter {name!r} has no counterpart in base "
+                f"(base has {len(base_named)} parameters, model {len(named)})"
+            )
         bname, bshape = base_named[i]
         if bname != name:
-            raise ValueError(f"model and base differ at parameter #{i}: model has {name!r}, base has {bname!r}; "
-                             "base must be the same architecture at another width")
+            raise ValueError(
+                f"model and base differ at parameter #{i}: model has {name!r}, base has {bname!r}; "
+                "base must be the same architecture at another width"
+            )
         if len(bshape) != p.ndim:
             raise ValueError(f"model and base differ in the rank of {name!r}: model {tuple(p.shape)}, base {bshape}")
     if len(base_named) != len(named):
-        raise ValueError(f"model and base differ: base parameter {base_named[len(named)][0]!r} has no counterpart "
-                         f"in model (base has {len(base_named)} parameters, model {len(named)})")
+        raise ValueError(
+            f"model and base differ: base parameter {base_named[len(named)][0]!r} has no counterpart "
+            f"in model (base has {len(base_named)} parameters, model {len(named)})"
+        )
     _check_only_width_differs(named, base_named, module_of)
     return [s for _, s in base_named]
 
@@ -326,4 +358,5 @@ def _check_only_width_differs(named, base_named, module_of: list[int]) -> None:
                 f"model and base differ in more than width at {name!r}: model shape {tuple(p.shape)}, base shape "
                 f"{base_named[i][1]}; a dimension changes by {float(ratio):.4g}x there and in no other layer, so "
                 "it is not a width (inputs, classes or vocabulary?). The base must be the same model at another "
-                "width, with the same inputs and outputs")
+                "width, with the same inputs and outputs"
+            )

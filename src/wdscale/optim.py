@@ -1,4 +1,5 @@
 """Build torch optimizers from rules: parameter groups, the optimizer itself, and `explain()`."""
+
 from __future__ import annotations
 
 import difflib
@@ -63,7 +64,7 @@ def _optimizer_name(name: Any) -> str:
 
 
 def decay_mode(rule: str, optimizer: str) -> str:
-    """"coupled" (L2 added to the gradient) or "decoupled" (w ← w(1 − ηλ)) for this rule and optimizer."""
+    """ "coupled" (L2 added to the gradient) or "decoupled" (w ← w(1 − ηλ)) for this rule and optimizer."""
     return get_rule(rule).decay_mode(_optimizer_name(optimizer))
 
 
@@ -107,9 +108,14 @@ def plan(
 
     infos = classify(model, base, decay_vectors=decay_vectors, no_decay=no_decay)
     ctx = Context(
-        lr=lr, setting=setting, optimizer=opt, data=data,
-        n_decayed=sum(p.numel for p in infos if p.decayed), n_params=sum(p.numel for p in infos),
-        depth_mult=depth_mult, alpha=float(alpha),
+        lr=lr,
+        setting=setting,
+        optimizer=opt,
+        data=data,
+        n_decayed=sum(p.numel for p in infos if p.decayed),
+        n_params=sum(p.numel for p in infos),
+        depth_mult=depth_mult,
+        alpha=float(alpha),
     )
     mode = r.decay_mode(opt)
     assignments = []
@@ -117,8 +123,10 @@ def plan(
         lr_g, wd_g = r(p, ctx)
         wd_g = wd_g if p.decayed else 0.0
         if not (math.isfinite(lr_g) and lr_g > 0 and math.isfinite(wd_g) and wd_g >= 0):
-            raise ValueError(f"rule {rule!r} gives {p.name!r} lr={lr_g!r}, weight_decay={wd_g!r}; "
-                             "check the setting and the data facts")
+            raise ValueError(
+                f"rule {rule!r} gives {p.name!r} lr={lr_g!r}, weight_decay={wd_g!r}; "
+                "check the setting and the data facts"
+            )
         assignments.append(Assignment(p, lr_g, wd_g))
     flipped = [a for a in assignments if mode == "decoupled" and a.lr * a.weight_decay >= 1.0]
     if flipped:
@@ -126,11 +134,15 @@ def plan(
         # A warning, not an error: a study's grid reaches that far on purpose, to see decay too strong
         # to learn (such a run ends "not_learned").
         a = flipped[0]
-        warnings.warn(f"rule {rule!r} gives {a.info.name!r} lr={a.lr:.4g} and weight_decay={a.weight_decay:.4g}: the "
-                      f"per-step shrink factor 1 - lr·weight_decay = {1 - a.lr * a.weight_decay:.4g} is not > 0"
-                      f"{f' (and in {len(flipped) - 1} more parameters)' if len(flipped) > 1 else ''}, so decay "
-                      "zeroes or flips the weights every step; lr·weight_decay < 1 is needed to shrink them "
-                      "(a weaker decay, a larger tau, or a smaller lr)", ShrinkWarning, stacklevel=3)
+        warnings.warn(
+            f"rule {rule!r} gives {a.info.name!r} lr={a.lr:.4g} and weight_decay={a.weight_decay:.4g}: the "
+            f"per-step shrink factor 1 - lr·weight_decay = {1 - a.lr * a.weight_decay:.4g} is not > 0"
+            f"{f' (and in {len(flipped) - 1} more parameters)' if len(flipped) > 1 else ''}, so decay "
+            "zeroes or flips the weights every step; lr·weight_decay < 1 is needed to shrink them "
+            "(a weaker decay, a larger tau, or a smaller lr)",
+            ShrinkWarning,
+            stacklevel=3,
+        )
     return Plan(rule=r, optimizer=opt, mode=mode, assignments=assignments, data=data)
 
 
@@ -141,17 +153,20 @@ def _require_base(kwargs: dict[str, Any], model: nn.Module) -> None:
         return
     if any(hasattr(p, "infshape") for p in unwrap(model).parameters() if p.requires_grad):
         return
-    raise ValueError(f"rule {rule!r} scales lr and weight_decay with width against a base model, but base=None and "
-                     "the parameters carry no mup infshape: pass base=<the same model at the width where the "
-                     "setting was tuned> (base=model if this is that width)")
+    raise ValueError(
+        f"rule {rule!r} scales lr and weight_decay with width against a base model, but base=None and "
+        "the parameters carry no mup infshape: pass base=<the same model at the width where the "
+        "setting was tuned> (base=model if this is that width)"
+    )
 
 
 def _groups(p: Plan) -> list[dict[str, Any]]:
     groups: dict[tuple[str, float, float], dict[str, Any]] = {}
     for a in p.assignments:
         key = (a.info.kind, a.lr, a.weight_decay)
-        g = groups.setdefault(key, {"params": [], "names": [], "kind": a.info.kind, "lr": a.lr,
-                                    "weight_decay": a.weight_decay})
+        g = groups.setdefault(
+            key, {"params": [], "names": [], "kind": a.info.kind, "lr": a.lr, "weight_decay": a.weight_decay}
+        )
         g["params"].append(a.info.param)
         g["names"].append(a.info.name)
     return list(groups.values())
@@ -203,16 +218,21 @@ def optimizer(model: nn.Module, name: str, *, rule: str, lr: float, **kwargs: An
             f"decoupled_weight_decay={kwargs['decoupled_weight_decay']!r} is not allowed: the rule decides coupled or "
             f"decoupled decay (rule {rule!r} with {opt!r} is {r.decay_mode(opt)}, so {cls.__name__}); for decoupled "
             "decay pick a decoupled rule (decoupled, normalized, independent, timescale, power_lines, or mup "
-            "with adamw)")
+            "with adamw)"
+        )
     unknown = sorted(set(kwargs) - set(_PLAN_KEYS) - torch_keys)
     if unknown:
         allowed = sorted(set(_PLAN_KEYS) | torch_keys - {"decoupled_weight_decay"})
-        hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, allowed, n=1))
-                 else repr(k) for k in unknown]
-        raise TypeError(f"optimizer {opt!r} ({cls.__name__}) does not take {', '.join(hints)}, nor does the rule; "
-                        f"allowed: {', '.join(_PLAN_KEYS)} (for the rule) and "
-                        f"{', '.join(sorted(torch_keys - {'decoupled_weight_decay'}))} (for {cls.__name__}); "
-                        "lr and weight_decay per group come from the rule")
+        hints = [
+            f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, allowed, n=1)) else repr(k)
+            for k in unknown
+        ]
+        raise TypeError(
+            f"optimizer {opt!r} ({cls.__name__}) does not take {', '.join(hints)}, nor does the rule; "
+            f"allowed: {', '.join(_PLAN_KEYS)} (for the rule) and "
+            f"{', '.join(sorted(torch_keys - {'decoupled_weight_decay'}))} (for {cls.__name__}); "
+            "lr and weight_decay per group come from the rule"
+        )
     plan_kwargs = {k: v for k, v in kwargs.items() if k in _PLAN_KEYS}
     opt_kwargs = {k: v for k, v in kwargs.items() if k not in _PLAN_KEYS}
     p = plan(model, rule=rule, lr=lr, optimizer=name, **plan_kwargs)
@@ -248,25 +268,56 @@ class Explanation:
     frozen: list[str] = field(default_factory=list)  # requires_grad=False: in no group, not counted
 
     def __str__(self) -> str:
-        head = (f"rule {self.rule.name!r} ({self.rule.formula}; {self.mode} decay, {self.optimizer}) — "
-                f"{self.rule.summary}\nsource: {self.rule.source}\n")
-        cols = ["grp", "parameter", "shape", "kind", "fan_in", "width×", "decay", "lr", "λ", "shrink/step",
-                "τ steps", "τ epochs"]
+        head = (
+            f"rule {self.rule.name!r} ({self.rule.formula}; {self.mode} decay, {self.optimizer}) — "
+            f"{self.rule.summary}\nsource: {self.rule.source}\n"
+        )
+        cols = [
+            "grp",
+            "parameter",
+            "shape",
+            "kind",
+            "fan_in",
+            "width×",
+            "decay",
+            "lr",
+            "λ",
+            "shrink/step",
+            "τ steps",
+            "τ epochs",
+        ]
         f = lambda x: "—" if x is None else f"{x:.4g}"  # noqa: E731
-        body = [[str(r.group), r.name, "×".join(map(str, r.shape)) or "scalar", r.kind, str(r.fan_in),
-                 f"{r.width_mult:.4g}", "yes" if r.decayed else "no", f(r.lr), f(r.weight_decay),
-                 "—" if r.decay_per_step is None else f"{r.decay_per_step:.6g}", f(r.tau_steps), f(r.tau_epochs)]
-                for r in self.rows]
+        body = [
+            [
+                str(r.group),
+                r.name,
+                "×".join(map(str, r.shape)) or "scalar",
+                r.kind,
+                str(r.fan_in),
+                f"{r.width_mult:.4g}",
+                "yes" if r.decayed else "no",
+                f(r.lr),
+                f(r.weight_decay),
+                "—" if r.decay_per_step is None else f"{r.decay_per_step:.6g}",
+                f(r.tau_steps),
+                f(r.tau_epochs),
+            ]
+            for r in self.rows
+        ]
         widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
         line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
         out = [head, line(cols), line(["-" * w for w in widths])] + [line(b) for b in body]
         if self.mode == "coupled" and self.optimizer != "sgd":
-            out.append("\nAdam + coupled L2: the decay gradient is divided by Adam's second-moment estimate, "
-                       "so there is no fixed per-step shrink factor (that is what AdamW changes).")
+            out.append(
+                "\nAdam + coupled L2: the decay gradient is divided by Adam's second-moment estimate, "
+                "so there is no fixed per-step shrink factor (that is what AdamW changes)."
+            )
         flipped = [r.name for r in self.rows if r.decay_per_step is not None and r.decay_per_step <= 0]
         if flipped and self.mode == "decoupled":
-            out.append(f"\nwarning: shrink/step <= 0 (lr·λ >= 1: decay zeroes or flips the weights every step) for "
-                       f"{', '.join(flipped)}")
+            out.append(
+                f"\nwarning: shrink/step <= 0 (lr·λ >= 1: decay zeroes or flips the weights every step) for "
+                f"{', '.join(flipped)}"
+            )
         if self.frozen:
             out.append(f"\nfrozen (requires_grad=False; in no group, not counted in P): {', '.join(self.frozen)}")
         return "\n".join(out)
@@ -285,7 +336,21 @@ def explain(model: nn.Module, **kwargs: Any) -> Explanation:
         shrink = 1.0 - a.lr * a.weight_decay if has_factor else None
         tau = 1.0 / (a.lr * a.weight_decay) if has_factor and a.weight_decay > 0 else None
         tau_ep = tau / p.data.steps_per_epoch if tau is not None and p.data is not None else None
-        rows.append(ExplainRow(g, a.info.name, a.info.shape, a.info.kind, a.info.fan_in, a.info.width_mult,
-                               a.info.decayed, a.lr, a.weight_decay, shrink, tau, tau_ep))
+        rows.append(
+            ExplainRow(
+                g,
+                a.info.name,
+                a.info.shape,
+                a.info.kind,
+                a.info.fan_in,
+                a.info.width_mult,
+                a.info.decayed,
+                a.lr,
+                a.weight_decay,
+                shrink,
+                tau,
+                tau_ep,
+            )
+        )
     frozen = [canonical_name(n) for n, q in unwrap(model).named_parameters() if not q.requires_grad]
     return Explanation(p.rule, p.optimizer, p.mode, rows, frozen)

@@ -13,6 +13,7 @@ P decayed parameters, m width multiplier against the base model, m_L depth multi
 Parameters that are not decayed (vectors unless asked, `no_weight_decay()` names) get λ_g = 0
 whatever the rule says; their lr still follows the rule.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,11 +46,15 @@ class DataFacts:
                 raise ValueError(f"DataFacts.{name} must be a positive integer, got {value!r}")
             object.__setattr__(self, name, int(value))
         if self.batch_size > self.n_samples:
-            raise ValueError(f"DataFacts.batch_size={self.batch_size} is larger than n_samples={self.n_samples}: "
-                             "a batch cannot hold more samples than the data set; allowed: 1 <= batch_size <= n_samples")
+            raise ValueError(
+                f"DataFacts.batch_size={self.batch_size} is larger than n_samples={self.n_samples}: "
+                "a batch cannot hold more samples than the data set; allowed: 1 <= batch_size <= n_samples"
+            )
         if self.epochs is not None and self.steps is not None:
-            raise ValueError(f"give DataFacts either epochs or steps, not both (got epochs={self.epochs!r}, "
-                             f"steps={self.steps!r}): steps = epochs · n_samples / batch_size")
+            raise ValueError(
+                f"give DataFacts either epochs or steps, not both (got epochs={self.epochs!r}, "
+                f"steps={self.steps!r}): steps = epochs · n_samples / batch_size"
+            )
         if self.epochs is not None:
             if not (_finite(self.epochs) and self.epochs > 0):
                 raise ValueError(f"DataFacts.epochs must be a positive finite number, got {self.epochs!r}")
@@ -317,25 +322,72 @@ RULES: dict[str, Rule] = {
         _rule("sum", sum_rule, "coupled L2 on Σw²: per-coordinate pull independent of model size", "λ_g = λ"),
         _rule("mean", mean_rule, "coupled L2 on Σw²/P: per-weight decay falls as 1/P", "λ_g = λ / P"),
         _rule("per_sample", per_sample_rule, "MAP: both loss terms divided by N (λ = prior precision)", "λ_g = λ / N"),
-        _rule("per_minibatch", per_minibatch_rule, "λ per epoch, divided by the N/B minibatches (Bengio 2012)",
-              "λ_g = λ · B / N"),
+        _rule(
+            "per_minibatch",
+            per_minibatch_rule,
+            "λ per epoch, divided by the N/B minibatches (Bengio 2012)",
+            "λ_g = λ · B / N",
+        ),
         _rule("decoupled", decoupled_rule, "AdamW decoupled decay w ← w(1 − ηλ)", "λ_g = λ", mode="decoupled"),
-        _rule("normalized", normalized_rule, "AdamW normalised decay, fixed over run length and data size",
-              "λ_g = λ · sqrt(B / (N T))", mode="decoupled"),
-        _rule("independent", independent_rule, "decay not multiplied by lr: per-step decay λ", "λ_g = λ / η_g",
-              mode="decoupled"),
-        _rule("timescale", timescale_rule, "fixed AdamW EMA timescale τ in epochs, every group, every size",
-              "λ_g = B / (η_g · N · τ)", takes="tau", mode="decoupled"),
-        _rule("power_lines", power_lines_rule, "τ = c · TPP^−0.527 from tokens per parameter",
-              "λ_g = B / (η_g · D · c · (D/P)^−0.527)", takes="tau", mode="decoupled"),
-        _rule("mup", mup_rule, "μP per-layer lr; λ scaled to keep η_g λ_g fixed per group",
-              "Adam: hidden η/m, λ·m; SGD: vector η·m, λ/m, matrix η/r, λ·r", mode="optimizer"),
-        _rule("sqrt_width", sqrt_width_rule, "hidden η ∝ 1/d, λ ∝ √d; vectors λ = 0 (Fan et al. 2025)",
-              "hidden: η/m, λ·√m", mode="optimizer", optimizers=("adam", "adamw")),
-        _rule("completep", completep_rule, "width and depth: hidden η m_N⁻¹ m_L^(α−1), λ m_N (CompleteP)",
-              "hidden: η · m_N⁻¹ · m_L^(α−1), λ · m_N", mode="optimizer", optimizers=("adam", "adamw")),
-        _rule("prior_matched", prior_matched_rule, "prior variance ∝ init variance: λ_l ∝ fan_in / N",
-              "λ_l = λ · fan_in / N"),
+        _rule(
+            "normalized",
+            normalized_rule,
+            "AdamW normalised decay, fixed over run length and data size",
+            "λ_g = λ · sqrt(B / (N T))",
+            mode="decoupled",
+        ),
+        _rule(
+            "independent",
+            independent_rule,
+            "decay not multiplied by lr: per-step decay λ",
+            "λ_g = λ / η_g",
+            mode="decoupled",
+        ),
+        _rule(
+            "timescale",
+            timescale_rule,
+            "fixed AdamW EMA timescale τ in epochs, every group, every size",
+            "λ_g = B / (η_g · N · τ)",
+            takes="tau",
+            mode="decoupled",
+        ),
+        _rule(
+            "power_lines",
+            power_lines_rule,
+            "τ = c · TPP^−0.527 from tokens per parameter",
+            "λ_g = B / (η_g · D · c · (D/P)^−0.527)",
+            takes="tau",
+            mode="decoupled",
+        ),
+        _rule(
+            "mup",
+            mup_rule,
+            "μP per-layer lr; λ scaled to keep η_g λ_g fixed per group",
+            "Adam: hidden η/m, λ·m; SGD: vector η·m, λ/m, matrix η/r, λ·r",
+            mode="optimizer",
+        ),
+        _rule(
+            "sqrt_width",
+            sqrt_width_rule,
+            "hidden η ∝ 1/d, λ ∝ √d; vectors λ = 0 (Fan et al. 2025)",
+            "hidden: η/m, λ·√m",
+            mode="optimizer",
+            optimizers=("adam", "adamw"),
+        ),
+        _rule(
+            "completep",
+            completep_rule,
+            "width and depth: hidden η m_N⁻¹ m_L^(α−1), λ m_N (CompleteP)",
+            "hidden: η · m_N⁻¹ · m_L^(α−1), λ · m_N",
+            mode="optimizer",
+            optimizers=("adam", "adamw"),
+        ),
+        _rule(
+            "prior_matched",
+            prior_matched_rule,
+            "prior variance ∝ init variance: λ_l ∝ fan_in / N",
+            "λ_l = λ · fan_in / N",
+        ),
     ]
 }
 
@@ -347,7 +399,7 @@ def get_rule(name: str) -> Rule:
 
 
 def setting_kind(rule: str) -> str:
-    """"weight_decay" or "tau": which setting the rule takes (and a study sweeps)."""
+    """ "weight_decay" or "tau": which setting the rule takes (and a study sweeps)."""
     return get_rule(rule).takes
 
 

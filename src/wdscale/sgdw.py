@@ -5,6 +5,7 @@ Each step first shrinks every parameter, `p ← p · (1 − lr · weight_decay)`
 it does not (the decay skips the momentum buffer) — the SGD counterpart of AdamW
 (Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019).
 """
+
 from __future__ import annotations
 
 from typing import Any

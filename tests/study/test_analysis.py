@@ -3,6 +3,7 @@
 loss(λ, size) = a + b (log λ − log λ*(size))² + noise with λ*(size) = c · size^k: the optimum,
 its drift exponent k and the transfer regret b (k log(size ratio))² / a are all exact.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,9 @@ def star(c: float, k: float, size: int) -> float:
     return c * size**k
 
 
-def synthetic(rules: dict | None = None, sizes=SIZES, seeds=(0, 1, 2), grid=GRID,
-              rng: int = 0, setting_name: str = "lambda") -> pd.DataFrame:
+def synthetic(
+    rules: dict | None = None, sizes=SIZES, seeds=(0, 1, 2), grid=GRID, rng: int = 0, setting_name: str = "lambda"
+) -> pd.DataFrame:
     """rules: name -> (c, k). Also a val_acc that drops 0.01 per unit of squared log distance."""
     rules = rules or {"indep": (1.3e-4, 1.0), "flat": (1.3e-3, 0.0)}
     r = np.random.default_rng(rng)
@@ -31,12 +33,24 @@ def synthetic(rules: dict | None = None, sizes=SIZES, seeds=(0, 1, 2), grid=GRID
             for lam in grid:
                 d2 = (np.log(lam) - np.log(star(c, k, size))) ** 2
                 for seed in seeds:
-                    rows.append(dict(
-                        task="toy", optimizer="adamw", rule=rule, size_axis="width", size=size,
-                        setting=float(lam), setting_name=setting_name, seed=seed, status="ok",
-                        val_loss=A + B * d2 + SD * r.standard_normal(), val_acc=0.9 - 0.01 * d2,
-                        best_val_loss=np.nan, train_loss=np.nan, wall_time=2.0,
-                    ))
+                    rows.append(
+                        dict(
+                            task="toy",
+                            optimizer="adamw",
+                            rule=rule,
+                            size_axis="width",
+                            size=size,
+                            setting=float(lam),
+                            setting_name=setting_name,
+                            seed=seed,
+                            status="ok",
+                            val_loss=A + B * d2 + SD * r.standard_normal(),
+                            val_acc=0.9 - 0.01 * d2,
+                            best_val_loss=np.nan,
+                            train_loss=np.nan,
+                            wall_time=2.0,
+                        )
+                    )
     return pd.DataFrame(rows)
 
 

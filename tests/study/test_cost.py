@@ -1,4 +1,5 @@
 """cost.search_cost on a hand-built study whose every number is worked out below."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,11 +19,25 @@ def study(sizes=(16, 64, 256), grid=GRID, diverge_target_top=False) -> pd.DataFr
         for lam, loss in zip(grid, LOSS[size]):
             for seed in (0, 1):
                 diverged = diverge_target_top and size == 256 and lam == grid[-1] and seed == 1
-                rows.append(dict(task="toy", optimizer="adamw", rule="sum", size_axis="width", size=size,
-                                 setting=lam, seed=seed, status="diverged" if diverged else "ok",
-                                 # seeds ±0.1 around the mean: the mean is exactly LOSS
-                                 val_loss=np.nan if diverged else loss + (0.1 if seed else -0.1),
-                                 wall_time=size / 16, steps=10, batch_size=4, width=size, depth=1))
+                rows.append(
+                    dict(
+                        task="toy",
+                        optimizer="adamw",
+                        rule="sum",
+                        size_axis="width",
+                        size=size,
+                        setting=lam,
+                        seed=seed,
+                        status="diverged" if diverged else "ok",
+                        # seeds ±0.1 around the mean: the mean is exactly LOSS
+                        val_loss=np.nan if diverged else loss + (0.1 if seed else -0.1),
+                        wall_time=size / 16,
+                        steps=10,
+                        batch_size=4,
+                        width=size,
+                        depth=1,
+                    )
+                )
     return pd.DataFrame(rows)
 
 

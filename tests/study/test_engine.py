@@ -1,4 +1,5 @@
 """The batched engine must train K models exactly as K sequential torch.optim runs would."""
+
 import copy
 import dataclasses
 
@@ -6,21 +7,28 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from toy import mlp_fn, one_thread, toy_config  # noqa: F401 (one_thread: autouse fixture)
+from toy import toy_data as classification_data
 
 from wdscale.sgdw import SGDW
 from wdscale.study.config import TaskData
-from wdscale.study.engine import (BatchedOptimizer, BatchedTrainer, Layout, can_batch, check_batch,
-                                  choose_k, choose_path, read_optimizer, train_batched)
+from wdscale.study.engine import (
+    BatchedOptimizer,
+    BatchedTrainer,
+    Layout,
+    can_batch,
+    check_batch,
+    choose_k,
+    choose_path,
+    read_optimizer,
+    train_batched,
+)
 from wdscale.study.models import MLP, CharTransformer
 from wdscale.study.train import train_run
-from toy import mlp_fn, one_thread, toy_config, toy_data as classification_data  # noqa: F401 (one_thread: autouse fixture)
 
 
 def config(**kw):
     return toy_config(**{"lr": 3e-3, **kw})
-
-
-
 
 
 class TinyMLP(nn.Module):
@@ -45,8 +53,10 @@ def torch_optimizer(kind, model, lr, wd):
     """Per-group lr and λ that differ between groups: matrices vs vectors."""
     mats = [p for p in model.parameters() if p.ndim == 2]
     vecs = [p for p in model.parameters() if p.ndim == 1]
-    groups = [{"params": mats, "lr": lr, "weight_decay": wd},
-              {"params": vecs, "lr": lr * 0.5, "weight_decay": wd * 0.1}]
+    groups = [
+        {"params": mats, "lr": lr, "weight_decay": wd},
+        {"params": vecs, "lr": lr * 0.5, "weight_decay": wd * 0.1},
+    ]
     if kind == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=0.9)
     if kind == "sgdw":
@@ -79,15 +89,16 @@ def test_stacked_training_matches_torch_optim(kind, arch):
     for step in range(200):
         if step % 4 == 0:
             perms = [torch.randperm(64, generator=gen) for gen in gens]
-        idx = torch.stack([p[(step % 4) * 16:(step % 4 + 1) * 16] for p in perms])
+        idx = torch.stack([p[(step % 4) * 16 : (step % 4 + 1) * 16] for p in perms])
         trainer.step(x[idx], y[idx])
         for k, (m, opt) in enumerate(zip(refs, ref_opts)):
             loss = F.cross_entropy(m(x[idx[k]]), y[idx[k]])
             opt.zero_grad()
             loss.backward()
             opt.step()
-    diff = max((trainer.member(k)[n] - p).abs().max().item()
-               for k, m in enumerate(refs) for n, p in m.named_parameters())
+    diff = max(
+        (trainer.member(k)[n] - p).abs().max().item() for k, m in enumerate(refs) for n, p in m.named_parameters()
+    )
     assert diff <= 1e-10
 
 
@@ -123,12 +134,6 @@ def test_functional_step_is_torch_step(kind, dt):
 # -- train_batched vs train_run ------------------------------------------------------------------------
 
 
-
-
-
-
-
-
 def assert_same(a, b, tol=1e-9):
     assert a.run_id == b.run_id and a.status == b.status and a.steps == b.steps
     assert len(a.history) == len(b.history)
@@ -138,14 +143,26 @@ def assert_same(a, b, tol=1e-9):
         assert abs(a.val_loss - b.val_loss) <= tol and abs(a.train_loss - b.train_loss) <= tol
 
 
-@pytest.mark.parametrize("optimizer,rules,lr,momentum", [
-    ("adamw", ["decoupled", "timescale"], 3e-3, 0.0),  # decoupled: AdamW; timescale takes τ
-    ("sgd", ["sum", "mean"], 0.05, 0.9),  # coupled: SGD + momentum
-])
+@pytest.mark.parametrize(
+    "optimizer,rules,lr,momentum",
+    [
+        ("adamw", ["decoupled", "timescale"], 3e-3, 0.0),  # decoupled: AdamW; timescale takes τ
+        ("sgd", ["sum", "mean"], 0.05, 0.9),  # coupled: SGD + momentum
+    ],
+)
 def test_train_batched_matches_train_run(optimizer, rules, lr, momentum):
     data = classification_data()
-    configs = [config(optimizer=optimizer, rule=rules[i % 2], seed=i, lr=lr * (1 + i), momentum=momentum,
-                      setting=2.0 if rules[i % 2] == "timescale" else 1e-2 * (i + 1)) for i in range(3)]
+    configs = [
+        config(
+            optimizer=optimizer,
+            rule=rules[i % 2],
+            seed=i,
+            lr=lr * (1 + i),
+            momentum=momentum,
+            setting=2.0 if rules[i % 2] == "timescale" else 1e-2 * (i + 1),
+        )
+        for i in range(3)
+    ]
     batched = train_batched(configs, data, mlp_fn, dtype=torch.float64)
     for c, b in zip(configs, batched):
         assert b.status == "ok" and b.steps == 3 * 6 and len(b.history) == 3
@@ -157,8 +174,20 @@ def test_lm_transformer_through_vmap_matches_train_run():
     ids = torch.randint(0, 11, (40, 9), generator=g)
     data = TaskData(ids[:32, :-1], ids[:32, 1:], ids[32:, :-1], ids[32:, 1:], n_classes=11, kind="lm")
     fn = lambda w, d: CharTransformer(11, 8, w, d)  # noqa: E731
-    configs = [config(width=16, depth=1, base_width=16, base_depth=1, n_train=32, batch_size=8, epochs=2,
-                      seed=s, lr=1e-2 * (s + 1)) for s in range(2)]
+    configs = [
+        config(
+            width=16,
+            depth=1,
+            base_width=16,
+            base_depth=1,
+            n_train=32,
+            batch_size=8,
+            epochs=2,
+            seed=s,
+            lr=1e-2 * (s + 1),
+        )
+        for s in range(2)
+    ]
     batched = train_batched(configs, data, fn, dtype=torch.float64)
     for c, b in zip(configs, batched):
         ref = train_run(c, data, fn, dtype=torch.float64)

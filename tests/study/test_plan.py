@@ -39,16 +39,21 @@ def test_grids_are_centred_on_the_same_effective_decay():
 def test_extend_adds_decades_of_stronger_decay_at_one_end():
     """+1 decade on mean adds 4 larger λ; on timescale it adds 4 smaller τ (stronger decay too)."""
     base = StudyPlan(sizes=[32, 64], rules=["mean", "timescale", "sum"], epochs=2, decades=2.0)
-    wide = StudyPlan(sizes=[32, 64], rules=["mean", "timescale", "sum"], epochs=2, decades=2.0,
-                     extend={"mean": 1.0, "timescale": 1.0, "sum": -0.5})
+    wide = StudyPlan(
+        sizes=[32, 64],
+        rules=["mean", "timescale", "sum"],
+        epochs=2,
+        decades=2.0,
+        extend={"mean": 1.0, "timescale": 1.0, "sum": -0.5},
+    )
     grids = [{r: sorted({c.setting for c in make_runs(p, TASK) if c.rule == r}) for r in p.rules} for p in (base, wide)]
     old, new = grids
     assert new["mean"][: len(old["mean"])] == old["mean"]
     assert len(new["mean"]) == len(old["mean"]) + 4
     assert new["mean"][-1] == pytest.approx(old["mean"][-1] * 10, rel=1e-3)
-    assert new["timescale"][-len(old["timescale"]):] == old["timescale"]
+    assert new["timescale"][-len(old["timescale"]) :] == old["timescale"]
     assert new["timescale"][0] == pytest.approx(old["timescale"][0] / 10, rel=1e-3)
-    assert new["sum"][0] == pytest.approx(old["sum"][0] / 10 ** 0.5, rel=1e-3)
+    assert new["sum"][0] == pytest.approx(old["sum"][0] / 10**0.5, rel=1e-3)
     assert new["sum"][-1] == old["sum"][-1]
 
 
@@ -106,7 +111,7 @@ def test_plan_files_toml_and_yaml(tmp_path):
     (tmp_path / "p.toml").write_text('task = "digits_mlp"\nsizes = [32, 512]\nrules = ["sum", "mup"]\nseeds = 2\n')
     (tmp_path / "p.yaml").write_text("task: digits_mlp\nsizes: [32, 512]\nrules: [sum, mup]\nseeds: 2\n")
     assert load_plan_file(tmp_path / "p.toml") == load_plan_file(tmp_path / "p.yaml")
-    (tmp_path / "bad.toml").write_text('sizez = [1, 2]\n')
+    (tmp_path / "bad.toml").write_text("sizez = [1, 2]\n")
     with pytest.raises(ValueError, match="unknown plan key\\(s\\) 'sizez'"):
         StudyPlan.from_dict(load_plan_file(tmp_path / "bad.toml"))
     with pytest.raises(ValueError, match="does not exist"):

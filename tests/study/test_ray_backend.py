@@ -1,4 +1,5 @@
 """The Ray backend against a real local Ray instance (no dashboard, no usage stats, no network)."""
+
 import os
 import signal
 
@@ -10,14 +11,23 @@ ray = pytest.importorskip("ray")
 import user_model  # noqa: E402
 from ray import cloudpickle  # noqa: E402
 from user_model import Fragile, load  # noqa: E402
+
 from wdscale.study import Study, StudyPlan, make_runs, run_study  # noqa: E402
 from wdscale.study.ray_backend import RayBackend  # noqa: E402
 from wdscale.study.runner import LocalBackend  # noqa: E402
 from wdscale.study.store import Store  # noqa: E402
 from wdscale.study.tasks import get_task  # noqa: E402
 
-TINY = dict(task="digits_mlp", sizes=[8, 16], rules=["sum", "decoupled"], seeds=2, decades=1.0,
-            points_per_decade=2, epochs=2, depth=1)
+TINY = dict(
+    task="digits_mlp",
+    sizes=[8, 16],
+    rules=["sum", "decoupled"],
+    seeds=2,
+    decades=1.0,
+    points_per_decade=2,
+    epochs=2,
+    depth=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +68,20 @@ def test_a_killed_worker_is_retried_and_every_run_lands_once(local_ray, tmp_path
             os.kill(os.getpid(), signal.SIGKILL)
         return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
 
-    study = Study(model_fn, load(), out=tmp_path / "s", sizes=[8, 16], rules=["sum"],
-                  settings={"sum": [1e-3, 1e-2, 1e-1]}, seeds=2, lr=1e-2, epochs=2, batch_size=50,
-                  backend="ray", batch=False)
+    study = Study(
+        model_fn,
+        load(),
+        out=tmp_path / "s",
+        sizes=[8, 16],
+        rules=["sum"],
+        settings={"sum": [1e-3, 1e-2, 1e-1]},
+        seeds=2,
+        lr=1e-2,
+        epochs=2,
+        batch_size=50,
+        backend="ray",
+        batch=False,
+    )
     study.run(progress=False)
     assert marker.exists(), "a worker should have been killed"
     df = study.results()
@@ -69,8 +90,19 @@ def test_a_killed_worker_is_retried_and_every_run_lands_once(local_ray, tmp_path
 
 
 def test_a_failing_run_is_recorded_as_failed_not_retried(local_ray, tmp_path):
-    study = Study(Fragile, load(), out=tmp_path, sizes=[8, 16], rules=["sum"], settings={"sum": [1e-3, 1e-2, 1e-1]},
-                  seeds=1, lr=1e-2, epochs=1, batch_size=50, backend="ray")
+    study = Study(
+        Fragile,
+        load(),
+        out=tmp_path,
+        sizes=[8, 16],
+        rules=["sum"],
+        settings={"sum": [1e-3, 1e-2, 1e-1]},
+        seeds=1,
+        lr=1e-2,
+        epochs=1,
+        batch_size=50,
+        backend="ray",
+    )
     study.run(progress=False)
     df = study.results()
     assert len(df) == 6

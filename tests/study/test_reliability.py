@@ -1,6 +1,7 @@
 """What wdscale promises a demanding user (docs/reliability.md): a run's numbers follow from its
 config, one store holds one plan and one driver, runs that did not learn are marked, workers die
 with their driver, and bad input or a damaged store gives one clear error and changes nothing."""
+
 import hashlib
 import os
 import shutil
@@ -14,17 +15,24 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from user_model import load
 
 from wdscale.cli import main
-from wdscale.study import Study, StudyPlan, make_runs, run_study
-from wdscale.study import runner
+from wdscale.study import Study, StudyPlan, make_runs, run_study, runner
 from wdscale.study.runner import LocalBackend, study_lock
 from wdscale.study.store import Store
 from wdscale.study.tasks import get_task
-from user_model import load
 
-TINY = dict(task="digits_mlp", sizes=[8, 32], rules=["sum", "decoupled"], seeds=2, decades=1.0,
-            points_per_decade=2, epochs=2, depth=1)
+TINY = dict(
+    task="digits_mlp",
+    sizes=[8, 32],
+    rules=["sum", "decoupled"],
+    seeds=2,
+    decades=1.0,
+    points_per_decade=2,
+    epochs=2,
+    depth=1,
+)
 TESTS = Path(__file__).parent
 
 
@@ -38,9 +46,11 @@ def digest(directory: Path) -> dict[str, str]:
     sidecar files SQLite makes for any reader of a WAL database (the WAL must stay empty)."""
     wal = directory / "runs.sqlite-wal"
     assert not wal.exists() or wal.stat().st_size == 0
-    return {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())
-            if p.is_file() and p.name != ".wdscale.lock" and not p.name.endswith(("-shm", "-wal"))}
-
+    return {
+        p.name: hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name != ".wdscale.lock" and not p.name.endswith(("-shm", "-wal"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +92,9 @@ def test_a_study_resumed_after_losing_jobs_re_forms_them_with_the_same_numbers(t
     run_study(plan, tmp_path / "once", backend=LocalBackend(workers=2), progress=False)
     run_study(plan, tmp_path / "resumed", backend=LocalBackend(workers=1), progress=False)
     # a kill loses the jobs in flight, whole (a job's runs are stored together): drop two of them
-    jobs, _ = runner.plan_jobs(make_runs(plan, get_task("digits_mlp")), runner.Source("task:digits_mlp"),
-                               device="cpu", batch=True)
+    jobs, _ = runner.plan_jobs(
+        make_runs(plan, get_task("digits_mlp")), runner.Source("task:digits_mlp"), device="cpu", batch=True
+    )
     assert sorted(len(j.configs) for j in jobs) == [2] * 4 + [4] * 4
     lost = [c.run_id for j in (jobs[0], jobs[-1]) for c in j.configs]
     with Store(tmp_path / "resumed" / "runs.sqlite") as store:
@@ -123,9 +134,34 @@ def test_a_second_driver_on_the_same_study_is_refused(tmp_path):
 
 
 def test_two_drivers_started_together_train_every_run_once(tmp_path):
-    cmd = [sys.executable, "-m", "wdscale", "study", "run", "--out", str(tmp_path), "--task", "digits_mlp",
-           "--sizes", "8,16", "--rules", "sum", "--seeds", "2", "--decades", "1", "--points-per-decade", "2",
-           "--epochs", "2", "--depth", "1", "--workers", "1", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "wdscale",
+        "study",
+        "run",
+        "--out",
+        str(tmp_path),
+        "--task",
+        "digits_mlp",
+        "--sizes",
+        "8,16",
+        "--rules",
+        "sum",
+        "--seeds",
+        "2",
+        "--decades",
+        "1",
+        "--points-per-decade",
+        "2",
+        "--epochs",
+        "2",
+        "--depth",
+        "1",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     errs = [p.communicate(timeout=300)[1] for p in procs]
     codes = sorted(p.returncode for p in procs)
@@ -185,9 +221,31 @@ def alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_workers_die_with_their_driver(tmp_path, sig):
-    cmd = [sys.executable, "-m", "wdscale", "study", "run", "--out", str(tmp_path), "--task", "digits_mlp",
-           "--sizes", "64,128", "--rules", "sum", "--seeds", "4", "--epochs", "200", "--depth", "2",
-           "--no-batch", "--workers", "2", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "wdscale",
+        "study",
+        "run",
+        "--out",
+        str(tmp_path),
+        "--task",
+        "digits_mlp",
+        "--sizes",
+        "64,128",
+        "--rules",
+        "sum",
+        "--seeds",
+        "4",
+        "--epochs",
+        "200",
+        "--depth",
+        "2",
+        "--no-batch",
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
     driver = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60
@@ -217,9 +275,15 @@ def test_read_only_studies_report_export_and_status_without_writing(tiny_study, 
     before = digest(out)
     real_access = os.access
     # tests run as root, for whom chmod does not stop a write: make the study directory look read-only
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if (mode & os.W_OK and Path(p).resolve()
-                                                                       .is_relative_to(out.resolve()))
-                        else real_access(p, mode, **kw))
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode, **kw: (
+            False
+            if (mode & os.W_OK and Path(p).resolve().is_relative_to(out.resolve()))
+            else real_access(p, mode, **kw)
+        ),
+    )
     assert cli("study", "status", str(out)) == 0
     assert "24 of 24 runs stored" in capsys.readouterr().out
     assert cli("study", "report", str(out)) == 2
@@ -248,12 +312,32 @@ def test_a_garbage_foreign_or_damaged_store_is_refused_and_left_untouched(tiny_s
     else:
         store.write_bytes(content)
     before = digest(out)
-    args = ["--task", "digits_mlp", "--sizes", "8,32", "--rules", "sum", "--seeds", "1", "--decades", "1",
-            "--points-per-decade", "2", "--epochs", "1", "--depth", "1", "--workers", "1", "--no-progress"]
+    args = [
+        "--task",
+        "digits_mlp",
+        "--sizes",
+        "8,32",
+        "--rules",
+        "sum",
+        "--seeds",
+        "1",
+        "--decades",
+        "1",
+        "--points-per-decade",
+        "2",
+        "--epochs",
+        "1",
+        "--depth",
+        "1",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     assert cli("study", "run", "--out", str(out), *args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and ("not a wdscale store" in err or "not a usable wdscale store" in err
-                                     or "is damaged" in err), err
+    assert err.count("\n") == 1 and (
+        "not a wdscale store" in err or "not a usable wdscale store" in err or "is damaged" in err
+    ), err
     for command in ("status", "report", "export"):
         assert cli("study", command, str(out)) == 2, command
         assert "wdscale store" in capsys.readouterr().err or "damaged" in err
@@ -264,8 +348,7 @@ def test_a_model_whose_output_does_not_fit_the_classes_is_refused_up_front(tmp_p
     def wrong(width):
         return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 7))
 
-    study = Study(wrong, load, out=tmp_path, sizes=[8, 16], rules=["sum"], seeds=1, lr=1e-2, epochs=1,
-                  batch_size=50)
+    study = Study(wrong, load, out=tmp_path, sizes=[8, 16], rules=["sum"], seeds=1, lr=1e-2, epochs=1, batch_size=50)
     with pytest.raises(ValueError, match=r"returns \(2, 7\) .* 10 classes needs logits of shape \(2, 10\)"):
         study.run(progress=False)
     assert not (tmp_path / "runs.sqlite").exists()
@@ -321,13 +404,16 @@ def test_python_m_wdscale_and_version():
     assert done.returncode == 0 and done.stdout.strip() == f"wdscale {wdscale.__version__}"
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--workers", "0"], "expected a whole number ≥ 1, got '0'"),
-    (["--workers", "-3"], "expected a whole number ≥ 1, got '-3'"),
-    (["--threads", "0"], "expected a whole number ≥ 1"),
-    (["--optimizer", "sgd", "--momentum", "-5"], "momentum must be a number in [0, 1), got -5.0"),
-    (["--sizes", "-8,16"], "size -8 (sizes) must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--workers", "0"], "expected a whole number ≥ 1, got '0'"),
+        (["--workers", "-3"], "expected a whole number ≥ 1, got '-3'"),
+        (["--threads", "0"], "expected a whole number ≥ 1"),
+        (["--optimizer", "sgd", "--momentum", "-5"], "momentum must be a number in [0, 1), got -5.0"),
+        (["--sizes", "-8,16"], "size -8 (sizes) must be a positive integer"),
+    ],
+)
 def test_bad_flags_are_one_clear_error_before_any_run(tmp_path, capsys, flags, message):
     code = None
     try:

@@ -1,4 +1,5 @@
 """report.write_report writes a readable, self-consistent report: md, html and PNGs."""
+
 from __future__ import annotations
 
 import re
@@ -19,19 +20,31 @@ def small_study() -> pd.DataFrame:
     """Two λ-rules (one drifting, one flat), one τ-rule whose optimum leaves the grid,
     a diverged tail and one failed run; 3 sizes × 11 settings × 2 seeds."""
     r = np.random.default_rng(1)
-    rules = {"indep": ("lambda", 1e-3, 1.0), "flat": ("lambda", 3e-3, 0.0),
-             "tau_rule": ("tau", 3e-2, 3.0)}
+    rules = {"indep": ("lambda", 1e-3, 1.0), "flat": ("lambda", 3e-3, 0.0), "tau_rule": ("tau", 3e-2, 3.0)}
     rows = []
     for rule, (name, c, k) in rules.items():
         for size in (16, 32, 64):
             for s in GRID:
                 for seed in (0, 1):
                     d2 = (np.log(s) - np.log(c * (size / 16) ** k)) ** 2
-                    rows.append(dict(task="toy", optimizer="sgd", rule=rule, size_axis="width",
-                                     size=size, setting=float(s), setting_name=name, seed=seed,
-                                     status="ok", val_loss=1 + 0.05 * d2 + 0.003 * r.standard_normal(),
-                                     val_acc=0.9 - 0.01 * d2, wall_time=3.0,
-                                     steps=10, batch_size=4))
+                    rows.append(
+                        dict(
+                            task="toy",
+                            optimizer="sgd",
+                            rule=rule,
+                            size_axis="width",
+                            size=size,
+                            setting=float(s),
+                            setting_name=name,
+                            seed=seed,
+                            status="ok",
+                            val_loss=1 + 0.05 * d2 + 0.003 * r.standard_normal(),
+                            val_acc=0.9 - 0.01 * d2,
+                            wall_time=3.0,
+                            steps=10,
+                            batch_size=4,
+                        )
+                    )
     df = pd.DataFrame(rows)
     tail = (df["rule"] == "flat") & (df["setting"] >= 0.3)
     df.loc[tail, ["status", "val_loss"]] = ["diverged", np.nan]
@@ -52,8 +65,12 @@ def test_writes_all_files(report):
     assert files["md"] == out / "report.md" and files["html"] == out / "report.html"
     pngs = {k for k in files if k.endswith(".png")}
     # one loss-vs-setting figure per series, one drift figure per (task, optimizer, axis)
-    assert pngs == {"figures/curves_toy_sgd_flat_width.png", "figures/curves_toy_sgd_indep_width.png",
-                    "figures/curves_toy_sgd_tau_rule_width.png", "figures/drift_toy_sgd_width.png"}
+    assert pngs == {
+        "figures/curves_toy_sgd_flat_width.png",
+        "figures/curves_toy_sgd_indep_width.png",
+        "figures/curves_toy_sgd_tau_rule_width.png",
+        "figures/drift_toy_sgd_width.png",
+    }
     for rel, path in files.items():
         assert path.is_file() and path.stat().st_size > 0
         if rel.endswith(".png"):
@@ -68,8 +85,7 @@ def test_markdown_content(report):
     for rule in ("indep", "flat", "tau_rule"):
         assert f"| toy | sgd | width | {rule} |" in md  # verdict row and per-size rows
         assert len(re.findall(rf"\| {rule} \| (16|32|64) \|", md)) == 3
-    assert ("Runs: 198 — 185 ok, 0 did not learn and 12 diverged (counted as infinite loss), "
-            "1 failed (excluded)") in md
+    assert ("Runs: 198 — 185 ok, 0 did not learn and 12 diverged (counted as infinite loss), 1 failed (excluded)") in md
     assert "Seeds: 2 (0, 1)" in md and "16, 32, 64" in md
     assert "Total wall time: 9 min 54 s" in md
     assert "transfers" in md and "grows with width" in md
@@ -110,8 +126,13 @@ def test_runs_analysis_itself_when_not_given(tmp_path):
 
 
 def test_renderers_share_one_content():
-    blocks = [Heading("T <1>", 1), Paragraph("λ* and λ* | x"), Bullets(("a", "b")),
-              Table(("h1", "h2"), (("x|y", "1"),)), Figure("figures/a.png", "alt", "cap")]
+    blocks = [
+        Heading("T <1>", 1),
+        Paragraph("λ* and λ* | x"),
+        Bullets(("a", "b")),
+        Table(("h1", "h2"), (("x|y", "1"),)),
+        Figure("figures/a.png", "alt", "cap"),
+    ]
     md = to_markdown(blocks)
     assert md.splitlines()[0] == "# T <1>"
     assert "λ\\* and λ\\* | x" in md and "- a\n- b" in md

@@ -1,4 +1,5 @@
 """The runner end to end on tiny real studies: store, resume after SIGKILL, diverged and failed runs."""
+
 import os
 import signal
 import sqlite3
@@ -9,15 +10,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from user_model import Fragile, load
 
 from wdscale.study import Study, StudyPlan, make_runs, run_study
 from wdscale.study.runner import LocalBackend
 from wdscale.study.store import Store
 from wdscale.study.tasks import get_task
-from user_model import Fragile, load
 
-TINY = dict(task="digits_mlp", sizes=[8, 32], rules=["sum", "decoupled"], seeds=2, decades=1.0,
-            points_per_decade=2, epochs=2, depth=1)
+TINY = dict(
+    task="digits_mlp",
+    sizes=[8, 32],
+    rules=["sum", "decoupled"],
+    seeds=2,
+    decades=1.0,
+    points_per_decade=2,
+    epochs=2,
+    depth=1,
+)
 
 
 def test_tiny_study_stores_every_run_once_and_resume_skips_them(tmp_path):
@@ -28,7 +37,9 @@ def test_tiny_study_stores_every_run_once_and_resume_skips_them(tmp_path):
     with Store(tmp_path / "runs.sqlite") as store:
         df = store.frame()
     assert sorted(df.run_id) == sorted(c.run_id for c in planned)
-    assert df.status.isin(["ok", "not_learned"]).all() and (df.steps == 2 * 21).all()  # 1297 samples / 64 per batch → 21 steps
+    assert (
+        df.status.isin(["ok", "not_learned"]).all() and (df.steps == 2 * 21).all()
+    )  # 1297 samples / 64 per batch → 21 steps
     assert df.val_loss.between(0, 5).all() and df.val_acc.between(0, 1).all()
     s2 = run_study(plan, tmp_path, backend=LocalBackend(workers=2), progress=False)
     assert (s2.already_done, s2.ran) == (len(planned), 0)
@@ -40,8 +51,9 @@ def test_batched_and_sequential_give_the_same_results(tmp_path):
     run_study(plan, tmp_path / "b", backend=LocalBackend(workers=1), batch=False, progress=False)
     frames = [Store(tmp_path / d / "runs.sqlite").frame().set_index("run_id").sort_index() for d in "ab"]
     assert list(frames[0].index) == list(frames[1].index)
-    torch.testing.assert_close(torch.tensor(frames[0].val_loss.values), torch.tensor(frames[1].val_loss.values),
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        torch.tensor(frames[0].val_loss.values), torch.tensor(frames[1].val_loss.values), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_diverging_runs_are_recorded_and_the_study_goes_on(tmp_path):
@@ -55,9 +67,19 @@ def test_diverging_runs_are_recorded_and_the_study_goes_on(tmp_path):
 
 
 def test_failing_runs_are_recorded_with_their_error_and_the_rest_finish(tmp_path):
-    study = Study(Fragile, load(), out=tmp_path, sizes=[8, 16],
-                  rules=["sum"], settings={"sum": [1e-3, 1e-2, 1e-1]}, seeds=1, lr=1e-2, epochs=1,
-                  batch_size=50, workers=1)
+    study = Study(
+        Fragile,
+        load(),
+        out=tmp_path,
+        sizes=[8, 16],
+        rules=["sum"],
+        settings={"sum": [1e-3, 1e-2, 1e-1]},
+        seeds=1,
+        lr=1e-2,
+        epochs=1,
+        batch_size=50,
+        workers=1,
+    )
     study.run(progress=False)
     df = study.results()
     failed = df[df.status == "failed"]
@@ -75,10 +97,35 @@ def _rows(db: Path) -> int:
 
 def test_sigkill_mid_study_then_resume_runs_every_run_exactly_once(tmp_path):
     out = tmp_path / "study"
-    args = [sys.executable, "-m", "wdscale.cli", "study", "run", "--out", str(out), "--task", "digits_mlp",
-            "--sizes", "8,16", "--rules", "sum,decoupled,mean", "--seeds", "3", "--decades", "1",
-            "--points-per-decade", "2", "--epochs", "3", "--depth", "1", "--workers", "2", "--no-batch",
-            "--no-progress"]
+    args = [
+        sys.executable,
+        "-m",
+        "wdscale.cli",
+        "study",
+        "run",
+        "--out",
+        str(out),
+        "--task",
+        "digits_mlp",
+        "--sizes",
+        "8,16",
+        "--rules",
+        "sum,decoupled,mean",
+        "--seeds",
+        "3",
+        "--decades",
+        "1",
+        "--points-per-decade",
+        "2",
+        "--epochs",
+        "3",
+        "--depth",
+        "1",
+        "--workers",
+        "2",
+        "--no-batch",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(args, start_new_session=True, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while _rows(out / "runs.sqlite") < 8 and time.time() < deadline and proc.poll() is None:
@@ -101,9 +148,36 @@ def test_cli_report_and_export(tmp_path, capsys):
     from wdscale.cli import main
 
     out = str(tmp_path)
-    assert main(["study", "run", "--out", out, "--task", "digits_mlp", "--sizes", "8,32", "--rules", "sum",
-                 "--seeds", "2", "--decades", "1", "--points-per-decade", "2", "--epochs", "2", "--depth", "1",
-                 "--workers", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "run",
+                "--out",
+                out,
+                "--task",
+                "digits_mlp",
+                "--sizes",
+                "8,32",
+                "--rules",
+                "sum",
+                "--seeds",
+                "2",
+                "--decades",
+                "1",
+                "--points-per-decade",
+                "2",
+                "--epochs",
+                "2",
+                "--depth",
+                "1",
+                "--workers",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["study", "report", out]) == 0
     assert (tmp_path / "report.md").read_text().count("sum") >= 2
     assert main(["study", "export", out, "--format", "csv"]) == 0
@@ -131,8 +205,17 @@ def test_more_samples_than_the_task_has_is_a_plan_error(tmp_path):
 
 
 def test_depth_axis_runs_with_completep(tmp_path):
-    plan = StudyPlan(task="digits_mlp", size_axis="depth", sizes=[1, 2], rules=["completep"], seeds=1,
-                     decades=1.0, points_per_decade=2, epochs=1, width=16)
+    plan = StudyPlan(
+        task="digits_mlp",
+        size_axis="depth",
+        sizes=[1, 2],
+        rules=["completep"],
+        seeds=1,
+        decades=1.0,
+        points_per_decade=2,
+        epochs=1,
+        width=16,
+    )
     run_study(plan, tmp_path, backend=LocalBackend(workers=1), progress=False)
     df = Store(tmp_path / "runs.sqlite").frame()
     assert len(df) == 6 and df.status.isin(["ok", "not_learned"]).all(), df.error.tolist()
@@ -142,9 +225,33 @@ def test_depth_axis_runs_with_completep(tmp_path):
 def test_cli_runs_a_users_own_model_and_data(tmp_path, capsys):
     from wdscale.cli import main
 
-    common = ["study", "run", "--out", str(tmp_path), "--model", "user_model:make", "--data", "user_model:load",
-              "--sizes", "8,32", "--rules", "sum,mup", "--seeds", "1", "--decades", "1", "--points-per-decade", "2",
-              "--epochs", "4", "--batch-size", "50", "--workers", "1", "--no-progress"]
+    common = [
+        "study",
+        "run",
+        "--out",
+        str(tmp_path),
+        "--model",
+        "user_model:make",
+        "--data",
+        "user_model:load",
+        "--sizes",
+        "8,32",
+        "--rules",
+        "sum,mup",
+        "--seeds",
+        "1",
+        "--decades",
+        "1",
+        "--points-per-decade",
+        "2",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "50",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     assert main(common) == 2  # no lr: a user's model has no default
     assert "give lr=" in capsys.readouterr().err
     assert main(common + ["--lr", "0.01"]) == 0

@@ -7,16 +7,40 @@ from wdscale.study.store import Store
 
 
 def config(seed=0, setting=0.1):
-    return RunConfig(task="t", size_axis="width", size=32, width=32, depth=2, n_train=100, batch_size=10,
-                     base_width=32, base_depth=2, rule="sum", setting=setting, optimizer="sgd", lr=0.1,
-                     epochs=2, seed=seed)
+    return RunConfig(
+        task="t",
+        size_axis="width",
+        size=32,
+        width=32,
+        depth=2,
+        n_train=100,
+        batch_size=10,
+        base_width=32,
+        base_depth=2,
+        rule="sum",
+        setting=setting,
+        optimizer="sgd",
+        lr=0.1,
+        epochs=2,
+        seed=seed,
+    )
 
 
 def test_a_run_is_stored_once_and_read_back(tmp_path):
     with Store(tmp_path / "s.sqlite") as store:
         c = config()
-        r = RunResult(c.run_id, "ok", train_loss=0.5, val_loss=0.7, best_val_loss=0.6, val_acc=0.8,
-                      best_val_acc=0.81, steps=20, wall_time=1.0, history=[0.9, 0.7])
+        r = RunResult(
+            c.run_id,
+            "ok",
+            train_loss=0.5,
+            val_loss=0.7,
+            best_val_loss=0.6,
+            val_acc=0.8,
+            best_val_acc=0.81,
+            steps=20,
+            wall_time=1.0,
+            history=[0.9, 0.7],
+        )
         assert store.add(c, r)
         assert not store.add(c, RunResult(c.run_id, "ok", val_loss=123.0))  # never twice
         d = RunResult(config(seed=1).run_id, "diverged", val_loss=math.inf, history=[math.nan])

@@ -1,4 +1,5 @@
 """Tasks load real data with the right shapes, and models are stackable with torch.func."""
+
 from __future__ import annotations
 
 import copy
@@ -8,8 +9,8 @@ import pytest
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from wdscale.study.models import CNN1D, MLP, CharTransformer, ResMLP, default_n_heads
 import wdscale.study.tasks as tasks_module
+from wdscale.study.models import CNN1D, MLP, CharTransformer, ResMLP, default_n_heads
 from wdscale.study.tasks import TASKS, Task, get_task, load_mnist1d
 
 TASK_NAMES = sorted(TASKS)

@@ -1,26 +1,19 @@
 """The sequential reference loop: statuses, determinism, what a run reports."""
+
 import math
 
 import torch
 import torch.nn.functional as F
+from toy import mlp_fn, one_thread, toy_config  # noqa: F401 (one_thread: autouse fixture)
+from toy import toy_data as data
 
 from wdscale.study.config import TaskData
 from wdscale.study.models import CharTransformer
 from wdscale.study.train import build, evaluate, per_model_loss, train_run
-from toy import mlp_fn, one_thread, toy_config, toy_data as data  # noqa: F401 (one_thread: autouse fixture)
 
 
 def config(**kw):
     return toy_config(**{"lr": 1e-2, **kw})
-
-
-
-
-
-
-
-
-
 
 
 def test_a_run_trains_and_is_deterministic():

@@ -1,5 +1,6 @@
 """A toy task shared by the trainer and engine tests: 100 random samples, 8 features, 4 classes
 (the class of a sample is the argmax of a fixed linear map of it, so a model can learn it)."""
+
 import pytest
 import torch
 
@@ -9,7 +10,11 @@ from wdscale.study.models import MLP
 
 def toy_data() -> TaskData:
     g = torch.Generator().manual_seed(0)
-    x_train, x_val, w = torch.randn(100, 8, generator=g), torch.randn(40, 8, generator=g), torch.randn(8, 4, generator=g)
+    x_train, x_val, w = (
+        torch.randn(100, 8, generator=g),
+        torch.randn(40, 8, generator=g),
+        torch.randn(8, 4, generator=g),
+    )
     return TaskData(x_train, (x_train @ w).argmax(1), x_val, (x_val @ w).argmax(1), n_classes=4)
 
 
@@ -18,9 +23,23 @@ def mlp_fn(width: int, depth: int) -> MLP:
 
 
 def toy_config(**kw) -> RunConfig:
-    base = dict(task="toy", size_axis="width", size=16, width=16, depth=2, n_train=90, batch_size=16,
-                base_width=8, base_depth=2, rule="decoupled", setting=1e-2, optimizer="adamw", lr=1e-2,
-                epochs=3, seed=0)
+    base = dict(
+        task="toy",
+        size_axis="width",
+        size=16,
+        width=16,
+        depth=2,
+        n_train=90,
+        batch_size=16,
+        base_width=8,
+        base_depth=2,
+        rule="decoupled",
+        setting=1e-2,
+        optimizer="adamw",
+        lr=1e-2,
+        epochs=3,
+        seed=0,
+    )
     base.update(kw)
     return RunConfig(**base)
 

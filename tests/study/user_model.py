@@ -1,4 +1,5 @@
 """A user's own model family and data, as `wdscale study run --model/--data` imports them."""
+
 import torch
 from torch import nn
 

@@ -2,6 +2,7 @@
 
 plan -> runs -> store -> analysis -> report
 """
+
 from .api import Study
 from .config import RunConfig, RunResult, TaskData
 from .plan import PRESETS, StudyPlan, make_runs, preset

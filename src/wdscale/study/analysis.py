@@ -11,6 +11,7 @@ runs (one row per training run)
 A "series" is one (task, optimizer, rule, size_axis): the unit a scaling rule is judged on.
 Everything here is numpy/pandas only, so it runs in milliseconds on thousands of runs.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -136,11 +137,21 @@ class StudyAnalysis:
         for d, r, v in zip(self.drifts, self.regrets, self.verdicts):
             rows.append(
                 dict(
-                    task=d.task, optimizer=d.optimizer, rule=d.rule, size_axis=d.size_axis,
-                    setting_name=d.setting_name, slope=d.slope, slope_lo=d.lo, slope_hi=d.hi,
-                    fold_change=d.fold_change, regret=r.regret, noise=r.noise,
-                    within_noise=r.within_noise, acc_regret=r.acc_regret,
-                    code=v.code, verdict=v.text,
+                    task=d.task,
+                    optimizer=d.optimizer,
+                    rule=d.rule,
+                    size_axis=d.size_axis,
+                    setting_name=d.setting_name,
+                    slope=d.slope,
+                    slope_lo=d.lo,
+                    slope_hi=d.hi,
+                    fold_change=d.fold_change,
+                    regret=r.regret,
+                    noise=r.noise,
+                    within_noise=r.within_noise,
+                    acc_regret=r.acc_regret,
+                    code=v.code,
+                    verdict=v.text,
                 )
             )
         return pd.DataFrame(rows)
@@ -188,8 +199,7 @@ def _prepare(runs: pd.DataFrame, metric: str) -> tuple:
                 "both must be > 0 because they are compared on a log scale"
             )
         if g["setting_name"].nunique() != 1:
-            raise ValueError(f"series ({_describe(key)}) mixes setting names "
-                             f"{sorted(g['setting_name'].unique())}")
+            raise ValueError(f"series ({_describe(key)}) mixes setting names {sorted(g['setting_name'].unique())}")
         for size, n in g.groupby("size")["setting"].nunique().items():
             if n < MIN_SETTINGS:
                 raise ValueError(
@@ -343,16 +353,20 @@ class _SizeFit:
     boot_log_star: np.ndarray  # (n_boot,)
 
 
-def _fit_size(g: pd.DataFrame, size: int, n_boot: int, rng: np.random.Generator,
-              with_acc: bool) -> _SizeFit:
+def _fit_size(g: pd.DataFrame, size: int, n_boot: int, rng: np.random.Generator, with_acc: bool) -> _SizeFit:
     m_df = g.groupby(["seed", "setting"])["loss"].mean().unstack("setting").sort_index(axis=1)
     m = m_df.to_numpy(float)
     x = np.log(m_df.columns.to_numpy(float))
     acc = None
     if with_acc:
         a = g.assign(val_acc=g["val_acc"].where(np.isfinite(g["loss"])))  # diverged: unusable
-        acc = (a.groupby(["seed", "setting"])["val_acc"].mean().unstack("setting")
-               .reindex(index=m_df.index, columns=m_df.columns).to_numpy(float))
+        acc = (
+            a.groupby(["seed", "setting"])["val_acc"]
+            .mean()
+            .unstack("setting")
+            .reindex(index=m_df.index, columns=m_df.columns)
+            .to_numpy(float)
+        )
     y = _col_mean(m[None])  # (1, K)
     s = m.shape[0]
     boot = _col_mean(m[rng.integers(0, s, size=(n_boot, s))]) if n_boot > 0 else np.empty((0, len(x)))
@@ -372,19 +386,19 @@ def _verdict(key: SeriesKey, name: str, fits: list, drift: Drift, regret: Regret
     mk = lambda code, text: Verdict(*key, code=code, text=text, setting_name=name)  # noqa: E731
     dead = [f.size for f in fits if not np.isfinite(f.fits.log_star[0])]
     if dead:
-        return mk("no_optimum", f"inconclusive: every setting diverged at {axis} "
-                                f"{', '.join(map(str, dead))}")
+        return mk("no_optimum", f"inconclusive: every setting diverged at {axis} {', '.join(map(str, dead))}")
     edges = [f for f in fits if f.fits.at_edge[0]]
     if edges:
-        where = [f"{f.size} ({'smallest' if f.fits.idx[0] == 0 else 'largest'} {sym} swept)"
-                 for f in edges]
-        return mk("edge", f"inconclusive: optimum at grid edge for sizes {', '.join(where)}; "
-                          f"{sym}* lies outside the grid there, widen it")
+        where = [f"{f.size} ({'smallest' if f.fits.idx[0] == 0 else 'largest'} {sym} swept)" for f in edges]
+        return mk(
+            "edge",
+            f"inconclusive: optimum at grid edge for sizes {', '.join(where)}; "
+            f"{sym}* lies outside the grid there, widen it",
+        )
     if len(fits) < 2:
         return mk("single_size", f"inconclusive: only one {axis} ({fits[0].size})")
     if drift.lo <= 0 <= drift.hi and regret.within_noise:
-        return mk("transfers", f"transfers: {sym}* is flat in {axis} "
-                               f"(∝ {axis}^{drift.slope:.2f}, regret within noise)")
+        return mk("transfers", f"transfers: {sym}* is flat in {axis} (∝ {axis}^{drift.slope:.2f}, regret within noise)")
     code = "grows" if drift.slope > 0 else "shrinks"
     # A tiny but "significant" drift can still be harmless in practice: say so.
     cheap = "; the transfer regret is within noise" if regret.within_noise else ""
@@ -404,13 +418,20 @@ def _analyze_series(key: SeriesKey, g: pd.DataFrame, n_boot: int, seed: int) -> 
     for f in fits:
         lo, hi = _quantiles(f.boot_log_star)
         i = int(f.fits.idx[0])
-        optima.append(Optimum(
-            *key, size=f.size, setting_star=float(np.exp(f.fits.log_star[0])),
-            lo=float(np.exp(lo)), hi=float(np.exp(hi)),
-            grid_best=float(np.exp(f.x[i])) if np.isfinite(f.fits.best[0]) else float("nan"),
-            at_edge=bool(f.fits.at_edge[0]), best_loss=float(f.fits.best[0]),
-            n_seeds=int(f.m.shape[0]), setting_name=name,
-        ))
+        optima.append(
+            Optimum(
+                *key,
+                size=f.size,
+                setting_star=float(np.exp(f.fits.log_star[0])),
+                lo=float(np.exp(lo)),
+                hi=float(np.exp(hi)),
+                grid_best=float(np.exp(f.x[i])) if np.isfinite(f.fits.best[0]) else float("nan"),
+                at_edge=bool(f.fits.at_edge[0]),
+                best_loss=float(f.fits.best[0]),
+                n_seeds=int(f.m.shape[0]),
+                setting_name=name,
+            )
+        )
 
     # Drift: λ* ∝ size^slope on natural logs, same bootstrap replicates as the intervals.
     log_size = np.log([f.size for f in fits]).astype(float)
@@ -420,8 +441,7 @@ def _analyze_series(key: SeriesKey, g: pd.DataFrame, n_boot: int, seed: int) -> 
         lo, hi = _quantiles(_slopes(log_size, np.stack([f.boot_log_star for f in fits], -1)))
     else:
         slope, lo, hi = float("nan"), float("nan"), float("nan")
-    drift = Drift(*key, slope=slope, lo=lo, hi=hi,
-                  fold_change=float(np.exp(point[-1] - point[0])), setting_name=name)
+    drift = Drift(*key, slope=slope, lo=lo, hi=hi, fold_change=float(np.exp(point[-1] - point[0])), setting_name=name)
 
     # Regret of transferring the smallest size's optimum to the largest size.
     small, large = fits[0], fits[-1]
@@ -432,24 +452,25 @@ def _analyze_series(key: SeriesKey, g: pd.DataFrame, n_boot: int, seed: int) -> 
         regret = (l_tr - l_best) / abs(l_best) if l_best != 0 else float("nan")
         col = large.m[:, int(large.fits.idx[0])]
         col = col[np.isfinite(col)]
-        noise = (float(np.std(col, ddof=1) / np.sqrt(col.size) / abs(l_best))
-                 if col.size >= 2 and l_best != 0 else float("nan"))
+        noise = (
+            float(np.std(col, ddof=1) / np.sqrt(col.size) / abs(l_best))
+            if col.size >= 2 and l_best != 0
+            else float("nan")
+        )
     acc_regret = float("nan")
     if large.acc is not None:
         a = _col_mean(large.acc[None])[0]
         if np.isfinite(a).any():
             acc_regret = float(np.nanmax(a) - _linear_at(large.x, a, x0))
     within = bool(np.isfinite(regret) and regret <= 2 * (noise if np.isfinite(noise) else 0.0))
-    reg = Regret(*key, regret=float(regret), noise=noise, within_noise=within,
-                 acc_regret=acc_regret, setting_name=name)
+    reg = Regret(*key, regret=float(regret), noise=noise, within_noise=within, acc_regret=acc_regret, setting_name=name)
     return optima, drift, reg, _verdict(key, name, fits, drift, reg)
 
 
 # ----------------------------------------------------------------------------- public
 
 
-def analyze(runs: pd.DataFrame, metric: str = "val_loss", n_boot: int = 500,
-            seed: int = 0) -> StudyAnalysis:
+def analyze(runs: pd.DataFrame, metric: str = "val_loss", n_boot: int = 500, seed: int = 0) -> StudyAnalysis:
     """Locate the optimal decay setting per (series, size) and judge whether it moves.
 
     metric must be lower-is-better (a loss). Seeds are resampled with replacement within each
@@ -482,11 +503,13 @@ def mean_curves(runs: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
     g = per_seed.groupby(keys)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # sem of inf values
-        out = pd.DataFrame({
-            "mean": g["loss"].mean(),
-            "sem": g["loss"].sem(),
-            "n": g["loss"].count(),
-            "n_diverged": g["diverged"].sum().astype(int),
-        }).reset_index()
+        out = pd.DataFrame(
+            {
+                "mean": g["loss"].mean(),
+                "sem": g["loss"].sem(),
+                "n": g["loss"].count(),
+                "n_diverged": g["diverged"].sum().astype(int),
+            }
+        ).reset_index()
     out.loc[out["n_diverged"] > 0, "sem"] = np.nan
     return out

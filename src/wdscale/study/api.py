@@ -1,4 +1,5 @@
 """`wdscale.Study`: the same study on your own model and data."""
+
 from __future__ import annotations
 
 import inspect
@@ -11,8 +12,8 @@ from torch import nn
 
 from .config import TaskData
 from .plan import StudyPlan, make_runs
-from .tasks import Task
 from .runner import RunSummary, make_backend, register_custom, run_study
+from .tasks import Task
 
 
 def as_task_data(data: Any) -> TaskData:
@@ -21,27 +22,40 @@ def as_task_data(data: Any) -> TaskData:
         try:
             data = data()
         except Exception as e:  # the user's loader: say that it failed, in one line
-            raise ValueError(f"the data loader {getattr(data, '__name__', data)!r} failed: "
-                             f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
+            raise ValueError(
+                f"the data loader {getattr(data, '__name__', data)!r} failed: "
+                f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+            ) from e
     if isinstance(data, TaskData):
         return data
     if isinstance(data, (tuple, list)) and len(data) == 4 and all(isinstance(t, torch.Tensor) for t in data):
         x_tr, y_tr, x_va, y_va = data
         if y_tr.dtype not in (torch.int64, torch.int32) or y_tr.ndim != 1:
-            raise TypeError("y_train must be a 1-D tensor of class ids (int64); for a language model pass TaskData(kind='lm')")
+            raise TypeError(
+                "y_train must be a 1-D tensor of class ids (int64); for a language model pass TaskData(kind='lm')"
+            )
         if len(x_tr) != len(y_tr) or len(x_va) != len(y_va):
-            raise ValueError(f"x and y lengths differ: train {len(x_tr)} vs {len(y_tr)}, val {len(x_va)} vs {len(y_va)}")
+            raise ValueError(
+                f"x and y lengths differ: train {len(x_tr)} vs {len(y_tr)}, val {len(x_va)} vs {len(y_va)}"
+            )
         n_classes = int(max(y_tr.max(), y_va.max())) + 1
         return TaskData(x_tr, y_tr.long(), x_va, y_va.long(), n_classes=n_classes)
-    raise TypeError("data must be a wdscale.study.TaskData, a function returning one, or a tuple "
-                    f"(x_train, y_train, x_val, y_val) of tensors; got {type(data).__name__}")
+    raise TypeError(
+        "data must be a wdscale.study.TaskData, a function returning one, or a tuple "
+        f"(x_train, y_train, x_val, y_val) of tensors; got {type(data).__name__}"
+    )
 
 
 def _two_arg(model_fn: Callable[..., nn.Module], size_axis: str) -> Callable[[int, int], nn.Module]:
     """The runner calls model_fn(width, depth); users write model_fn(size) or model_fn(width, depth)."""
     try:
-        n = len([p for p in inspect.signature(model_fn).parameters.values()
-                 if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])
+        n = len(
+            [
+                p
+                for p in inspect.signature(model_fn).parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+        )
     except (TypeError, ValueError):
         n = 1
     if n >= 2:
@@ -108,11 +122,18 @@ class Study:
         self.model_fn = _two_arg(model_fn, size_axis)
         self.plan = StudyPlan(task=name, **{"width": width, **plan})
         self.task = Task(
-            name=name, description="your own model and data", kind=task_data.kind,
-            default_widths=tuple(sizes), base_width=width, default_depth=plan.get("depth") or 1,
-            default_n_train=task_data.n_train, default_batch_size=plan["batch_size"],
-            default_epochs=plan["epochs"], default_lr={k: plan["lr"] for k in ("sgd", "adam", "adamw")},
-            loader=lambda seed=0: task_data, model_factory=self.model_fn,
+            name=name,
+            description="your own model and data",
+            kind=task_data.kind,
+            default_widths=tuple(sizes),
+            base_width=width,
+            default_depth=plan.get("depth") or 1,
+            default_n_train=task_data.n_train,
+            default_batch_size=plan["batch_size"],
+            default_epochs=plan["epochs"],
+            default_lr={k: plan["lr"] for k in ("sgd", "adam", "adamw")},
+            loader=lambda seed=0: task_data,
+            model_factory=self.model_fn,
         )
         self.source = register_custom(name, task_data, self.model_fn)
 
@@ -121,9 +142,19 @@ class Study:
         return make_runs(self.plan, self.task, self.model_fn)
 
     def run(self, *, progress: bool = True, retry_failed: bool = False) -> RunSummary:
-        return run_study(self.plan, self.out, source=self.source, task=self.task, model_fn=self.model_fn,
-                         backend=self.backend, device=self.device, batch=self.batch, threads=self.threads,
-                         progress=progress, retry_failed=retry_failed)
+        return run_study(
+            self.plan,
+            self.out,
+            source=self.source,
+            task=self.task,
+            model_fn=self.model_fn,
+            backend=self.backend,
+            device=self.device,
+            batch=self.batch,
+            threads=self.threads,
+            progress=progress,
+            retry_failed=retry_failed,
+        )
 
     def results(self):
         """All stored runs as a pandas DataFrame (from the store, or its runs.parquet export)."""

@@ -1,4 +1,5 @@
 """`wdscale study run | report | export | status`."""
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,8 @@ def _extend(s: str) -> dict[str, float]:
             out[rule.strip()] = float(dec if sep else "not a number")
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected RULE=DECADES[,RULE=DECADES...], e.g. mean=3, got {item!r}") from None
+                f"expected RULE=DECADES[,RULE=DECADES...], e.g. mean=3, got {item!r}"
+            ) from None
     return out
 
 
@@ -50,8 +52,24 @@ def _floats(s: str) -> list[float]:
 
 
 # command-line flag -> StudyPlan field
-_PLAN_FLAGS = ["task", "size_axis", "sizes", "rules", "optimizer", "seeds", "points_per_decade", "decades", "lr",
-               "momentum", "epochs", "batch_size", "n_train", "width", "depth", "base_size"]
+_PLAN_FLAGS = [
+    "task",
+    "size_axis",
+    "sizes",
+    "rules",
+    "optimizer",
+    "seeds",
+    "points_per_decade",
+    "decades",
+    "lr",
+    "momentum",
+    "epochs",
+    "batch_size",
+    "n_train",
+    "width",
+    "depth",
+    "base_size",
+]
 
 
 def build_plan(args: argparse.Namespace) -> StudyPlan:
@@ -63,8 +81,10 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     d.update({k: getattr(args, k) for k in _PLAN_FLAGS if getattr(args, k) is not None})
     if args.settings:
         if len(d.get("rules", [])) != 1:
-            raise ValueError("--settings sets one rule's grid: use it with exactly one --rules entry "
-                             "(or give a settings table per rule in --config)")
+            raise ValueError(
+                "--settings sets one rule's grid: use it with exactly one --rules entry "
+                "(or give a settings table per rule in --config)"
+            )
         d["settings"] = {d["rules"][0]: args.settings}
     if args.extend:
         d["extend"] = {**d.get("extend", {}), **args.extend}
@@ -84,15 +104,32 @@ def cmd_run(args: argparse.Namespace) -> None:
 
         if not (args.model and args.data):
             raise ValueError("--model and --data go together: module:factory and module:loader")
-        study = Study(load_object(args.model, "--model"), load_object(args.data, "--data"), out=out,
-                      name=args.task or "custom", backend=args.backend, workers=args.workers,
-                      address=args.address, device=args.device, batch=not args.no_batch, threads=args.threads,
-                      **{k: v for k, v in plan.to_dict().items() if k != "task"})
+        study = Study(
+            load_object(args.model, "--model"),
+            load_object(args.data, "--data"),
+            out=out,
+            name=args.task or "custom",
+            backend=args.backend,
+            workers=args.workers,
+            address=args.address,
+            device=args.device,
+            batch=not args.no_batch,
+            threads=args.threads,
+            **{k: v for k, v in plan.to_dict().items() if k != "task"},
+        )
         study.run(progress=not args.no_progress, retry_failed=args.retry_failed)
         return
     backend = make_backend(args.backend, workers=args.workers, address=args.address)
-    run_study(plan, out, backend=backend, device=args.device, batch=not args.no_batch, threads=args.threads,
-              retry_failed=args.retry_failed, progress=not args.no_progress)
+    run_study(
+        plan,
+        out,
+        backend=backend,
+        device=args.device,
+        batch=not args.no_batch,
+        threads=args.threads,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+    )
 
 
 def _frame(out: Path):
@@ -117,8 +154,9 @@ def cmd_report(args: argparse.Namespace) -> None:
         raise ValueError(f"the study in {str(out)!r} has no finished runs yet")
     dest = Path(args.to) if args.to else out
     _check_writable(dest, "--to DIR")
-    paths = write_report(df, dest, title=args.title or f"wdscale study: {', '.join(sorted(df['task'].unique()))}",
-                         metric=args.metric)
+    paths = write_report(
+        df, dest, title=args.title or f"wdscale study: {', '.join(sorted(df['task'].unique()))}", metric=args.metric
+    )
     for key in ("md", "html"):
         if key in paths:
             print(paths[key])
@@ -135,7 +173,8 @@ def cmd_export(args: argparse.Namespace) -> None:
         df.drop(columns=["history"]).to_csv(path, index=False)
     else:
         df.assign(history=df["history"].map(lambda h: [float("nan") if v is None else v for v in h])).to_parquet(
-            path, index=False)
+            path, index=False
+        )
     print(path)
 
 
@@ -166,8 +205,11 @@ def cmd_status(args: argparse.Namespace) -> None:
         except (ValueError, TypeError):
             planned = "? (its plan no longer checks)"
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
-    print(f"{len(df)} of {planned} runs stored" + (": " if counts else "") +
-          ", ".join(f"{v} {k}" for k, v in counts.items()))
+    print(
+        f"{len(df)} of {planned} runs stored"
+        + (": " if counts else "")
+        + ", ".join(f"{v} {k}" for k, v in counts.items())
+    )
 
 
 def add_study_parser(sub: Any) -> None:
@@ -175,30 +217,41 @@ def add_study_parser(sub: Any) -> None:
     ssub = study.add_subparsers(dest="study_command", required=True)
 
     presets = "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items())
-    p = ssub.add_parser("run", help="run (or resume) a study grid",
-                        description="Run a study: sizes × decay settings × rules × seeds, stored as each run "
-                                    "finishes; the same command again resumes. Flags override --config, which "
-                                    "overrides --preset; what none sets takes the task's default.")
+    p = ssub.add_parser(
+        "run",
+        help="run (or resume) a study grid",
+        description="Run a study: sizes × decay settings × rules × seeds, stored as each run "
+        "finishes; the same command again resumes. Flags override --config, which "
+        "overrides --preset; what none sets takes the task's default.",
+    )
     # "-8,16" is a value (rejected by the plan's checks with a clear message), not an unknown flag
     p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$")
     p.add_argument("--out", required=True, help="directory for the store (runs.sqlite), plan and report")
     p.add_argument("--preset", choices=list(PRESETS), metavar="PRESET", help=f"a ready plan — {presets}")
     p.add_argument("--config", help="TOML or YAML file of plan keys (overrides the preset)")
-    p.add_argument("--task", help="built-in task: mnist1d_mlp, mnist1d_cnn, mnist1d_resmlp, "
-                                  "mnist1d_resmlp_completep, digits_mlp, shakespeare_char (default mnist1d_mlp); "
-                                  "with --model, the study's name")
+    p.add_argument(
+        "--task",
+        help="built-in task: mnist1d_mlp, mnist1d_cnn, mnist1d_resmlp, "
+        "mnist1d_resmlp_completep, digits_mlp, shakespeare_char (default mnist1d_mlp); "
+        "with --model, the study's name",
+    )
     p.add_argument("--size-axis", dest="size_axis", help="width | depth | n_train | batch_size (default width)")
     p.add_argument("--sizes", type=_ints, help="comma-separated, e.g. 32,128,512 (default: the task's widths)")
-    p.add_argument("--rules", type=_strs, help="comma-separated rule names, see `wdscale rules` "
-                                               "(default sum,mean,decoupled,timescale,mup)")
+    p.add_argument(
+        "--rules",
+        type=_strs,
+        help="comma-separated rule names, see `wdscale rules` (default sum,mean,decoupled,timescale,mup)",
+    )
     p.add_argument("--settings", type=_floats, help="explicit grid of λ (or τ) for a single rule")
     p.add_argument("--optimizer", help="sgd | adam | adamw (default adamw)")
     p.add_argument("--seeds", type=int, help="seeds per setting (default 3)")
-    p.add_argument("--points-per-decade", dest="points_per_decade", type=int,
-                   help="grid points per decade of decay (default 4)")
+    p.add_argument(
+        "--points-per-decade", dest="points_per_decade", type=int, help="grid points per decade of decay (default 4)"
+    )
     p.add_argument("--decades", type=float, help="width of the decay grid in decades (default 3)")
-    p.add_argument("--extend", type=_extend,
-                   help="add decades of stronger (+) or weaker (-) decay to a rule's grid, e.g. mean=3")
+    p.add_argument(
+        "--extend", type=_extend, help="add decades of stronger (+) or weaker (-) decay to a rule's grid, e.g. mean=3"
+    )
     p.add_argument("--lr", type=float, help="learning rate at the base size (default: the task's)")
     p.add_argument("--momentum", type=float, help="SGD momentum, in [0, 1) (default 0.9)")
     p.add_argument("--epochs", type=int, help="epochs per run (default: the task's)")
@@ -210,16 +263,27 @@ def add_study_parser(sub: Any) -> None:
     p.add_argument("--decay-vectors", action="store_true", help="decay biases and norm gains too")
     p.add_argument("--model", help="your own model family: module:factory, called with the size")
     p.add_argument("--data", help="your own data: module:loader returning (x_train, y_train, x_val, y_val)")
-    p.add_argument("--backend", default="local", choices=["local", "ray"],
-                   help="local worker processes, or a Ray cluster (default local)")
+    p.add_argument(
+        "--backend",
+        default="local",
+        choices=["local", "ray"],
+        help="local worker processes, or a Ray cluster (default local)",
+    )
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--workers", type=_positive, help="worker processes (default: cores / --threads)")
-    p.add_argument("--threads", type=_positive, default=1,
-                   help="torch intra-op threads per run, the same in every backend; recorded with each run, "
-                        "since a run's last bits depend on it (default 1)")
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        default=1,
+        help="torch intra-op threads per run, the same in every backend; recorded with each run, "
+        "since a run's last bits depend on it (default 1)",
+    )
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument("--no-batch", action="store_true",
-                   help="train every run on its own (sequential torch.optim) instead of the batched engine")
+    p.add_argument(
+        "--no-batch",
+        action="store_true",
+        help="train every run on its own (sequential torch.optim) instead of the batched engine",
+    )
     p.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)

@@ -2,6 +2,7 @@
 
 plan -> [RunConfig] -> runs -> [RunResult] -> store -> analysis -> report
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,7 +52,7 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         d = dict(d)
         d["task_options"] = tuple(tuple(kv) for kv in d.get("task_options", ()))
         names = {f.name for f in dataclasses.fields(cls)}
@@ -99,10 +100,8 @@ class TaskData:
     def n_train(self) -> int:
         return int(self.x_train.shape[0])
 
-    def subset(self, n_train: int) -> "TaskData":
+    def subset(self, n_train: int) -> TaskData:
         """The first n_train training samples (the data-size axis); validation is unchanged."""
         if n_train > self.n_train:
-            raise ValueError(
-                f"n_train={n_train} is more than the {self.n_train} training samples this task has"
-            )
+            raise ValueError(f"n_train={n_train} is more than the {self.n_train} training samples this task has")
         return dataclasses.replace(self, x_train=self.x_train[:n_train], y_train=self.y_train[:n_train])

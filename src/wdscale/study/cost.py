@@ -13,6 +13,7 @@ transferred setting's loss there is measured, not interpolated. Compute is count
 samples seen — proportional to training FLOPs (≈ 6·P·D) and free of the machine's noise.
 Transferring by a rule is how μTransfer tunes (Yang et al. 2022, "Tensor Programs V", §6).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -80,9 +81,13 @@ def _one_seed(g: pd.DataFrame, col: str) -> float:
     return float(g[col].to_numpy(float).sum() / g["seed"].nunique())  # NaN stays NaN
 
 
-def search_cost(runs: pd.DataFrame, proxy_size: Optional[int] = None, target_size: Optional[int] = None,
-                metric: str = "val_loss",
-                n_params: Optional[Callable[[pd.Series], int]] = None) -> list[SearchCost]:
+def search_cost(
+    runs: pd.DataFrame,
+    proxy_size: Optional[int] = None,
+    target_size: Optional[int] = None,
+    metric: str = "val_loss",
+    n_params: Optional[Callable[[pd.Series], int]] = None,
+) -> list[SearchCost]:
     """One SearchCost per series. proxy_size/target_size default to `default_sizes` of each
     series; n_params(row) gives the parameter count of a run (e.g. from its width and depth).
     Raises ValueError when a named size is missing from a series, or when the target was not
@@ -110,19 +115,28 @@ def search_cost(runs: pd.DataFrame, proxy_size: Optional[int] = None, target_siz
             continue  # everything diverged at one end: nothing was found there
         chosen = float(mp.idxmin())
         if chosen not in mt.index:
-            raise ValueError(f"series ({where}): the target {target} was not run at the proxy's best "
-                             f"setting {chosen:g}; transfer needs the same grid at both sizes")
+            raise ValueError(
+                f"series ({where}): the target {target} was not run at the proxy's best "
+                f"setting {chosen:g}; transfer needs the same grid at both sizes"
+            )
         at_chosen = gt[gt["setting"] == chosen]
-        out.append(SearchCost(
-            *key, proxy_size=int(proxy), target_size=int(target), n_settings=int(mt.size),
-            proxy_setting=chosen, transfer_loss=float(mt[chosen]),
-            sweep_setting=float(mt.idxmin()), sweep_loss=float(mt.min()),
-            transfer_seconds=_one_seed(gp, "wall_time") + _one_seed(at_chosen, "wall_time"),
-            sweep_seconds=_one_seed(gt, "wall_time"),
-            transfer_param_samples=_one_seed(gp, "param_samples") + _one_seed(at_chosen, "param_samples"),
-            sweep_param_samples=_one_seed(gt, "param_samples"),
-            setting_name=str(g["setting_name"].iloc[0]),
-        ))
+        out.append(
+            SearchCost(
+                *key,
+                proxy_size=int(proxy),
+                target_size=int(target),
+                n_settings=int(mt.size),
+                proxy_setting=chosen,
+                transfer_loss=float(mt[chosen]),
+                sweep_setting=float(mt.idxmin()),
+                sweep_loss=float(mt.min()),
+                transfer_seconds=_one_seed(gp, "wall_time") + _one_seed(at_chosen, "wall_time"),
+                sweep_seconds=_one_seed(gt, "wall_time"),
+                transfer_param_samples=_one_seed(gp, "param_samples") + _one_seed(at_chosen, "param_samples"),
+                sweep_param_samples=_one_seed(gt, "param_samples"),
+                setting_name=str(g["setting_name"].iloc[0]),
+            )
+        )
     return out
 
 

@@ -12,6 +12,7 @@ float64 steps; on this machine the step itself is bitwise equal, see tests/study
 Public: `can_batch`, `choose_k`, `choose_path`, `train_batched`; `BatchedTrainer` and
 `BatchedOptimizer` for callers that bring their own models and torch optimizers.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,7 +21,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +30,20 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ..sgdw import SGDW
 from .config import RunConfig, RunResult, TaskData
-from .train import (EVAL_CHUNK, Device, ModelFn, build, chance_loss, epoch_mean, finish, gather, metrics,
-                    one_line, per_model_loss, prepare)
+from .train import (
+    EVAL_CHUNK,
+    Device,
+    ModelFn,
+    build,
+    chance_loss,
+    epoch_mean,
+    finish,
+    gather,
+    metrics,
+    one_line,
+    per_model_loss,
+    prepare,
+)
 
 MAY_DIFFER = ("seed", "setting", "lr", "rule")  # the RunConfig fields a batch may vary
 
@@ -102,7 +115,7 @@ class Layout:
     def blocks(self, flat: torch.Tensor, k: int) -> list[torch.Tensor]:
         views, start = [], 0
         for size, shape in zip(self.sizes, self.shapes):
-            views.append(flat[start:start + k * size].view(k, *shape))
+            views.append(flat[start : start + k * size].view(k, *shape))
             start += k * size
         return views
 
@@ -112,7 +125,7 @@ class Layout:
     def spread(self, values: torch.Tensor) -> torch.Tensor:
         """(K, n_params) per-model per-parameter values -> flat, each repeated over its block."""
         k = values.shape[0]
-        return torch.cat([values[:, i:i + 1].expand(k, s).reshape(-1) for i, s in enumerate(self.sizes)])
+        return torch.cat([values[:, i : i + 1].expand(k, s).reshape(-1) for i, s in enumerate(self.sizes)])
 
     def select(self, flat: torch.Tensor, k: int, members: torch.Tensor) -> torch.Tensor:
         """The flat buffer of the kept members only (diverged ones are dropped from the stack)."""
@@ -134,8 +147,9 @@ class BatchedOptimizer:
 
     `lr` and `weight_decay` are (K, n_params) tables: one value per member and parameter."""
 
-    def __init__(self, rule: StepRule, layout: Layout, lr: torch.Tensor, weight_decay: torch.Tensor,
-                 dtype: torch.dtype) -> None:
+    def __init__(
+        self, rule: StepRule, layout: Layout, lr: torch.Tensor, weight_decay: torch.Tensor, dtype: torch.dtype
+    ) -> None:
         lr, weight_decay = lr.double(), weight_decay.double()
         self.rule, self.layout, self.dtype = rule, layout, dtype
         self.steps = 0
@@ -182,7 +196,7 @@ class BatchedOptimizer:
         if "denom" not in self.scratch:  # reused every step: no large allocation per step
             self.scratch = {"denom": torch.empty_like(p), "scaled": torch.empty_like(p)}
         denom, scaled = self.scratch["denom"], self.scratch["scaled"]
-        torch.sqrt(exp_avg_sq, out=denom).div_(bias_correction2 ** 0.5).add_(r.eps)
+        torch.sqrt(exp_avg_sq, out=denom).div_(bias_correction2**0.5).add_(r.eps)
         # value=-step_size, one per member and parameter: broadcast over each block, no full-size table
         neg_step = (self.neg_lr / bias_correction1).to(self.dtype)
         k = self.k
@@ -202,8 +216,7 @@ class BatchedOptimizer:
 
 # -- batched forward --------------------------------------------------------------------------------
 
-_ACTIVATIONS = (nn.ReLU, nn.GELU, nn.Tanh, nn.SiLU, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Mish,
-                nn.Identity)
+_ACTIVATIONS = (nn.ReLU, nn.GELU, nn.Tanh, nn.SiLU, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Mish, nn.Identity)
 
 
 def mlp_plan(model: nn.Module) -> Optional[list[tuple[str, object]]]:
@@ -288,8 +301,14 @@ class BatchedTrainer:
     Built from K models and the K torch optimizers that would train them (only read, never
     stepped); the models' current parameters are copied into the stack."""
 
-    def __init__(self, models: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer], *,
-                 probe: Optional[torch.Tensor] = None, native: Optional[bool] = None) -> None:
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        optimizers: Sequence[torch.optim.Optimizer],
+        *,
+        probe: Optional[torch.Tensor] = None,
+        native: Optional[bool] = None,
+    ) -> None:
         if not models or len(models) != len(optimizers):
             raise ValueError("need one optimizer per model, and at least one model")
         named = [dict(m.named_parameters()) for m in models]
@@ -306,8 +325,11 @@ class BatchedTrainer:
         rules, lrs, wds = zip(*(read_optimizer(o, m) for o, m in zip(optimizers, models)))
         if len(set(rules)) != 1:
             raise ValueError(f"the optimizers differ in their update: {sorted(set(map(str, rules)))}")
-        as_table = lambda per: torch.tensor([[d[n] for n in self.layout.names] for d in per],  # noqa: E731
-                                            dtype=torch.float64, device=self.device)
+        as_table = lambda per: torch.tensor(
+            [[d[n] for n in self.layout.names] for d in per],  # noqa: E731
+            dtype=torch.float64,
+            device=self.device,
+        )
         self.optimizer = BatchedOptimizer(rules[0], self.layout, as_table(lrs), as_table(wds), self.dtype)
         self._bind()
         self.plan = mlp_plan(models[0]) if native is not False else None
@@ -329,8 +351,9 @@ class BatchedTrainer:
         """Leaf tensors viewing the flat buffer, whose .grad views the flat gradient buffer:
         backward accumulates into it in place and the step updates every model at once."""
         self.params: dict[str, torch.Tensor] = {}
-        for name, p, g in zip(self.layout.names, self.layout.blocks(self.flat, self.k),
-                              self.layout.blocks(self.grad, self.k)):
+        for name, p, g in zip(
+            self.layout.names, self.layout.blocks(self.flat, self.k), self.layout.blocks(self.grad, self.k)
+        ):
             leaf = p.detach().requires_grad_()
             leaf.grad = g
             self.params[name] = leaf
@@ -395,9 +418,14 @@ def can_batch(model: nn.Module, example: Optional[torch.Tensor] = None) -> tuple
     the first layer) must work."""
     buffers = [n for n, _ in model.named_buffers()]
     if buffers:
-        return False, f"model has buffers ({', '.join(buffers[:3])}{', ...' if len(buffers) > 3 else ''}), e.g. BatchNorm running stats"
-    dropout = [n for n, m in model.named_modules()
-               if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0]
+        return (
+            False,
+            f"model has buffers ({', '.join(buffers[:3])}{', ...' if len(buffers) > 3 else ''}), "
+            "e.g. BatchNorm running stats",
+        )
+    dropout = [
+        n for n, m in model.named_modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0
+    ]
     if dropout:
         return False, f"model has Dropout in train mode ({', '.join(dropout[:3])}): it draws from the global RNG"
     if not any(True for _ in model.parameters()):
@@ -427,8 +455,14 @@ def can_batch(model: nn.Module, example: Optional[torch.Tensor] = None) -> tuple
     return True, "no buffers, no dropout, vmap(functional_call) works"
 
 
-def choose_k(model: nn.Module, batch_shape: Sequence[int], budget_bytes: int, *, optimizer: str = "adamw",
-             dtype: Optional[torch.dtype] = None) -> int:
+def choose_k(
+    model: nn.Module,
+    batch_shape: Sequence[int],
+    budget_bytes: int,
+    *,
+    optimizer: str = "adamw",
+    dtype: Optional[torch.dtype] = None,
+) -> int:
     """How many copies fit in `budget_bytes`: per copy, parameters, gradients, optimizer state
     and the engine's per-element lr/λ buffers, plus activations for one batch of `batch_shape`
     (every module's output, measured by a forward on the meta device, ×3 for what autograd saves
@@ -441,8 +475,11 @@ def choose_k(model: nn.Module, batch_shape: Sequence[int], budget_bytes: int, *,
     per_copy = n * itemsize * (2 + states + 2 + 3)
     outputs: list[int] = []
     meta = copy.deepcopy(model).to("meta")
-    hooks = [m.register_forward_hook(lambda _m, _i, o: outputs.append(o.numel() if torch.is_tensor(o) else 0))
-             for m in meta.modules() if next(m.children(), None) is None]
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o: outputs.append(o.numel() if torch.is_tensor(o) else 0))
+        for m in meta.modules()
+        if next(m.children(), None) is None
+    ]
     try:
         for in_dtype in (torch.float32, torch.long):
             outputs.clear()
@@ -467,18 +504,24 @@ def check_batch(configs: Sequence[RunConfig]) -> None:
         raise ValueError("no configs to train")
     c0 = configs[0]
     for c in configs[1:]:
-        diff = [f.name for f in dataclasses.fields(RunConfig)
-                if f.name not in MAY_DIFFER and getattr(c, f.name) != getattr(c0, f.name)]
+        diff = [
+            f.name
+            for f in dataclasses.fields(RunConfig)
+            if f.name not in MAY_DIFFER and getattr(c, f.name) != getattr(c0, f.name)
+        ]
         if diff:
-            raise ValueError(f"configs in one batch may differ only in {', '.join(MAY_DIFFER)}; "
-                             f"{c.run_id} differs from {c0.run_id} in {', '.join(diff)}")
+            raise ValueError(
+                f"configs in one batch may differ only in {', '.join(MAY_DIFFER)}; "
+                f"{c.run_id} differs from {c0.run_id} in {', '.join(diff)}"
+            )
     modes = {wdscale.decay_mode(c.rule, c.optimizer) for c in configs}
     if len(modes) > 1:
         raise ValueError(f"configs in one batch must share one decay mode, got {sorted(modes)}")
 
 
-def _trainer(configs: Sequence[RunConfig], d: TaskData, model_fn: ModelFn, device: Device,
-             dtype: torch.dtype) -> BatchedTrainer:
+def _trainer(
+    configs: Sequence[RunConfig], d: TaskData, model_fn: ModelFn, device: Device, dtype: torch.dtype
+) -> BatchedTrainer:
     built = [build(c, d.n_train, model_fn, device=device, dtype=dtype) for c in configs]
     ok, why = can_batch(built[0][0], d.x_train[:2])
     if not ok:
@@ -486,8 +529,14 @@ def _trainer(configs: Sequence[RunConfig], d: TaskData, model_fn: ModelFn, devic
     return BatchedTrainer([m for m, _ in built], [o for _, o in built], probe=d.x_train[:4])
 
 
-def train_batched(configs: Sequence[RunConfig], data: TaskData, model_fn: ModelFn, *, device: Device = "cpu",
-                  dtype: torch.dtype = torch.float32) -> list[RunResult]:
+def train_batched(
+    configs: Sequence[RunConfig],
+    data: TaskData,
+    model_fn: ModelFn,
+    *,
+    device: Device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> list[RunResult]:
     """Train the runs together; one RunResult per config, in order, as `train_run` would report it.
 
     Each member starts from `build` (its own seed), draws its own batch order from its own
@@ -519,7 +568,7 @@ def train_batched(configs: Sequence[RunConfig], data: TaskData, model_fn: ModelF
         perms = torch.stack([torch.randperm(n, generator=gens[j]) for j in alive]).to(device)
         losses = torch.empty(len(alive), len(sizes), dtype=torch.float64, device=device)
         for s, i in enumerate(range(0, n, bs)):
-            idx = perms[:, i:i + bs]
+            idx = perms[:, i : i + bs]
             losses[:, s] = trainer.step(gather(d.x_train, idx), gather(d.y_train, idx))
         if not initial:
             initial = losses[:, 0].tolist()
@@ -545,9 +594,21 @@ def train_batched(configs: Sequence[RunConfig], data: TaskData, model_fn: ModelF
     share = (time.perf_counter() - start) / len(configs)
     path = "batched-bmm" if trainer.native else "batched-vmap"
     chance = chance_loss(d)
-    return [finish(c, status[j], history[j], accs[j], train_loss[j], steps[j], share,
-                   initial_loss=initial[j] if initial else float("nan"), chance_loss=chance, path=path)
-            for j, c in enumerate(configs)]
+    return [
+        finish(
+            c,
+            status[j],
+            history[j],
+            accs[j],
+            train_loss[j],
+            steps[j],
+            share,
+            initial_loss=initial[j] if initial else float("nan"),
+            chance_loss=chance,
+            path=path,
+        )
+        for j, c in enumerate(configs)
+    ]
 
 
 # -- the path choice: a rule of the model's size, not a timing ----------------------------------------

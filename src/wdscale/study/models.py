@@ -10,6 +10,7 @@ Design constraints, and why:
 * Parameter names depend only on depth, never on width, so a width-64 and a width-1024 model have
   the same names and tensor ranks; per-parameter rules can then match tensors across sizes by name.
 """
+
 from __future__ import annotations
 
 import torch

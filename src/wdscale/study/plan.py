@@ -5,6 +5,7 @@ weights' per-step decay η_g·λ_g times the run's steps equals `anchor_total_de
 L2 has no per-step factor; its centre is shifted by `COUPLED_ADAM_SHIFT`, measured on the built-in
 tasks). So rules in different units (λ, λ/P, 1/σ², τ) sweep comparable ranges.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,7 @@ from .config import OPTIMIZERS, SIZE_AXES, RunConfig
 # Adam + coupled L2: the L2 gradient λw is divided by Adam's RMS gradient, so the same λ decays far
 # harder than in AdamW. Measured on mnist1d_mlp / digits_mlp at the base width: the optimal coupled
 # λ sat about 2.5 decades below the optimal decoupled λ.
-COUPLED_ADAM_SHIFT = 10 ** -2.5
+COUPLED_ADAM_SHIFT = 10**-2.5
 
 
 @dataclass
@@ -58,7 +59,7 @@ class StudyPlan:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StudyPlan":
+    def from_dict(cls, d: dict[str, Any]) -> StudyPlan:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -78,45 +79,137 @@ class StudyPlan:
 PRESETS: dict[str, dict[str, Any]] = {
     # a few minutes on 2 CPU cores (`make demo`): MNIST-1D on 2000 samples overfits at every width,
     # so the decay setting matters at every size
-    "quick": dict(task="mnist1d_mlp", sizes=[16, 64, 256], rules=["sum", "mean", "decoupled", "timescale", "mup"],
-                  lr=0.01, epochs=40, n_train=2000, seeds=3, decades=2.5, points_per_decade=4),
+    "quick": dict(
+        task="mnist1d_mlp",
+        sizes=[16, 64, 256],
+        rules=["sum", "mean", "decoupled", "timescale", "mup"],
+        lr=0.01,
+        epochs=40,
+        n_train=2000,
+        seeds=3,
+        decades=2.5,
+        points_per_decade=4,
+    ),
     # the published figures (docs/findings.md): 64x in width, a grid wide enough for `mean`
-    "full": dict(task="mnist1d_mlp", sizes=[16, 32, 64, 128, 256, 512, 1024],
-                 rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width", "power_lines"],
-                 lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0, points_per_decade=4,
-                 extend={"mean": 3.0}),
+    "full": dict(
+        task="mnist1d_mlp",
+        sizes=[16, 32, 64, 128, 256, 512, 1024],
+        rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width", "power_lines"],
+        lr=0.01,
+        epochs=40,
+        n_train=2000,
+        seeds=3,
+        decades=4.0,
+        points_per_decade=4,
+        extend={"mean": 3.0},
+    ),
     # the same width study under SGD + momentum (sqrt_width is an Adam rule); 32x to keep it under 20 min
-    "sgd_width": dict(task="mnist1d_mlp", sizes=[16, 32, 64, 128, 256, 512], optimizer="sgd", lr=0.1,
-                      rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup"],
-                      epochs=40, n_train=2000, seeds=3, decades=4.0, points_per_decade=4, extend={"mean": 3.0}),
+    "sgd_width": dict(
+        task="mnist1d_mlp",
+        sizes=[16, 32, 64, 128, 256, 512],
+        optimizer="sgd",
+        lr=0.1,
+        rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup"],
+        epochs=40,
+        n_train=2000,
+        seeds=3,
+        decades=4.0,
+        points_per_decade=4,
+        extend={"mean": 3.0},
+    ),
     # the other findings (docs/findings.md); 5-45 min each on 2 cores, resumable from the store
-    "digits_width": dict(task="digits_mlp", sizes=[32, 64, 128, 256, 512],
-                         rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width"],
-                         epochs=50, seeds=3, decades=4.0, points_per_decade=3, extend={"mean": 3.0}),
+    "digits_width": dict(
+        task="digits_mlp",
+        sizes=[32, 64, 128, 256, 512],
+        rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width"],
+        epochs=50,
+        seeds=3,
+        decades=4.0,
+        points_per_decade=3,
+        extend={"mean": 3.0},
+    ),
     # widths 8-128: a width-256 run takes ~30 core-s. On a width axis per_sample is sum with λ×N and
     # timescale is mup with λ = 1/(η τ_iter) (same AdamW groups), so those two are left out here.
-    "shakespeare_width": dict(task="shakespeare_char", sizes=[8, 16, 32, 64, 128],
-                              rules=["sum", "mean", "decoupled", "mup", "sqrt_width"],
-                              seeds=3, decades=4.0, points_per_decade=3, extend={"mean": 3.0}),
+    "shakespeare_width": dict(
+        task="shakespeare_char",
+        sizes=[8, 16, 32, 64, 128],
+        rules=["sum", "mean", "decoupled", "mup", "sqrt_width"],
+        seeds=3,
+        decades=4.0,
+        points_per_decade=3,
+        extend={"mean": 3.0},
+    ),
     # the transformer study's `mup` with the vectors (biases, LayerNorm gains and shifts) decayed too
-    "shakespeare_vectors": dict(task="shakespeare_char", sizes=[8, 16, 32, 64, 128], rules=["mup"],
-                                decay_vectors=True, seeds=3, decades=4.0, points_per_decade=3),
-    "mnist1d_data": dict(task="mnist1d_mlp", size_axis="n_train", sizes=[250, 500, 1000, 2000, 4000], width=128,
-                         rules=["sum", "per_sample", "per_minibatch", "normalized", "timescale", "power_lines"],
-                         lr=0.01, epochs=40, seeds=3, decades=4.0),
-    "mnist1d_batch": dict(task="mnist1d_mlp", size_axis="batch_size", sizes=[16, 32, 64, 128, 256], width=128,
-                          rules=["sum", "per_sample", "per_minibatch", "normalized", "timescale"],
-                          lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0),
-    "mnist1d_depth": dict(task="mnist1d_mlp", size_axis="depth", sizes=[1, 2, 4, 8], width=128,
-                          rules=["sum", "decoupled", "mup", "completep"],
-                          lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0),
+    "shakespeare_vectors": dict(
+        task="shakespeare_char",
+        sizes=[8, 16, 32, 64, 128],
+        rules=["mup"],
+        decay_vectors=True,
+        seeds=3,
+        decades=4.0,
+        points_per_decade=3,
+    ),
+    "mnist1d_data": dict(
+        task="mnist1d_mlp",
+        size_axis="n_train",
+        sizes=[250, 500, 1000, 2000, 4000],
+        width=128,
+        rules=["sum", "per_sample", "per_minibatch", "normalized", "timescale", "power_lines"],
+        lr=0.01,
+        epochs=40,
+        seeds=3,
+        decades=4.0,
+    ),
+    "mnist1d_batch": dict(
+        task="mnist1d_mlp",
+        size_axis="batch_size",
+        sizes=[16, 32, 64, 128, 256],
+        width=128,
+        rules=["sum", "per_sample", "per_minibatch", "normalized", "timescale"],
+        lr=0.01,
+        epochs=40,
+        n_train=2000,
+        seeds=3,
+        decades=4.0,
+    ),
+    "mnist1d_depth": dict(
+        task="mnist1d_mlp",
+        size_axis="depth",
+        sizes=[1, 2, 4, 8],
+        width=128,
+        rules=["sum", "decoupled", "mup", "completep"],
+        lr=0.01,
+        epochs=40,
+        n_train=2000,
+        seeds=3,
+        decades=4.0,
+    ),
     # depth on residual nets: CompleteP's optimizer half at fixed width and α = 1 is plain AdamW, so
     # the rule is tested with its forward half (branches × 1/depth) against the usual residual net
-    "resmlp_depth": dict(task="mnist1d_resmlp", size_axis="depth", sizes=[1, 2, 4, 8], width=128,
-                         rules=["sum", "decoupled"], lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0),
-    "resmlp_depth_completep": dict(task="mnist1d_resmlp_completep", size_axis="depth", sizes=[1, 2, 4, 8],
-                                   width=128, rules=["sum", "completep"], lr=0.01, epochs=40, n_train=2000,
-                                   seeds=3, decades=4.0),
+    "resmlp_depth": dict(
+        task="mnist1d_resmlp",
+        size_axis="depth",
+        sizes=[1, 2, 4, 8],
+        width=128,
+        rules=["sum", "decoupled"],
+        lr=0.01,
+        epochs=40,
+        n_train=2000,
+        seeds=3,
+        decades=4.0,
+    ),
+    "resmlp_depth_completep": dict(
+        task="mnist1d_resmlp_completep",
+        size_axis="depth",
+        sizes=[1, 2, 4, 8],
+        width=128,
+        rules=["sum", "completep"],
+        lr=0.01,
+        epochs=40,
+        n_train=2000,
+        seeds=3,
+        decades=4.0,
+    ),
 }
 
 
@@ -149,15 +242,16 @@ def _int_list(name: str, text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"{name} must be whole numbers, e.g. [16, 64, 256] or \"16,64,256\"; got {text!r}") from None
+        raise ValueError(f'{name} must be whole numbers, e.g. [16, 64, 256] or "16,64,256"; got {text!r}') from None
 
 
 def load_plan_file(path: Union[str, Path]) -> dict[str, Any]:
     """A TOML or YAML file of plan keys (the same names as StudyPlan's fields)."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"config file {str(p)!r} does not exist" if not p.exists() else
-                         f"config file {str(p)!r} is not a file")
+        raise ValueError(
+            f"config file {str(p)!r} does not exist" if not p.exists() else f"config file {str(p)!r} is not a file"
+        )
     if p.suffix not in (".toml", ".yaml", ".yml"):
         raise ValueError(f"config file {str(p)!r}: use .toml, .yaml or .yml")
     try:
@@ -217,7 +311,9 @@ def resolve(plan: StudyPlan, task) -> Resolved:
     for r in plan.rules:
         rule = get_rule(r)
         if plan.optimizer not in rule.optimizers:
-            raise ValueError(f"rule {r!r} is defined for {', '.join(rule.optimizers)}, not optimizer {plan.optimizer!r}")
+            raise ValueError(
+                f"rule {r!r} is defined for {', '.join(rule.optimizers)}, not optimizer {plan.optimizer!r}"
+            )
     if len(set(plan.rules)) != len(plan.rules):
         raise ValueError(f"rules repeat: {plan.rules}")
     _positive_int("seeds", plan.seeds)
@@ -237,14 +333,17 @@ def resolve(plan: StudyPlan, task) -> Resolved:
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     epochs = _positive_int("epochs", plan.epochs if plan.epochs is not None else task.default_epochs)
-    batch_size = _positive_int("batch_size", plan.batch_size if plan.batch_size is not None else task.default_batch_size)
+    batch_size = _positive_int(
+        "batch_size", plan.batch_size if plan.batch_size is not None else task.default_batch_size
+    )
     n_train = _positive_int("n_train", plan.n_train if plan.n_train is not None else task.default_n_train)
     width = _positive_int("width", plan.width if plan.width is not None else task.base_width)
     depth = _positive_int("depth", plan.depth if plan.depth is not None else task.default_depth)
     base_size = plan.base_size if plan.base_size is not None else sizes[0]
     _positive_int("base_size", base_size)
-    if plan.optimizer == "sgd" and not (isinstance(plan.momentum, (int, float)) and not isinstance(plan.momentum, bool)
-                                        and 0 <= plan.momentum < 1):
+    if plan.optimizer == "sgd" and not (
+        isinstance(plan.momentum, (int, float)) and not isinstance(plan.momentum, bool) and 0 <= plan.momentum < 1
+    ):
         raise ValueError(f"momentum must be a number in [0, 1), got {plan.momentum!r}")
     for rule_name, dec in plan.extend.items():
         if rule_name not in plan.rules:
@@ -265,16 +364,19 @@ def resolve(plan: StudyPlan, task) -> Resolved:
     for size in sizes:
         knobs = size_knobs(resolved, size)
         if knobs["batch_size"] > knobs["n_train"]:
-            raise ValueError(f"batch_size={knobs['batch_size']} is larger than n_train={knobs['n_train']} at "
-                             f"{plan.size_axis}={size}: a batch cannot hold more samples than the data has")
+            raise ValueError(
+                f"batch_size={knobs['batch_size']} is larger than n_train={knobs['n_train']} at "
+                f"{plan.size_axis}={size}: a batch cannot hold more samples than the data has"
+            )
     return resolved
 
 
 def size_knobs(r: Resolved, size: int) -> dict[str, int]:
     """width, depth, n_train, batch_size and the base width/depth of a run at `size`."""
     axis = r.plan.size_axis
-    knobs = dict(width=r.width, depth=r.depth, n_train=r.n_train, batch_size=r.batch_size,
-                 base_width=r.width, base_depth=r.depth)
+    knobs = dict(
+        width=r.width, depth=r.depth, n_train=r.n_train, batch_size=r.batch_size, base_width=r.width, base_depth=r.depth
+    )
     knobs[axis] = size
     if axis == "width":
         knobs["base_width"] = r.base_size
@@ -294,8 +396,15 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
         model = model_fn(knobs["width"], knobs["depth"])
     data = DataFacts(n_samples=knobs["n_train"], batch_size=knobs["batch_size"], epochs=r.epochs)
     rule_obj = get_rule(rule)
-    p = apply_rule(model, rule=rule, lr=r.lr, **{rule_obj.takes: 1.0}, data=data, optimizer=r.plan.optimizer,
-                   decay_vectors=r.plan.decay_vectors)
+    p = apply_rule(
+        model,
+        rule=rule,
+        lr=r.lr,
+        **{rule_obj.takes: 1.0},
+        data=data,
+        optimizer=r.plan.optimizer,
+        decay_vectors=r.plan.decay_vectors,
+    )
     decayed = [a for a in p.assignments if a.weight_decay > 0]
     if not decayed:
         raise ValueError(f"rule {rule!r} decays no parameter of this model")
@@ -355,12 +464,23 @@ def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
         for rule in plan.rules:
             for setting in grids[rule]:
                 for seed in range(plan.seeds):
-                    runs.append(RunConfig(
-                        task=plan.task, size_axis=plan.size_axis, size=size, rule=rule, setting=float(setting),
-                        optimizer=plan.optimizer, lr=r.lr, epochs=r.epochs, seed=seed,
-                        momentum=plan.momentum if plan.optimizer == "sgd" else 0.0,
-                        decay_vectors=plan.decay_vectors, task_options=options, **knobs,
-                    ))
+                    runs.append(
+                        RunConfig(
+                            task=plan.task,
+                            size_axis=plan.size_axis,
+                            size=size,
+                            rule=rule,
+                            setting=float(setting),
+                            optimizer=plan.optimizer,
+                            lr=r.lr,
+                            epochs=r.epochs,
+                            seed=seed,
+                            momentum=plan.momentum if plan.optimizer == "sgd" else 0.0,
+                            decay_vectors=plan.decay_vectors,
+                            task_options=options,
+                            **knobs,
+                        )
+                    )
     return runs
 
 
@@ -369,5 +489,7 @@ def describe(runs: Sequence[RunConfig]) -> str:
     rules = sorted({c.rule for c in runs})
     seeds = len({c.seed for c in runs})
     c = runs[0]
-    return (f"{len(runs)} runs: task {c.task}, {c.size_axis} {sizes}, rules {', '.join(rules)}, "
-            f"{c.optimizer} lr {c.lr:g}, {c.epochs} epochs, batch {c.batch_size}, {seeds} seeds")
+    return (
+        f"{len(runs)} runs: task {c.task}, {c.size_axis} {sizes}, rules {', '.join(rules)}, "
+        f"{c.optimizer} lr {c.lr:g}, {c.epochs} epochs, batch {c.batch_size}, {seeds} seeds"
+    )

@@ -5,6 +5,7 @@ CPUs. A worker process that dies mid-task makes Ray retry the task (at most `max
 a run that fails for its own reasons comes back as a "failed" result and is not retried. Results are
 keyed by run hash in the store, so a retried task can never write a run twice.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,7 @@ def _run_job(job: Job, source: Source, device: str, custom: Optional[tuple], thr
     """The Ray task: a custom source's data and model_fn travel with it (cloudpickle); it trains
     on the study's intra-op thread count, whatever Ray set for the worker."""
     if custom is not None:
-        _CUSTOM[source.key[len("custom:"):]] = custom
+        _CUSTOM[source.key[len("custom:") :]] = custom
     return execute(job, source, device, threads)
 
 
@@ -56,15 +57,18 @@ class RayBackend:
         else:
             ray.init(num_cpus=self.workers or os.cpu_count(), **kwargs)
 
-    def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult,
-            threads: int = 1) -> None:
+    def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult, threads: int = 1) -> None:
         ray = _ray()
         self._init(ray)
         custom = None
         if source.key.startswith("custom:"):
-            custom = ray.put(_CUSTOM[source.key[len("custom:"):]])
-        remote = ray.remote(num_cpus=max(self.cpus_per_task, threads), num_gpus=1 if device.startswith("cuda") else 0,
-                            max_retries=self.max_retries, retry_exceptions=False)(_run_job)
+            custom = ray.put(_CUSTOM[source.key[len("custom:") :]])
+        remote = ray.remote(
+            num_cpus=max(self.cpus_per_task, threads),
+            num_gpus=1 if device.startswith("cuda") else 0,
+            max_retries=self.max_retries,
+            retry_exceptions=False,
+        )(_run_job)
         pending = {remote.remote(job, source, device, custom, threads): job for job in jobs}
         try:
             while pending:

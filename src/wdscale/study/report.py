@@ -3,6 +3,7 @@
 The content is built once as a list of blocks (heading / paragraph / bullets / table / figure)
 and rendered twice, so the markdown and the HTML report can never disagree.
 """
+
 from __future__ import annotations
 
 import html
@@ -70,8 +71,7 @@ def to_markdown(blocks: Sequence[Block]) -> str:
             out.append("\n".join(f"- {_md_text(i)}" for i in b.items))
         elif isinstance(b, Table):
             cell = lambda c: _md_text(str(c)).replace("|", "\\|")  # noqa: E731
-            lines = ["| " + " | ".join(cell(h) for h in b.header) + " |",
-                     "|" + "---|" * len(b.header)]
+            lines = ["| " + " | ".join(cell(h) for h in b.header) + " |", "|" + "---|" * len(b.header)]
             lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in b.rows]
             out.append("\n".join(lines))
         elif isinstance(b, Figure):
@@ -106,15 +106,15 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
             out.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b.items) + "</ul>")
         elif isinstance(b, Table):
             head = "".join(f"<th>{e(str(h))}</th>" for h in b.header)
-            body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>"
-                           for r in b.rows)
+            body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b.rows)
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif isinstance(b, Figure):
             cap = f"<figcaption>{e(b.caption)}</figcaption>" if b.caption else ""
             out.append(f'<figure><img src="{e(b.src)}" alt="{e(b.alt)}">{cap}</figure>')
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-            + "\n".join(out) + "\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n" + "\n".join(out) + "\n</body>\n</html>\n"
+    )
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -150,16 +150,16 @@ def _setting_label(name: str) -> str:
 
 
 def _metric_label(metric: str) -> str:
-    nice = {"val_loss": "validation loss", "best_val_loss": "best validation loss",
-            "train_loss": "training loss"}.get(metric, metric)
+    nice = {"val_loss": "validation loss", "best_val_loss": "best validation loss", "train_loss": "training loss"}.get(
+        metric, metric
+    )
     return f"{nice} (mean ± s.e.m. over seeds)"
 
 
 # ----------------------------------------------------------------------------- figures
 
 
-def _plot_curves(plt, key: tuple, curves: pd.DataFrame, optima: pd.DataFrame,
-                 metric: str, path: Path) -> None:
+def _plot_curves(plt, key: tuple, curves: pd.DataFrame, optima: pd.DataFrame, metric: str, path: Path) -> None:
     """Loss against setting, one curve per size (μP's Figure 1 for a decay setting)."""
     task, optimizer, rule, axis = key
     name = str(curves["setting_name"].iloc[0])
@@ -172,19 +172,45 @@ def _plot_curves(plt, key: tuple, curves: pd.DataFrame, optima: pd.DataFrame,
     for colour, size in zip(colours, sizes):
         c = curves[curves["size"] == size].sort_values("setting")
         ok = np.isfinite(c["mean"]).to_numpy()
-        ax.errorbar(c["setting"][ok], c["mean"][ok], yerr=c["sem"][ok].fillna(0.0), fmt="-o",
-                    ms=3, lw=1.5, capsize=2, color=colour, label=f"{axis}={size}")
+        ax.errorbar(
+            c["setting"][ok],
+            c["mean"][ok],
+            yerr=c["sem"][ok].fillna(0.0),
+            fmt="-o",
+            ms=3,
+            lw=1.5,
+            capsize=2,
+            color=colour,
+            label=f"{axis}={size}",
+        )
         if (~ok).any():  # diverged settings: an x on the top edge
-            ax.plot(c["setting"][~ok], np.ones((~ok).sum()), "x", color=colour, ms=7, mew=2,
-                    transform=ax.get_xaxis_transform(), clip_on=False)
+            ax.plot(
+                c["setting"][~ok],
+                np.ones((~ok).sum()),
+                "x",
+                color=colour,
+                ms=7,
+                mew=2,
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+            )
         o = optima[optima["size"] == size]
         if len(o) and np.isfinite(o["setting_star"].iloc[0]):
             o = o.iloc[0]
             any_edge |= bool(o["at_edge"])
-            ax.errorbar([o["setting_star"]], [o["best_loss"]],
-                        xerr=[[o["setting_star"] - o["lo"]], [o["hi"] - o["setting_star"]]],
-                        fmt="*", ms=15, color=colour, mec="red" if o["at_edge"] else "black",
-                        mew=1.5 if o["at_edge"] else 0.8, capsize=4, lw=1.2, zorder=5)
+            ax.errorbar(
+                [o["setting_star"]],
+                [o["best_loss"]],
+                xerr=[[o["setting_star"] - o["lo"]], [o["hi"] - o["setting_star"]]],
+                fmt="*",
+                ms=15,
+                color=colour,
+                mec="red" if o["at_edge"] else "black",
+                mew=1.5 if o["at_edge"] else 0.8,
+                capsize=4,
+                lw=1.2,
+                zorder=5,
+            )
     if finite_all.size:
         # Keep the minima readable: don't let a near-diverged setting squash the picture.
         lo = finite_all.min()
@@ -209,15 +235,22 @@ def _plot_curves(plt, key: tuple, curves: pd.DataFrame, optima: pd.DataFrame,
     if (~np.isfinite(curves["mean"])).any():
         handles.append(plt.Line2D([], [], marker="x", ls="", color="grey", mew=2))
         labels.append("a seed diverged")
-    ax.legend(handles, labels, fontsize=8, title=axis, title_fontsize=8, loc="upper left",
-              bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.legend(
+        handles,
+        labels,
+        fontsize=8,
+        title=axis,
+        title_fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _plot_drift(plt, group: tuple, optima: pd.DataFrame, table: pd.DataFrame,
-                path: Path) -> None:
+def _plot_drift(plt, group: tuple, optima: pd.DataFrame, table: pd.DataFrame, path: Path) -> None:
     """λ*/λ*(smallest size) against size, one line per rule: flat = the setting transfers."""
     from matplotlib.ticker import FuncFormatter, LogLocator
 
@@ -251,8 +284,16 @@ def _plot_drift(plt, group: tuple, optima: pd.DataFrame, table: pd.DataFrame,
     xs = np.array([lo_s, hi_s])
     for p in (1.0, 0.5):
         ax.plot(xs, (xs / lo_s) ** p, color="0.55", lw=1, alpha=0.6, zorder=0)
-        ax.annotate(rf"$\propto$ {axis}$^{{{p:g}}}$", (hi_s, (hi_s / lo_s) ** p), xytext=(-4, 4),
-                    textcoords="offset points", ha="right", va="bottom", color="0.4", fontsize=8)
+        ax.annotate(
+            rf"$\propto$ {axis}$^{{{p:g}}}$",
+            (hi_s, (hi_s / lo_s) ** p),
+            xytext=(-4, 4),
+            textcoords="offset points",
+            ha="right",
+            va="bottom",
+            color="0.4",
+            fontsize=8,
+        )
     if any_edge:
         ax.plot([], [], "o", ms=9, mfc="white", mec="grey", mew=2, label="optimum at grid edge")
     ax.set_xscale("log")
@@ -278,8 +319,11 @@ def _plot_drift(plt, group: tuple, optima: pd.DataFrame, table: pd.DataFrame,
 
 def _what_was_run(runs: pd.DataFrame, a: StudyAnalysis) -> Bullets:
     ok_runs = runs[runs["status"] != "failed"]
-    names = (runs.groupby("rule")["setting_name"].first() if "setting_name" in runs
-             else pd.Series("lambda", index=sorted(runs["rule"].unique())))
+    names = (
+        runs.groupby("rule")["setting_name"].first()
+        if "setting_name" in runs
+        else pd.Series("lambda", index=sorted(runs["rule"].unique()))
+    )
     items = [
         f"Tasks: {', '.join(sorted(map(str, runs['task'].unique())))}",
         f"Optimizers: {', '.join(sorted(map(str, runs['optimizer'].unique())))}",
@@ -290,48 +334,70 @@ def _what_was_run(runs: pd.DataFrame, a: StudyAnalysis) -> Bullets:
     for rule, g in ok_runs.groupby("rule"):
         s = np.sort(g["setting"].unique())
         per_dec = (len(s) - 1) / np.log10(s[-1] / s[0]) if len(s) > 1 and s[-1] > s[0] else float("nan")
-        items.append(f"Grid for {rule}: {len(s)} values of {_sym(names.get(rule, 'lambda'))} "
-                     f"from {_g(s[0])} to {_g(s[-1])} ({_g(per_dec, 2)} per decade)")
+        items.append(
+            f"Grid for {rule}: {len(s)} values of {_sym(names.get(rule, 'lambda'))} "
+            f"from {_g(s[0])} to {_g(s[-1])} ({_g(per_dec, 2)} per decade)"
+        )
     seeds = sorted(runs["seed"].unique())
     items.append(f"Seeds: {len(seeds)} ({', '.join(map(str, seeds[:10]))}{', …' if len(seeds) > 10 else ''})")
     c = a.counts
-    items.append(f"Runs: {sum(c.values())} — {c['ok']} ok, {c['not_learned']} did not learn and "
-                 f"{c['diverged']} diverged "
-                 f"(counted as infinite loss), {c['failed']} failed (excluded)")
+    items.append(
+        f"Runs: {sum(c.values())} — {c['ok']} ok, {c['not_learned']} did not learn and "
+        f"{c['diverged']} diverged "
+        f"(counted as infinite loss), {c['failed']} failed (excluded)"
+    )
     items.append(_execution(runs))
     if "wall_time" in runs:
-        items.append(f"Total wall time: {_duration(float(runs['wall_time'].fillna(0).sum()))} "
-                     "(summed over runs)")
-    items.append(f"Metric: {a.metric} (lower is better); bootstrap: {a.n_boot} seed resamples, "
-                 "90% intervals")
+        items.append(f"Total wall time: {_duration(float(runs['wall_time'].fillna(0).sum()))} (summed over runs)")
+    items.append(f"Metric: {a.metric} (lower is better); bootstrap: {a.n_boot} seed resamples, 90% intervals")
     return Bullets(tuple(items))
 
 
 def _execution(runs: pd.DataFrame) -> str:
     """How the runs were executed: a run's numbers follow from its config, path and thread count."""
+
     def counts(col: str, unit: str = "") -> str:
         if col not in runs:
             return "not recorded"
         values = runs[col].where(runs[col].notna(), None)
-        c = values.map(lambda v: "not recorded" if v is None or v != v else f"{v:g}{unit}" if isinstance(v, float)
-                       else f"{v}{unit}").value_counts()
+        c = values.map(
+            lambda v: (
+                "not recorded" if v is None or v != v else f"{v:g}{unit}" if isinstance(v, float) else f"{v}{unit}"
+            )
+        ).value_counts()
         return ", ".join(f"{n} {k}" for k, n in c.items())
 
-    return (f"Execution (a run's numbers follow from its config, path and threads): path {counts('path')}; "
-            f"intra-op threads per run {counts('threads')}")
+    return (
+        f"Execution (a run's numbers follow from its config, path and threads): path {counts('path')}; "
+        f"intra-op threads per run {counts('threads')}"
+    )
 
 
 def _verdict_table(table: pd.DataFrame) -> Table:
     has_acc = np.isfinite(table["acc_regret"].astype(float)).any()
-    header = ["task", "optimizer", "axis", "rule", "drift exponent [90% CI]", "fold change",
-              "transfer regret (noise)"] + (["acc. lost"] if has_acc else []) + ["verdict"]
+    header = (
+        ["task", "optimizer", "axis", "rule", "drift exponent [90% CI]", "fold change", "transfer regret (noise)"]
+        + (["acc. lost"] if has_acc else [])
+        + ["verdict"]
+    )
     rows = []
     for _, t in table.iterrows():
-        reg = (f"{100 * t['regret']:.2f}% ({100 * t['noise']:.2f}%)"
-               if np.isfinite(t["regret"]) else "∞ (diverges)" if t["regret"] == np.inf else "–")
-        row = [t["task"], t["optimizer"], t["size_axis"], t["rule"],
-               f"{_f2(t['slope'])} [{_f2(t['slope_lo'])}, {_f2(t['slope_hi'])}]",
-               f"×{_g(t['fold_change'], 3)}", reg]
+        reg = (
+            f"{100 * t['regret']:.2f}% ({100 * t['noise']:.2f}%)"
+            if np.isfinite(t["regret"])
+            else "∞ (diverges)"
+            if t["regret"] == np.inf
+            else "–"
+        )
+        row = [
+            t["task"],
+            t["optimizer"],
+            t["size_axis"],
+            t["rule"],
+            f"{_f2(t['slope'])} [{_f2(t['slope_lo'])}, {_f2(t['slope_hi'])}]",
+            f"×{_g(t['fold_change'], 3)}",
+            reg,
+        ]
         if has_acc:
             row.append(_g(t["acc_regret"], 3))
         rows.append(tuple(row + [t["verdict"]]))
@@ -339,13 +405,33 @@ def _verdict_table(table: pd.DataFrame) -> Table:
 
 
 def _optima_table(optima: pd.DataFrame) -> Table:
-    header = ("task", "optimizer", "axis", "rule", "size", "optimum λ*/τ*", "90% interval",
-              "best grid point", "best loss", "seeds", "at grid edge")
+    header = (
+        "task",
+        "optimizer",
+        "axis",
+        "rule",
+        "size",
+        "optimum λ*/τ*",
+        "90% interval",
+        "best grid point",
+        "best loss",
+        "seeds",
+        "at grid edge",
+    )
     rows = tuple(
-        (o["task"], o["optimizer"], o["size_axis"], o["rule"], str(o["size"]),
-         f"{_sym(o['setting_name'])}* = {_g(o['setting_star'])}",
-         f"[{_g(o['lo'])}, {_g(o['hi'])}]", _g(o["grid_best"]), _g(o["best_loss"], 4),
-         str(o["n_seeds"]), "EDGE: optimum outside grid" if o["at_edge"] else "no")
+        (
+            o["task"],
+            o["optimizer"],
+            o["size_axis"],
+            o["rule"],
+            str(o["size"]),
+            f"{_sym(o['setting_name'])}* = {_g(o['setting_star'])}",
+            f"[{_g(o['lo'])}, {_g(o['hi'])}]",
+            _g(o["grid_best"]),
+            _g(o["best_loss"], 4),
+            str(o["n_seeds"]),
+            "EDGE: optimum outside grid" if o["at_edge"] else "no",
+        )
         for _, o in optima.iterrows()
     )
     return Table(header, rows)
@@ -353,15 +439,35 @@ def _optima_table(optima: pd.DataFrame) -> Table:
 
 def _cost_table(costs: list) -> Table:
     has_p = any(np.isfinite(c.sweep_param_samples) for c in costs)
-    header = ["task", "optimizer", "rule", "proxy → target", "settings", "proxy's best", "loss: transferred",
-              "loss: target sweep", "regret", "core-s: transfer / sweep", "saved (time)"]
+    header = [
+        "task",
+        "optimizer",
+        "rule",
+        "proxy → target",
+        "settings",
+        "proxy's best",
+        "loss: transferred",
+        "loss: target sweep",
+        "regret",
+        "core-s: transfer / sweep",
+        "saved (time)",
+    ]
     header += ["saved (params × samples)"] if has_p else []
     rows = []
     for c in costs:
-        row = [c.task, c.optimizer, c.rule, f"{c.size_axis} {c.proxy_size} → {c.target_size}", str(c.n_settings),
-               f"{_sym(c.setting_name)} = {_g(c.proxy_setting)}", _g(c.transfer_loss, 4), _g(c.sweep_loss, 4),
-               f"{100 * c.regret:.2f}%" if np.isfinite(c.regret) else "∞ (diverges)",
-               f"{c.transfer_seconds:.0f} / {c.sweep_seconds:.0f}", f"×{c.seconds_saved:.1f}"]
+        row = [
+            c.task,
+            c.optimizer,
+            c.rule,
+            f"{c.size_axis} {c.proxy_size} → {c.target_size}",
+            str(c.n_settings),
+            f"{_sym(c.setting_name)} = {_g(c.proxy_setting)}",
+            _g(c.transfer_loss, 4),
+            _g(c.sweep_loss, 4),
+            f"{100 * c.regret:.2f}%" if np.isfinite(c.regret) else "∞ (diverges)",
+            f"{c.transfer_seconds:.0f} / {c.sweep_seconds:.0f}",
+            f"×{c.seconds_saved:.1f}",
+        ]
         if has_p:
             row.append(f"×{c.params_saved:.1f}")
         rows.append(tuple(row))
@@ -396,19 +502,33 @@ HOW_TO_READ = (
 )
 
 
-def _blocks(runs: pd.DataFrame, a: StudyAnalysis, title: str, drift_figs: list,
-            curve_figs: list, costs: Sequence[SearchCost] = ()) -> list:
+def _blocks(
+    runs: pd.DataFrame,
+    a: StudyAnalysis,
+    title: str,
+    drift_figs: list,
+    curve_figs: list,
+    costs: Sequence[SearchCost] = (),
+) -> list:
     table = a.table()
     optima = a.optima_frame()
-    blocks: list = [Heading(title, 1), Heading("What was run", 2), _what_was_run(runs, a),
-                    Heading("Verdict per rule", 2), _verdict_table(table)]
+    blocks: list = [
+        Heading(title, 1),
+        Heading("What was run", 2),
+        _what_was_run(runs, a),
+        Heading("Verdict per rule", 2),
+        _verdict_table(table),
+    ]
     edge = table[table["code"] == "edge"]
     if len(edge):
-        blocks.append(Paragraph(
-            "Warning: for " + "; ".join(f"{r.rule} ({r.optimizer}, {r.task}, {r.size_axis})"
-                                       for r in edge.itertuples())
-            + " the best setting is at the edge of the swept grid for some sizes, so the true "
-              "optimum lies outside the grid and these rows make no transfer claim."))
+        blocks.append(
+            Paragraph(
+                "Warning: for "
+                + "; ".join(f"{r.rule} ({r.optimizer}, {r.task}, {r.size_axis})" for r in edge.itertuples())
+                + " the best setting is at the edge of the swept grid for some sizes, so the true "
+                "optimum lies outside the grid and these rows make no transfer claim."
+            )
+        )
     blocks += [Heading("Optimal setting per rule and size", 2), _optima_table(optima)]
     if costs:
         blocks += [Heading("Cost of finding the setting", 2), Paragraph(COST_TEXT), _cost_table(list(costs))]
@@ -423,9 +543,13 @@ def _blocks(runs: pd.DataFrame, a: StudyAnalysis, title: str, drift_figs: list,
 # ----------------------------------------------------------------------------- public
 
 
-def write_report(runs: pd.DataFrame, out_dir: Union[str, Path], title: str = "wdscale study",
-                 analysis: Optional[StudyAnalysis] = None,
-                 metric: str = "val_loss") -> dict:
+def write_report(
+    runs: pd.DataFrame,
+    out_dir: Union[str, Path],
+    title: str = "wdscale study",
+    analysis: Optional[StudyAnalysis] = None,
+    metric: str = "val_loss",
+) -> dict:
     """Write report.md, report.html and figures/*.png into out_dir.
 
     Returns the paths written: "md" -> report.md, "html" -> report.html, and for each figure
@@ -449,13 +573,17 @@ def write_report(runs: pd.DataFrame, out_dir: Union[str, Path], title: str = "wd
     drift_figs = []
     for group, g in optima.groupby(["task", "optimizer", "size_axis"], sort=True):
         rel = f"{FIG_DIR}/drift_{_slug(*group)}.png"
-        t = table[(table["task"] == group[0]) & (table["optimizer"] == group[1])
-                  & (table["size_axis"] == group[2])]
+        t = table[(table["task"] == group[0]) & (table["optimizer"] == group[1]) & (table["size_axis"] == group[2])]
         _plot_drift(plt, group, g, t, out / rel)
         files[rel] = out / rel
-        drift_figs.append(Figure(rel, f"optimum against {group[2]} — {group[1]} — {group[0]}",
-                                 "Optimal setting relative to the smallest size, per rule "
-                                 "(bars: 90% seed-bootstrap interval; dashed: transfers)."))
+        drift_figs.append(
+            Figure(
+                rel,
+                f"optimum against {group[2]} — {group[1]} — {group[0]}",
+                "Optimal setting relative to the smallest size, per rule "
+                "(bars: 90% seed-bootstrap interval; dashed: transfers).",
+            )
+        )
 
     curve_figs = []
     for key in analysis.series:
@@ -464,8 +592,13 @@ def write_report(runs: pd.DataFrame, out_dir: Union[str, Path], title: str = "wd
         rel = f"{FIG_DIR}/curves_{_slug(key[0], key[1], key[2], key[3])}.png"
         _plot_curves(plt, key, curves[sel], optima[osel], analysis.metric, out / rel)
         files[rel] = out / rel
-        curve_figs.append(Figure(rel, f"{analysis.metric} against setting — {' — '.join(map(str, key))}",
-                                 f"{key[2]} — {key[1]} — {key[0]}: one curve per {key[3]}."))
+        curve_figs.append(
+            Figure(
+                rel,
+                f"{analysis.metric} against setting — {' — '.join(map(str, key))}",
+                f"{key[2]} — {key[1]} — {key[0]}: one curve per {key[3]}.",
+            )
+        )
 
     costs = []
     # a proxy is only cheaper where compute grows with size: not on the batch-size axis

@@ -11,6 +11,7 @@ One store holds one plan: a plan may grow (more sizes, rules, seeds, `--extend`)
 that the new plan does not contain is refused; one driver at a time (a lock file); workers die with
 their driver.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -65,7 +66,7 @@ def register_custom(key: str, data: TaskData, model_fn: ModelFn) -> Source:
 
 def resolve_source(source: Source, config: RunConfig) -> tuple[TaskData, ModelFn]:
     if source.key.startswith("custom:"):
-        return _CUSTOM[source.key[len("custom:"):]]
+        return _CUSTOM[source.key[len("custom:") :]]
     from .tasks import get_task
 
     task = get_task(config.task)
@@ -84,9 +85,23 @@ class Job:
 
 def batch_key(c: RunConfig) -> tuple:
     """Runs with the same key can share one batched pass: same shapes, data, steps and decay mode."""
-    return (c.task, c.task_options, c.size_axis, c.size, c.width, c.depth, c.n_train, c.batch_size,
-            c.base_width, c.base_depth, c.optimizer, c.epochs, c.momentum, c.decay_vectors,
-            decay_mode(c.rule, c.optimizer))
+    return (
+        c.task,
+        c.task_options,
+        c.size_axis,
+        c.size,
+        c.width,
+        c.depth,
+        c.n_train,
+        c.batch_size,
+        c.base_width,
+        c.base_depth,
+        c.optimizer,
+        c.epochs,
+        c.momentum,
+        c.decay_vectors,
+        decay_mode(c.rule, c.optimizer),
+    )
 
 
 @contextlib.contextmanager
@@ -114,8 +129,12 @@ def execute(job: Job, source: Source, device: str, threads: int = 1) -> list[Run
             try:
                 results = train_batched(job.configs, data, model_fn, device=device)
             except Exception as e:  # the engine could not take this batch: fall back (path "sequential")
-                log.warning("batched job of %d runs failed (%s: %s); running them one by one",
-                            len(job.configs), type(e).__name__, e)
+                log.warning(
+                    "batched job of %d runs failed (%s: %s); running them one by one",
+                    len(job.configs),
+                    type(e).__name__,
+                    e,
+                )
         if results is None:
             results = [train_run(c, data, model_fn, device=device) for c in job.configs]
     return [dataclasses.replace(r, threads=threads) for r in results]
@@ -129,8 +148,15 @@ def execute(job: Job, source: Source, device: str, threads: int = 1) -> list[Run
 MAX_RUNS_PER_JOB = 32
 
 
-def plan_jobs(todo: Sequence[RunConfig], source: Source, *, device: str, batch: bool,
-              memory_budget: int = 2 << 30, max_k: Optional[int] = None) -> tuple[list[Job], list[str]]:
+def plan_jobs(
+    todo: Sequence[RunConfig],
+    source: Source,
+    *,
+    device: str,
+    batch: bool,
+    memory_budget: int = 2 << 30,
+    max_k: Optional[int] = None,
+) -> tuple[list[Job], list[str]]:
     """Group runs, choose each group's path by rule (not by timing), cut each batched group in
     plan order into jobs of a fixed size (a rule of the model and the memory budget, never of the
     workers); largest jobs first."""
@@ -146,7 +172,7 @@ def plan_jobs(todo: Sequence[RunConfig], source: Source, *, device: str, batch: 
         if batch:
             path, why, size = _decide(configs, source, device, memory_budget, max_k or MAX_RUNS_PER_JOB)
         if path != "sequential":
-            jobs += [Job(configs[i:i + size], True) for i in range(0, len(configs), size)]
+            jobs += [Job(configs[i : i + size], True) for i in range(0, len(configs), size)]
             notes.append(f"{what}: {path}, {math.ceil(len(configs) / size)} jobs of ≤{size} ({why})")
         else:
             jobs += [Job([c], False) for c in configs]
@@ -183,8 +209,7 @@ class Backend(Protocol):
 
     def n_workers(self, threads: int = 1) -> int: ...
 
-    def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult,
-            threads: int = 1) -> None: ...
+    def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult, threads: int = 1) -> None: ...
 
 
 @dataclass
@@ -195,16 +220,16 @@ class LocalBackend:
     workers: Optional[int] = None
 
     def __post_init__(self) -> None:
-        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
-                                         or self.workers < 1):
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
             raise ValueError(f"workers must be a whole number ≥ 1, got {self.workers!r}")
 
     def n_workers(self, threads: int = 1) -> int:
         """As many as asked, else one per `threads` cores."""
         return self.workers or max(1, (os.cpu_count() or 1) // threads)
 
-    def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult,
-            threads: int = 1) -> None:
+    def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult, threads: int = 1) -> None:
         workers = min(self.n_workers(threads), len(jobs)) if jobs else 1
         if workers == 1 or device.startswith("cuda"):
             for job in jobs:
@@ -287,8 +312,9 @@ def check_device(device: str) -> str:
         raise ValueError(f"device {device!r}: studies run on cpu or cuda")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r}: CUDA is not available here (torch.cuda.is_available() is False); "
-                             "use --device cpu")
+            raise ValueError(
+                f"device {device!r}: CUDA is not available here (torch.cuda.is_available() is False); use --device cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
     return device
@@ -308,13 +334,17 @@ def check_output(data: TaskData, model: nn.Module, where: str) -> None:
         with torch.no_grad():
             out = model(x)
     except Exception as e:
-        raise ValueError(f"the model at {where} fails on the data's inputs {tuple(x.shape)}: "
-                         f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
+        raise ValueError(
+            f"the model at {where} fails on the data's inputs {tuple(x.shape)}: "
+            f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        ) from None
     want = (*y.shape, data.n_classes)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"the model at {where} returns {got} for inputs {tuple(x.shape)}; {data.kind} data "
-                         f"with {data.n_classes} classes needs logits of shape {want}")
+        raise ValueError(
+            f"the model at {where} returns {got} for inputs {tuple(x.shape)}; {data.kind} data "
+            f"with {data.n_classes} classes needs logits of shape {want}"
+        )
 
 
 @contextlib.contextmanager
@@ -333,8 +363,10 @@ def study_lock(out: Path) -> Iterator[None]:
         except OSError:
             f.seek(0)
             holder = f.read().strip() or "another process"
-            raise ValueError(f"another `wdscale study run` ({holder}) is running on {str(out)!r}; "
-                             "wait for it to finish (it stores every run), or use another --out") from None
+            raise ValueError(
+                f"another `wdscale study run` ({holder}) is running on {str(out)!r}; "
+                "wait for it to finish (it stores every run), or use another --out"
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
@@ -362,9 +394,11 @@ def check_plan_fits_store(store: Store, runs: Sequence[RunConfig], out: Path) ->
             now_s = ", ".join(sorted(map(str, now))[:3]) + (", ..." if len(now) > 3 else "")
             diffs.append(f"{f.name} {was_s} there, {now_s} here")
     why = "; ".join(diffs[:4]) or "other grid settings"
-    raise ValueError(f"{str(out)!r} holds {len(foreign)} run(s) of another plan ({why}). A study directory holds "
-                     "one plan: use another --out, or the plan it was made with (its plan.json); a plan may grow "
-                     "(more sizes, rules, seeds, --extend) but not change")
+    raise ValueError(
+        f"{str(out)!r} holds {len(foreign)} run(s) of another plan ({why}). A study directory holds "
+        "one plan: use another --out, or the plan it was made with (its plan.json); a plan may grow "
+        "(more sizes, rules, seeds, --extend) but not change"
+    )
 
 
 @contextlib.contextmanager
@@ -436,8 +470,11 @@ def run_study(
         todo = [c for c in runs if c.run_id not in done]
         summary = RunSummary(planned=len(runs), already_done=len(runs) - len(todo), ran=0)
         print(f"wdscale study: {describe(runs)}", file=sys.stderr)
-        print(f"  {summary.already_done} already in {out / 'runs.sqlite'}, {len(todo)} to run on {device}, "
-              f"{threads} thread{'s' if threads > 1 else ''} per run", file=sys.stderr)
+        print(
+            f"  {summary.already_done} already in {out / 'runs.sqlite'}, {len(todo)} to run on {device}, "
+            f"{threads} thread{'s' if threads > 1 else ''} per run",
+            file=sys.stderr,
+        )
         if not todo:
             return summary
         jobs, summary.notes = plan_jobs(todo, source, device=device, batch=batch)
@@ -459,13 +496,13 @@ def run_study(
                 backend.run(jobs, source, device, on_result, threads)
         finally:
             bar.close()
-    print(f"  done: {summary.ran} runs ({', '.join(f'{v} {k}' for k, v in summary.statuses.items())})",
-          file=sys.stderr)
+    print(f"  done: {summary.ran} runs ({', '.join(f'{v} {k}' for k, v in summary.statuses.items())})", file=sys.stderr)
     return summary
 
 
 def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="run", desc="study", disable=not enabled, dynamic_ncols=True,
-                mininterval=1.0, file=sys.stderr)
+    return tqdm(
+        total=total, unit="run", desc="study", disable=not enabled, dynamic_ncols=True, mininterval=1.0, file=sys.stderr
+    )

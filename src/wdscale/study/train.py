@@ -3,6 +3,7 @@
 Everything the batched engine (`engine.py`) does must give what this loop gives, so the pieces
 both use live here: `build` (seeding, model, optimizer), `per_model_loss`, `metrics`, `epoch_mean`.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,9 @@ Device = Union[str, torch.device]
 EVAL_CHUNK = 1024  # validation samples per forward: bounds activation memory, not the result
 
 
-def build(config: RunConfig, n_train: int, model_fn: ModelFn, *, device: Device = "cpu",
-          dtype: torch.dtype = torch.float32) -> tuple[nn.Module, torch.optim.Optimizer]:
+def build(
+    config: RunConfig, n_train: int, model_fn: ModelFn, *, device: Device = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The model and optimizer of one run. Seeding happens here and only here, so a run's
     initial weights depend on its seed alone, whichever path (sequential or batched) trains it."""
     import wdscale
@@ -34,9 +36,15 @@ def build(config: RunConfig, n_train: int, model_fn: ModelFn, *, device: Device 
         base = model_fn(config.base_width, config.depth)
     facts = wdscale.DataFacts(n_samples=n_train, batch_size=config.batch_size, epochs=config.epochs)
     opt = wdscale.optimizer(
-        model, config.optimizer, rule=config.rule, lr=config.lr,
-        **wdscale.setting_kwargs(config.rule, config.setting), base=base, data=facts,
-        decay_vectors=config.decay_vectors, depth_mult=config.depth / config.base_depth,
+        model,
+        config.optimizer,
+        rule=config.rule,
+        lr=config.lr,
+        **wdscale.setting_kwargs(config.rule, config.setting),
+        base=base,
+        data=facts,
+        decay_vectors=config.decay_vectors,
+        depth_mult=config.depth / config.base_depth,
         **({"momentum": config.momentum} if config.optimizer == "sgd" else {}),
     )
     return model, opt
@@ -47,8 +55,9 @@ def prepare(data: TaskData, n_train: int, device: Device, dtype: torch.dtype) ->
     if n_train != data.n_train:
         data = data.subset(n_train)  # raises if the task has fewer samples
     cast = lambda x: x.to(device=device, dtype=dtype) if x.is_floating_point() else x.to(device)  # noqa: E731
-    return TaskData(cast(data.x_train), data.y_train.to(device), cast(data.x_val), data.y_val.to(device),
-                    data.n_classes, data.kind)
+    return TaskData(
+        cast(data.x_train), data.y_train.to(device), cast(data.x_val), data.y_val.to(device), data.n_classes, data.kind
+    )
 
 
 def gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -73,14 +82,15 @@ def per_model_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def metrics(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-            chunk: int = EVAL_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+def metrics(
+    forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, chunk: int = EVAL_CHUNK
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Validation loss and accuracy (per token for "lm") of K models, each (K,) float64.
 
     `forward` maps a chunk of inputs (C, ...) to logits (K, C, [T,] V)."""
     loss_sum = correct = None
     for i in range(0, x.shape[0], chunk):
-        logits, yc = forward(x[i:i + chunk]), y[i:i + chunk]
+        logits, yc = forward(x[i : i + chunk]), y[i : i + chunk]
         k = logits.shape[0]
         yk = yc.expand(k, *yc.shape)
         losses = token_losses(logits, yk).reshape(k, -1)
@@ -111,8 +121,19 @@ def one_line(e: BaseException) -> str:
     return " ".join(f"{type(e).__name__}: {e}".split())[:500]
 
 
-def finish(config: RunConfig, status: str, history: list[float], accs: list[float], train_loss: float,
-           steps: int, wall_time: float, *, initial_loss: float, chance_loss: float, path: str) -> RunResult:
+def finish(
+    config: RunConfig,
+    status: str,
+    history: list[float],
+    accs: list[float],
+    train_loss: float,
+    steps: int,
+    wall_time: float,
+    *,
+    initial_loss: float,
+    chance_loss: float,
+    path: str,
+) -> RunResult:
     """A RunResult from an epoch history (shared with the engine: both report the same way).
 
     A run that finished but did not learn — final training loss not below the loss of its first
@@ -125,15 +146,28 @@ def finish(config: RunConfig, status: str, history: list[float], accs: list[floa
     nan = float("nan")
     error = None
     if ok and not train_loss < initial_loss:
-        status, error = "not_learned", f"final training loss {train_loss:.4g} is not below the initial {initial_loss:.4g}"
+        status, error = (
+            "not_learned",
+            f"final training loss {train_loss:.4g} is not below the initial {initial_loss:.4g}",
+        )
     elif ok and not train_loss < chance_loss:
-        status, error = "not_learned", f"final training loss {train_loss:.4g} is no better than chance ({chance_loss:.4g})"
+        status, error = (
+            "not_learned",
+            f"final training loss {train_loss:.4g} is no better than chance ({chance_loss:.4g})",
+        )
     return RunResult(
-        run_id=config.run_id, status=status,
+        run_id=config.run_id,
+        status=status,
         train_loss=train_loss if ok else nan,
-        val_loss=history[-1] if ok else nan, val_acc=accs[-1] if ok else nan,
-        best_val_loss=min(history) if history else nan, best_val_acc=max(accs) if accs else nan,
-        steps=steps, wall_time=wall_time, history=list(history), error=error, path=path,
+        val_loss=history[-1] if ok else nan,
+        val_acc=accs[-1] if ok else nan,
+        best_val_loss=min(history) if history else nan,
+        best_val_acc=max(accs) if accs else nan,
+        steps=steps,
+        wall_time=wall_time,
+        history=list(history),
+        error=error,
+        path=path,
     )
 
 
@@ -142,8 +176,9 @@ def chance_loss(data: TaskData) -> float:
     return math.log(data.n_classes)
 
 
-def train_run(config: RunConfig, data: TaskData, model_fn: ModelFn, *, device: Device = "cpu",
-              dtype: torch.dtype = torch.float32) -> RunResult:
+def train_run(
+    config: RunConfig, data: TaskData, model_fn: ModelFn, *, device: Device = "cpu", dtype: torch.dtype = torch.float32
+) -> RunResult:
     """Train one run; never raises for the run's own failure (status "failed" with the message).
 
     A non-finite training loss (checked before its step) or validation loss stops the run as
@@ -163,8 +198,10 @@ def train_run(config: RunConfig, data: TaskData, model_fn: ModelFn, *, device: D
             losses, sizes = [], []
             model.train()
             for i in range(0, n, bs):
-                idx = perm[i:i + bs]
-                loss = per_model_loss(model(gather(d.x_train, idx)).unsqueeze(0), gather(d.y_train, idx).unsqueeze(0))[0]
+                idx = perm[i : i + bs]
+                loss = per_model_loss(model(gather(d.x_train, idx)).unsqueeze(0), gather(d.y_train, idx).unsqueeze(0))[
+                    0
+                ]
                 value = loss.item()
                 if steps == 0:
                     initial_loss = value
@@ -186,8 +223,24 @@ def train_run(config: RunConfig, data: TaskData, model_fn: ModelFn, *, device: D
                 break
             history.append(val_loss)
             accs.append(val_acc)
-        return finish(config, status, history, accs, train_loss, steps, time.perf_counter() - start,
-                      initial_loss=initial_loss, chance_loss=chance_loss(d), path="sequential")
+        return finish(
+            config,
+            status,
+            history,
+            accs,
+            train_loss,
+            steps,
+            time.perf_counter() - start,
+            initial_loss=initial_loss,
+            chance_loss=chance_loss(d),
+            path="sequential",
+        )
     except Exception as e:  # the study goes on; the store records why this run failed
-        return RunResult(run_id=config.run_id, status="failed", steps=steps,
-                         wall_time=time.perf_counter() - start, error=one_line(e), path="sequential")
+        return RunResult(
+            run_id=config.run_id,
+            status="failed",
+            steps=steps,
+            wall_time=time.perf_counter() - start,
+            error=one_line(e),
+            path="sequential",
+        )
