@@ -11,19 +11,11 @@ from toy import mlp_fn, one_thread, toy_config  # noqa: F401 (one_thread: autous
 from toy import toy_data as classification_data
 
 from wdscale.sgdw import SGDW
+from wdscale.study.batched_step import BatchedOptimizer, read_optimizer
 from wdscale.study.config import TaskData
-from wdscale.study.engine import (
-    BatchedOptimizer,
-    BatchedTrainer,
-    Layout,
-    can_batch,
-    check_batch,
-    choose_k,
-    choose_path,
-    read_optimizer,
-    train_batched,
-)
+from wdscale.study.engine import BatchedTrainer, can_batch, check_batch, choose_k, choose_path, train_batched
 from wdscale.study.models import MLP, CharTransformer
+from wdscale.study.stack import Layout
 from wdscale.study.train import train_run
 
 

@@ -13,8 +13,8 @@ from ray import cloudpickle  # noqa: E402
 from user_model import Fragile, load  # noqa: E402
 
 from wdscale.study import Study, StudyPlan, make_runs, run_study  # noqa: E402
+from wdscale.study.backends import LocalBackend  # noqa: E402
 from wdscale.study.ray_backend import RayBackend  # noqa: E402
-from wdscale.study.runner import LocalBackend  # noqa: E402
 from wdscale.study.store import Store  # noqa: E402
 from wdscale.study.tasks import get_task  # noqa: E402
 

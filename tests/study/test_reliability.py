@@ -18,8 +18,9 @@ from torch import nn
 from user_model import load
 
 from wdscale.cli import main
-from wdscale.study import Study, StudyPlan, make_runs, run_study, runner
-from wdscale.study.runner import LocalBackend, study_lock
+from wdscale.study import Study, StudyPlan, jobs, make_runs, run_study
+from wdscale.study.backends import LocalBackend
+from wdscale.study.runner import study_lock
 from wdscale.study.store import Store
 from wdscale.study.tasks import get_task
 
@@ -87,16 +88,14 @@ def test_worker_count_and_the_drivers_threads_do_not_change_a_runs_numbers(tmp_p
 
 def test_a_study_resumed_after_losing_jobs_re_forms_them_with_the_same_numbers(tmp_path, monkeypatch):
     # jobs of at most 4 runs: each group of 6 is cut into 4 + 2 in plan order, whatever the workers
-    monkeypatch.setattr(runner, "MAX_RUNS_PER_JOB", 4)
+    monkeypatch.setattr(jobs, "MAX_RUNS_PER_JOB", 4)
     plan = StudyPlan(**TINY)
     run_study(plan, tmp_path / "once", backend=LocalBackend(workers=2), progress=False)
     run_study(plan, tmp_path / "resumed", backend=LocalBackend(workers=1), progress=False)
     # a kill loses the jobs in flight, whole (a job's runs are stored together): drop two of them
-    jobs, _ = runner.plan_jobs(
-        make_runs(plan, get_task("digits_mlp")), runner.Source("task:digits_mlp"), device="cpu", batch=True
-    )
-    assert sorted(len(j.configs) for j in jobs) == [2] * 4 + [4] * 4
-    lost = [c.run_id for j in (jobs[0], jobs[-1]) for c in j.configs]
+    cut, _ = jobs.cut_jobs(make_runs(plan, get_task("digits_mlp")), jobs.Source("digits_mlp"), device="cpu", batch=True)
+    assert sorted(len(j.configs) for j in cut) == [2] * 4 + [4] * 4
+    lost = [c.run_id for j in (cut[0], cut[-1]) for c in j.configs]
     with Store(tmp_path / "resumed" / "runs.sqlite") as store:
         assert store.forget(lost) == 6
     summary = run_study(plan, tmp_path / "resumed", backend=LocalBackend(workers=2), progress=False)

@@ -13,7 +13,7 @@ import torch
 from user_model import Fragile, load
 
 from wdscale.study import Study, StudyPlan, make_runs, run_study
-from wdscale.study.runner import LocalBackend
+from wdscale.study.backends import LocalBackend
 from wdscale.study.store import Store
 from wdscale.study.tasks import get_task
 

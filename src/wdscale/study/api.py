@@ -10,10 +10,15 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 
+from .analysis import analyze
+from .backends import make_backend
 from .config import TaskData
+from .jobs import register_source
 from .plan import StudyPlan, make_runs
-from .runner import RunSummary, make_backend, register_custom, run_study
-from .tasks import Task
+from .report import write_report
+from .runner import RunSummary, run_study
+from .store import load_runs
+from .tasks import Task, get_task
 
 
 def as_task_data(data: Any) -> TaskData:
@@ -99,8 +104,6 @@ class Study:
         self.threads = threads
         self.backend = make_backend(backend, workers=workers, address=address)
         if model_fn is None:
-            from .tasks import get_task
-
             self.plan = StudyPlan(task=task or "mnist1d_mlp", **plan)
             self.task = get_task(self.plan.task)
             self.source = None
@@ -135,7 +138,7 @@ class Study:
             loader=lambda seed=0: task_data,
             model_factory=self.model_fn,
         )
-        self.source = register_custom(name, task_data, self.model_fn)
+        self.source = register_source(name, task_data, self.model_fn)
 
     def runs(self) -> list:
         """The planned runs (checked: a bad plan or a model_fn that fails at some size raises here)."""
@@ -158,16 +161,10 @@ class Study:
 
     def results(self):
         """All stored runs as a pandas DataFrame (from the store, or its runs.parquet export)."""
-        from .store import load_runs
-
         return load_runs(self.out)
 
     def analyze(self, metric: str = "val_loss"):
-        from .analysis import analyze
-
         return analyze(self.results(), metric=metric)
 
     def report(self, title: Optional[str] = None) -> dict[str, Path]:
-        from .report import write_report
-
         return write_report(self.results(), self.out, title=title or f"wdscale study: {self.plan.task}")

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
-from .plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file
+from .api import Study
+from .backends import make_backend
+from .plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs
+from .report import write_report
+from .runner import run_study
+from .store import Store, load_runs
+from .tasks import TASKS
 
 
 def _ints(s: str) -> list[int]:
@@ -94,13 +102,10 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .runner import make_backend, run_study
-
     out = Path(args.out)
     plan = build_plan(args)
     if args.model or args.data:
         from ..cli import load_object
-        from .api import Study
 
         if not (args.model and args.data):
             raise ValueError("--model and --data go together: module:factory and module:loader")
@@ -132,24 +137,14 @@ def cmd_run(args: argparse.Namespace) -> None:
     )
 
 
-def _frame(out: Path):
-    from .store import load_runs
-
-    return load_runs(out)
-
-
 def _check_writable(directory: Path, flag: str) -> None:
-    import os
-
     if directory.exists() and not (directory.is_dir() and os.access(directory, os.W_OK)):
         raise ValueError(f"cannot write into {str(directory)!r} (not a writable directory): give {flag} elsewhere")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from .report import write_report
-
     out = Path(args.dir)
-    df = _frame(out)
+    df = load_runs(out)
     if df.empty:
         raise ValueError(f"the study in {str(out)!r} has no finished runs yet")
     dest = Path(args.to) if args.to else out
@@ -164,7 +159,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     out = Path(args.dir)
-    df = _frame(out)
+    df = load_runs(out)
     if df.empty:
         raise ValueError(f"the study in {str(out)!r} has no finished runs yet: nothing to export")
     path = Path(args.to) if args.to else out / f"runs.{args.format}"
@@ -179,14 +174,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    import json
-
-    from .plan import make_runs
-    from .store import Store
-    from .tasks import TASKS
-
     out = Path(args.dir)
-    df = _frame(out)
+    df = load_runs(out)
     plan_dict = None
     if (out / "runs.sqlite").exists():
         with Store(out / "runs.sqlite", readonly=True) as store:

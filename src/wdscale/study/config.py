@@ -9,12 +9,14 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
+from torch import nn
 
 SIZE_AXES = ("width", "depth", "n_train", "batch_size")
-OPTIMIZERS = ("sgd", "adam", "adamw")
+# a study's model family: model_fn(width, depth) -> a fresh module
+ModelFn = Callable[[int, int], nn.Module]
 STATUSES = ("ok", "not_learned", "diverged", "failed")
 
 

@@ -9,8 +9,9 @@ The step reproduces torch's single-tensor (`foreach=False`) SGD, SGDW, Adam and 
 a batched run matches the sequential `train_run` up to matmul summation order (≤1e-10 after 200
 float64 steps; on this machine the step itself is bitwise equal, see tests/study/test_engine.py).
 
-Public: `can_batch`, `choose_k`, `choose_path`, `train_batched`; `BatchedTrainer` and
-`BatchedOptimizer` for callers that bring their own models and torch optimizers.
+Public: `can_batch`, `choose_k`, `choose_path`, `train_batched`; `BatchedTrainer` for callers
+that bring their own models and torch optimizers. The pieces live in their own modules: the flat
+layout (`stack`), torch's optimizer step re-done (`batched_step`), the MLP forward (`mlp_forward`).
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ import dataclasses
 import math
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ..sgdw import SGDW
+from ..optim import decay_mode
+from .batched_step import BatchedOptimizer, read_optimizer
 from .config import RunConfig, RunResult, TaskData
+from .mlp_forward import default_probe, mlp_forward, mlp_layers
+from .stack import Layout
 from .train import (
     EVAL_CHUNK,
     Device,
@@ -46,253 +48,6 @@ from .train import (
 )
 
 MAY_DIFFER = ("seed", "setting", "lr", "rule")  # the RunConfig fields a batch may vary
-
-
-# -- reading a torch optimizer -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StepRule:
-    """The update a torch optimizer makes, minus its per-parameter lr and λ."""
-
-    kind: str  # "sgd" | "adam"
-    decoupled: bool  # SGDW / AdamW: p ← p(1 − lr·λ) before the step; else λp is added to the gradient
-    momentum: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-
-
-def read_optimizer(opt: torch.optim.Optimizer, model: nn.Module) -> tuple[StepRule, dict[str, float], dict[str, float]]:
-    """(rule, lr by parameter name, λ by parameter name) of a SGD, SGDW, Adam or AdamW instance.
-
-    Reading the optimizer that `train_run` would build — rather than re-deriving it from the rule —
-    means the batched path cannot drift from the sequential one when the rules change."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    lr: dict[str, float] = {}
-    wd: dict[str, float] = {}
-    rules = set()
-    for g in opt.param_groups:
-        if isinstance(opt, torch.optim.SGD):
-            if g.get("nesterov") or g.get("dampening", 0) or g.get("maximize") or g.get("fused"):
-                raise ValueError("the batched engine supports SGD without nesterov, dampening, maximize, fused")
-            rule = StepRule("sgd", isinstance(opt, SGDW), momentum=float(g.get("momentum", 0.0)))
-        elif isinstance(opt, torch.optim.Adam):  # AdamW is a subclass of Adam in torch >= 2.6
-            if g.get("amsgrad") or g.get("maximize") or g.get("fused") or g.get("capturable"):
-                raise ValueError("the batched engine supports Adam/AdamW without amsgrad, maximize, fused, capturable")
-            decoupled = bool(g.get("decoupled_weight_decay", isinstance(opt, torch.optim.AdamW)))
-            rule = StepRule("adam", decoupled, betas=(float(g["betas"][0]), float(g["betas"][1])), eps=float(g["eps"]))
-        else:
-            raise ValueError(f"the batched engine has no step for {type(opt).__name__}")
-        rules.add(rule)
-        for p in g["params"]:
-            lr[names[id(p)]] = float(g["lr"])
-            wd[names[id(p)]] = float(g["weight_decay"])
-    missing = sorted(set(names.values()) - set(lr))
-    if missing:
-        raise ValueError(f"parameters not in the optimizer: {', '.join(missing)}")
-    if len(rules) != 1:
-        raise ValueError(f"param groups differ in momentum/betas/eps: {sorted(map(str, rules))}")
-    return rules.pop(), lr, wd
-
-
-# -- the stacked parameter layout -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Layout:
-    """All K models' parameters in one flat buffer: parameter i is a contiguous (K, *shape_i) block.
-
-    One buffer lets the optimizer step be ~10 big elementwise ops instead of ~10 per tensor, and
-    each block stays contiguous, so the (K, *shape) views are ordinary dense tensors."""
-
-    names: tuple[str, ...]
-    shapes: tuple[torch.Size, ...]
-
-    @property
-    def sizes(self) -> list[int]:
-        return [math.prod(s) for s in self.shapes]
-
-    def blocks(self, flat: torch.Tensor, k: int) -> list[torch.Tensor]:
-        views, start = [], 0
-        for size, shape in zip(self.sizes, self.shapes):
-            views.append(flat[start : start + k * size].view(k, *shape))
-            start += k * size
-        return views
-
-    def stack(self, per_model: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
-        return torch.cat([torch.stack([m[n] for m in per_model]).reshape(-1) for n in self.names])
-
-    def spread(self, values: torch.Tensor) -> torch.Tensor:
-        """(K, n_params) per-model per-parameter values -> flat, each repeated over its block."""
-        k = values.shape[0]
-        return torch.cat([values[:, i : i + 1].expand(k, s).reshape(-1) for i, s in enumerate(self.sizes)])
-
-    def select(self, flat: torch.Tensor, k: int, members: torch.Tensor) -> torch.Tensor:
-        """The flat buffer of the kept members only (diverged ones are dropped from the stack)."""
-        return torch.cat([b.reshape(k, -1)[members].reshape(-1) for b in self.blocks(flat, k)])
-
-
-# -- the functional optimizer step ------------------------------------------------------------------
-
-
-class BatchedOptimizer:
-    """torch's single-tensor SGD/SGDW/Adam/AdamW step on the flat buffer of K stacked models.
-
-    Same ops in the same order as `torch.optim._single_tensor_sgd/_adam`. Where torch passes a
-    per-group Python scalar (`alpha=`, `value=`), the scalar differs per model and parameter here,
-    so it becomes a tensor: `add(x, alpha=a)` is a fused multiply-add in torch's CPU kernel and
-    `addcmul(g, x, a)` is the same fused multiply-add with a tensor `a`; `addcdiv_(m, d, value=s)`
-    computes `(s·m)/d`, so it becomes `addcdiv_(s·m, d)`. Scalars are formed in float64 (as Python
-    does) and then cast to the parameter dtype (as torch casts a Python scalar).
-
-    `lr` and `weight_decay` are (K, n_params) tables: one value per member and parameter."""
-
-    def __init__(
-        self, rule: StepRule, layout: Layout, lr: torch.Tensor, weight_decay: torch.Tensor, dtype: torch.dtype
-    ) -> None:
-        lr, weight_decay = lr.double(), weight_decay.double()
-        self.rule, self.layout, self.dtype = rule, layout, dtype
-        self.steps = 0
-        self.decays = bool((weight_decay != 0).any())
-        self.neg_lr = -lr  # (K, n_params), float64: Adam forms -lr/bc1 from it every step
-        self.neg_lr_flat = layout.spread(self.neg_lr).to(dtype)  # SGD: p.add_(g, alpha=-lr)
-        # decoupled: p.mul_(1 - lr*wd), the factor a Python float; coupled: grad.add(p, alpha=wd)
-        self.decay = layout.spread(1 - lr * weight_decay if rule.decoupled else weight_decay).to(dtype)
-        self.state: dict[str, torch.Tensor] = {}
-        self.scratch: dict[str, torch.Tensor] = {}
-
-    @property
-    def k(self) -> int:
-        return self.neg_lr.shape[0]
-
-    @torch.no_grad()
-    def step(self, p: torch.Tensor, grad: torch.Tensor) -> None:
-        r = self.rule
-        self.steps += 1
-        g = grad
-        if self.decays:
-            if r.decoupled:
-                p.mul_(self.decay)
-            else:
-                g = torch.addcmul(grad, p, self.decay)
-        if r.kind == "sgd":
-            if r.momentum != 0:
-                buf = self.state.get("momentum_buffer")
-                if buf is None:
-                    buf = self.state["momentum_buffer"] = g.clone()
-                else:
-                    buf.mul_(r.momentum).add_(g)
-                g = buf
-            p.addcmul_(g, self.neg_lr_flat)
-            return
-        beta1, beta2 = r.betas
-        if not self.state:
-            self.state = {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
-        exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
-        exp_avg.lerp_(g, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        bias_correction1 = 1 - beta1 ** float(self.steps)
-        bias_correction2 = 1 - beta2 ** float(self.steps)
-        if "denom" not in self.scratch:  # reused every step: no large allocation per step
-            self.scratch = {"denom": torch.empty_like(p), "scaled": torch.empty_like(p)}
-        denom, scaled = self.scratch["denom"], self.scratch["scaled"]
-        torch.sqrt(exp_avg_sq, out=denom).div_(bias_correction2**0.5).add_(r.eps)
-        # value=-step_size, one per member and parameter: broadcast over each block, no full-size table
-        neg_step = (self.neg_lr / bias_correction1).to(self.dtype)
-        k = self.k
-        for i, (m, out) in enumerate(zip(self.layout.blocks(exp_avg, k), self.layout.blocks(scaled, k))):
-            torch.mul(m, neg_step[:, i].view(k, *[1] * (m.dim() - 1)), out=out)
-        p.addcdiv_(scaled, denom)
-
-    def select(self, members: torch.Tensor) -> None:
-        """Keep the listed members' lr, λ and state (see `Layout.select`)."""
-        k = self.k
-        self.neg_lr = self.neg_lr[members]
-        self.neg_lr_flat = self.layout.select(self.neg_lr_flat, k, members)
-        self.decay = self.layout.select(self.decay, k, members)
-        self.state = {n: self.layout.select(t, k, members) for n, t in self.state.items()}
-        self.scratch = {}
-
-
-# -- batched forward --------------------------------------------------------------------------------
-
-_ACTIVATIONS = (nn.ReLU, nn.GELU, nn.Tanh, nn.SiLU, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Mish, nn.Identity)
-
-
-def mlp_plan(model: nn.Module) -> Optional[list[tuple[str, object]]]:
-    """The layer chain of a plain MLP, for the hand-written batched forward; None if not one.
-
-    `wdscale.study.models.MLP`, or a model whose leaf modules in registration order are exactly
-    nn.Linear, elementwise activations and Flatten(1). A candidate is only used after its output
-    has been checked against the model's own forward (`BatchedTrainer`)."""
-    from .models import MLP
-
-    if type(model) is MLP:
-        plan: list[tuple[str, object]] = [("flatten", None)]
-        for i in range(len(model.layers)):
-            plan += [("linear", f"layers.{i}"), ("act", F.relu)]
-        return plan + [("linear", "readout")]
-    plan = []
-    for name, mod in model.named_modules():
-        if next(mod.children(), None) is not None:
-            continue  # containers: their forward is checked by the probe
-        if type(mod) is nn.Linear:
-            plan.append(("linear", name))
-        elif type(mod) is nn.Flatten and mod.start_dim == 1 and mod.end_dim == -1:
-            plan.append(("flatten", None))
-        elif type(mod) in _ACTIVATIONS or (type(mod) is nn.Dropout and mod.p == 0):
-            plan.append(("act", mod))
-        else:
-            return None
-    covered = {f"{n}.{p}" for op, n in plan if op == "linear" for p in ("weight", "bias")}
-    if not plan or not {n for n, _ in model.named_parameters()} <= covered:
-        return None
-    return plan
-
-
-def _mlp_forward(plan: list[tuple[str, object]], params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """x (K, N, ..., in) -> logits (K, N, ..., out) with baddbmm on the stacked weights.
-
-    Activations are kept features-first, (K, features, rows): h' = W h + b puts each weight in
-    the first matmul slot, so its gradient comes out contiguous in the weight's own layout (with
-    h W^T it comes out transposed, and adding it into the gradient buffer runs ~10x slower at
-    width 1024); the logits come out (K, classes, rows), the layout the loss wants."""
-    h, rows = x, None  # rows: the sample dims, once the features-first layout has started
-    fresh = False  # h is a linear layer's own output, so ReLU may overwrite it
-    for op, arg in plan:
-        fresh_before, fresh = fresh, op == "linear"
-        if op == "linear":
-            w, b = params[f"{arg}.weight"], params.get(f"{arg}.bias")
-            if rows is None:
-                rows = h.shape[1:-1]
-                h = h.reshape(h.shape[0], -1, h.shape[-1]).transpose(1, 2)
-            h = torch.bmm(w, h) if b is None else torch.baddbmm(b.unsqueeze(2), w, h)
-        elif op == "flatten":
-            if rows is None:
-                h = h.flatten(2)  # a linear's output is already flat: nothing to do after one
-        elif fresh_before and (arg is F.relu or type(arg) is nn.ReLU):
-            h = torch.relu_(h)  # its backward needs only the output; baddbmm's needs not its output
-        else:
-            h = arg(h)  # type: ignore[operator]
-    if rows is None:
-        return h
-    out = h.transpose(1, 2)
-    return out if len(rows) == 1 else out.reshape(out.shape[0], *rows, out.shape[-1])
-
-
-def _default_probe(model: nn.Module) -> Optional[torch.Tensor]:
-    """A tiny input for the model's first layer (Linear, Embedding, Conv); None when it cannot be told."""
-    gen = torch.Generator().manual_seed(0)
-    for mod in model.modules():
-        if isinstance(mod, nn.Linear):
-            return torch.randn(4, mod.in_features, generator=gen)
-        if isinstance(mod, nn.Embedding):
-            return torch.randint(mod.num_embeddings, (4, 4), generator=gen)
-        if isinstance(mod, nn.modules.conv._ConvNd) and not isinstance(mod, nn.modules.conv._ConvTransposeNd):
-            return torch.randn(4, mod.in_channels, *[16] * len(mod.kernel_size), generator=gen)
-        if next(mod.children(), None) is None and any(True for _ in mod.parameters(recurse=False)):
-            return None
-    return None
 
 
 class BatchedTrainer:
@@ -322,30 +77,30 @@ class BatchedTrainer:
         with torch.no_grad():
             self.flat = self.layout.stack([{n: p.detach() for n, p in m.items()} for m in named])
         self.grad = torch.zeros_like(self.flat)
-        rules, lrs, wds = zip(*(read_optimizer(o, m) for o, m in zip(optimizers, models)))
-        if len(set(rules)) != 1:
-            raise ValueError(f"the optimizers differ in their update: {sorted(set(map(str, rules)))}")
+        updates, lrs, wds = zip(*(read_optimizer(o, m) for o, m in zip(optimizers, models)))
+        if len(set(updates)) != 1:
+            raise ValueError(f"the optimizers differ in their update: {sorted(set(map(str, updates)))}")
         as_table = lambda per: torch.tensor(
             [[d[n] for n in self.layout.names] for d in per],  # noqa: E731
             dtype=torch.float64,
             device=self.device,
         )
-        self.optimizer = BatchedOptimizer(rules[0], self.layout, as_table(lrs), as_table(wds), self.dtype)
+        self.optimizer = BatchedOptimizer(updates[0], self.layout, as_table(lrs), as_table(wds), self.dtype)
         self._bind()
-        self.plan = mlp_plan(models[0]) if native is not False else None
-        if self.plan is not None and not self._plan_matches(models, probe):
+        self.layers = mlp_layers(models[0]) if native is not False else None
+        if self.layers is not None and not self._layers_match(models, probe):
             if native:
                 raise ValueError("the hand-written MLP forward does not match this model's forward")
-            self.plan = None
-        if native and self.plan is None:
+            self.layers = None
+        if native and self.layers is None:
             raise ValueError("not a plain MLP: no hand-written batched forward for this model")
-        self._meta = copy.deepcopy(models[0]).to("meta") if self.plan is None else None
+        self._meta = copy.deepcopy(models[0]).to("meta") if self.layers is None else None
         self._vmapped = vmap(lambda params, x: functional_call(self._meta, params, (x,)))
 
     @property
     def native(self) -> bool:
         """True when the hand-written bmm forward is used, False for vmap(functional_call)."""
-        return self.plan is not None
+        return self.layers is not None
 
     def _bind(self) -> None:
         """Leaf tensors viewing the flat buffer, whose .grad views the flat gradient buffer:
@@ -359,13 +114,13 @@ class BatchedTrainer:
             self.params[name] = leaf
 
     @torch.no_grad()
-    def _plan_matches(self, models: Sequence[nn.Module], probe: Optional[torch.Tensor]) -> bool:
-        x = _default_probe(models[0]) if probe is None else probe
+    def _layers_match(self, models: Sequence[nn.Module], probe: Optional[torch.Tensor]) -> bool:
+        x = default_probe(models[0]) if probe is None else probe
         if x is None:
             return False
         x = x.to(self.device, self.dtype) if x.is_floating_point() else x.to(self.device)
         try:
-            got = _mlp_forward(self.plan, self.params, x.expand(self.k, *x.shape))  # type: ignore[arg-type]
+            got = mlp_forward(self.layers, self.params, x.expand(self.k, *x.shape))  # type: ignore[arg-type]
             want = torch.stack([m(x) for m in models])
         except Exception:
             return False
@@ -373,8 +128,8 @@ class BatchedTrainer:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (K, N, ...) of member k on x[k], for x (K, N, ...)."""
-        if self.plan is not None:
-            return _mlp_forward(self.plan, self.params, x)
+        if self.layers is not None:
+            return mlp_forward(self.layers, self.params, x)
         return self._vmapped(self.params, x)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -430,7 +185,7 @@ def can_batch(model: nn.Module, example: Optional[torch.Tensor] = None) -> tuple
         return False, f"model has Dropout in train mode ({', '.join(dropout[:3])}): it draws from the global RNG"
     if not any(True for _ in model.parameters()):
         return False, "model has no parameters"
-    x = example if example is not None else _default_probe(model)
+    x = example if example is not None else default_probe(model)
     if x is not None:
         p0 = next(model.parameters())
         x = x.to(p0.device, p0.dtype) if x.is_floating_point() else x.to(p0.device)
@@ -498,8 +253,6 @@ def choose_k(
 def check_batch(configs: Sequence[RunConfig]) -> None:
     """Raise ValueError unless the configs differ only in seed, setting, lr and rule, and the
     rules share one decay mode (one batched step serves all of them)."""
-    import wdscale
-
     if not configs:
         raise ValueError("no configs to train")
     c0 = configs[0]
@@ -514,7 +267,7 @@ def check_batch(configs: Sequence[RunConfig]) -> None:
                 f"configs in one batch may differ only in {', '.join(MAY_DIFFER)}; "
                 f"{c.run_id} differs from {c0.run_id} in {', '.join(diff)}"
             )
-    modes = {wdscale.decay_mode(c.rule, c.optimizer) for c in configs}
+    modes = {decay_mode(c.rule, c.optimizer) for c in configs}
     if len(modes) > 1:
         raise ValueError(f"configs in one batch must share one decay mode, got {sorted(modes)}")
 
@@ -628,7 +381,7 @@ def choose_path(model: nn.Module, device: Device = "cpu") -> tuple[str, str]:
     ok, why = can_batch(model)
     if not ok:
         return "sequential", why
-    path = "batched-bmm" if mlp_plan(model) is not None else "batched-vmap"
+    path = "batched-bmm" if mlp_layers(model) is not None else "batched-vmap"
     n = sum(p.numel() for p in model.parameters())
     if torch.device(device).type == "cuda":
         return path, f"{n:,} parameters on a GPU"

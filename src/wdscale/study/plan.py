@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+from ..optim import OPTIMIZER_NAMES
 from ..rules import DataFacts, get_rule
-from .config import OPTIMIZERS, SIZE_AXES, RunConfig
+from .config import SIZE_AXES, RunConfig
 
 # Adam + coupled L2: the L2 gradient λw is divided by Adam's RMS gradient, so the same λ decays far
 # harder than in AdamW. Measured on mnist1d_mlp / digits_mlp at the base width: the optimal coupled
@@ -304,8 +305,8 @@ def resolve(plan: StudyPlan, task) -> Resolved:
     """Fill defaults from `task` (a wdscale.study.tasks.Task or a custom stand-in) and check everything."""
     if plan.size_axis not in SIZE_AXES:
         raise ValueError(f"unknown size axis {plan.size_axis!r}; allowed: {', '.join(SIZE_AXES)}")
-    if plan.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unsupported optimizer {plan.optimizer!r}; supported: {', '.join(OPTIMIZERS)}")
+    if plan.optimizer not in OPTIMIZER_NAMES:
+        raise ValueError(f"unsupported optimizer {plan.optimizer!r}; supported: {', '.join(OPTIMIZER_NAMES)}")
     if not plan.rules:
         raise ValueError("the plan has no rules: the grid is empty")
     for r in plan.rules:

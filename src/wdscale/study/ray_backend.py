@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from .config import RunResult
-from .runner import _CUSTOM, Job, OnResult, Source, execute
+from .config import ModelFn, RunResult, TaskData
+from .jobs import Job, OnResult, Source, execute, install, registered
 
 
 def _ray():
@@ -25,11 +25,12 @@ def _ray():
     return ray
 
 
-def _run_job(job: Job, source: Source, device: str, custom: Optional[tuple], threads: int) -> list[RunResult]:
+def _run_job(
+    job: Job, source: Source, device: str, custom: Optional[tuple[TaskData, ModelFn]], threads: int
+) -> list[RunResult]:
     """The Ray task: a custom source's data and model_fn travel with it (cloudpickle); it trains
     on the study's intra-op thread count, whatever Ray set for the worker."""
-    if custom is not None:
-        _CUSTOM[source.key[len("custom:") :]] = custom
+    install(source, custom)
     return execute(job, source, device, threads)
 
 
@@ -60,9 +61,8 @@ class RayBackend:
     def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult, threads: int = 1) -> None:
         ray = _ray()
         self._init(ray)
-        custom = None
-        if source.key.startswith("custom:"):
-            custom = ray.put(_CUSTOM[source.key[len("custom:") :]])
+        entry = registered(source)
+        custom = None if entry is None else ray.put(entry)
         remote = ray.remote(
             num_cpus=max(self.cpus_per_task, threads),
             num_gpus=1 if device.startswith("cuda") else 0,

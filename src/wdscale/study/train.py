@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import RunConfig, RunResult, TaskData
+from ..optim import optimizer
+from ..rules import DataFacts, setting_kwargs
+from .config import ModelFn, RunConfig, RunResult, TaskData
 
-ModelFn = Callable[[int, int], nn.Module]
 Device = Union[str, torch.device]
 EVAL_CHUNK = 1024  # validation samples per forward: bounds activation memory, not the result
 
@@ -26,21 +27,19 @@ def build(
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The model and optimizer of one run. Seeding happens here and only here, so a run's
     initial weights depend on its seed alone, whichever path (sequential or batched) trains it."""
-    import wdscale
-
     torch.manual_seed(config.seed)
     model = model_fn(config.width, config.depth).to(device=device, dtype=dtype)
     # the base gives width multipliers only (its shapes): same depth, base width; depth enters
     # the rules through depth_mult
     with torch.random.fork_rng(devices=[]):
         base = model_fn(config.base_width, config.depth)
-    facts = wdscale.DataFacts(n_samples=n_train, batch_size=config.batch_size, epochs=config.epochs)
-    opt = wdscale.optimizer(
+    facts = DataFacts(n_samples=n_train, batch_size=config.batch_size, epochs=config.epochs)
+    opt = optimizer(
         model,
         config.optimizer,
         rule=config.rule,
         lr=config.lr,
-        **wdscale.setting_kwargs(config.rule, config.setting),
+        **setting_kwargs(config.rule, config.setting),
         base=base,
         data=facts,
         decay_vectors=config.decay_vectors,
