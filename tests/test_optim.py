@@ -91,9 +91,11 @@ def test_base_may_differ_in_width_only():
 
 
 def test_datafacts_validation():
-    with pytest.raises(ValueError, match=r"DataFacts.n_samples must be a positive integer, got 0"):
+    with pytest.raises(
+        ValueError, match=r"DataFacts.n_samples=0 is not allowed: DataFacts.n_samples must be a positive integer"
+    ):
         DataFacts(n_samples=0, batch_size=8)
-    with pytest.raises(ValueError, match=r"DataFacts.batch_size must be a positive integer, got 2.5"):
+    with pytest.raises(ValueError, match=r"DataFacts.batch_size=2.5 is not allowed: .* a positive integer"):
         DataFacts(n_samples=10, batch_size=2.5)
     with pytest.raises(ValueError, match=r"DataFacts.epochs"):
         DataFacts(n_samples=10, batch_size=2, epochs=-1)
@@ -294,8 +296,8 @@ def test_width_rules_need_a_base(rule):
     model = TinyMLP(64)
     groups = wdscale.param_groups(model, rule=rule, lr=0.1, weight_decay=0.1, base=model)
     assert {g["lr"] for g in groups} == {0.1}
-    # the low-level plan (what a study centres its grid with) takes no base as that
-    assert wdscale.plan(model, rule=rule, lr=0.1, weight_decay=0.1).assignments
+    # apply_rule (what a study centres its grid with) takes no base as that
+    assert {a.lr for a in wdscale.apply_rule(model, rule=rule, lr=0.1, weight_decay=0.1).assignments} == {0.1}
 
 
 # -- the command line: where --model comes from -------------------------------------------------
@@ -340,3 +342,92 @@ def test_cli_model_from_the_current_directory_and_from_a_file(tmp_path, monkeypa
         "--rule mup scales with width against a base (base=None otherwise): give --base-width"
         in capsys.readouterr().err
     )
+
+
+# -- arguments a reader can see --------------------------------------------------------------------
+
+
+def test_torch_keyword_table_matches_the_installed_torch():
+    import inspect
+
+    from wdscale.optim import TORCH_KEYWORDS
+
+    constructors = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    for name, table in TORCH_KEYWORDS.items():
+        accepted = set(inspect.signature(constructors[name]).parameters)
+        # every listed keyword is a real constructor argument, and every real one but those the
+        # rule owns is listed
+        assert set(table) == accepted - {"params", "lr", "weight_decay", "decoupled_weight_decay"}, name
+        opt = wdscale.optimizer(TinyMLP(8), name, rule="sum", lr=0.1, weight_decay=0.1, maximize=True, foreach=False)
+        assert opt.param_groups[0]["maximize"] is True
+    adam = wdscale.optimizer(TinyMLP(8), "adam", rule="sum", lr=0.1, weight_decay=0.1, betas=(0.8, 0.9), eps=1e-6)
+    assert adam.param_groups[0]["betas"] == (0.8, 0.9) and adam.param_groups[0]["eps"] == 1e-6
+    sgdw = wdscale.optimizer(TinyMLP(8), "sgd", rule="decoupled", lr=0.1, weight_decay=0.1, dampening=0.5)
+    assert type(sgdw) is wdscale.SGDW and sgdw.param_groups[0]["dampening"] == 0.5
+
+
+def test_the_rule_keywords_are_the_same_in_every_entry_point():
+    import inspect
+
+    from wdscale.optim import RULE_KEYWORDS
+
+    def keywords(fn):
+        return [n for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY]
+
+    rule_args = [k for k in keywords(wdscale.apply_rule) if k not in ("rule", "lr", "optimizer")]
+    assert tuple(rule_args) == RULE_KEYWORDS
+    assert keywords(wdscale.param_groups) == keywords(wdscale.explain) == keywords(wdscale.apply_rule)
+    assert keywords(wdscale.optimizer) == ["rule", "lr", *RULE_KEYWORDS]
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        wdscale.apply_rule,
+        wdscale.param_groups,
+        wdscale.explain,
+        wdscale.optimizer,
+        wdscale.classify,
+        wdscale.get_rule,
+        wdscale.register_rule,
+        wdscale.setting_kind,
+        wdscale.setting_kwargs,
+        wdscale.decay_mode,
+    ],
+)
+def test_public_functions_document_every_argument(fn):
+    import inspect
+
+    doc = inspect.getdoc(fn)
+    assert "Args:" in doc and "Returns:" in doc and "Raises:" in doc
+    for name, p in inspect.signature(fn).parameters.items():
+        shown = f"**{name}" if p.kind is p.VAR_KEYWORD else name
+        assert f"\n    {shown}: " in doc, f"{fn.__name__}: argument {name!r} is not described"
+    assert "{ARGS}" not in doc
+
+
+def test_bad_input_raises_wdscale_errors():
+    with pytest.raises(wdscale.WdscaleError):
+        wdscale.param_groups(TinyMLP(16), rule="nope", lr=0.1, weight_decay=0.1)
+    with pytest.raises(wdscale.WdscaleTypeError) as e:
+        wdscale.param_groups(TinyMLP(16), rule="sum", lr="big", weight_decay=0.1)
+    assert isinstance(e.value, TypeError) and isinstance(e.value, ValueError)
+    with pytest.raises(wdscale.WdscaleTypeError, match="model must be a torch.nn.Module"):
+        wdscale.classify("not a model")
+    with pytest.raises(wdscale.WdscaleError, match="more than width"):
+        wdscale.classify(TinyMLP(16, n_in=40), TinyMLP(8, n_in=30))
+    with pytest.raises(wdscale.WdscaleTypeError, match="does not take 'momentum'"):
+        wdscale.optimizer(TinyMLP(16), "adam", rule="sum", lr=0.1, weight_decay=0.1, momentum=0.9)
+    with pytest.raises(wdscale.WdscaleError, match="needs data=DataFacts"):
+        wdscale.param_groups(TinyMLP(16), rule="per_sample", lr=0.1, weight_decay=0.1)
+    from wdscale.cli import UsageError
+
+    assert issubclass(UsageError, wdscale.WdscaleError)
+
+
+def test_python_dash_m_wdscale_runs_the_command():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "wdscale", "rules"], capture_output=True, text=True, check=True)
+    assert "source: " + wdscale.get_rule("timescale").source in done.stdout

@@ -6,6 +6,7 @@ gave each group, and we compare that with the published formula.
 """
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -246,4 +247,86 @@ def test_every_rule_has_formula_and_source():
     assert len(wdscale.RULES) >= 13
     for rule in wdscale.RULES.values():
         assert rule.summary and rule.formula and rule.source
-        assert "Source:" in rule.fn.__doc__
+
+
+# -- rules as data: fields, the CLI listing, rules of one's own ------------------------------------
+
+
+def test_rules_command_prints_each_rules_fields_and_no_drafting_notes(capsys):
+    from wdscale.cli import main
+
+    assert main(["rules"]) == 0
+    out = capsys.readouterr().out
+    for rule in wdscale.RULES.values():
+        assert f"{rule.formula}\n" in out and f"source: {rule.source}\n" in out and rule.summary in out
+    for note in ("seed", "question", "../", "Source:"):
+        assert note not in out
+    rules_py = Path(wdscale.rules.__file__).read_text()
+    assert "../shared" not in rules_py and "references.md" not in rules_py
+
+
+@pytest.fixture
+def restore_rules():
+    saved = dict(wdscale.RULES)
+    yield
+    wdscale.RULES.clear()
+    wdscale.RULES.update(saved)
+
+
+def halved_lr_rule(p, ctx):
+    """A user's rule: half the lr on hidden matrices, the setting as λ everywhere."""
+    return (ctx.lr / 2 if p.kind == "hidden" else ctx.lr), ctx.setting
+
+
+def test_a_registered_rule_works_end_to_end(restore_rules, capsys):
+    from wdscale.cli import main
+
+    rule = wdscale.register_rule(
+        wdscale.Rule(
+            name="halved_hidden",
+            fn=halved_lr_rule,
+            summary="hidden lr halved, λ as given",
+            formula="hidden: η/2, λ",
+            source="a test of register_rule",
+            mode="decoupled",
+        )
+    )
+    assert wdscale.get_rule("halved_hidden") is rule
+    groups = wdscale.param_groups(TinyMLP(16), rule="halved_hidden", lr=LR, weight_decay=LAM)
+    by_kind = {g["kind"]: (g["lr"], g["weight_decay"]) for g in groups if g["weight_decay"] > 0}
+    assert by_kind == {"input": (LR, LAM), "hidden": (LR / 2, LAM), "output": (LR, LAM)}
+    opt = wdscale.optimizer(TinyMLP(16), "sgd", rule="halved_hidden", lr=LR, weight_decay=LAM, momentum=0.9)
+    assert type(opt) is wdscale.SGDW  # its mode is decoupled
+    assert {g["lr"] for g in opt.param_groups if g["kind"] == "hidden"} == {LR / 2}
+    text = str(wdscale.explain(TinyMLP(16), rule="halved_hidden", lr=LR, weight_decay=LAM))
+    assert "rule 'halved_hidden' (hidden: η/2, λ; decoupled decay, adamw)" in text
+    assert "source: a test of register_rule" in text
+    assert main(["rules"]) == 0
+    assert "halved_hidden" in capsys.readouterr().out
+
+
+def test_register_rule_refuses_a_name_clash_and_a_non_rule(restore_rules):
+    clash = wdscale.Rule("mup", halved_lr_rule, "another mup", "η/2", "nowhere")
+    with pytest.raises(wdscale.WdscaleError, match=r"a rule named 'mup' is registered already .*another name"):
+        wdscale.register_rule(clash)
+    assert wdscale.get_rule("mup").fn is not halved_lr_rule
+    with pytest.raises(wdscale.WdscaleTypeError, match=r"register_rule takes a wdscale.Rule, got function"):
+        wdscale.register_rule(halved_lr_rule)
+
+
+def test_rule_fields_are_checked():
+    with pytest.raises(
+        wdscale.WdscaleError, match=r"Rule.mode='sideways' is not allowed: .*coupled, decoupled, optimizer"
+    ):
+        wdscale.Rule("x", halved_lr_rule, "s", "f", "src", mode="sideways")
+    with pytest.raises(wdscale.WdscaleError, match=r"Rule.optimizers='lion' is not allowed"):
+        wdscale.Rule("x", halved_lr_rule, "s", "f", "src", optimizers=("adamw", "lion"))
+    with pytest.raises(wdscale.WdscaleError, match=r"Rule.source='' is not allowed"):
+        wdscale.Rule("x", halved_lr_rule, "s", "f", "")
+    with pytest.raises(wdscale.WdscaleTypeError, match=r"Rule.fn must be a function"):
+        wdscale.Rule("x", 3.0, "s", "f", "src")
+
+
+def test_needs_base_marks_exactly_the_width_rules():
+    assert tuple(n for n, r in wdscale.RULES.items() if r.needs_base) == wdscale.WIDTH_RULES
+    assert set(wdscale.WIDTH_RULES) == {"mup", "sqrt_width", "completep"}

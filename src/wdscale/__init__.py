@@ -4,25 +4,42 @@ Rules turn one size-free decay setting into per-parameter-group lr and weight_de
 optimizers; `wdscale.study` measures which setting transfers across sizes on a real task.
 """
 
-from .groups import KINDS, ParamInfo, classify
+from .errors import WdscaleError, WdscaleTypeError
+from .groups import KINDS, ParamInfo, ParamKind, classify
 from .optim import (
     OPTIMIZER_NAMES,
+    TORCH_KEYWORDS,
     WIDTH_RULES,
+    Assignment,
     Explanation,
+    RuleOutcome,
     ShrinkWarning,
+    apply_rule,
     decay_mode,
     explain,
     optimizer,
     param_groups,
-    plan,
 )
-from .rules import RULES, DataFacts, Rule, get_rule, setting_kind, setting_kwargs
+from .rules import (
+    RULES,
+    Context,
+    DataFacts,
+    DecayMode,
+    OptimizerName,
+    Rule,
+    RuleMode,
+    SettingKind,
+    get_rule,
+    register_rule,
+    setting_kind,
+    setting_kwargs,
+)
 from .sgdw import SGDW
 
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # the study needs the `study` extra (scipy, matplotlib, ...): import it only when asked for
     if name in ("Study", "StudyPlan", "TaskData"):
         from . import study
@@ -32,23 +49,35 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "Assignment",
+    "Context",
     "DataFacts",
+    "DecayMode",
     "Explanation",
     "KINDS",
     "OPTIMIZER_NAMES",
+    "OptimizerName",
     "ParamInfo",
+    "ParamKind",
     "RULES",
     "Rule",
+    "RuleMode",
+    "RuleOutcome",
     "SGDW",
+    "SettingKind",
     "ShrinkWarning",
+    "TORCH_KEYWORDS",
     "WIDTH_RULES",
+    "WdscaleError",
+    "WdscaleTypeError",
+    "apply_rule",
     "classify",
     "decay_mode",
     "explain",
     "get_rule",
     "optimizer",
     "param_groups",
-    "plan",
+    "register_rule",
     "setting_kind",
     "setting_kwargs",
     "Study",

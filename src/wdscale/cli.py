@@ -12,10 +12,13 @@ from typing import Callable, Optional, Sequence
 
 from torch import nn
 
-from . import RULES, DataFacts, __version__, explain
+from . import __version__
+from .errors import WdscaleError
+from .optim import explain
+from .rules import RULES, DataFacts, get_rule
 
 
-class UsageError(Exception):
+class UsageError(WdscaleError):
     """A bad command line: printed as one line, exit status 2."""
 
 
@@ -102,6 +105,7 @@ def _build(factory: Callable[..., nn.Module], width: Optional[int], what: str) -
 
 
 def cmd_rules(args: argparse.Namespace) -> None:
+    """Every registered rule: what it takes, its decay mode, formula, summary and source (its fields)."""
     width = max(len(n) for n in RULES)
     for rule in RULES.values():
         takes = "τ" if rule.takes == "tau" else "λ"
@@ -111,9 +115,7 @@ def cmd_rules(args: argparse.Namespace) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from .optim import WIDTH_RULES
-
-    if args.rule in WIDTH_RULES and args.base_width is None:
+    if get_rule(args.rule).needs_base and args.base_width is None:
         raise UsageError(
             f"--rule {args.rule} scales with width against a base (base=None otherwise): give "
             "--base-width, the width where the setting was tuned (equal to --width at that width)"

@@ -37,12 +37,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterable, Optional, Union
+from typing import Iterable, Literal, Optional, Sequence, Union, get_args
 
 import torch
 from torch import nn
 
-KINDS = ("hidden", "input", "output", "vector")
+from .errors import WdscaleError, WdscaleTypeError
+
+ParamKind = Literal["hidden", "input", "output", "vector"]
+KINDS: tuple[ParamKind, ...] = get_args(ParamKind)
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _MHA_PROJECTIONS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
 
@@ -53,7 +56,7 @@ class ParamInfo:
 
     name: str  # canonical: wrapper prefixes (DDP `module.`, torch.compile `_orig_mod.`) removed
     shape: tuple[int, ...]
-    kind: str  # one of KINDS
+    kind: ParamKind
     fan_in: int
     fan_out: int
     fan_in_mult: float  # fan_in / base fan_in
@@ -130,7 +133,7 @@ def layout(module: Optional[nn.Module], local_name: str, shape: tuple[int, ...])
 
 def _registrations(model: nn.Module) -> list[tuple[nn.Module, str, torch.Tensor]]:
     """Every (module, local name, parameter) registration, tied parameters once per owner, in order."""
-    out = []
+    out: list[tuple[nn.Module, str, torch.Tensor]] = []
     for module in model.modules():
         for local_name, p in module._parameters.items():
             if p is not None:
@@ -158,10 +161,12 @@ def _names(no_decay: Union[str, Iterable[str]]) -> set[str]:
     try:
         names = list(no_decay)
     except TypeError:
-        raise TypeError(f"no_decay must be a parameter or module name or a list of them, got {no_decay!r}") from None
+        raise WdscaleTypeError(
+            f"no_decay must be a parameter or module name or a list of them, got {no_decay!r}"
+        ) from None
     bad = [n for n in names if not isinstance(n, str)]
     if bad:
-        raise TypeError(f"no_decay must hold parameter or module names (str), got {bad[0]!r}")
+        raise WdscaleTypeError(f"no_decay must hold parameter or module names (str), got {bad[0]!r}")
     return {canonical_name(n) for n in names}
 
 
@@ -185,18 +190,30 @@ def classify(
 ) -> list[ParamInfo]:
     """Classify every trainable parameter of `model` once, in `named_parameters` order.
 
-    Vectors (ndim <= 1, names ending in `.bias`, raw parameters with at most one dimension larger
-    than 1) are not decayed unless `decay_vectors`; names in `model.no_weight_decay()` or
-    `no_decay` (a name or a list of names, of parameters or modules) are never decayed. Frozen
-    parameters are left out. Raises ValueError for a parameter the rules cannot scale (three
-    growing dimensions) or a base that differs from the model in more than width.
+    Args:
+        model: the model (DDP, DataParallel and torch.compile wrappers are looked through).
+        base: the same architecture at the width where the setting was tuned; dimensions that
+            differ from it grow with width. None: nothing grows (unless the parameters carry
+            mup's `infshape`), kinds are read from layer positions.
+        decay_vectors: decay vectors too (biases, norm gains; ndim <= 1, names ending in
+            `.bias`, raw parameters with at most one dimension larger than 1).
+        no_decay: a parameter or module name, or a list of them, never to decay; names in
+            `model.no_weight_decay()` are never decayed either.
+
+    Returns:
+        One `ParamInfo` per trainable parameter; frozen parameters are left out.
+
+    Raises:
+        WdscaleTypeError: `model` or `base` is not an nn.Module, or `no_decay` holds a non-name.
+        WdscaleError: the model has no trainable parameter, a parameter grows in three
+            dimensions, or `base` differs from the model in more than width.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise WdscaleTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     inner = unwrap(model)
     named_all = [(canonical_name(n), p) for n, p in inner.named_parameters()]
     if not named_all:
-        raise ValueError("the model has no parameters to put in groups")
+        raise WdscaleError("the model has no parameters to put in groups")
     excluded = no_weight_decay_names(inner) | _names(no_decay)
     owners: dict[int, list[tuple[nn.Module, str]]] = {}
     registrations = _registrations(inner)
@@ -219,7 +236,7 @@ def classify(
         ninf = sum(growth.grows)
         if ninf > 2:
             grown = [d for d, g in enumerate(growth.grows) if g]
-            raise ValueError(
+            raise WdscaleError(
                 f"parameter {name!r} (shape {shape}) grows with width in {ninf} dimensions {grown}; the rules "
                 "scale tensors with at most two growing dimensions (μP's vector- and matrix-like, as mup). "
                 "Keep it fixed in the base comparison or freeze it (requires_grad=False)"
@@ -256,7 +273,7 @@ def classify(
             )
         )
     if not infos:
-        raise ValueError("every parameter of the model is frozen (requires_grad=False): nothing to put in groups")
+        raise WdscaleError("every parameter of the model is frozen (requires_grad=False): nothing to put in groups")
     return infos
 
 
@@ -276,7 +293,14 @@ def _last_growing(growth: _Growth) -> float:
     return next((m for m, g in zip(reversed(growth.mults), reversed(growth.grows)) if g), 1.0)
 
 
-def _reading(lay: Optional[Layout], shape, growth: _Growth, pid: int, first_layer, last_layer):
+def _reading(
+    lay: Optional[Layout],
+    shape: tuple[int, ...],
+    growth: _Growth,
+    pid: int,
+    first_layer: Optional[int],
+    last_layer: Optional[int],
+) -> tuple[ParamKind, list[int], list[int], bool]:
     """(kind, fan_out dims, fan_in dims, is a layer weight) as one owner sees the tensor."""
     ndim, grows = len(shape), growth.grows
     if lay is None:  # a raw parameter (or a 0/1-d one): what grows decides, whatever the module
@@ -287,6 +311,7 @@ def _reading(lay: Optional[Layout], shape, growth: _Growth, pid: int, first_laye
             return "hidden", [dims[0]], [dims[1]], False
         return "vector", [], [], False
     out_dims, in_dims, role = lay
+    kind: ParamKind
     out_grows, in_grows = any(grows[d] for d in out_dims), any(grows[d] for d in in_dims)
     if out_grows and in_grows:
         kind = "hidden"
@@ -314,26 +339,30 @@ def _fans(shape, mults, out_dims, in_dims) -> tuple[int, int, float, float]:
     )
 
 
-def _base_shapes(named: list[tuple[str, torch.Tensor]], base: nn.Module, module_of: list[int]) -> list[tuple[int, ...]]:
+def _base_shapes(
+    named: Sequence[tuple[str, torch.Tensor]], base: nn.Module, module_of: list[int]
+) -> list[tuple[int, ...]]:
     if not isinstance(base, nn.Module):
-        raise TypeError(f"base must be a torch.nn.Module (the model at its base size), got {type(base).__name__}")
+        raise WdscaleTypeError(
+            f"base must be a torch.nn.Module (the model at its base size), got {type(base).__name__}"
+        )
     base_named = [(canonical_name(n), tuple(p.shape)) for n, p in unwrap(base).named_parameters()]
     for i, (name, p) in enumerate(named):
         if i >= len(base_named):
-            raise ValueError(
+            raise WdscaleError(
                 f"model and base differ: model parameter {name!r} has no counterpart in base "
                 f"(base has {len(base_named)} parameters, model {len(named)})"
             )
         bname, bshape = base_named[i]
         if bname != name:
-            raise ValueError(
+            raise WdscaleError(
                 f"model and base differ at parameter #{i}: model has {name!r}, base has {bname!r}; "
                 "base must be the same architecture at another width"
             )
         if len(bshape) != p.ndim:
-            raise ValueError(f"model and base differ in the rank of {name!r}: model {tuple(p.shape)}, base {bshape}")
+            raise WdscaleError(f"model and base differ in the rank of {name!r}: model {tuple(p.shape)}, base {bshape}")
     if len(base_named) != len(named):
-        raise ValueError(
+        raise WdscaleError(
             f"model and base differ: base parameter {base_named[len(named)][0]!r} has no counterpart "
             f"in model (base has {len(base_named)} parameters, model {len(named)})"
         )
@@ -354,7 +383,7 @@ def _check_only_width_differs(named, base_named, module_of: list[int]) -> None:
         if len(modules) == 1:
             i = next(iter(modules.values()))
             name, p = named[i]
-            raise ValueError(
+            raise WdscaleError(
                 f"model and base differ in more than width at {name!r}: model shape {tuple(p.shape)}, base shape "
                 f"{base_named[i][1]}; a dimension changes by {float(ratio):.4g}x there and in no other layer, so "
                 "it is not a width (inputs, classes or vocabulary?). The base must be the same model at another "

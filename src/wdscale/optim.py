@@ -1,26 +1,60 @@
-"""Build torch optimizers from rules: parameter groups, the optimizer itself, and `explain()`."""
+"""Build torch optimizers from rules: parameter groups, the optimizer itself, and `explain()`.
+
+`apply_rule` checks the arguments and applies a rule to every trainable parameter; `param_groups`,
+`optimizer` and `explain` all start from its `RuleOutcome`.
+"""
 
 from __future__ import annotations
 
 import difflib
-import inspect
 import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, TypeVar, Union
 
 import torch
 from torch import nn
 
-from .groups import ParamInfo, canonical_name, classify, unwrap
-from .rules import Context, DataFacts, Rule, get_rule
+from .checks import check_non_negative, check_number, check_positive
+from .errors import WdscaleError, WdscaleTypeError
+from .groups import ParamInfo, ParamKind, canonical_name, classify, unwrap
+from .rules import OPTIMIZER_NAMES, RULES, Context, DataFacts, DecayMode, OptimizerName, Rule, get_rule
 from .sgdw import SGDW
 
-OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
-# rules whose multipliers come from comparing the model with a base model: without one (and without
-# mup's infshape) they would silently be the plain optimizer
-WIDTH_RULES = ("mup", "sqrt_width", "completep")
+__all__ = [
+    "OPTIMIZER_NAMES",
+    "RULE_KEYWORDS",
+    "TORCH_KEYWORDS",
+    "WIDTH_RULES",
+    "Assignment",
+    "ExplainRow",
+    "Explanation",
+    "RuleOutcome",
+    "ShrinkWarning",
+    "apply_rule",
+    "decay_mode",
+    "explain",
+    "optimizer",
+    "param_groups",
+]
+
+# the built-in rules whose multipliers come from comparing the model with a base model: without one
+# (and without mup's infshape) they would silently be the plain optimizer. A rule's `needs_base`
+# says it for every rule, registered ones included.
+WIDTH_RULES = tuple(name for name, r in RULES.items() if r.needs_base)
+
+# the keyword arguments of `optimizer()` that go to the rule (`apply_rule`), in signature order
+RULE_KEYWORDS = ("weight_decay", "tau", "base", "data", "decay_vectors", "depth_mult", "alpha", "no_decay")
+
+# the torch constructor arguments `optimizer()` passes through, per update: SGDW takes SGD's, and
+# Adam and AdamW take the same (lr and weight_decay come from the rule; decoupled_weight_decay is
+# the rule's to decide)
+_TORCH_COMMON = ("maximize", "foreach", "differentiable", "fused")
+TORCH_KEYWORDS: dict[OptimizerName, tuple[str, ...]] = {
+    "sgd": ("momentum", "dampening", "nesterov", *_TORCH_COMMON),
+    "adam": ("betas", "eps", "amsgrad", "capturable", *_TORCH_COMMON),
+    "adamw": ("betas", "eps", "amsgrad", "capturable", *_TORCH_COMMON),
+}
 
 
 class ShrinkWarning(UserWarning):
@@ -37,38 +71,80 @@ class Assignment:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """A rule applied to a model: what `param_groups`, `optimizer` and `explain` all start from."""
+class RuleOutcome:
+    """A rule applied to a model: what `param_groups`, `optimizer` and `explain` all start from.
+
+    Attributes:
+        rule: the rule applied.
+        optimizer: the optimizer it was applied for.
+        mode: how the decay is applied: "coupled" (L2 in the gradient) or "decoupled".
+        assignments: every trainable parameter with its lr and weight_decay, in
+            `named_parameters` order.
+        data: the data facts given, or None.
+    """
 
     rule: Rule
-    optimizer: str
-    mode: str  # "coupled" | "decoupled"
+    optimizer: OptimizerName
+    mode: DecayMode
     assignments: list[Assignment]
     data: Optional[DataFacts]
 
 
-def _positive(name: str, value: Any, *, zero_ok: bool = False) -> float:
-    # numbers.Real takes numpy scalars (np.float32(1e-3)) as well as int and float
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-        allowed = "a finite number >= 0" if zero_ok else "a finite number > 0"
-        raise ValueError(f"{name}={value!r} is not allowed: {name} must be {allowed}")
-    return float(value)
+def _optimizer_name(name: Any) -> OptimizerName:
+    lowered = name.lower() if isinstance(name, str) else None
+    for known in OPTIMIZER_NAMES:
+        if lowered == known:
+            return known
+    raise WdscaleError(f"unsupported optimizer {name!r}; supported: {', '.join(OPTIMIZER_NAMES)}")
 
 
-def _optimizer_name(name: Any) -> str:
-    if not isinstance(name, str) or name.lower() not in OPTIMIZER_NAMES:
-        raise ValueError(f"unsupported optimizer {name!r}; supported: {', '.join(OPTIMIZER_NAMES)}")
-    return name.lower()
+def decay_mode(rule: str, optimizer: str) -> DecayMode:
+    """How a rule's decay is applied under an optimizer.
 
+    Args:
+        rule: a rule name.
+        optimizer: "sgd", "adam" or "adamw" (any case).
 
-def decay_mode(rule: str, optimizer: str) -> str:
-    """ "coupled" (L2 added to the gradient) or "decoupled" (w ← w(1 − ηλ)) for this rule and optimizer."""
+    Returns:
+        "coupled" (L2 added to the gradient) or "decoupled" (w ← w(1 − ηλ)).
+
+    Raises:
+        WdscaleError: an unknown rule or optimizer.
+    """
     return get_rule(rule).decay_mode(_optimizer_name(optimizer))
 
 
-def plan(
+_ARGS_DOC = """
+        model: the model (DDP, DataParallel and torch.compile wrappers are looked through).
+        rule: a rule name (`wdscale rules` lists them, `register_rule` adds one).
+        lr: the base learning rate η, a finite number > 0.
+        weight_decay: the setting λ (>= 0), for rules that take it.
+        tau: the setting τ in epochs (> 0), for rules that take it (timescale, power_lines).
+        base: the same model at the width where the setting was tuned; the width rules (mup,
+            sqrt_width, completep) need it unless the parameters carry mup's infshape.
+        data: facts about the data and run, for rules that need them (N, B, T).
+        optimizer: "sgd", "adam" or "adamw": the rule's lr multipliers and coupling depend on it.
+        decay_vectors: decay biases and norm gains too.
+        depth_mult: m_L = depth / base depth (completep), > 0.
+        alpha: CompleteP's depth exponent.
+        no_decay: a parameter or module name, or a list of them, never to decay."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _with_args(fn: F) -> F:
+    """Put `_ARGS_DOC` where the docstring says {ARGS}, so help() lists every argument.
+
+    apply_rule, param_groups and explain take the same arguments: they are described once.
+    """
+    if fn.__doc__ is not None:  # None under `python -OO`
+        fn.__doc__ = fn.__doc__.replace("{ARGS}", _ARGS_DOC.strip())
+    return fn
+
+
+@_with_args
+def apply_rule(
     model: nn.Module,
     *,
     rule: str,
@@ -81,30 +157,46 @@ def plan(
     decay_vectors: bool = False,
     depth_mult: float = 1.0,
     alpha: float = 1.0,
-    no_decay: Iterable[str] = (),
-) -> Plan:
+    no_decay: Union[str, Iterable[str]] = (),
+) -> RuleOutcome:
     """Check every argument, classify the model and apply the rule to each trainable parameter.
 
     The step behind `param_groups`, `optimizer` and `explain`. Unlike them it does not refuse a
     width rule (mup, sqrt_width, completep) without a base: here `base=None` means the model is its
     own base (every multiplier 1), what a study needs to centre its grid at the base size.
+
+    Args:
+        {ARGS}
+
+    Returns:
+        The rule, the optimizer, the decay mode and every parameter's lr and weight_decay.
+
+    Raises:
+        WdscaleError: an unknown rule or optimizer, a rule not defined for the optimizer, a
+            setting other than the one the rule takes, a value out of range, data facts the rule
+            needs but did not get, or a base that differs from the model in more than width.
+        WdscaleTypeError: a number that is not a number, `data` that is not a DataFacts, a model
+            or base that is not an nn.Module.
+
+    Warns:
+        ShrinkWarning: a decoupled group gets lr·weight_decay >= 1.
     """
     r = get_rule(rule)
     opt = _optimizer_name(optimizer)
     if opt not in r.optimizers:
-        raise ValueError(f"rule {rule!r} is defined for optimizers {', '.join(r.optimizers)}, not {opt!r}")
-    lr = _positive("lr", lr)
+        raise WdscaleError(f"rule {rule!r} is defined for optimizers {', '.join(r.optimizers)}, not {opt!r}")
+    lr = check_positive("lr", lr)
     given = {k: v for k, v in (("weight_decay", weight_decay), ("tau", tau)) if v is not None}
     if len(given) != 1 or r.takes not in given:
         what = "tau (τ, in epochs)" if r.takes == "tau" else "weight_decay (λ)"
         got = " and ".join(f"{k}={v!r}" for k, v in given.items()) or "neither"
-        raise ValueError(f"rule {rule!r} takes {what} and nothing else; got {got}")
-    setting = _positive(r.takes, given[r.takes], zero_ok=r.takes == "weight_decay")
+        raise WdscaleError(f"rule {rule!r} takes {what} and nothing else; got {got}")
+    check_setting = check_positive if r.takes == "tau" else check_non_negative
+    setting = check_setting(r.takes, given[r.takes])
     if data is not None and not isinstance(data, DataFacts):
-        raise TypeError(f"data must be a wdscale.DataFacts, got {type(data).__name__}")
-    depth_mult = _positive("depth_mult", depth_mult)
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha):
-        raise ValueError(f"alpha={alpha!r} is not allowed: alpha must be a finite number")
+        raise WdscaleTypeError(f"data must be a wdscale.DataFacts, got {type(data).__name__}")
+    depth_mult = check_positive("depth_mult", depth_mult)
+    alpha = check_number("alpha", alpha)
 
     infos = classify(model, base, decay_vectors=decay_vectors, no_decay=no_decay)
     ctx = Context(
@@ -115,7 +207,7 @@ def plan(
         n_decayed=sum(p.numel for p in infos if p.decayed),
         n_params=sum(p.numel for p in infos),
         depth_mult=depth_mult,
-        alpha=float(alpha),
+        alpha=alpha,
     )
     mode = r.decay_mode(opt)
     assignments = []
@@ -123,7 +215,7 @@ def plan(
         lr_g, wd_g = r(p, ctx)
         wd_g = wd_g if p.decayed else 0.0
         if not (math.isfinite(lr_g) and lr_g > 0 and math.isfinite(wd_g) and wd_g >= 0):
-            raise ValueError(
+            raise WdscaleError(
                 f"rule {rule!r} gives {p.name!r} lr={lr_g!r}, weight_decay={wd_g!r}; "
                 "check the setting and the data facts"
             )
@@ -143,101 +235,194 @@ def plan(
             ShrinkWarning,
             stacklevel=3,
         )
-    return Plan(rule=r, optimizer=opt, mode=mode, assignments=assignments, data=data)
+    return RuleOutcome(rule=r, optimizer=opt, mode=mode, assignments=assignments, data=data)
 
 
-def _require_base(kwargs: dict[str, Any], model: nn.Module) -> None:
+def _require_base(outcome: RuleOutcome, base: Optional[nn.Module], model: nn.Module) -> None:
     """A width rule with neither a base nor mup's infshape would silently be the plain optimizer."""
-    rule = kwargs.get("rule")
-    if rule not in WIDTH_RULES or kwargs.get("base") is not None:
+    if not outcome.rule.needs_base or base is not None:
         return
     if any(hasattr(p, "infshape") for p in unwrap(model).parameters() if p.requires_grad):
         return
-    raise ValueError(
-        f"rule {rule!r} scales lr and weight_decay with width against a base model, but base=None and "
-        "the parameters carry no mup infshape: pass base=<the same model at the width where the "
+    raise WdscaleError(
+        f"rule {outcome.rule.name!r} scales lr and weight_decay with width against a base model, but base=None "
+        "and the parameters carry no mup infshape: pass base=<the same model at the width where the "
         "setting was tuned> (base=model if this is that width)"
     )
 
 
-def _groups(p: Plan) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, float, float], dict[str, Any]] = {}
-    for a in p.assignments:
-        key = (a.info.kind, a.lr, a.weight_decay)
+def _group_key(a: Assignment) -> tuple[ParamKind, float, float]:
+    """Parameters share a group when they share kind, lr and weight_decay."""
+    return a.info.kind, a.lr, a.weight_decay
+
+
+def _groups(outcome: RuleOutcome) -> list[dict[str, Any]]:
+    groups: dict[tuple[ParamKind, float, float], dict[str, Any]] = {}
+    for a in outcome.assignments:
         g = groups.setdefault(
-            key, {"params": [], "names": [], "kind": a.info.kind, "lr": a.lr, "weight_decay": a.weight_decay}
+            _group_key(a),
+            {"params": [], "names": [], "kind": a.info.kind, "lr": a.lr, "weight_decay": a.weight_decay},
         )
         g["params"].append(a.info.param)
         g["names"].append(a.info.name)
     return list(groups.values())
 
 
-def param_groups(model: nn.Module, **kwargs: Any) -> list[dict[str, Any]]:
-    """Parameter groups for a torch optimizer: dicts with `params`, `lr`, `weight_decay`, `names`, `kind`.
+@_with_args
+def param_groups(
+    model: nn.Module,
+    *,
+    rule: str,
+    lr: float,
+    weight_decay: Optional[float] = None,
+    tau: Optional[float] = None,
+    base: Optional[nn.Module] = None,
+    data: Optional[DataFacts] = None,
+    optimizer: str = "adamw",
+    decay_vectors: bool = False,
+    depth_mult: float = 1.0,
+    alpha: float = 1.0,
+    no_decay: Union[str, Iterable[str]] = (),
+) -> list[dict[str, Any]]:
+    """Parameter groups for a torch optimizer, one per (kind, lr, weight_decay).
 
-    Takes the arguments of `plan` (rule, lr, weight_decay or tau, base, data, optimizer, ...).
-    Every parameter lands in exactly one group. Whether `weight_decay` is coupled or decoupled
-    depends on the rule: see `decay_mode`, or let `wdscale.optimizer` build the right class.
+    Every trainable parameter lands in exactly one group. Whether `weight_decay` is coupled or
+    decoupled depends on the rule: see `decay_mode`, or let `wdscale.optimizer` build the right
+    class.
+
+    Args:
+        {ARGS}
+
+    Returns:
+        Dicts with `params`, `lr`, `weight_decay`, `names` (canonical parameter names) and `kind`.
+
+    Raises:
+        WdscaleError: as `apply_rule`, and a width rule without a base (or mup's infshape).
+        WdscaleTypeError: as `apply_rule`.
+
+    Warns:
+        ShrinkWarning: a decoupled group gets lr·weight_decay >= 1.
     """
-    p = plan(model, **kwargs)
-    _require_base(kwargs, model)
-    return _groups(p)
+    outcome = apply_rule(
+        model,
+        rule=rule,
+        lr=lr,
+        weight_decay=weight_decay,
+        tau=tau,
+        base=base,
+        data=data,
+        optimizer=optimizer,
+        decay_vectors=decay_vectors,
+        depth_mult=depth_mult,
+        alpha=alpha,
+        no_decay=no_decay,
+    )
+    _require_base(outcome, base, model)
+    return _groups(outcome)
 
 
-def _optimizer_class(name: str, mode: str) -> type[torch.optim.Optimizer]:
+def _optimizer_class(name: OptimizerName, mode: DecayMode) -> type[torch.optim.Optimizer]:
     if name == "sgd":
         return SGDW if mode == "decoupled" else torch.optim.SGD
     # coupled L2 under Adam is Adam(weight_decay=...), not AdamW
     return torch.optim.AdamW if mode == "decoupled" else torch.optim.Adam
 
 
-_PLAN_KEYS = tuple(k for k in inspect.signature(plan).parameters if k not in ("model", "rule", "lr", "optimizer"))
-
-
-def _optimizer_keys(cls: type[torch.optim.Optimizer]) -> set[str]:
-    keys = set(inspect.signature(cls.__init__).parameters)
-    if issubclass(cls, SGDW):
-        keys |= set(inspect.signature(torch.optim.SGD.__init__).parameters)
-    return keys - {"self", "params", "lr", "weight_decay", "kwargs", "args"}
-
-
-def optimizer(model: nn.Module, name: str, *, rule: str, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
-    """A stock torch optimizer (SGD, Adam, AdamW; or wdscale.SGDW) with the rule's per-group lr and λ.
-
-    `name` picks the update (sgd, adam, adamw); the rule picks coupled or decoupled decay, so
-    `rule="sum"` with "adamw" gives Adam with coupled L2, and `rule="decoupled"` with "sgd" gives
-    SGDW. Other keyword arguments go to `plan` when it takes them, else to the torch optimizer
-    (momentum, betas, eps, ...). `decoupled_weight_decay` is refused: the rule decides it, and
-    `explain` shows what it decided.
-    """
-    r, opt = get_rule(rule), _optimizer_name(name)
-    cls = _optimizer_class(opt, r.decay_mode(opt))
-    torch_keys = _optimizer_keys(cls)
-    if "decoupled_weight_decay" in kwargs:
-        raise ValueError(
-            f"decoupled_weight_decay={kwargs['decoupled_weight_decay']!r} is not allowed: the rule decides coupled or "
-            f"decoupled decay (rule {rule!r} with {opt!r} is {r.decay_mode(opt)}, so {cls.__name__}); for decoupled "
-            "decay pick a decoupled rule (decoupled, normalized, independent, timescale, power_lines, or mup "
-            "with adamw)"
+def _check_torch_keywords(opt: OptimizerName, cls_name: str, rule: Rule, torch_kwargs: dict[str, Any]) -> None:
+    if "decoupled_weight_decay" in torch_kwargs:
+        decoupled = [n for n, r in RULES.items() if opt in r.optimizers and r.decay_mode(opt) == "decoupled"]
+        raise WdscaleError(
+            f"decoupled_weight_decay={torch_kwargs['decoupled_weight_decay']!r} is not allowed: the rule decides "
+            f"coupled or decoupled decay (rule {rule.name!r} with {opt!r} is {rule.decay_mode(opt)}, so "
+            f"{cls_name}); for decoupled decay with {opt!r} pick a decoupled rule: {', '.join(decoupled)}"
         )
-    unknown = sorted(set(kwargs) - set(_PLAN_KEYS) - torch_keys)
+    torch_keys = TORCH_KEYWORDS[opt]
+    unknown = sorted(set(torch_kwargs) - set(torch_keys))
     if unknown:
-        allowed = sorted(set(_PLAN_KEYS) | torch_keys - {"decoupled_weight_decay"})
+        allowed = sorted(set(RULE_KEYWORDS) | set(torch_keys))
         hints = [
             f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, allowed, n=1)) else repr(k)
             for k in unknown
         ]
-        raise TypeError(
-            f"optimizer {opt!r} ({cls.__name__}) does not take {', '.join(hints)}, nor does the rule; "
-            f"allowed: {', '.join(_PLAN_KEYS)} (for the rule) and "
-            f"{', '.join(sorted(torch_keys - {'decoupled_weight_decay'}))} (for {cls.__name__}); "
-            "lr and weight_decay per group come from the rule"
+        raise WdscaleTypeError(
+            f"optimizer {opt!r} ({cls_name}) does not take {', '.join(hints)}, nor does the rule; "
+            f"allowed: {', '.join(RULE_KEYWORDS)} (for the rule) and {', '.join(sorted(torch_keys))} "
+            f"(for {cls_name}); lr and weight_decay per group come from the rule"
         )
-    plan_kwargs = {k: v for k, v in kwargs.items() if k in _PLAN_KEYS}
-    opt_kwargs = {k: v for k, v in kwargs.items() if k not in _PLAN_KEYS}
-    p = plan(model, rule=rule, lr=lr, optimizer=name, **plan_kwargs)
-    _require_base({"rule": rule, **plan_kwargs}, model)
-    return cls(_groups(p), lr=float(lr), **opt_kwargs)
+
+
+def optimizer(
+    model: nn.Module,
+    name: str,
+    *,
+    rule: str,
+    lr: float,
+    weight_decay: Optional[float] = None,
+    tau: Optional[float] = None,
+    base: Optional[nn.Module] = None,
+    data: Optional[DataFacts] = None,
+    decay_vectors: bool = False,
+    depth_mult: float = 1.0,
+    alpha: float = 1.0,
+    no_decay: Union[str, Iterable[str]] = (),
+    **torch_kwargs: Any,
+) -> torch.optim.Optimizer:
+    """A stock torch optimizer (SGD, Adam, AdamW; or wdscale.SGDW) with the rule's per-group lr and λ.
+
+    `name` picks the update (sgd, adam, adamw); the rule picks coupled or decoupled decay, so
+    `rule="sum"` with "adamw" gives Adam with coupled L2, and `rule="decoupled"` with "sgd" gives
+    SGDW. `explain` shows what it decided.
+
+    Args:
+        model: the model (DDP, DataParallel and torch.compile wrappers are looked through).
+        name: the update: "sgd", "adam" or "adamw" (any case).
+        rule: a rule name (`wdscale rules` lists them, `register_rule` adds one).
+        lr: the base learning rate η, a finite number > 0; also the optimizer's default lr.
+        weight_decay: the setting λ (>= 0), for rules that take it.
+        tau: the setting τ in epochs (> 0), for rules that take it (timescale, power_lines).
+        base: the same model at the width where the setting was tuned; the width rules (mup,
+            sqrt_width, completep) need it unless the parameters carry mup's infshape.
+        data: facts about the data and run, for rules that need them (N, B, T).
+        decay_vectors: decay biases and norm gains too.
+        depth_mult: m_L = depth / base depth (completep), > 0.
+        alpha: CompleteP's depth exponent.
+        no_decay: a parameter or module name, or a list of them, never to decay.
+        **torch_kwargs: passed to the torch constructor; those `TORCH_KEYWORDS[name]` lists:
+            sgd: momentum, dampening, nesterov; adam/adamw: betas, eps, amsgrad, capturable;
+            all: maximize, foreach, differentiable, fused.
+
+    Returns:
+        torch.optim.SGD, wdscale.SGDW, torch.optim.Adam or torch.optim.AdamW, its param_groups
+        those of `param_groups` (with `names` and `kind`).
+
+    Raises:
+        WdscaleTypeError: a keyword neither the rule nor the torch optimizer takes (named, with
+            the likely intent), and as `param_groups`.
+        WdscaleError: `decoupled_weight_decay` (the rule decides it), and as `param_groups`.
+
+    Warns:
+        ShrinkWarning: a decoupled group gets lr·weight_decay >= 1.
+    """
+    r, opt = get_rule(rule), _optimizer_name(name)
+    cls = _optimizer_class(opt, r.decay_mode(opt))
+    _check_torch_keywords(opt, cls.__name__, r, torch_kwargs)
+    outcome = apply_rule(
+        model,
+        rule=rule,
+        lr=lr,
+        weight_decay=weight_decay,
+        tau=tau,
+        base=base,
+        data=data,
+        optimizer=opt,
+        decay_vectors=decay_vectors,
+        depth_mult=depth_mult,
+        alpha=alpha,
+        no_decay=no_decay,
+    )
+    _require_base(outcome, base, model)
+    build: Callable[..., torch.optim.Optimizer] = cls  # torch's subclasses take lr; the base class does not
+    return build(_groups(outcome), lr=float(lr), **torch_kwargs)
 
 
 # -- explain --------------------------------------------------------------------------------------
@@ -245,10 +430,12 @@ def optimizer(model: nn.Module, name: str, *, rule: str, lr: float, **kwargs: An
 
 @dataclass(frozen=True)
 class ExplainRow:
-    group: int
+    """One parameter in `explain`'s table."""
+
+    group: int  # index of its group in `param_groups`' list
     name: str
     shape: tuple[int, ...]
-    kind: str
+    kind: ParamKind
     fan_in: int
     width_mult: float
     decayed: bool
@@ -261,9 +448,11 @@ class ExplainRow:
 
 @dataclass(frozen=True)
 class Explanation:
+    """What a rule gives each parameter of a model; `str()` is the table `wdscale explain` prints."""
+
     rule: Rule
-    optimizer: str
-    mode: str
+    optimizer: OptimizerName
+    mode: DecayMode
     rows: list[ExplainRow]
     frozen: list[str] = field(default_factory=list)  # requires_grad=False: in no group, not counted
 
@@ -323,19 +512,62 @@ class Explanation:
         return "\n".join(out)
 
 
-def explain(model: nn.Module, **kwargs: Any) -> Explanation:
+@_with_args
+def explain(
+    model: nn.Module,
+    *,
+    rule: str,
+    lr: float,
+    weight_decay: Optional[float] = None,
+    tau: Optional[float] = None,
+    base: Optional[nn.Module] = None,
+    data: Optional[DataFacts] = None,
+    optimizer: str = "adamw",
+    decay_vectors: bool = False,
+    depth_mult: float = 1.0,
+    alpha: float = 1.0,
+    no_decay: Union[str, Iterable[str]] = (),
+) -> Explanation:
     """A table a person reads: per parameter its group, kind, fan_in, width multiplier, lr, λ,
-    per-step shrink factor and timescale τ in steps and epochs. Same arguments as `plan`."""
-    p = plan(model, **kwargs)
-    _require_base(kwargs, model)
-    index = {}
+    per-step shrink factor and timescale τ in steps and epochs.
+
+    Args:
+        {ARGS}
+
+    Returns:
+        The `Explanation`; `print()` it for the table.
+
+    Raises:
+        WdscaleError: as `param_groups`.
+        WdscaleTypeError: as `param_groups`.
+
+    Warns:
+        ShrinkWarning: a decoupled group gets lr·weight_decay >= 1 (the table flags it too).
+    """
+    outcome = apply_rule(
+        model,
+        rule=rule,
+        lr=lr,
+        weight_decay=weight_decay,
+        tau=tau,
+        base=base,
+        data=data,
+        optimizer=optimizer,
+        decay_vectors=decay_vectors,
+        depth_mult=depth_mult,
+        alpha=alpha,
+        no_decay=no_decay,
+    )
+    _require_base(outcome, base, model)
+    index: dict[tuple[ParamKind, float, float], int] = {}
+    has_factor = outcome.mode == "decoupled" or outcome.optimizer == "sgd"
     rows = []
-    for a in p.assignments:
-        g = index.setdefault((a.info.kind, a.lr, a.weight_decay), len(index))
-        has_factor = p.mode == "decoupled" or p.optimizer == "sgd"
+    for a in outcome.assignments:
+        g = index.setdefault(_group_key(a), len(index))
         shrink = 1.0 - a.lr * a.weight_decay if has_factor else None
-        tau = 1.0 / (a.lr * a.weight_decay) if has_factor and a.weight_decay > 0 else None
-        tau_ep = tau / p.data.steps_per_epoch if tau is not None and p.data is not None else None
+        tau_steps = 1.0 / (a.lr * a.weight_decay) if has_factor and a.weight_decay > 0 else None
+        data_facts = outcome.data
+        tau_ep = tau_steps / data_facts.steps_per_epoch if tau_steps is not None and data_facts is not None else None
         rows.append(
             ExplainRow(
                 g,
@@ -348,9 +580,9 @@ def explain(model: nn.Module, **kwargs: Any) -> Explanation:
                 a.lr,
                 a.weight_decay,
                 shrink,
-                tau,
+                tau_steps,
                 tau_ep,
             )
         )
     frozen = [canonical_name(n) for n, q in unwrap(model).named_parameters() if not q.requires_grad]
-    return Explanation(p.rule, p.optimizer, p.mode, rows, frozen)
+    return Explanation(outcome.rule, outcome.optimizer, outcome.mode, rows, frozen)

@@ -1,17 +1,20 @@
 """Weight-decay scaling rules: one size-free setting -> per-parameter (lr, weight_decay).
 
-Each rule is a small pure function `(param: ParamInfo, ctx: Context) -> (lr_g, λ_g)` with its
-formula and source in its docstring. λ_g is what torch takes as `weight_decay`:
+Each rule is a small pure function `(param: ParamInfo, ctx: Context) -> (lr_g, λ_g)` held in a
+`Rule` with its formula and source. λ_g is what torch takes as `weight_decay`:
 
 * coupled rules add λ_g·w to the gradient (torch SGD / Adam `weight_decay`), i.e. the loss gains
-  (λ_g/2)·Σ w². Factor-2 convention: the question's `λ_q Σ w²` has gradient 2λ_q·w, so λ_g = 2λ_q.
+  (λ_g/2)·Σ w². Factor-2 convention: a penalty written `λ_q Σ w²` has gradient 2λ_q·w, so λ_g = 2λ_q.
 * decoupled rules shrink `w ← w·(1 − lr_g·λ_g)` each step (torch AdamW; wdscale.SGDW for SGD).
 * rules with mode "optimizer" follow the optimizer's name: "adamw" decoupled, "sgd"/"adam" coupled.
 
-Notation as in ../shared/references.md: η lr, B batch size, N training samples, T epochs,
-P decayed parameters, m width multiplier against the base model, m_L depth multiplier.
-Parameters that are not decayed (vectors unless asked, `no_weight_decay()` names) get λ_g = 0
-whatever the rule says; their lr still follows the rule.
+Notation: η the base lr, λ the setting (τ for rules that take tau), B batch size, N training
+samples, T epochs, D = N·T samples seen in the run, P decayed parameters, m (m_N) the width
+multiplier against the base model, m_L the depth multiplier, r = fan_in multiplier / fan_out
+multiplier. Parameters that are not decayed (vectors unless asked, `no_weight_decay()` names) get
+λ_g = 0 whatever the rule says; their lr still follows the rule.
+
+Add a rule of your own with `register_rule(Rule(...))`.
 """
 
 from __future__ import annotations
@@ -19,18 +22,32 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Literal, Optional, get_args
 
+from .checks import check_choice, check_positive, check_positive_int
+from .errors import WdscaleError, WdscaleTypeError
 from .groups import ParamInfo
+
+OptimizerName = Literal["sgd", "adam", "adamw"]
+OPTIMIZER_NAMES: tuple[OptimizerName, ...] = get_args(OptimizerName)
+DecayMode = Literal["coupled", "decoupled"]
+RuleMode = Literal["coupled", "decoupled", "optimizer"]  # "optimizer": decoupled under adamw, else coupled
+SettingKind = Literal["weight_decay", "tau"]  # what a rule takes: λ, or the timescale τ in epochs
 
 
 @dataclass(frozen=True)
 class DataFacts:
     """Facts about the training data and run that some rules need.
 
-    n_samples: training samples N (or sequences / tokens, in the unit the batch size counts)
-    batch_size: B, samples per optimizer step
-    epochs: T, passes over the data; or give `steps` (total optimizer steps) instead
+    Args:
+        n_samples: training samples N (or sequences / tokens, in the unit the batch size counts).
+        batch_size: B, samples per optimizer step; at most `n_samples`.
+        epochs: T, passes over the data (a positive number); or give `steps` instead.
+        steps: total optimizer steps (a positive integer); or give `epochs` instead.
+
+    Raises:
+        WdscaleError: a value out of range, a batch larger than the data, or both epochs and steps.
+        WdscaleTypeError: a value that is not a number.
     """
 
     n_samples: int
@@ -41,28 +58,22 @@ class DataFacts:
     def __post_init__(self) -> None:
         # numpy integers and floats are fine; store plain Python numbers
         for name in ("n_samples", "batch_size"):
-            value = getattr(self, name)
-            if not _is_integer(value) or value <= 0:
-                raise ValueError(f"DataFacts.{name} must be a positive integer, got {value!r}")
-            object.__setattr__(self, name, int(value))
+            object.__setattr__(self, name, check_positive_int(f"DataFacts.{name}", getattr(self, name)))
         if self.batch_size > self.n_samples:
-            raise ValueError(
+            raise WdscaleError(
                 f"DataFacts.batch_size={self.batch_size} is larger than n_samples={self.n_samples}: "
                 "a batch cannot hold more samples than the data set; allowed: 1 <= batch_size <= n_samples"
             )
         if self.epochs is not None and self.steps is not None:
-            raise ValueError(
+            raise WdscaleError(
                 f"give DataFacts either epochs or steps, not both (got epochs={self.epochs!r}, "
                 f"steps={self.steps!r}): steps = epochs · n_samples / batch_size"
             )
         if self.epochs is not None:
-            if not (_finite(self.epochs) and self.epochs > 0):
-                raise ValueError(f"DataFacts.epochs must be a positive finite number, got {self.epochs!r}")
-            object.__setattr__(self, "epochs", float(self.epochs) if not _is_integer(self.epochs) else int(self.epochs))
+            epochs = check_positive("DataFacts.epochs", self.epochs)
+            object.__setattr__(self, "epochs", int(epochs) if isinstance(self.epochs, numbers.Integral) else epochs)
         if self.steps is not None:
-            if not _is_integer(self.steps) or self.steps <= 0:
-                raise ValueError(f"DataFacts.steps must be a positive integer, got {self.steps!r}")
-            object.__setattr__(self, "steps", int(self.steps))
+            object.__setattr__(self, "steps", check_positive_int("DataFacts.steps", self.steps))
 
     @property
     def steps_per_epoch(self) -> float:
@@ -71,42 +82,46 @@ class DataFacts:
 
     @property
     def total_epochs(self) -> Optional[float]:
+        """T: passes over the data in the whole run (from `steps` if given so); None if unknown."""
         if self.epochs is not None:
             return float(self.epochs)
         return None if self.steps is None else self.steps / self.steps_per_epoch
 
     @property
     def samples_seen(self) -> Optional[float]:
-        """D: samples (tokens) processed in the whole run."""
+        """D: samples (tokens) processed in the whole run; None if the run length is unknown."""
         t = self.total_epochs
         return None if t is None else t * self.n_samples
 
 
 @dataclass(frozen=True)
 class Context:
-    """What a rule knows besides the parameter itself."""
+    """What a rule knows besides the parameter itself: its second argument.
 
-    lr: float  # the base learning rate η
-    setting: float  # the size-free setting: λ, or τ for rules that take tau
-    optimizer: str  # "sgd" | "adam" | "adamw"
+    Attributes:
+        lr: the base learning rate η.
+        setting: the size-free setting: λ, or τ for rules that take tau.
+        optimizer: the optimizer's name.
+        data: the data facts given to `param_groups` / `optimizer`, or None.
+        n_decayed: P, decayed scalar parameters in the model.
+        n_params: all trainable scalar parameters.
+        depth_mult: m_L = depth / base depth.
+        alpha: CompleteP's depth exponent.
+    """
+
+    lr: float
+    setting: float
+    optimizer: OptimizerName
     data: Optional[DataFacts]
-    n_decayed: int  # P: decayed scalar parameters in the model
-    n_params: int  # all scalar parameters
-    depth_mult: float = 1.0  # m_L = depth / base depth
-    alpha: float = 1.0  # CompleteP's depth exponent
+    n_decayed: int
+    n_params: int
+    depth_mult: float = 1.0
+    alpha: float = 1.0
 
     @property
     def sgd(self) -> bool:
+        """The optimizer is SGD (μP's multipliers differ for SGD and Adam)."""
         return self.optimizer == "sgd"
-
-
-def _finite(x: object) -> bool:
-    """A finite real number: int, float or a numpy scalar (numbers.Real), not a bool."""
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _is_integer(x: object) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
 # -- shared piece: μP per-layer multipliers ------------------------------------------------------
@@ -136,21 +151,32 @@ def mup_multipliers(p: ParamInfo, sgd: bool) -> tuple[float, float]:
 
 
 def _need(ctx: Context, rule: str, *facts: str) -> DataFacts:
+    """The data facts a rule needs, or a WdscaleError naming them."""
     if ctx.data is None:
-        raise ValueError(f"rule {rule!r} needs data=DataFacts({', '.join(f + '=...' for f in facts)}); none was given")
+        raise WdscaleError(
+            f"rule {rule!r} needs data=DataFacts({', '.join(f + '=...' for f in facts)}); none was given"
+        )
     if "epochs" in facts and ctx.data.total_epochs is None:
-        raise ValueError(f"rule {rule!r} needs the run length: DataFacts(epochs=...) or DataFacts(steps=...)")
+        raise WdscaleError(f"rule {rule!r} needs the run length: DataFacts(epochs=...) or DataFacts(steps=...)")
     return ctx.data
 
 
+def _run_length(d: DataFacts) -> tuple[float, float]:
+    """(T epochs, D samples seen) of a run whose length `_need(..., "epochs")` has checked."""
+    epochs = d.total_epochs
+    assert epochs is not None, "_need checks the run length first"
+    return epochs, epochs * d.n_samples
+
+
 # -- the rules ------------------------------------------------------------------------------------
+# Each takes (parameter, context) and returns (lr_g, λ_g); the registry below holds its formula and
+# source.
 
 
 def sum_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
     """sum — coupled L2 on the sum of squares: loss + (λ/2) Σ w², gradient gains λ·w.
 
-    λ_g = λ. The per-coordinate pull does not depend on P. Source: standard L2 regularisation
-    (the "sum square" of the question).
+    λ_g = λ. The per-coordinate pull does not depend on P.
     """
     return ctx.lr, ctx.setting
 
@@ -159,7 +185,7 @@ def mean_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
     """mean — coupled L2 on the mean of squares: loss + (λ/2P) Σ w², P = decayed parameters.
 
     λ_g = λ / P: the per-weight decay falls as 1/P, so the optimal λ must grow ∝ P just to stand
-    still. Source: algebra ("mean square" of the question).
+    still.
     """
     return ctx.lr, ctx.setting / ctx.n_decayed if ctx.n_decayed else 0.0
 
@@ -167,8 +193,7 @@ def mean_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
 def per_sample_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
     """per_sample — the MAP form: (Σ_i CE_i + (λ/2) Σ w²) / N, λ = 1/σ² the prior precision.
 
-    λ_g = λ / N: a Gaussian prior N(0, σ²) is worth less as data grows. Source: MAP estimation
-    with a Gaussian prior (the seed answer's form; laplace-torch's prior precision δ ↔ λ = δ).
+    λ_g = λ / N: a Gaussian prior N(0, σ²) is worth less as data grows.
     """
     return ctx.lr, ctx.setting / _need(ctx, "per_sample", "n_samples").n_samples
 
@@ -176,8 +201,7 @@ def per_sample_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
 def per_minibatch_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
     """per_minibatch — λ given per epoch, spread over the N/B minibatches of an epoch.
 
-    λ_g = λ · B / N (coupled). Source: Bengio 2012, "Practical recommendations for gradient-based
-    training of deep architectures", via the seed question's comment.
+    λ_g = λ · B / N (coupled).
     """
     d = _need(ctx, "per_minibatch", "n_samples", "batch_size")
     return ctx.lr, ctx.setting * d.batch_size / d.n_samples
@@ -186,7 +210,7 @@ def per_minibatch_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
 def decoupled_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
     """decoupled — AdamW-style decay w ← w·(1 − η λ), outside the adaptive update.
 
-    λ_g = λ. Source: Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019).
+    λ_g = λ.
     """
     return ctx.lr, ctx.setting
 
@@ -195,18 +219,18 @@ def normalized_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
     """normalized — λ = λ_norm · sqrt(B / (N · T)), decoupled.
 
     Keeps the total decay over a run fixed across run lengths and data sizes; λ_norm ≈ 0.025–0.05
-    transferred CIFAR-10 → ImageNet32. Source: Loshchilov & Hutter, ICLR 2019, App. B.1.
+    transferred CIFAR-10 → ImageNet32 in the source.
     """
     d = _need(ctx, "normalized", "n_samples", "batch_size", "epochs")
-    return ctx.lr, ctx.setting * math.sqrt(d.batch_size / (d.n_samples * d.total_epochs))
+    epochs, _ = _run_length(d)
+    return ctx.lr, ctx.setting * math.sqrt(d.batch_size / (d.n_samples * epochs))
 
 
 def independent_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
     """independent — decay not multiplied by the lr: w ← w·(1 − s_t λ̃), s_t the schedule factor.
 
     In torch's AdamW terms λ_g = λ̃ / η_g, so the per-step decay is λ̃ whatever the peak lr or
-    width. Source: Wortsman et al. 2023, "Small-scale proxies for large-scale Transformer training
-    instabilities"; unit-scaling's `independent_weight_decay`.
+    width.
     """
     return ctx.lr, ctx.setting / ctx.lr
 
@@ -216,8 +240,6 @@ def timescale_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
 
     τ_iter = τ · N / B;  λ_g = 1 / (η_g · τ_iter), decoupled. With a base model the groups take
     μP's lr (hidden η/m for Adam), as in the source's experiments, so λ_g ∝ fan_in; λ ∝ B; λ ∝ 1/N.
-    Source: Wang & Aitchison, "How to set AdamW's weight decay as you scale model and dataset
-    size" (ICML 2025).
     """
     d = _need(ctx, "timescale", "n_samples", "batch_size")
     lr_g = ctx.lr * mup_multipliers(p, ctx.sgd)[0]
@@ -232,21 +254,21 @@ def power_lines_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
 
     τ = B / (η λ D) is the EMA timescale as a fraction of the run (D samples seen in all), so
     λ_g = B / (η_g · τ · D), decoupled; the setting is c (τ at TPP = 1). Groups take μP's lr with a
-    base, as `timescale`. Source: Bergsma et al. 2025, "Power Lines: Scaling Laws for Weight Decay
-    and Batch Size in LLM Pre-training" (exponent −0.527, R² 0.975 over 111M–3.3B parameters).
+    base, as `timescale`. The exponent −0.527 was fitted (R² 0.975) over 111M–3.3B parameters.
     """
     d = _need(ctx, "power_lines", "n_samples", "batch_size", "epochs")
-    tau = ctx.setting * (d.samples_seen / ctx.n_params) ** POWER_LINES_EXPONENT
+    _, samples_seen = _run_length(d)
+    tau = ctx.setting * (samples_seen / ctx.n_params) ** POWER_LINES_EXPONENT
     lr_g = ctx.lr * mup_multipliers(p, ctx.sgd)[0]
-    return lr_g, d.batch_size / (lr_g * tau * d.samples_seen)
+    return lr_g, d.batch_size / (lr_g * tau * samples_seen)
 
 
 def mup_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
     """mup — μP per-layer lr, with the decay scaled so each group's η_g·λ_g (its timescale) is fixed.
 
     Adam: hidden η/m, λ·m; SGD: vector-like η·m, λ/m, matrix-like η/r, λ·r (see
-    `mup_multipliers`). Source: microsoft/mup `mup/optim.py` (MuAdam, MuAdamW, MuSGD; their
-    `decoupled_wd=False` default scales λ this way); Yang et al. 2022, Tensor Programs V.
+    `mup_multipliers`); mup's MuAdam/MuAdamW/MuSGD with their `decoupled_wd=False` default scale λ
+    this way.
     """
     lr_mult, wd_mult = mup_multipliers(p, ctx.sgd)
     return ctx.lr * lr_mult, ctx.setting * wd_mult
@@ -256,8 +278,7 @@ def sqrt_width_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
     """sqrt_width — hidden matrices η ∝ 1/d and λ ∝ √d (η λ ∝ d^−½); vectors η = Θ(1), λ = 0.
 
     The rival of λ ∝ d: it holds the top singular value ≈ sqrt(η/λ)·d^0.75 of hidden layers.
-    Other matrices take μP's Adam lr with λ·√(their width multiplier). Source: Fan et al. 2025,
-    arXiv 2510.15262.
+    Other matrices take μP's Adam lr with λ·√(their width multiplier).
     """
     if len(p.shape) < 2:
         return ctx.lr, 0.0
@@ -269,8 +290,7 @@ def completep_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
     """completep — width and depth: hidden η · m_N⁻¹ · m_L^(α−1), λ · m_N; others as μP Adam.
 
     With α = 1 (the default) η λ is fixed across width and depth. The forward pass must also scale
-    each residual branch by m_L^−α (a model choice, not the optimizer's). Source: Dey et al. 2025,
-    "Don't be lazy: CompleteP enables compute-efficient deep transformers".
+    each residual branch by m_L^−α (a model choice, not the optimizer's).
     """
     lr_mult, wd_mult = mup_multipliers(p, sgd=False)
     if p.kind == "hidden":
@@ -282,7 +302,7 @@ def prior_matched_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
     """prior_matched — a Gaussian prior whose variance follows the init: σ_l² = c / fan_in.
 
     Coupled λ_l = 1 / (σ_l² N) = λ · fan_in / N with λ = 1/c, so wider layers (smaller init) are
-    pulled harder. Source: the MAP reading of L2; MacKay's evidence framework for per-layer priors.
+    pulled harder.
     """
     d = _need(ctx, "prior_matched", "n_samples")
     return ctx.lr, ctx.setting * p.fan_in / d.n_samples
@@ -290,19 +310,57 @@ def prior_matched_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
 
 # -- the registry ---------------------------------------------------------------------------------
 
+RuleFn = Callable[[ParamInfo, Context], tuple[float, float]]
+
 
 @dataclass(frozen=True)
 class Rule:
+    """A weight-decay scaling rule: its function and what a person needs to know about it.
+
+    Args:
+        name: the name `param_groups(rule=...)` and the CLI take.
+        fn: `(param: ParamInfo, ctx: Context) -> (lr_g, λ_g)`, a pure function.
+        summary: one line on what the rule does.
+        formula: λ_g (and lr_g where it changes) in the notation of this module.
+        source: where the rule comes from: the paper or project, as a citation.
+        takes: the setting it takes: "weight_decay" (λ) or "tau" (τ, in epochs).
+        mode: "coupled", "decoupled", or "optimizer" (decoupled under adamw, coupled otherwise).
+        optimizers: the optimizers it is defined for.
+        needs_base: it scales lr and λ with width against a base model, so `param_groups`,
+            `optimizer` and `explain` refuse it without `base` (or mup's infshape).
+
+    Raises:
+        WdscaleError: a field out of its value set (an unknown mode, setting or optimizer; an
+            empty name, summary, formula or source).
+        WdscaleTypeError: `fn` is not callable.
+    """
+
     name: str
-    fn: Callable[[ParamInfo, Context], tuple[float, float]]
+    fn: RuleFn
     summary: str
     formula: str
     source: str
-    takes: str = "weight_decay"  # the setting it takes: "weight_decay" (λ) or "tau" (τ)
-    mode: str = "coupled"  # "coupled" | "decoupled" | "optimizer"
-    optimizers: tuple[str, ...] = ("sgd", "adam", "adamw")
+    takes: SettingKind = "weight_decay"
+    mode: RuleMode = "coupled"
+    optimizers: tuple[OptimizerName, ...] = OPTIMIZER_NAMES
+    needs_base: bool = False
 
-    def decay_mode(self, optimizer: str) -> str:
+    def __post_init__(self) -> None:
+        for text in ("name", "summary", "formula", "source"):
+            value = getattr(self, text)
+            if not isinstance(value, str) or not value.strip():
+                raise WdscaleError(f"Rule.{text}={value!r} is not allowed: Rule.{text} must be a non-empty string")
+        if not callable(self.fn):
+            raise WdscaleTypeError(f"Rule.fn must be a function (param, ctx) -> (lr, weight_decay), got {self.fn!r}")
+        check_choice("Rule.takes", self.takes, get_args(SettingKind))
+        check_choice("Rule.mode", self.mode, get_args(RuleMode))
+        if not self.optimizers:
+            raise WdscaleError(f"Rule.optimizers is empty for rule {self.name!r}: name one of {OPTIMIZER_NAMES}")
+        for opt in self.optimizers:
+            check_choice("Rule.optimizers", opt, OPTIMIZER_NAMES)
+
+    def decay_mode(self, optimizer: OptimizerName) -> DecayMode:
+        """How this rule's decay is applied under `optimizer`: "coupled" (L2) or "decoupled"."""
         if self.mode != "optimizer":
             return self.mode
         return "decoupled" if optimizer == "adamw" else "coupled"
@@ -311,98 +369,192 @@ class Rule:
         return self.fn(p, ctx)
 
 
-def _rule(name: str, fn, summary: str, formula: str, **kw) -> Rule:
-    source = fn.__doc__.rsplit("Source:", 1)[1].strip().replace("\n", " ")
-    return Rule(name=name, fn=fn, summary=summary, formula=formula, source=" ".join(source.split()), **kw)
+_LOSHCHILOV_HUTTER = 'Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019'
+_TENSOR_PROGRAMS_V = (
+    'Yang et al., "Tensor Programs V: Tuning Large Neural Networks via Zero-Shot Hyperparameter Transfer", 2022'
+)
+
+_BUILTIN_RULES = [
+    Rule(
+        "sum",
+        sum_rule,
+        "coupled L2 on Σw²: per-coordinate pull independent of model size",
+        "λ_g = λ",
+        'standard L2 regularisation; Krogh & Hertz, "A Simple Weight Decay Can Improve Generalization", NIPS 1991',
+    ),
+    Rule(
+        "mean",
+        mean_rule,
+        "coupled L2 on Σw²/P: per-weight decay falls as 1/P",
+        "λ_g = λ / P",
+        "the sum rule's penalty averaged over the P decayed parameters (a normalisation, no paper)",
+    ),
+    Rule(
+        "per_sample",
+        per_sample_rule,
+        "MAP: both loss terms divided by N (λ = prior precision)",
+        "λ_g = λ / N",
+        'MAP estimation with a Gaussian prior; MacKay, "A Practical Bayesian Framework for Backpropagation '
+        "Networks\", Neural Computation 1992; laplace-torch's prior precision",
+    ),
+    Rule(
+        "per_minibatch",
+        per_minibatch_rule,
+        "λ per epoch, divided by the N/B minibatches (Bengio 2012)",
+        "λ_g = λ · B / N",
+        'Bengio, "Practical Recommendations for Gradient-Based Training of Deep Architectures", 2012',
+    ),
+    Rule(
+        "decoupled",
+        decoupled_rule,
+        "AdamW decoupled decay w ← w(1 − ηλ)",
+        "λ_g = λ",
+        _LOSHCHILOV_HUTTER,
+        mode="decoupled",
+    ),
+    Rule(
+        "normalized",
+        normalized_rule,
+        "AdamW normalised decay, fixed over run length and data size",
+        "λ_g = λ · sqrt(B / (N T))",
+        f"{_LOSHCHILOV_HUTTER}, Appendix B.1",
+        mode="decoupled",
+    ),
+    Rule(
+        "independent",
+        independent_rule,
+        "decay not multiplied by lr: per-step decay λ",
+        "λ_g = λ / η_g",
+        'Wortsman et al., "Small-scale proxies for large-scale Transformer training instabilities", 2023; '
+        "unit-scaling's independent_weight_decay",
+        mode="decoupled",
+    ),
+    Rule(
+        "timescale",
+        timescale_rule,
+        "fixed AdamW EMA timescale τ in epochs, every group, every size",
+        "λ_g = B / (η_g · N · τ)",
+        'Wang & Aitchison, "How to set AdamW\'s weight decay as you scale model and dataset size", ICML 2025',
+        takes="tau",
+        mode="decoupled",
+    ),
+    Rule(
+        "power_lines",
+        power_lines_rule,
+        "τ = c · TPP^−0.527 from tokens per parameter",
+        "λ_g = B / (η_g · D · c · (D/P)^−0.527)",
+        'Bergsma et al., "Power Lines: Scaling Laws for Weight Decay and Batch Size in LLM Pre-training", 2025',
+        takes="tau",
+        mode="decoupled",
+    ),
+    Rule(
+        "mup",
+        mup_rule,
+        "μP per-layer lr; λ scaled to keep η_g λ_g fixed per group",
+        "Adam: hidden η/m, λ·m; SGD: vector η·m, λ/m, matrix η/r, λ·r",
+        f"{_TENSOR_PROGRAMS_V}; microsoft/mup, mup/optim.py (MuAdam, MuAdamW, MuSGD)",
+        mode="optimizer",
+        needs_base=True,
+    ),
+    Rule(
+        "sqrt_width",
+        sqrt_width_rule,
+        "hidden η ∝ 1/d, λ ∝ √d; vectors λ = 0 (Fan et al. 2025)",
+        "hidden: η/m, λ·√m",
+        "Fan et al., 2025, arXiv:2510.15262",
+        mode="optimizer",
+        optimizers=("adam", "adamw"),
+        needs_base=True,
+    ),
+    Rule(
+        "completep",
+        completep_rule,
+        "width and depth: hidden η m_N⁻¹ m_L^(α−1), λ m_N (CompleteP)",
+        "hidden: η · m_N⁻¹ · m_L^(α−1), λ · m_N",
+        'Dey et al., "Don\'t be lazy: CompleteP enables compute-efficient deep transformers", 2025',
+        mode="optimizer",
+        optimizers=("adam", "adamw"),
+        needs_base=True,
+    ),
+    Rule(
+        "prior_matched",
+        prior_matched_rule,
+        "prior variance ∝ init variance: λ_l ∝ fan_in / N",
+        "λ_l = λ · fan_in / N",
+        "the MAP reading of L2 with a per-layer Gaussian prior as wide as the init; MacKay, "
+        '"A Practical Bayesian Framework for Backpropagation Networks", Neural Computation 1992',
+    ),
+]
+
+RULES: dict[str, Rule] = {r.name: r for r in _BUILTIN_RULES}
 
 
-RULES: dict[str, Rule] = {
-    r.name: r
-    for r in [
-        _rule("sum", sum_rule, "coupled L2 on Σw²: per-coordinate pull independent of model size", "λ_g = λ"),
-        _rule("mean", mean_rule, "coupled L2 on Σw²/P: per-weight decay falls as 1/P", "λ_g = λ / P"),
-        _rule("per_sample", per_sample_rule, "MAP: both loss terms divided by N (λ = prior precision)", "λ_g = λ / N"),
-        _rule(
-            "per_minibatch",
-            per_minibatch_rule,
-            "λ per epoch, divided by the N/B minibatches (Bengio 2012)",
-            "λ_g = λ · B / N",
-        ),
-        _rule("decoupled", decoupled_rule, "AdamW decoupled decay w ← w(1 − ηλ)", "λ_g = λ", mode="decoupled"),
-        _rule(
-            "normalized",
-            normalized_rule,
-            "AdamW normalised decay, fixed over run length and data size",
-            "λ_g = λ · sqrt(B / (N T))",
-            mode="decoupled",
-        ),
-        _rule(
-            "independent",
-            independent_rule,
-            "decay not multiplied by lr: per-step decay λ",
-            "λ_g = λ / η_g",
-            mode="decoupled",
-        ),
-        _rule(
-            "timescale",
-            timescale_rule,
-            "fixed AdamW EMA timescale τ in epochs, every group, every size",
-            "λ_g = B / (η_g · N · τ)",
-            takes="tau",
-            mode="decoupled",
-        ),
-        _rule(
-            "power_lines",
-            power_lines_rule,
-            "τ = c · TPP^−0.527 from tokens per parameter",
-            "λ_g = B / (η_g · D · c · (D/P)^−0.527)",
-            takes="tau",
-            mode="decoupled",
-        ),
-        _rule(
-            "mup",
-            mup_rule,
-            "μP per-layer lr; λ scaled to keep η_g λ_g fixed per group",
-            "Adam: hidden η/m, λ·m; SGD: vector η·m, λ/m, matrix η/r, λ·r",
-            mode="optimizer",
-        ),
-        _rule(
-            "sqrt_width",
-            sqrt_width_rule,
-            "hidden η ∝ 1/d, λ ∝ √d; vectors λ = 0 (Fan et al. 2025)",
-            "hidden: η/m, λ·√m",
-            mode="optimizer",
-            optimizers=("adam", "adamw"),
-        ),
-        _rule(
-            "completep",
-            completep_rule,
-            "width and depth: hidden η m_N⁻¹ m_L^(α−1), λ m_N (CompleteP)",
-            "hidden: η · m_N⁻¹ · m_L^(α−1), λ · m_N",
-            mode="optimizer",
-            optimizers=("adam", "adamw"),
-        ),
-        _rule(
-            "prior_matched",
-            prior_matched_rule,
-            "prior variance ∝ init variance: λ_l ∝ fan_in / N",
-            "λ_l = λ · fan_in / N",
-        ),
-    ]
-}
+def register_rule(rule: Rule) -> Rule:
+    """Add a rule of your own: `param_groups`, `optimizer`, `explain` and `wdscale rules` take it.
+
+    Args:
+        rule: the rule; its `name` must be new.
+
+    Returns:
+        `rule`, so `register_rule(Rule(...))` can stand in an assignment.
+
+    Raises:
+        WdscaleTypeError: `rule` is not a `wdscale.Rule`.
+        WdscaleError: a rule of that name is registered already.
+    """
+    if not isinstance(rule, Rule):
+        raise WdscaleTypeError(f"register_rule takes a wdscale.Rule, got {type(rule).__name__}")
+    if rule.name in RULES:
+        raise WdscaleError(
+            f"a rule named {rule.name!r} is registered already ({RULES[rule.name].summary}); give yours another name"
+        )
+    RULES[rule.name] = rule
+    return rule
 
 
 def get_rule(name: str) -> Rule:
+    """The registered rule of this name.
+
+    Args:
+        name: a key of `RULES`.
+
+    Returns:
+        The `Rule`.
+
+    Raises:
+        WdscaleError: no rule has this name.
+    """
     if not isinstance(name, str) or name not in RULES:
-        raise ValueError(f"unknown rule {name!r}; known rules: {', '.join(RULES)}")
+        raise WdscaleError(f"unknown rule {name!r}; known rules: {', '.join(RULES)}")
     return RULES[name]
 
 
-def setting_kind(rule: str) -> str:
-    """ "weight_decay" or "tau": which setting the rule takes (and a study sweeps)."""
+def setting_kind(rule: str) -> SettingKind:
+    """Which setting the rule takes (and a study sweeps).
+
+    Args:
+        rule: a rule name.
+
+    Returns:
+        "weight_decay" (λ) or "tau" (τ, in epochs).
+
+    Raises:
+        WdscaleError: no rule has this name.
+    """
     return get_rule(rule).takes
 
 
 def setting_kwargs(rule: str, setting: float) -> dict[str, float]:
-    """{"weight_decay": s} or {"tau": s}, as `param_groups` / `optimizer` take it for this rule."""
+    """The setting as the keyword `param_groups` / `optimizer` take for this rule.
+
+    Args:
+        rule: a rule name.
+        setting: the value of λ or τ.
+
+    Returns:
+        `{"weight_decay": setting}` or `{"tau": setting}`.
+
+    Raises:
+        WdscaleError: no rule has this name.
+    """
     return {setting_kind(rule): setting}

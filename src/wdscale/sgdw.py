@@ -14,14 +14,22 @@ import torch
 
 
 class SGDW(torch.optim.SGD):
-    """`torch.optim.SGD` whose `weight_decay` is decoupled: `p ← p(1 − lr·λ)` before the step."""
+    """`torch.optim.SGD` whose `weight_decay` is decoupled: `p ← p(1 − lr·λ)` before the step.
+
+    Args:
+        params: parameters or parameter groups, as torch optimizers take them.
+        lr: the default learning rate.
+        weight_decay: the default decoupled decay λ.
+        **kwargs: `torch.optim.SGD`'s other arguments (momentum, dampening, nesterov, maximize,
+            foreach, differentiable, fused); `foreach` defaults to False.
+    """
 
     def __init__(self, params: Any, lr: float = 1e-3, weight_decay: float = 0.0, **kwargs: Any) -> None:
         kwargs.setdefault("foreach", False)  # single-tensor path: a documented order of operations
         super().__init__(params, lr=lr, weight_decay=weight_decay, **kwargs)
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Any = None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():

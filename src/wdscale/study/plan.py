@@ -390,14 +390,14 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
     """Log-spaced settings centred where the base model's hidden weights get the anchor decay."""
     import torch
 
-    from ..optim import plan as apply_rule
+    from ..optim import apply_rule
 
     knobs = size_knobs(r, r.base_size)
     with torch.random.fork_rng():  # only shapes are needed; leave the global RNG alone
         model = model_fn(knobs["width"], knobs["depth"])
     data = DataFacts(n_samples=knobs["n_train"], batch_size=knobs["batch_size"], epochs=r.epochs)
     rule_obj = get_rule(rule)
-    p = apply_rule(
+    outcome = apply_rule(
         model,
         rule=rule,
         lr=r.lr,
@@ -406,13 +406,13 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
         optimizer=r.plan.optimizer,
         decay_vectors=r.plan.decay_vectors,
     )
-    decayed = [a for a in p.assignments if a.weight_decay > 0]
+    decayed = [a for a in outcome.assignments if a.weight_decay > 0]
     if not decayed:
         raise ValueError(f"rule {rule!r} decays no parameter of this model")
     a = max(decayed, key=lambda a: (a.info.kind == "hidden", a.info.numel))
     total_steps = r.epochs * math.ceil(knobs["n_train"] / knobs["batch_size"])
     target_wd = r.plan.anchor_total_decay / (a.lr * total_steps)  # torch weight_decay at the centre
-    if p.mode == "coupled" and r.plan.optimizer != "sgd":
+    if outcome.mode == "coupled" and r.plan.optimizer != "sgd":
         target_wd *= COUPLED_ADAM_SHIFT
     # λ-rules: weight_decay ∝ setting; τ-rules: weight_decay ∝ 1/τ
     centre = target_wd / a.weight_decay if rule_obj.takes == "weight_decay" else a.weight_decay / target_wd
