@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from wdscale.study.analysis import StudyAnalysis, analyze
-from wdscale.study.cost import SearchCost, builtin_n_params, search_cost
+from wdscale.study.cost import SearchCost, search_cost
 from wdscale.study.store import load_runs
 
 HERE = Path(__file__).resolve().parent
@@ -168,7 +168,7 @@ def main() -> int:
         verdicts += rows
         blocks[name] = study_table(rows)
         if name == "full":
-            blocks["cost"] = cost_table(search_cost(runs, n_params=builtin_n_params(runs)))
+            blocks["cost"] = cost_table(search_cost(runs))
     if {"shakespeare_width", "shakespeare_vectors"} <= set(analyses):
         blocks["vectors"] = vectors_table(analyses["shakespeare_width"], analyses["shakespeare_vectors"])
     if not verdicts:

@@ -239,3 +239,12 @@ def test_single_size_and_all_diverged_size_are_inconclusive():
     (gone,) = [o for o in a.optima if o.rule == "dead" and o.size == 64]
     assert np.isnan(gone.setting_star) and np.isnan(gone.grid_best)
     assert np.isnan(by_rule(a.drifts, "dead")[0].slope)
+
+
+def test_setting_names_come_from_the_rules_not_the_store():
+    from wdscale.study.analysis import with_setting_names
+
+    runs = pd.DataFrame({"rule": ["timescale", "sum", "power_lines", "someone_elses_rule"]})
+    assert with_setting_names(runs)["setting_name"].tolist() == ["tau", "lambda", "tau", "lambda"]
+    labelled = runs.assign(setting_name="tau")
+    assert with_setting_names(labelled) is labelled  # an exported study keeps its labels

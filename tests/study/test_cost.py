@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wdscale.study.cost import builtin_n_params, default_sizes, search_cost
+from wdscale.study.cost import default_sizes, search_cost
 
 GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 # mean loss per setting: the proxy's best is 1e-2, the target's best is 1e-1
@@ -36,13 +36,14 @@ def study(sizes=(16, 64, 256), grid=GRID, diverge_target_top=False) -> pd.DataFr
                         batch_size=4,
                         width=size,
                         depth=1,
+                        n_params=size**2,
                     )
                 )
     return pd.DataFrame(rows)
 
 
 def test_transfer_vs_sweep_worked_by_hand():
-    (c,) = search_cost(study(), n_params=lambda row: row["width"] ** 2)
+    (c,) = search_cost(study())
     assert (c.proxy_size, c.target_size, c.n_settings) == (16, 256, 5)
     assert c.proxy_setting == 1e-2 and c.sweep_setting == 1e-1
     assert c.transfer_loss == pytest.approx(1.2) and c.sweep_loss == pytest.approx(1.0)
@@ -60,7 +61,8 @@ def test_a_diverged_seed_makes_its_setting_unusable_but_its_time_counts():
     (c,) = search_cost(study(diverge_target_top=True))
     assert c.sweep_loss == pytest.approx(1.0) and c.sweep_setting == 1e-1
     assert c.sweep_seconds == pytest.approx(80.0)
-    assert np.isnan(c.transfer_param_samples)  # no parameter counts given
+    (unknown,) = search_cost(study().drop(columns="n_params"))  # runs that did not record their size
+    assert np.isnan(unknown.transfer_param_samples) and unknown.transfer_seconds == c.transfer_seconds
 
 
 def test_named_sizes_and_frame():
@@ -81,12 +83,3 @@ def test_bad_sizes_and_mismatched_grids_are_named():
     shifted.loc[shifted["size"] == 256, "setting"] *= 3
     with pytest.raises(ValueError, match="not run at the proxy's best setting 0.01"):
         search_cost(shifted)
-
-
-def test_builtin_parameter_counts_match_the_formula():
-    runs = pd.DataFrame([dict(task="mnist1d_mlp", width=16, depth=2), dict(task="digits_mlp", width=32, depth=1)])
-    count = builtin_n_params(runs)
-    # MLP: in→w, (depth−1)×(w→w), w→10, each with a bias; MNIST-1D has 40 inputs, digits 64
-    assert count(runs.iloc[0]) == 40 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
-    assert count(runs.iloc[1]) == 64 * 32 + 32 + 32 * 10 + 10
-    assert builtin_n_params(pd.DataFrame([dict(task="mine", width=1, depth=1)])) is None

@@ -158,6 +158,7 @@ def test_train_batched_matches_train_run(optimizer, rules, lr, momentum):
     batched = train_batched(configs, data, mlp_fn, dtype=torch.float64)
     for c, b in zip(configs, batched):
         assert b.status == "ok" and b.steps == 3 * 6 and len(b.history) == 3
+        assert b.path == "batched-bmm" and b.n_params == 8 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4
         assert_same(b, train_run(c, data, mlp_fn, dtype=torch.float64))
 
 

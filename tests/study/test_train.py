@@ -27,6 +27,8 @@ def test_a_run_trains_and_is_deterministic():
     assert again.history == r.history and again.train_loss == r.train_loss
     other = train_run(config(seed=1), data(), mlp_fn)
     assert other.history != r.history
+    # what the run records about how it ran: its path and its model's size (MLP 8 → 16 → 16 → 4)
+    assert r.path == "sequential" and r.n_params == 8 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4
 
 
 def test_init_depends_on_the_seed_only():

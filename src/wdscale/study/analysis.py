@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from ..rules import RULES, setting_kind
 from .config import STATUSES  # ("ok", "not_learned", "diverged", "failed")
 
 SERIES_KEYS = ("task", "optimizer", "rule", "size_axis")
@@ -160,6 +161,18 @@ class StudyAnalysis:
 # ----------------------------------------------------------------------------- input
 
 
+def with_setting_names(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with a setting_name column ("tau" for τ-rules, else "lambda"), where it has none:
+    read from the rules (a rule this process does not know is taken to sweep λ)."""
+    if "setting_name" in runs.columns:
+        return runs
+
+    def name(rule: str) -> str:
+        return "tau" if rule in RULES and setting_kind(rule) == "tau" else "lambda"
+
+    return runs.assign(setting_name=[name(r) for r in runs["rule"]])
+
+
 def _describe(key: SeriesKey) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(SERIES_KEYS, key))
 
@@ -184,8 +197,7 @@ def _prepare(runs: pd.DataFrame, metric: str) -> tuple:
     df = runs[runs["status"] != "failed"].copy()
     if df.empty:
         raise ValueError(f"all {len(runs)} runs failed: there is nothing to analyse")
-    if "setting_name" not in df.columns:
-        df["setting_name"] = "lambda"
+    df = with_setting_names(df)
     df["setting"] = pd.to_numeric(df["setting"], errors="coerce").astype(float)
     df["size"] = pd.to_numeric(df["size"], errors="coerce")
     loss = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=float, copy=True)
@@ -376,12 +388,13 @@ def _fit_size(g: pd.DataFrame, size: int, n_boot: int, rng: np.random.Generator,
 # ----------------------------------------------------------------------------- per series
 
 
-def _symbol(setting_name: str) -> str:
+def setting_symbol(setting_name: str) -> str:
+    """τ for a τ-rule's setting, λ otherwise."""
     return "τ" if setting_name == "tau" else "λ"
 
 
 def _verdict(key: SeriesKey, name: str, fits: list, drift: Drift, regret: Regret) -> Verdict:
-    sym = _symbol(name)
+    sym = setting_symbol(name)
     axis = key[3]
     mk = lambda code, text: Verdict(*key, code=code, text=text, setting_name=name)  # noqa: E731
     dead = [f.size for f in fits if not np.isfinite(f.fits.log_star[0])]

@@ -84,6 +84,7 @@ class RunResult:
     history: list[float] = field(default_factory=list)  # validation loss after each epoch
     path: str = ""
     threads: int = 0
+    n_params: int = 0  # trainable parameters of the run's model (0: not known)
 
 
 @dataclass

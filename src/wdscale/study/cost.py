@@ -17,7 +17,7 @@ Transferring by a rule is how μTransfer tunes (Yang et al. 2022, "Tensor Progra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -86,18 +86,15 @@ def search_cost(
     proxy_size: Optional[int] = None,
     target_size: Optional[int] = None,
     metric: str = "val_loss",
-    n_params: Optional[Callable[[pd.Series], int]] = None,
 ) -> list[SearchCost]:
     """One SearchCost per series. proxy_size/target_size default to `default_sizes` of each
-    series; n_params(row) gives the parameter count of a run (e.g. from its width and depth).
+    series; parameters × samples come from each run's stored `n_params` (NaN where a run did not
+    record it).
     Raises ValueError when a named size is missing from a series, or when the target was not
     run at the proxy's best setting (the grids differ)."""
     df, _ = _prepare(runs, metric)
-    if n_params is not None:
-        p = df.apply(n_params, axis=1).astype(float)
-        df["param_samples"] = p * df["steps"].astype(float) * df["batch_size"].astype(float)
-    else:
-        df["param_samples"] = np.nan
+    n_params = pd.to_numeric(df["n_params"], errors="coerce") if "n_params" in df else np.nan
+    df["param_samples"] = n_params * df["steps"].astype(float) * df["batch_size"].astype(float)
     df["wall_time"] = pd.to_numeric(df["wall_time"], errors="coerce").fillna(0.0)
     out = []
     for key, g in df.groupby(list(SERIES_KEYS), sort=True):
@@ -138,25 +135,3 @@ def search_cost(
             )
         )
     return out
-
-
-def builtin_n_params(runs: pd.DataFrame) -> Optional[Callable[[pd.Series], int]]:
-    """Parameter counts of the built-in tasks' models by (task, width, depth); None when a task
-    in `runs` is not built in (a user's model: its size is not known from the store)."""
-    from .tasks import TASKS
-
-    if not set(runs["task"]).issubset(TASKS) or not {"width", "depth"}.issubset(runs.columns):
-        return None
-    cache: dict = {}
-
-    def count(row: pd.Series) -> int:
-        k = (row["task"], int(row["width"]), int(row["depth"]))
-        if k not in cache:
-            import torch
-
-            with torch.random.fork_rng():
-                model = TASKS[k[0]].make_model(k[1], k[2])
-            cache[k] = sum(p.numel() for p in model.parameters())
-        return cache[k]
-
-    return count

@@ -347,6 +347,7 @@ def train_batched(
     share = (time.perf_counter() - start) / len(configs)
     path = "batched-bmm" if trainer.native else "batched-vmap"
     chance = chance_loss(d)
+    n_params = sum(math.prod(shape) for shape in trainer.layout.shapes)
     return [
         finish(
             c,
@@ -359,6 +360,7 @@ def train_batched(
             initial_loss=initial[j] if initial else float("nan"),
             chance_loss=chance,
             path=path,
+            n_params=n_params,
         )
         for j, c in enumerate(configs)
     ]

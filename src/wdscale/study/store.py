@@ -45,7 +45,7 @@ _RUN_COLUMNS = (
     ("finished_at", "REAL NOT NULL"),
 )
 # how each run was executed: "sequential" | "batched-bmm" | "batched-vmap", and torch's intra-op threads
-_ADDED_COLUMNS = (("path", "TEXT"), ("threads", "INTEGER"))
+_ADDED_COLUMNS = (("path", "TEXT"), ("threads", "INTEGER"), ("n_params", "INTEGER"))
 _COLUMNS = tuple(n for n, _ in _RUN_COLUMNS + _ADDED_COLUMNS)
 
 _SCHEMA = f"""
@@ -170,6 +170,7 @@ class Store:
             time.time(),
             result.path or None,
             result.threads or None,
+            result.n_params or None,
         )
         with self._db:
             cur = self._db.execute(
@@ -225,11 +226,8 @@ class Store:
             rows.append(row)
         df = pd.DataFrame(rows)
         if not df.empty:
-            from ..rules import setting_kind
-
             for m in _METRICS:
                 df[m] = df[m].astype(float)
-            df["setting_name"] = ["tau" if setting_kind(r) == "tau" else "lambda" for r in df["rule"]]
         return df
 
 

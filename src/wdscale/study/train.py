@@ -132,6 +132,7 @@ def finish(
     initial_loss: float,
     chance_loss: float,
     path: str,
+    n_params: int,
 ) -> RunResult:
     """A RunResult from an epoch history (shared with the engine: both report the same way).
 
@@ -167,7 +168,13 @@ def finish(
         history=list(history),
         error=error,
         path=path,
+        n_params=n_params,
     )
+
+
+def trainable_params(model: nn.Module) -> int:
+    """The parameters a run trains (frozen ones excluded): what its compute is counted in."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def chance_loss(data: TaskData) -> float:
@@ -233,6 +240,7 @@ def train_run(
             initial_loss=initial_loss,
             chance_loss=chance_loss(d),
             path="sequential",
+            n_params=trainable_params(model),
         )
     except Exception as e:  # the study goes on; the store records why this run failed
         return RunResult(
