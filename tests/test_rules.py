@@ -330,3 +330,17 @@ def test_rule_fields_are_checked():
 def test_needs_base_marks_exactly_the_width_rules():
     assert tuple(n for n, r in wdscale.RULES.items() if r.needs_base) == wdscale.WIDTH_RULES
     assert set(wdscale.WIDTH_RULES) == {"mup", "sqrt_width", "completep"}
+
+
+def test_readme_core_samples_run(restore_rules):
+    """README's Python samples for the core API (all but the Study one) run as written."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "Study(" not in b]
+    assert any("register_rule" in b for b in blocks) and any("param_groups" in b for b in blocks)
+    for block in blocks:
+        namespace: dict = {}
+        exec(compile(block, "README.md", "exec"), namespace)
+        assert isinstance(namespace["opt"], torch.optim.Optimizer)
+    assert "halved_hidden" in wdscale.RULES

@@ -68,18 +68,9 @@ def check_fraction(name: str, value: Any) -> float:
 
 
 def check_positive_int(name: str, value: Any) -> int:
-    """An integer > 0 (int or numpy integer; not a bool, not a float such as 2.0).
+    """An integer > 0 (int or numpy integer; not a bool, nor a float such as 2.0), as an int.
 
-    Args:
-        name: the argument's name, as the message shows it.
-        value: what the caller passed.
-
-    Returns:
-        `value` as an int.
-
-    Raises:
-        WdscaleTypeError: `value` is not a number at all.
-        WdscaleError: `value` is a number but not an integer > 0.
+    Raises WdscaleTypeError for a value that is not a number, WdscaleError for any other number.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise WdscaleTypeError(f"{name} must be a positive integer, got {value!r}")

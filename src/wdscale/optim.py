@@ -238,12 +238,42 @@ def apply_rule(
     return RuleOutcome(rule=r, optimizer=opt, mode=mode, assignments=assignments, data=data)
 
 
-def _require_base(outcome: RuleOutcome, base: Optional[nn.Module], model: nn.Module) -> None:
-    """A width rule with neither a base nor mup's infshape would silently be the plain optimizer."""
+def _apply_rule_with_base(
+    model: nn.Module,
+    rule: str,
+    lr: float,
+    weight_decay: Optional[float],
+    tau: Optional[float],
+    base: Optional[nn.Module],
+    data: Optional[DataFacts],
+    optimizer: str,
+    decay_vectors: bool,
+    depth_mult: float,
+    alpha: float,
+    no_decay: Union[str, Iterable[str]],
+) -> RuleOutcome:
+    """`apply_rule` (same arguments, in its order), refusing a width rule without a base.
+
+    Such a rule with neither a base nor mup's infshape would silently be the plain optimizer.
+    """
+    outcome = apply_rule(
+        model,
+        rule=rule,
+        lr=lr,
+        weight_decay=weight_decay,
+        tau=tau,
+        base=base,
+        data=data,
+        optimizer=optimizer,
+        decay_vectors=decay_vectors,
+        depth_mult=depth_mult,
+        alpha=alpha,
+        no_decay=no_decay,
+    )
     if not outcome.rule.needs_base or base is not None:
-        return
+        return outcome
     if any(hasattr(p, "infshape") for p in unwrap(model).parameters() if p.requires_grad):
-        return
+        return outcome
     raise WdscaleError(
         f"rule {outcome.rule.name!r} scales lr and weight_decay with width against a base model, but base=None "
         "and the parameters carry no mup infshape: pass base=<the same model at the width where the "
@@ -303,21 +333,9 @@ def param_groups(
     Warns:
         ShrinkWarning: a decoupled group gets lr·weight_decay >= 1.
     """
-    outcome = apply_rule(
-        model,
-        rule=rule,
-        lr=lr,
-        weight_decay=weight_decay,
-        tau=tau,
-        base=base,
-        data=data,
-        optimizer=optimizer,
-        decay_vectors=decay_vectors,
-        depth_mult=depth_mult,
-        alpha=alpha,
-        no_decay=no_decay,
+    outcome = _apply_rule_with_base(
+        model, rule, lr, weight_decay, tau, base, data, optimizer, decay_vectors, depth_mult, alpha, no_decay
     )
-    _require_base(outcome, base, model)
     return _groups(outcome)
 
 
@@ -406,21 +424,9 @@ def optimizer(
     r, opt = get_rule(rule), _optimizer_name(name)
     cls = _optimizer_class(opt, r.decay_mode(opt))
     _check_torch_keywords(opt, cls.__name__, r, torch_kwargs)
-    outcome = apply_rule(
-        model,
-        rule=rule,
-        lr=lr,
-        weight_decay=weight_decay,
-        tau=tau,
-        base=base,
-        data=data,
-        optimizer=opt,
-        decay_vectors=decay_vectors,
-        depth_mult=depth_mult,
-        alpha=alpha,
-        no_decay=no_decay,
+    outcome = _apply_rule_with_base(
+        model, rule, lr, weight_decay, tau, base, data, opt, decay_vectors, depth_mult, alpha, no_decay
     )
-    _require_base(outcome, base, model)
     build: Callable[..., torch.optim.Optimizer] = cls  # torch's subclasses take lr; the base class does not
     return build(_groups(outcome), lr=float(lr), **torch_kwargs)
 
@@ -544,21 +550,9 @@ def explain(
     Warns:
         ShrinkWarning: a decoupled group gets lr·weight_decay >= 1 (the table flags it too).
     """
-    outcome = apply_rule(
-        model,
-        rule=rule,
-        lr=lr,
-        weight_decay=weight_decay,
-        tau=tau,
-        base=base,
-        data=data,
-        optimizer=optimizer,
-        decay_vectors=decay_vectors,
-        depth_mult=depth_mult,
-        alpha=alpha,
-        no_decay=no_decay,
+    outcome = _apply_rule_with_base(
+        model, rule, lr, weight_decay, tau, base, data, optimizer, decay_vectors, depth_mult, alpha, no_decay
     )
-    _require_base(outcome, base, model)
     index: dict[tuple[ParamKind, float, float], int] = {}
     has_factor = outcome.mode == "decoupled" or outcome.optimizer == "sgd"
     rows = []
