@@ -28,6 +28,17 @@ def load_object(spec: str, what: str) -> Callable:
     A module name is looked up on sys.path with the current directory first, as `python -m` does,
     so `mymodels:make` works in the directory that holds mymodels.py. A file path is loaded by path;
     its directory goes on sys.path too, so worker processes can import it again by name.
+
+    Args:
+        spec: `module:attr` or `path/to/file.py:attr`.
+        what: how the message names the argument (e.g. "--model").
+
+    Returns:
+        The attribute.
+
+    Raises:
+        UsageError: a malformed spec, a module that does not import, a missing file or
+            attribute, or a file whose code fails.
     """
     source, sep, attr = spec.rpartition(":")
     if not sep or not source or not attr:
@@ -144,6 +155,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `wdscale` parser: rules, explain, and the study commands when the study extra is installed."""
     parser = argparse.ArgumentParser(prog="wdscale", description=__doc__)
     parser.add_argument("--version", action="version", version=f"wdscale {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the `wdscale` command.
+
+    Args:
+        argv: the arguments after the program name; None: `sys.argv[1:]`.
+
+    Returns:
+        The exit status: 0, 2 for bad input (printed as one line), 130 when interrupted.
+    """
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -52,7 +52,21 @@ _MHA_PROJECTIONS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_
 
 @dataclass(frozen=True)
 class ParamInfo:
-    """One trainable parameter as the rules see it."""
+    """One trainable parameter as the rules see it (what `classify` returns, a rule's first argument).
+
+    Attributes:
+        name: canonical name (wrapper prefixes removed).
+        shape: the tensor's shape.
+        kind: "hidden", "input", "output" or "vector" (the μP vocabulary, see the module doc).
+        fan_in, fan_out: the layer's fans, from its real layout (1 and numel for a vector).
+        fan_in_mult, fan_out_mult: the fans divided by the base model's.
+        ninf: how many dimensions grow with width.
+        width_mult: the multiplier μP scales this parameter by.
+        decayed: whether weight decay applies to it.
+        mup_readout: it belongs to a mup `MuReadout`-like layer.
+        from_infshape: the multipliers were read from mup's `infshape`.
+        param: the tensor itself.
+    """
 
     name: str  # canonical: wrapper prefixes (DDP `module.`, torch.compile `_orig_mod.`) removed
     shape: tuple[int, ...]
@@ -70,6 +84,7 @@ class ParamInfo:
 
     @property
     def numel(self) -> int:
+        """Scalar entries in the tensor."""
         return math.prod(self.shape)
 
 
