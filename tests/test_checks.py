@@ -1,10 +1,12 @@
 """The shared argument checks: what each accepts, what it returns, and the one message it gives."""
 
 import math
+from typing import get_args
 
 import numpy as np
 import pytest
 
+import wdscale
 from wdscale.checks import (
     check_choice,
     check_fraction,
@@ -14,6 +16,7 @@ from wdscale.checks import (
     check_positive_int,
 )
 from wdscale.errors import WdscaleError, WdscaleTypeError
+from wdscale.optim import OPTIMIZER_NAMES
 
 
 def test_numbers_come_back_as_plain_python_numbers():
@@ -62,10 +65,6 @@ def test_check_choice_lists_the_allowed_values():
 
 
 def test_closed_value_sets_are_typed_and_match_their_tuples():
-    from typing import get_args
-
-    import wdscale
-    from wdscale.optim import OPTIMIZER_NAMES
 
     assert get_args(wdscale.ParamKind) == wdscale.KINDS == ("hidden", "input", "output", "vector")
     assert get_args(wdscale.OptimizerName) == OPTIMIZER_NAMES == wdscale.OPTIMIZER_NAMES == ("sgd", "adam", "adamw")

@@ -1,4 +1,8 @@
+import inspect
 import math
+import subprocess
+import sys
+import warnings
 
 import pytest
 import torch
@@ -7,7 +11,8 @@ from torch import nn
 import wdscale
 from conftest import TinyMLP
 from wdscale import DataFacts
-from wdscale.cli import main
+from wdscale.cli import UsageError, main
+from wdscale.optim import RULE_KEYWORDS, TORCH_KEYWORDS
 
 DATA = DataFacts(n_samples=1000, batch_size=50, epochs=10)
 
@@ -243,7 +248,6 @@ def test_a_nonpositive_shrink_factor_is_flagged():
     with pytest.warns(wdscale.ShrinkWarning):
         text = str(wdscale.explain(TinyMLP(16), rule="decoupled", lr=0.1, weight_decay=12.0))
     assert "warning: shrink/step <= 0" in text and "inp.weight, hid.weight, out.weight" in text
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # η·λ = 0.99 and coupled L2 are fine
@@ -312,7 +316,6 @@ def make(width=16):
 
 
 def test_cli_model_from_the_current_directory_and_from_a_file(tmp_path, monkeypatch, capsys):
-    import sys
 
     pkg = tmp_path / "proj"
     pkg.mkdir()
@@ -348,9 +351,6 @@ def test_cli_model_from_the_current_directory_and_from_a_file(tmp_path, monkeypa
 
 
 def test_torch_keyword_table_matches_the_installed_torch():
-    import inspect
-
-    from wdscale.optim import TORCH_KEYWORDS
 
     constructors = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     for name, table in TORCH_KEYWORDS.items():
@@ -367,9 +367,6 @@ def test_torch_keyword_table_matches_the_installed_torch():
 
 
 def test_the_rule_keywords_are_the_same_in_every_entry_point():
-    import inspect
-
-    from wdscale.optim import RULE_KEYWORDS
 
     def keywords(fn):
         return [n for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY]
@@ -396,7 +393,6 @@ def test_the_rule_keywords_are_the_same_in_every_entry_point():
     ],
 )
 def test_public_functions_document_every_argument(fn):
-    import inspect
 
     doc = inspect.getdoc(fn)
     assert "Args:" in doc and "Returns:" in doc and "Raises:" in doc
@@ -420,14 +416,11 @@ def test_bad_input_raises_wdscale_errors():
         wdscale.optimizer(TinyMLP(16), "adam", rule="sum", lr=0.1, weight_decay=0.1, momentum=0.9)
     with pytest.raises(wdscale.WdscaleError, match="needs data=DataFacts"):
         wdscale.param_groups(TinyMLP(16), rule="per_sample", lr=0.1, weight_decay=0.1)
-    from wdscale.cli import UsageError
 
     assert issubclass(UsageError, wdscale.WdscaleError)
 
 
 def test_python_dash_m_wdscale_runs_the_command():
-    import subprocess
-    import sys
 
     done = subprocess.run([sys.executable, "-m", "wdscale", "rules"], capture_output=True, text=True, check=True)
     assert "source: " + wdscale.get_rule("timescale").source in done.stdout

@@ -6,6 +6,7 @@ gave each group, and we compare that with the published formula.
 """
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ import torch
 import wdscale
 from conftest import TinyMLP
 from wdscale import DataFacts
+from wdscale.cli import main
+from wdscale.optim import decay_mode
 
 
 @pytest.fixture(autouse=True)
@@ -142,7 +145,6 @@ def test_on_a_width_axis_per_sample_is_sum_and_timescale_is_mup():
     """The width studies leave out per_sample and timescale where these identities make them
     repeat sum and mup run for run: the same decay mode and (lr, weight_decay) for every group at
     every width. Under SGD timescale is SGDW (decoupled) while mup is MuSGD (coupled): they differ."""
-    from wdscale.optim import decay_mode
 
     assert decay_mode("per_sample", "sgd") == decay_mode("sum", "sgd") == "coupled"
     assert decay_mode("per_sample", "adamw") == decay_mode("sum", "adamw") == "coupled"
@@ -253,7 +255,6 @@ def test_every_rule_has_formula_and_source():
 
 
 def test_rules_command_prints_each_rules_fields_and_no_drafting_notes(capsys):
-    from wdscale.cli import main
 
     assert main(["rules"]) == 0
     out = capsys.readouterr().out
@@ -279,7 +280,6 @@ def halved_lr_rule(p, ctx):
 
 
 def test_a_registered_rule_works_end_to_end(restore_rules, capsys):
-    from wdscale.cli import main
 
     rule = wdscale.register_rule(
         wdscale.Rule(
@@ -334,7 +334,6 @@ def test_needs_base_marks_exactly_the_width_rules():
 
 def test_readme_core_samples_run(restore_rules):
     """README's Python samples for the core API (all but the Study one) run as written."""
-    import re
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "Study(" not in b]
