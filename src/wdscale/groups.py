@@ -112,7 +112,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 # -- layouts --------------------------------------------------------------------------------------
 
-Layout = tuple[list[int], list[int], str]  # (fan_out dims, fan_in dims, role: "layer" | "embedding")
+LayerRole = Literal["layer", "embedding"]
+Layout = tuple[list[int], list[int], LayerRole]  # (fan_out dims, fan_in dims, role)
 
 
 def _is_hf_conv1d(module: nn.Module, local_name: str, shape: tuple[int, ...]) -> bool:
@@ -343,7 +344,9 @@ def _reading(
     return kind, out_dims, in_dims, True
 
 
-def _fans(shape, mults, out_dims, in_dims) -> tuple[int, int, float, float]:
+def _fans(
+    shape: tuple[int, ...], mults: list[float], out_dims: list[int], in_dims: list[int]
+) -> tuple[int, int, float, float]:
     if not in_dims:  # vector-like: no contraction, a bias's fan_in is 1
         return math.prod(shape), 1, math.prod(mults) if shape else 1.0, 1.0
     return (
@@ -385,7 +388,9 @@ def _base_shapes(
     return [s for _, s in base_named]
 
 
-def _check_only_width_differs(named, base_named, module_of: list[int]) -> None:
+def _check_only_width_differs(
+    named: Sequence[tuple[str, torch.Tensor]], base_named: list[tuple[str, tuple[int, ...]]], module_of: list[int]
+) -> None:
     """A dimension that differs from the base must be a width: its ratio shows up in another module
     too (a width one layer produces, another reads). A ratio found in one module alone (a weight
     and its bias) is a data-facing size (inputs, classes, vocabulary) that changed."""
