@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional, get_args
+from typing import Callable, Literal, Optional, TypedDict, get_args
 
 from .checks import check_choice, check_positive, check_positive_int
 from .errors import WdscaleError, WdscaleTypeError
@@ -544,7 +544,14 @@ def setting_kind(rule: str) -> SettingKind:
     return get_rule(rule).takes
 
 
-def setting_kwargs(rule: str, setting: float) -> dict[str, float]:
+class SettingKwargs(TypedDict, total=False):
+    """The setting as a keyword: exactly one of the two, the one the rule takes."""
+
+    weight_decay: float
+    tau: float
+
+
+def setting_kwargs(rule: str, setting: float) -> SettingKwargs:
     """The setting as the keyword `param_groups` / `optimizer` take for this rule.
 
     Args:
@@ -557,4 +564,6 @@ def setting_kwargs(rule: str, setting: float) -> dict[str, float]:
     Raises:
         WdscaleError: no rule has this name.
     """
-    return {setting_kind(rule): setting}
+    if setting_kind(rule) == "tau":
+        return {"tau": setting}
+    return {"weight_decay": setting}
