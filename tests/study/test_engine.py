@@ -165,7 +165,7 @@ def test_train_batched_matches_train_run(optimizer, rules, lr, momentum):
 def test_lm_transformer_through_vmap_matches_train_run():
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 11, (40, 9), generator=g)
-    data = TaskData(ids[:32, :-1], ids[:32, 1:], ids[32:, :-1], ids[32:, 1:], n_classes=11, kind="lm")
+    data = TaskData(ids[:32, :-1], ids[:32, 1:], ids[32:, :-1], ids[32:, 1:], n_classes=11, objective="lm")
     fn = lambda w, d: CharTransformer(11, 8, w, d)  # noqa: E731
     configs = [
         config(

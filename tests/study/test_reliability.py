@@ -409,8 +409,11 @@ def test_python_m_wdscale_and_version():
         (["--workers", "0"], "expected a whole number ≥ 1, got '0'"),
         (["--workers", "-3"], "expected a whole number ≥ 1, got '-3'"),
         (["--threads", "0"], "expected a whole number ≥ 1"),
-        (["--optimizer", "sgd", "--momentum", "-5"], "momentum must be a number in [0, 1), got -5.0"),
-        (["--sizes", "-8,16"], "size -8 (sizes) must be a positive integer"),
+        (
+            ["--optimizer", "sgd", "--momentum", "-5"],
+            "momentum=-5.0 is not allowed: momentum must be a number in [0, 1)",
+        ),
+        (["--sizes", "-8,16"], "sizes=-8 is not allowed: sizes must be a positive integer"),
     ],
 )
 def test_bad_flags_are_one_clear_error_before_any_run(tmp_path, capsys, flags, message):

@@ -20,14 +20,14 @@ TASK_NAMES = sorted(TASKS)
 def test_task_loads_with_right_shapes_and_dtypes(name: str) -> None:
     task = get_task(name)
     data = task.load()
-    assert data.kind == task.kind
+    assert data.objective == task.objective
     assert data.n_train >= task.default_n_train
     assert data.x_train.shape[0] == data.y_train.shape[0]
     assert data.x_val.shape[0] == data.y_val.shape[0] > 0
     assert data.y_train.dtype == data.y_val.dtype == torch.int64
     assert 0 <= int(data.y_train.min()) and int(data.y_train.max()) < data.n_classes
     assert int(data.y_val.max()) < data.n_classes
-    if task.kind == "classification":
+    if task.objective == "classification":
         assert data.n_classes == 10
         assert data.x_train.dtype == torch.float32 and data.x_train.ndim == 2
         assert data.x_val.shape[1:] == data.x_train.shape[1:]
@@ -154,7 +154,7 @@ def test_forward_gives_logits_of_the_right_shape(name: str) -> None:
     data = task.load()
     torch.manual_seed(0)
     out = task.make_model(32)(data.x_val[:5])
-    if task.kind == "classification":
+    if task.objective == "classification":
         assert out.shape == (5, data.n_classes)
     else:
         assert out.shape == (5, 64, data.n_classes)

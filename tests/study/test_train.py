@@ -59,7 +59,7 @@ def test_a_raising_model_fn_fails_with_a_one_line_message():
 def test_lm_run_reports_per_token_accuracy():
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 11, (40, 9), generator=g)
-    lm = TaskData(ids[:32, :-1], ids[:32, 1:], ids[32:, :-1], ids[32:, 1:], n_classes=11, kind="lm")
+    lm = TaskData(ids[:32, :-1], ids[:32, 1:], ids[32:, :-1], ids[32:, 1:], n_classes=11, objective="lm")
     c = config(width=16, depth=1, base_width=16, base_depth=1, n_train=32, batch_size=8, epochs=2)
     r = train_run(c, lm, lambda w, d: CharTransformer(11, 8, w, d))
     assert r.status == "ok" and r.steps == 8 and 0 <= r.val_acc <= 1

@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from ..errors import WdscaleError, WdscaleTypeError
 from ..rules import RULES, setting_kind
 from .config import STATUSES  # ("ok", "not_learned", "diverged", "failed")
 
@@ -183,20 +184,20 @@ def _prepare(runs: pd.DataFrame, metric: str) -> tuple:
     runs with a non-finite metric get loss +inf: a setting where any seed blew up or stayed at
     chance is not a usable optimum. Failed runs say nothing about the setting: dropped."""
     if not isinstance(runs, pd.DataFrame):
-        raise TypeError(f"runs must be a pandas DataFrame, got {type(runs).__name__}")
+        raise WdscaleTypeError(f"runs must be a pandas DataFrame, got {type(runs).__name__}")
     if runs.empty:
-        raise ValueError("runs is empty: there is nothing to analyse")
+        raise WdscaleError("runs is empty: there is nothing to analyse")
     missing = [c for c in REQUIRED_COLUMNS + (metric,) if c not in runs.columns]
     if missing:
-        raise ValueError(f"runs is missing required column(s): {', '.join(missing)}")
+        raise WdscaleError(f"runs is missing required column(s): {', '.join(missing)}")
     unknown = sorted(set(runs["status"]) - set(STATUSES))
     if unknown:
-        raise ValueError(f"unknown status value(s) {unknown}; expected one of {STATUSES}")
+        raise WdscaleError(f"unknown status value(s) {unknown}; expected one of {STATUSES}")
     counts = {s: int((runs["status"] == s).sum()) for s in STATUSES}
 
     df = runs[runs["status"] != "failed"].copy()
     if df.empty:
-        raise ValueError(f"all {len(runs)} runs failed: there is nothing to analyse")
+        raise WdscaleError(f"all {len(runs)} runs failed: there is nothing to analyse")
     df = with_setting_names(df)
     df["setting"] = pd.to_numeric(df["setting"], errors="coerce").astype(float)
     df["size"] = pd.to_numeric(df["size"], errors="coerce")
@@ -206,15 +207,15 @@ def _prepare(runs: pd.DataFrame, metric: str) -> tuple:
 
     for key, g in df.groupby(list(SERIES_KEYS), sort=True):
         if not ((g["setting"] > 0).all() and (g["size"] > 0).all()):
-            raise ValueError(
+            raise WdscaleError(
                 f"series ({_describe(key)}) has non-positive or missing settings/sizes; "
                 "both must be > 0 because they are compared on a log scale"
             )
         if g["setting_name"].nunique() != 1:
-            raise ValueError(f"series ({_describe(key)}) mixes setting names {sorted(g['setting_name'].unique())}")
+            raise WdscaleError(f"series ({_describe(key)}) mixes setting names {sorted(g['setting_name'].unique())}")
         for size, n in g.groupby("size")["setting"].nunique().items():
             if n < MIN_SETTINGS:
-                raise ValueError(
+                raise WdscaleError(
                     f"series ({_describe(key)}) has only {n} setting(s) at size {size} "
                     f"(after dropping failed runs); need at least {MIN_SETTINGS} to locate an optimum"
                 )

@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 
+from ..errors import WdscaleError, WdscaleTypeError
 from .analysis import analyze
 from .backends import make_backend
 from .config import TaskData
@@ -27,7 +28,7 @@ def as_task_data(data: Any) -> TaskData:
         try:
             data = data()
         except Exception as e:  # the user's loader: say that it failed, in one line
-            raise ValueError(
+            raise WdscaleError(
                 f"the data loader {getattr(data, '__name__', data)!r} failed: "
                 f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
             ) from e
@@ -36,16 +37,16 @@ def as_task_data(data: Any) -> TaskData:
     if isinstance(data, (tuple, list)) and len(data) == 4 and all(isinstance(t, torch.Tensor) for t in data):
         x_tr, y_tr, x_va, y_va = data
         if y_tr.dtype not in (torch.int64, torch.int32) or y_tr.ndim != 1:
-            raise TypeError(
-                "y_train must be a 1-D tensor of class ids (int64); for a language model pass TaskData(kind='lm')"
+            raise WdscaleTypeError(
+                "y_train must be a 1-D tensor of class ids (int64); for a language model pass TaskData(objective='lm')"
             )
         if len(x_tr) != len(y_tr) or len(x_va) != len(y_va):
-            raise ValueError(
+            raise WdscaleError(
                 f"x and y lengths differ: train {len(x_tr)} vs {len(y_tr)}, val {len(x_va)} vs {len(y_va)}"
             )
         n_classes = int(max(y_tr.max(), y_va.max())) + 1
         return TaskData(x_tr, y_tr.long(), x_va, y_va.long(), n_classes=n_classes)
-    raise TypeError(
+    raise WdscaleTypeError(
         "data must be a wdscale.study.TaskData, a function returning one, or a tuple "
         f"(x_train, y_train, x_val, y_val) of tensors; got {type(data).__name__}"
     )
@@ -95,9 +96,9 @@ class Study:
         **plan: Any,
     ) -> None:
         if (model_fn is None) != (data is None):
-            raise ValueError("give both model_fn and data (your own model), or neither (a built-in task)")
+            raise WdscaleError("give both model_fn and data (your own model), or neither (a built-in task)")
         if model_fn is not None and task is not None:
-            raise ValueError("give either task= or model_fn/data, not both")
+            raise WdscaleError("give either task= or model_fn/data, not both")
         self.out = Path(out)
         self.device = device
         self.batch = batch
@@ -110,24 +111,24 @@ class Study:
             self.model_fn = None
             return
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise ValueError(f"name {name!r} may hold letters, digits, '_', '-' and '.' only")
+            raise WdscaleError(f"name {name!r} may hold letters, digits, '_', '-' and '.' only")
         task_data = as_task_data(data)
         size_axis = plan.get("size_axis", "width")
         sizes = plan.get("sizes")
         if not sizes:
-            raise ValueError("give sizes=[...] for your own model (e.g. widths 64 to 1024)")
+            raise WdscaleError("give sizes=[...] for your own model (e.g. widths 64 to 1024)")
         width = plan.get("width") or (min(sizes) if size_axis == "width" else None)
         if size_axis != "width" and width is None:
-            raise ValueError(f"give width= (the fixed width) for a study along {size_axis!r}")
+            raise WdscaleError(f"give width= (the fixed width) for a study along {size_axis!r}")
         for key in ("lr", "epochs", "batch_size"):
             if plan.get(key) is None:
-                raise ValueError(f"give {key}= for your own model (the built-in tasks have defaults, yours does not)")
+                raise WdscaleError(f"give {key}= for your own model (the built-in tasks have defaults, yours does not)")
         self.model_fn = _two_arg(model_fn, size_axis)
         self.plan = StudyPlan(task=name, **{"width": width, **plan})
         self.task = Task(
             name=name,
             description="your own model and data",
-            kind=task_data.kind,
+            objective=task_data.objective,
             default_widths=tuple(sizes),
             base_width=width,
             default_depth=plan.get("depth") or 1,

@@ -17,6 +17,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Optional, Protocol
 
+from ..checks import check_positive_int
+from ..errors import WdscaleError
 from .jobs import Job, OnResult, Source, execute
 from .ray_backend import RayBackend
 
@@ -38,10 +40,8 @@ class LocalBackend:
     workers: Optional[int] = None
 
     def __post_init__(self) -> None:
-        if self.workers is not None and (
-            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
-        ):
-            raise ValueError(f"workers must be a whole number ≥ 1, got {self.workers!r}")
+        if self.workers is not None:
+            check_positive_int("workers", self.workers)
 
     def n_workers(self, threads: int = 1) -> int:
         """As many as asked, else one per `threads` cores."""
@@ -99,4 +99,4 @@ def make_backend(name: str, *, workers: Optional[int] = None, address: Optional[
         return LocalBackend(workers)
     if name == "ray":
         return RayBackend(address=address, workers=workers)
-    raise ValueError(f"unknown backend {name!r}; known backends: local, ray")
+    raise WdscaleError(f"unknown backend {name!r}; known backends: local, ray")

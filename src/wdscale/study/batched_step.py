@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..errors import WdscaleError
 from ..sgdw import SGDW
 from .stack import Layout
 
@@ -42,26 +43,28 @@ def read_optimizer(
     for g in opt.param_groups:
         if isinstance(opt, torch.optim.SGD):
             if g.get("nesterov") or g.get("dampening", 0) or g.get("maximize") or g.get("fused"):
-                raise ValueError("the batched engine supports SGD without nesterov, dampening, maximize, fused")
+                raise WdscaleError("the batched engine supports SGD without nesterov, dampening, maximize, fused")
             update = TorchUpdate("sgd", isinstance(opt, SGDW), momentum=float(g.get("momentum", 0.0)))
         elif isinstance(opt, torch.optim.Adam):  # AdamW is a subclass of Adam in torch >= 2.6
             if g.get("amsgrad") or g.get("maximize") or g.get("fused") or g.get("capturable"):
-                raise ValueError("the batched engine supports Adam/AdamW without amsgrad, maximize, fused, capturable")
+                raise WdscaleError(
+                    "the batched engine supports Adam/AdamW without amsgrad, maximize, fused, capturable"
+                )
             decoupled = bool(g.get("decoupled_weight_decay", isinstance(opt, torch.optim.AdamW)))
             update = TorchUpdate(
                 "adam", decoupled, betas=(float(g["betas"][0]), float(g["betas"][1])), eps=float(g["eps"])
             )
         else:
-            raise ValueError(f"the batched engine has no step for {type(opt).__name__}")
+            raise WdscaleError(f"the batched engine has no step for {type(opt).__name__}")
         updates.add(update)
         for p in g["params"]:
             lr[names[id(p)]] = float(g["lr"])
             wd[names[id(p)]] = float(g["weight_decay"])
     missing = sorted(set(names.values()) - set(lr))
     if missing:
-        raise ValueError(f"parameters not in the optimizer: {', '.join(missing)}")
+        raise WdscaleError(f"parameters not in the optimizer: {', '.join(missing)}")
     if len(updates) != 1:
-        raise ValueError(f"param groups differ in momentum/betas/eps: {sorted(map(str, updates))}")
+        raise WdscaleError(f"param groups differ in momentum/betas/eps: {sorted(map(str, updates))}")
     return updates.pop(), lr, wd
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
+from ..errors import WdscaleError
 from .api import Study
 from .backends import make_backend
 from .plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs
@@ -59,25 +61,10 @@ def _floats(s: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
 
 
-# command-line flag -> StudyPlan field
-_PLAN_FLAGS = [
-    "task",
-    "size_axis",
-    "sizes",
-    "rules",
-    "optimizer",
-    "seeds",
-    "points_per_decade",
-    "decades",
-    "lr",
-    "momentum",
-    "epochs",
-    "batch_size",
-    "n_train",
-    "width",
-    "depth",
-    "base_size",
-]
+# plan fields a flag sets by the same name; these three are combined with the preset and config
+# file by hand (a rule's grid, decades added to a grid, a switch), and two have no flag
+_COMBINED_FLAGS = ("settings", "extend", "decay_vectors")
+_NO_FLAG = ("anchor_total_decay", "task_options")
 
 
 def build_plan(args: argparse.Namespace) -> StudyPlan:
@@ -86,10 +73,12 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
         d.update(PRESETS[args.preset])
     if args.config:
         d.update(load_plan_file(args.config))
-    d.update({k: getattr(args, k) for k in _PLAN_FLAGS if getattr(args, k) is not None})
+    for f in dataclasses.fields(StudyPlan):
+        if f.name not in _COMBINED_FLAGS + _NO_FLAG and getattr(args, f.name) is not None:
+            d[f.name] = getattr(args, f.name)
     if args.settings:
         if len(d.get("rules", [])) != 1:
-            raise ValueError(
+            raise WdscaleError(
                 "--settings sets one rule's grid: use it with exactly one --rules entry "
                 "(or give a settings table per rule in --config)"
             )
@@ -108,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         from ..cli import load_object
 
         if not (args.model and args.data):
-            raise ValueError("--model and --data go together: module:factory and module:loader")
+            raise WdscaleError("--model and --data go together: module:factory and module:loader")
         study = Study(
             load_object(args.model, "--model"),
             load_object(args.data, "--data"),
@@ -139,14 +128,14 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def _check_writable(directory: Path, flag: str) -> None:
     if directory.exists() and not (directory.is_dir() and os.access(directory, os.W_OK)):
-        raise ValueError(f"cannot write into {str(directory)!r} (not a writable directory): give {flag} elsewhere")
+        raise WdscaleError(f"cannot write into {str(directory)!r} (not a writable directory): give {flag} elsewhere")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     out = Path(args.dir)
     df = load_runs(out)
     if df.empty:
-        raise ValueError(f"the study in {str(out)!r} has no finished runs yet")
+        raise WdscaleError(f"the study in {str(out)!r} has no finished runs yet")
     dest = Path(args.to) if args.to else out
     _check_writable(dest, "--to DIR")
     paths = write_report(
@@ -161,7 +150,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     out = Path(args.dir)
     df = load_runs(out)
     if df.empty:
-        raise ValueError(f"the study in {str(out)!r} has no finished runs yet: nothing to export")
+        raise WdscaleError(f"the study in {str(out)!r} has no finished runs yet: nothing to export")
     path = Path(args.to) if args.to else out / f"runs.{args.format}"
     _check_writable(path.parent, "--to FILE")
     if args.format == "csv":

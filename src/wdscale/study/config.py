@@ -9,12 +9,16 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 import torch
 from torch import nn
 
+from ..errors import WdscaleError
+
 SIZE_AXES = ("width", "depth", "n_train", "batch_size")
+# what a task's model predicts: a class per sample, or the next token at every position
+Objective = Literal["classification", "lm"]
 # a study's model family: model_fn(width, depth) -> a fresh module
 ModelFn = Callable[[int, int], nn.Module]
 STATUSES = ("ok", "not_learned", "diverged", "failed")
@@ -89,15 +93,15 @@ class RunResult:
 
 @dataclass
 class TaskData:
-    """Tensors of one task. kind "classification": x (N, ...), y (N,) class ids.
-    kind "lm": x (N, T) token ids, y (N, T) next-token ids."""
+    """Tensors of one task. objective "classification": x (N, ...), y (N,) class ids;
+    objective "lm": x (N, T) token ids, y (N, T) next-token ids."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
     n_classes: int
-    kind: str = "classification"
+    objective: Objective = "classification"
 
     @property
     def n_train(self) -> int:
@@ -106,5 +110,5 @@ class TaskData:
     def subset(self, n_train: int) -> TaskData:
         """The first n_train training samples (the data-size axis); validation is unchanged."""
         if n_train > self.n_train:
-            raise ValueError(f"n_train={n_train} is more than the {self.n_train} training samples this task has")
+            raise WdscaleError(f"n_train={n_train} is more than the {self.n_train} training samples this task has")
         return dataclasses.replace(self, x_train=self.x_train[:n_train], y_train=self.y_train[:n_train])

@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from ..errors import WdscaleError
 from .analysis import SERIES_KEYS, _prepare
 
 PROXY_FRACTION = 1 / 16  # the default proxy is the largest size at most this fraction of the target
@@ -105,14 +106,14 @@ def search_cost(
         where = ", ".join(f"{k}={v}" for k, v in zip(SERIES_KEYS, key))
         for name, s in (("proxy_size", proxy), ("target_size", target)):
             if s not in sizes:
-                raise ValueError(f"{name}={s} is not a size of series ({where}); its sizes: {sizes}")
+                raise WdscaleError(f"{name}={s} is not a size of series ({where}); its sizes: {sizes}")
         gp, gt = g[g["size"] == proxy], g[g["size"] == target]
         mp, mt = _mean_over_seeds(gp), _mean_over_seeds(gt)
         if not np.isfinite(mp).any() or not np.isfinite(mt).any():
             continue  # everything diverged at one end: nothing was found there
         chosen = float(mp.idxmin())
         if chosen not in mt.index:
-            raise ValueError(
+            raise WdscaleError(
                 f"series ({where}): the target {target} was not run at the proxy's best "
                 f"setting {chosen:g}; transfer needs the same grid at both sizes"
             )

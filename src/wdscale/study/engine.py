@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from ..errors import WdscaleError
 from ..optim import decay_mode
 from .batched_step import BatchedOptimizer, read_optimizer
 from .config import RunConfig, RunResult, TaskData
@@ -65,12 +66,12 @@ class BatchedTrainer:
         native: Optional[bool] = None,
     ) -> None:
         if not models or len(models) != len(optimizers):
-            raise ValueError("need one optimizer per model, and at least one model")
+            raise WdscaleError("need one optimizer per model, and at least one model")
         named = [dict(m.named_parameters()) for m in models]
         self.layout = Layout(tuple(named[0]), tuple(p.shape for p in named[0].values()))
         for m in named[1:]:
             if tuple(m) != self.layout.names or tuple(p.shape for p in m.values()) != self.layout.shapes:
-                raise ValueError("the models differ in parameter names or shapes")
+                raise WdscaleError("the models differ in parameter names or shapes")
         self.k = len(models)
         first = next(iter(named[0].values()))
         self.device, self.dtype = first.device, first.dtype
@@ -79,7 +80,7 @@ class BatchedTrainer:
         self.grad = torch.zeros_like(self.flat)
         updates, lrs, wds = zip(*(read_optimizer(o, m) for o, m in zip(optimizers, models)))
         if len(set(updates)) != 1:
-            raise ValueError(f"the optimizers differ in their update: {sorted(set(map(str, updates)))}")
+            raise WdscaleError(f"the optimizers differ in their update: {sorted(set(map(str, updates)))}")
         as_table = lambda per: torch.tensor(
             [[d[n] for n in self.layout.names] for d in per],  # noqa: E731
             dtype=torch.float64,
@@ -90,10 +91,10 @@ class BatchedTrainer:
         self.layers = mlp_layers(models[0]) if native is not False else None
         if self.layers is not None and not self._layers_match(models, probe):
             if native:
-                raise ValueError("the hand-written MLP forward does not match this model's forward")
+                raise WdscaleError("the hand-written MLP forward does not match this model's forward")
             self.layers = None
         if native and self.layers is None:
-            raise ValueError("not a plain MLP: no hand-written batched forward for this model")
+            raise WdscaleError("not a plain MLP: no hand-written batched forward for this model")
         self._meta = copy.deepcopy(models[0]).to("meta") if self.layers is None else None
         self._vmapped = vmap(lambda params, x: functional_call(self._meta, params, (x,)))
 
@@ -254,7 +255,7 @@ def check_batch(configs: Sequence[RunConfig]) -> None:
     """Raise ValueError unless the configs differ only in seed, setting, lr and rule, and the
     rules share one decay mode (one batched step serves all of them)."""
     if not configs:
-        raise ValueError("no configs to train")
+        raise WdscaleError("no configs to train")
     c0 = configs[0]
     for c in configs[1:]:
         diff = [
@@ -263,13 +264,13 @@ def check_batch(configs: Sequence[RunConfig]) -> None:
             if f.name not in MAY_DIFFER and getattr(c, f.name) != getattr(c0, f.name)
         ]
         if diff:
-            raise ValueError(
+            raise WdscaleError(
                 f"configs in one batch may differ only in {', '.join(MAY_DIFFER)}; "
                 f"{c.run_id} differs from {c0.run_id} in {', '.join(diff)}"
             )
     modes = {decay_mode(c.rule, c.optimizer) for c in configs}
     if len(modes) > 1:
-        raise ValueError(f"configs in one batch must share one decay mode, got {sorted(modes)}")
+        raise WdscaleError(f"configs in one batch must share one decay mode, got {sorted(modes)}")
 
 
 def _trainer(
@@ -278,7 +279,7 @@ def _trainer(
     built = [build(c, d.n_train, model_fn, device=device, dtype=dtype) for c in configs]
     ok, why = can_batch(built[0][0], d.x_train[:2])
     if not ok:
-        raise ValueError(f"cannot batch this model: {why}")
+        raise WdscaleError(f"cannot batch this model: {why}")
     return BatchedTrainer([m for m, _ in built], [o for _, o in built], probe=d.x_train[:4])
 
 

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import WdscaleError
+
 
 class MLP(nn.Module):
     """``depth`` hidden Linear+ReLU layers of size ``width``, then a Linear readout.
@@ -27,7 +29,7 @@ class MLP(nn.Module):
     def __init__(self, in_dim: int, n_classes: int, width: int, depth: int) -> None:
         super().__init__()
         if depth < 1:
-            raise ValueError(f"MLP depth must be >= 1, got {depth}")
+            raise WdscaleError(f"MLP depth must be >= 1, got {depth}")
         dims = [in_dim] + [width] * depth
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.readout = nn.Linear(width, n_classes)
@@ -51,7 +53,7 @@ class ResMLP(nn.Module):
     def __init__(self, in_dim: int, n_classes: int, width: int, depth: int, branch_scale: float = 1.0) -> None:
         super().__init__()
         if depth < 1:
-            raise ValueError(f"ResMLP depth must be >= 1, got {depth}")
+            raise WdscaleError(f"ResMLP depth must be >= 1, got {depth}")
         self.input = nn.Linear(in_dim, width)
         self.blocks = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
         self.readout = nn.Linear(width, n_classes)
@@ -78,7 +80,7 @@ class CNN1D(nn.Module):
     def __init__(self, in_len: int, n_classes: int, width: int, depth: int) -> None:
         super().__init__()
         if depth < 1:
-            raise ValueError(f"CNN1D depth must be >= 1, got {depth}")
+            raise WdscaleError(f"CNN1D depth must be >= 1, got {depth}")
         self.convs = nn.ModuleList(
             nn.Conv1d(1 if i == 0 else width, width, kernel_size=5, padding=2, stride=2) for i in range(depth)
         )
@@ -114,7 +116,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, width: int, n_heads: int) -> None:
         super().__init__()
         if width % n_heads:
-            raise ValueError(f"width {width} is not divisible by n_heads {n_heads}")
+            raise WdscaleError(f"width {width} is not divisible by n_heads {n_heads}")
         self.n_heads = n_heads
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
@@ -157,7 +159,7 @@ class CharTransformer(nn.Module):
     def __init__(self, vocab_size: int, context: int, width: int, depth: int, n_heads: int | None = None) -> None:
         super().__init__()
         if depth < 1:
-            raise ValueError(f"CharTransformer depth must be >= 1, got {depth}")
+            raise WdscaleError(f"CharTransformer depth must be >= 1, got {depth}")
         n_heads = default_n_heads(width) if n_heads is None else n_heads
         self.context = context
         self.tok_emb = nn.Embedding(vocab_size, width)
@@ -169,7 +171,7 @@ class CharTransformer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = x.shape[-1]
         if t > self.context:
-            raise ValueError(f"sequence length {t} is longer than the context {self.context}")
+            raise WdscaleError(f"sequence length {t} is longer than the context {self.context}")
         h = self.tok_emb(x) + self.pos_emb.weight[:t]
         for block in self.blocks:
             h = block(h)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+from ..checks import check_fraction, check_number, check_positive, check_positive_int
+from ..errors import WdscaleError
 from ..optim import OPTIMIZER_NAMES
 from ..rules import DataFacts, get_rule
 from .config import SIZE_AXES, RunConfig
@@ -64,7 +66,9 @@ class StudyPlan:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"unknown plan key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(names))}")
+            raise WdscaleError(
+                f"unknown plan key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(names))}"
+            )
         d = dict(d)
         # a config file may write a list as one comma-separated string, as the command line does
         if isinstance(d.get("sizes"), str):
@@ -233,7 +237,7 @@ assert set(PRESET_HELP) == set(PRESETS)
 
 def preset(name: str, **overrides: Any) -> StudyPlan:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+        raise WdscaleError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
     d = dict(PRESETS[name])
     d.update({k: v for k, v in overrides.items() if v is not None})
     return StudyPlan.from_dict(d)
@@ -243,22 +247,22 @@ def _int_list(name: str, text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f'{name} must be whole numbers, e.g. [16, 64, 256] or "16,64,256"; got {text!r}') from None
+        raise WdscaleError(f'{name} must be whole numbers, e.g. [16, 64, 256] or "16,64,256"; got {text!r}') from None
 
 
 def load_plan_file(path: Union[str, Path]) -> dict[str, Any]:
     """A TOML or YAML file of plan keys (the same names as StudyPlan's fields)."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(
+        raise WdscaleError(
             f"config file {str(p)!r} does not exist" if not p.exists() else f"config file {str(p)!r} is not a file"
         )
     if p.suffix not in (".toml", ".yaml", ".yml"):
-        raise ValueError(f"config file {str(p)!r}: use .toml, .yaml or .yml")
+        raise WdscaleError(f"config file {str(p)!r}: use .toml, .yaml or .yml")
     try:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"config file {str(p)!r} cannot be read: {e}") from None
+        raise WdscaleError(f"config file {str(p)!r} cannot be read: {e}") from None
     if p.suffix == ".toml":
         try:
             import tomllib
@@ -267,23 +271,17 @@ def load_plan_file(path: Union[str, Path]) -> dict[str, Any]:
         try:
             d = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+            raise WdscaleError(f"config file {str(p)!r} is not valid TOML: {e}") from None
     else:
         import yaml
 
         try:
             d = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
-            raise ValueError(f"config file {str(p)!r} is not valid YAML: {' '.join(str(e).split())}") from None
+            raise WdscaleError(f"config file {str(p)!r} is not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(d, dict):
-        raise ValueError(f"config file {str(p)!r} must hold a table of plan keys")
+        raise WdscaleError(f"config file {str(p)!r} must hold a table of plan keys")
     return d
-
-
-def _positive_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return v
 
 
 @dataclass(frozen=True)
@@ -304,68 +302,62 @@ class Resolved:
 def resolve(plan: StudyPlan, task) -> Resolved:
     """Fill defaults from `task` (a wdscale.study.tasks.Task or a custom stand-in) and check everything."""
     if plan.size_axis not in SIZE_AXES:
-        raise ValueError(f"unknown size axis {plan.size_axis!r}; allowed: {', '.join(SIZE_AXES)}")
+        raise WdscaleError(f"unknown size axis {plan.size_axis!r}; allowed: {', '.join(SIZE_AXES)}")
     if plan.optimizer not in OPTIMIZER_NAMES:
-        raise ValueError(f"unsupported optimizer {plan.optimizer!r}; supported: {', '.join(OPTIMIZER_NAMES)}")
+        raise WdscaleError(f"unsupported optimizer {plan.optimizer!r}; supported: {', '.join(OPTIMIZER_NAMES)}")
     if not plan.rules:
-        raise ValueError("the plan has no rules: the grid is empty")
+        raise WdscaleError("the plan has no rules: the grid is empty")
     for r in plan.rules:
         rule = get_rule(r)
         if plan.optimizer not in rule.optimizers:
-            raise ValueError(
+            raise WdscaleError(
                 f"rule {r!r} is defined for {', '.join(rule.optimizers)}, not optimizer {plan.optimizer!r}"
             )
     if len(set(plan.rules)) != len(plan.rules):
-        raise ValueError(f"rules repeat: {plan.rules}")
-    _positive_int("seeds", plan.seeds)
-    _positive_int("points_per_decade", plan.points_per_decade)
-    if not (isinstance(plan.decades, (int, float)) and math.isfinite(plan.decades) and plan.decades > 0):
-        raise ValueError(f"decades must be a positive number, got {plan.decades!r}")
+        raise WdscaleError(f"rules repeat: {plan.rules}")
+    check_positive_int("seeds", plan.seeds)
+    check_positive_int("points_per_decade", plan.points_per_decade)
+    check_positive("decades", plan.decades)
     default_sizes = {"width": list(task.default_widths)}.get(plan.size_axis)
     sizes = plan.sizes if plan.sizes is not None else default_sizes
     if not sizes:
-        raise ValueError(f"give sizes for the {plan.size_axis!r} axis: the grid is empty")
+        raise WdscaleError(f"give sizes for the {plan.size_axis!r} axis: the grid is empty")
     for s in sizes:
-        _positive_int(f"size {s!r} (sizes)", s)
+        check_positive_int("sizes", s)
     sizes = sorted(set(sizes))
     if len(sizes) < 2:
-        raise ValueError(f"a study needs at least two sizes to see a drift, got {sizes}")
-    lr = plan.lr if plan.lr is not None else task.default_lr[plan.optimizer]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    epochs = _positive_int("epochs", plan.epochs if plan.epochs is not None else task.default_epochs)
-    batch_size = _positive_int(
+        raise WdscaleError(f"a study needs at least two sizes to see a drift, got {sizes}")
+    lr = check_positive("lr", plan.lr if plan.lr is not None else task.default_lr[plan.optimizer])
+    epochs = check_positive_int("epochs", plan.epochs if plan.epochs is not None else task.default_epochs)
+    batch_size = check_positive_int(
         "batch_size", plan.batch_size if plan.batch_size is not None else task.default_batch_size
     )
-    n_train = _positive_int("n_train", plan.n_train if plan.n_train is not None else task.default_n_train)
-    width = _positive_int("width", plan.width if plan.width is not None else task.base_width)
-    depth = _positive_int("depth", plan.depth if plan.depth is not None else task.default_depth)
+    n_train = check_positive_int("n_train", plan.n_train if plan.n_train is not None else task.default_n_train)
+    width = check_positive_int("width", plan.width if plan.width is not None else task.base_width)
+    depth = check_positive_int("depth", plan.depth if plan.depth is not None else task.default_depth)
     base_size = plan.base_size if plan.base_size is not None else sizes[0]
-    _positive_int("base_size", base_size)
-    if plan.optimizer == "sgd" and not (
-        isinstance(plan.momentum, (int, float)) and not isinstance(plan.momentum, bool) and 0 <= plan.momentum < 1
-    ):
-        raise ValueError(f"momentum must be a number in [0, 1), got {plan.momentum!r}")
+    check_positive_int("base_size", base_size)
+    if plan.optimizer == "sgd":
+        check_fraction("momentum", plan.momentum)
     for rule_name, dec in plan.extend.items():
         if rule_name not in plan.rules:
-            raise ValueError(f"extend names rule {rule_name!r}, which is not in the plan's rules {plan.rules}")
-        if isinstance(dec, bool) or not isinstance(dec, (int, float)) or not math.isfinite(dec) or dec == 0:
-            raise ValueError(f"extend[{rule_name!r}] must be a non-zero number of decades, got {dec!r}")
+            raise WdscaleError(f"extend names rule {rule_name!r}, which is not in the plan's rules {plan.rules}")
+        if check_number(f"extend[{rule_name!r}]", dec) == 0:
+            raise WdscaleError(f"extend[{rule_name!r}] must be a non-zero number of decades, got {dec!r}")
     if plan.settings is not None:
         unknown = sorted(set(plan.settings) - set(plan.rules))
         if unknown:
-            raise ValueError(f"settings given for rule(s) not in the plan: {', '.join(unknown)}")
+            raise WdscaleError(f"settings given for rule(s) not in the plan: {', '.join(unknown)}")
         for r, grid in plan.settings.items():
             if len(grid) < 3:
-                raise ValueError(f"settings for rule {r!r} need at least 3 values to locate an optimum, got {grid}")
+                raise WdscaleError(f"settings for rule {r!r} need at least 3 values to locate an optimum, got {grid}")
             for v in grid:
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                    raise ValueError(f"setting {v!r} for rule {r!r} is not allowed: settings must be finite and > 0")
+                check_positive(f"settings[{r!r}]", v)
     resolved = Resolved(plan, sizes, float(lr), epochs, batch_size, n_train, width, depth, int(base_size))
     for size in sizes:
         knobs = size_knobs(resolved, size)
         if knobs["batch_size"] > knobs["n_train"]:
-            raise ValueError(
+            raise WdscaleError(
                 f"batch_size={knobs['batch_size']} is larger than n_train={knobs['n_train']} at "
                 f"{plan.size_axis}={size}: a batch cannot hold more samples than the data has"
             )
@@ -408,7 +400,7 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
     )
     decayed = [a for a in outcome.assignments if a.weight_decay > 0]
     if not decayed:
-        raise ValueError(f"rule {rule!r} decays no parameter of this model")
+        raise WdscaleError(f"rule {rule!r} decays no parameter of this model")
     a = max(decayed, key=lambda a: (a.info.kind == "hidden", a.info.numel))
     total_steps = r.epochs * math.ceil(knobs["n_train"] / knobs["batch_size"])
     target_wd = r.plan.anchor_total_decay / (a.lr * total_steps)  # torch weight_decay at the centre
@@ -443,13 +435,13 @@ def check_models(r: Resolved, model_fn) -> None:
                 model = model_fn(knobs["width"], knobs["depth"])
                 base = model_fn(knobs["base_width"], knobs["depth"])
         except Exception as e:
-            raise ValueError(f"the model factory failed at {where}: {type(e).__name__}: {e}") from e
+            raise WdscaleError(f"the model factory failed at {where}: {type(e).__name__}: {e}") from e
         if not isinstance(model, torch.nn.Module):
-            raise ValueError(f"the model factory returned {type(model).__name__} at {where}, not a torch.nn.Module")
+            raise WdscaleError(f"the model factory returned {type(model).__name__} at {where}, not a torch.nn.Module")
         try:
             classify(model, base)
         except (ValueError, TypeError) as e:
-            raise ValueError(f"at {where}: {e}") from e
+            raise WdscaleError(f"at {where}: {e}") from e
 
 
 def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:

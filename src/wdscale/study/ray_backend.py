@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+from ..errors import WdscaleError
 from .config import ModelFn, RunResult, TaskData
 from .jobs import Job, OnResult, Source, execute, install, registered
 
@@ -21,7 +22,7 @@ def _ray():
     try:
         import ray
     except ImportError:
-        raise ValueError("the ray backend needs Ray: pip install 'wdscale[ray]'") from None
+        raise WdscaleError("the ray backend needs Ray: pip install 'wdscale[ray]'") from None
     return ray
 
 

@@ -31,6 +31,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..checks import check_positive_int
+from ..errors import WdscaleError
 from .backends import Backend, LocalBackend
 from .config import ModelFn, RunConfig, RunResult, TaskData
 from .jobs import Source, cut_jobs, resolve_source
@@ -59,23 +61,22 @@ def check_device(device: str) -> str:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+        raise WdscaleError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r}: studies run on cpu or cuda")
+        raise WdscaleError(f"device {device!r}: studies run on cpu or cuda")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise WdscaleError(
                 f"device {device!r}: CUDA is not available here (torch.cuda.is_available() is False); use --device cpu"
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+            raise WdscaleError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
     return device
 
 
 def check_threads(threads: int) -> int:
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a whole number ≥ 1 (torch intra-op threads per run), got {threads!r}")
-    return threads
+    """torch intra-op threads per run: a whole number ≥ 1."""
+    return check_positive_int("threads", threads)
 
 
 def check_output(data: TaskData, model: nn.Module, where: str) -> None:
@@ -86,15 +87,15 @@ def check_output(data: TaskData, model: nn.Module, where: str) -> None:
         with torch.no_grad():
             out = model(x)
     except Exception as e:
-        raise ValueError(
+        raise WdscaleError(
             f"the model at {where} fails on the data's inputs {tuple(x.shape)}: "
             f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
         ) from None
     want = (*y.shape, data.n_classes)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(
-            f"the model at {where} returns {got} for inputs {tuple(x.shape)}; {data.kind} data "
+        raise WdscaleError(
+            f"the model at {where} returns {got} for inputs {tuple(x.shape)}; {data.objective} data "
             f"with {data.n_classes} classes needs logits of shape {want}"
         )
 
@@ -115,7 +116,7 @@ def study_lock(out: Path) -> Iterator[None]:
         except OSError:
             f.seek(0)
             holder = f.read().strip() or "another process"
-            raise ValueError(
+            raise WdscaleError(
                 f"another `wdscale study run` ({holder}) is running on {str(out)!r}; "
                 "wait for it to finish (it stores every run), or use another --out"
             ) from None
@@ -146,7 +147,7 @@ def check_plan_fits_store(store: Store, runs: Sequence[RunConfig], out: Path) ->
             now_s = ", ".join(sorted(map(str, now))[:3]) + (", ..." if len(now) > 3 else "")
             diffs.append(f"{f.name} {was_s} there, {now_s} here")
     why = "; ".join(diffs[:4]) or "other grid settings"
-    raise ValueError(
+    raise WdscaleError(
         f"{str(out)!r} holds {len(foreign)} run(s) of another plan ({why}). A study directory holds "
         "one plan: use another --out, or the plan it was made with (its plan.json); a plan may grow "
         "(more sizes, rules, seeds, --extend) but not change"
@@ -193,22 +194,22 @@ def run_study(
     device = check_device(device or default_device())
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file; give a directory for the study")
+        raise WdscaleError(f"--out {str(out)!r} is a file; give a directory for the study")
     task = task if task is not None else get_task(plan.task)
     source = source or Source(plan.task)
     runs = make_runs(plan, task, model_fn)
     data, fn = resolve_source(source, runs[0])
     most = max(c.n_train for c in runs)
     if most > data.n_train:
-        raise ValueError(f"n_train={most} is more than the {data.n_train} training samples of task {plan.task!r}")
+        raise WdscaleError(f"n_train={most} is more than the {data.n_train} training samples of task {plan.task!r}")
     with torch.random.fork_rng():
         check_output(data, fn(runs[0].width, runs[0].depth), f"{runs[0].size_axis}={runs[0].size}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ValueError(f"cannot create the study directory {str(out)!r}: {e.strerror}") from None
+        raise WdscaleError(f"cannot create the study directory {str(out)!r}: {e.strerror}") from None
     if not os.access(out, os.W_OK):
-        raise ValueError(f"the study directory {str(out)!r} is not writable")
+        raise WdscaleError(f"the study directory {str(out)!r} is not writable")
     backend = backend or LocalBackend()
     with study_lock(out), Store(out / "runs.sqlite") as store:
         check_plan_fits_store(store, runs, out)

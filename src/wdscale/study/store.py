@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
+from ..errors import WdscaleError
 from .config import RunConfig, RunResult
 
 # columns of the first store version; later columns are added by ALTER TABLE when a writer opens it
@@ -56,7 +57,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _METRICS = ("train_loss", "val_loss", "best_val_loss", "val_acc", "best_val_acc")
 
 
-class StoreError(ValueError):
+class StoreError(WdscaleError):
     """A store that cannot be used: not SQLite, damaged, another program's, or not writable."""
 
 
@@ -150,7 +151,7 @@ class Store:
     def add(self, config: RunConfig, result: RunResult) -> bool:
         """Record one finished run; False (and nothing written) if it is already stored."""
         if result.run_id != config.run_id:
-            raise ValueError(f"result {result.run_id} does not belong to config {config.run_id}")
+            raise AssertionError(f"result {result.run_id} does not belong to config {config.run_id}")
         values = (
             config.run_id,
             config.task,
@@ -237,9 +238,9 @@ def load_runs(study_dir: Union[str, Path]):
     (docs/findings keeps finished studies that way)."""
     out = Path(study_dir)
     if not out.exists():
-        raise ValueError(f"{str(out)!r} does not exist: run `wdscale study run --out {out}` first")
+        raise WdscaleError(f"{str(out)!r} does not exist: run `wdscale study run --out {out}` first")
     if not out.is_dir():
-        raise ValueError(f"{str(out)!r} is a file, not a study directory")
+        raise WdscaleError(f"{str(out)!r} is a file, not a study directory")
     if (out / "runs.sqlite").exists():
         with Store(out / "runs.sqlite", readonly=True) as store:
             return store.frame()
@@ -247,4 +248,4 @@ def load_runs(study_dir: Union[str, Path]):
         import pandas as pd
 
         return pd.read_parquet(out / "runs.parquet")
-    raise ValueError(f"{str(out)!r} holds no study (no runs.sqlite): run `wdscale study run --out {out}` first")
+    raise WdscaleError(f"{str(out)!r} holds no study (no runs.sqlite): run `wdscale study run --out {out}` first")

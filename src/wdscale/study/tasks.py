@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TaskData
+from ..errors import WdscaleError
+from .config import Objective, TaskData
 from .models import CNN1D, MLP, CharTransformer, ResMLP
 
 
@@ -37,7 +38,7 @@ class Task:
 
     name: str
     description: str
-    kind: str  # "classification" | "lm"
+    objective: Objective
     default_widths: tuple[int, ...]
     base_width: int
     default_depth: int
@@ -136,11 +137,11 @@ def load_mnist1d(seed: int = 0, n_pool: int = MNIST1D_TRAIN) -> TaskData:
     ``subset(n)`` for n <= 4000 is the same whatever ``n_pool`` is.
     """
     if n_pool < 1:
-        raise ValueError(f"n_pool must be positive, got {n_pool}")
+        raise WdscaleError(f"n_pool must be positive, got {n_pool}")
     x, y, x_val, y_val = _mnist1d_arrays(n_pool)
     head = min(n_pool, MNIST1D_TRAIN)
     order = torch.cat([_reorder(head, seed), head + _reorder(n_pool - head, seed)])
-    return TaskData(x[order], y[order], x_val, y_val, n_classes=10, kind="classification")
+    return TaskData(x[order], y[order], x_val, y_val, n_classes=10, objective="classification")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ def load_digits_task(seed: int = 0) -> TaskData:
     """sklearn digits: 1297 training / 500 validation images, 64 standardised features, 10 classes."""
     x, y, x_val, y_val = _digits_arrays()
     order = _reorder(len(y), seed)
-    return TaskData(x[order], y[order], x_val, y_val, n_classes=10, kind="classification")
+    return TaskData(x[order], y[order], x_val, y_val, n_classes=10, objective="classification")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -258,7 +259,7 @@ def load_shakespeare(seed: int = 0) -> TaskData:
     order = canonical[_reorder(len(x), seed)]
     x_val, y_val = _windows(val, SHAKESPEARE_CONTEXT)
     keep = torch.linspace(0, len(x_val) - 1, min(SHAKESPEARE_N_VAL, len(x_val))).round().long()
-    return TaskData(x[order], y[order], x_val[keep], y_val[keep], n_classes=len(vocab), kind="lm")
+    return TaskData(x[order], y[order], x_val[keep], y_val[keep], n_classes=len(vocab), objective="lm")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,7 +269,7 @@ def load_shakespeare(seed: int = 0) -> TaskData:
 _MNIST1D_MLP = Task(
     name="mnist1d_mlp",
     description="MNIST-1D (4000 train / 1000 val 1-D signals, 10 classes), ReLU MLP",
-    kind="classification",
+    objective="classification",
     default_widths=(32, 64, 128, 256, 512),
     base_width=32,
     default_depth=2,
@@ -310,7 +311,7 @@ TASKS: dict[str, Task] = {
         Task(
             name="mnist1d_cnn",
             description="MNIST-1D (4000 train / 1000 val 1-D signals, 10 classes), 1-D convnet",
-            kind="classification",
+            objective="classification",
             default_widths=(16, 32, 64, 128, 256),
             base_width=16,
             default_depth=3,
@@ -324,7 +325,7 @@ TASKS: dict[str, Task] = {
         Task(
             name="digits_mlp",
             description="sklearn digits (1297 train / 500 val 8x8 images, 10 classes), ReLU MLP",
-            kind="classification",
+            objective="classification",
             default_widths=(32, 64, 128, 256, 512),
             base_width=32,
             default_depth=2,
@@ -338,7 +339,7 @@ TASKS: dict[str, Task] = {
         Task(
             name="shakespeare_char",
             description="character-level LM on eight Shakespeare tragedies (context 64), small GPT",
-            kind="lm",
+            objective="lm",
             default_widths=(16, 32, 64, 128, 256),
             base_width=16,
             default_depth=2,
@@ -358,4 +359,4 @@ def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
+        raise WdscaleError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,7 @@ def build(
     with torch.random.fork_rng(devices=[]):
         base = model_fn(config.base_width, config.depth)
     facts = DataFacts(n_samples=n_train, batch_size=config.batch_size, epochs=config.epochs)
+    torch_kwargs: dict[str, Any] = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
     opt = optimizer(
         model,
         config.optimizer,
@@ -44,7 +45,7 @@ def build(
         data=facts,
         decay_vectors=config.decay_vectors,
         depth_mult=config.depth / config.base_depth,
-        **({"momentum": config.momentum} if config.optimizer == "sgd" else {}),
+        **torch_kwargs,
     )
     return model, opt
 
@@ -55,7 +56,12 @@ def prepare(data: TaskData, n_train: int, device: Device, dtype: torch.dtype) ->
         data = data.subset(n_train)  # raises if the task has fewer samples
     cast = lambda x: x.to(device=device, dtype=dtype) if x.is_floating_point() else x.to(device)  # noqa: E731
     return TaskData(
-        cast(data.x_train), data.y_train.to(device), cast(data.x_val), data.y_val.to(device), data.n_classes, data.kind
+        cast(data.x_train),
+        data.y_train.to(device),
+        cast(data.x_val),
+        data.y_val.to(device),
+        data.n_classes,
+        data.objective,
     )
 
 
