@@ -11,7 +11,8 @@ from torch import nn
 import wdscale
 from conftest import TinyMLP
 from wdscale import DataFacts
-from wdscale.cli import UsageError, main
+from wdscale.cli import main
+from wdscale.loading import UsageError
 from wdscale.optim import RULE_KEYWORDS, TORCH_KEYWORDS
 
 DATA = DataFacts(n_samples=1000, batch_size=50, epochs=10)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WdscaleError
+from ..loading import load_object
 from .api import Study
 from .backends import make_backend
 from .plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs
@@ -94,8 +95,6 @@ def cmd_run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     plan = build_plan(args)
     if args.model or args.data:
-        from ..cli import load_object
-
         if not (args.model and args.data):
             raise WdscaleError("--model and --data go together: module:factory and module:loader")
         study = Study(
