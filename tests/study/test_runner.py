@@ -258,3 +258,20 @@ def test_cli_runs_a_users_own_model_and_data(tmp_path, capsys):
     df = Store(tmp_path / "runs.sqlite").frame()
     assert len(df) == 12 and df.status.isin(["ok", "not_learned"]).all() and set(df.task) == {"custom"}
     assert main(["study", "report", str(tmp_path)]) == 0
+
+
+def test_study_takes_every_plan_field_as_a_keyword_with_the_plans_default():
+    import dataclasses
+    import inspect
+
+    params = inspect.signature(Study).parameters
+    for f in dataclasses.fields(StudyPlan):
+        if f.name == "task":
+            continue
+        assert f.name in params, f"Study() lacks the plan keyword {f.name}"
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        assert (
+            params[f.name].default == default
+            or (params[f.name].default is None and default in ({}, []))
+            or (f.name == "rules" and params[f.name].default is None)
+        ), f.name

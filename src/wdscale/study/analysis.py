@@ -31,7 +31,7 @@ REQUIRED_COLUMNS = SERIES_KEYS + ("size", "setting", "seed", "status")
 CI = 0.90  # coverage of every bootstrap interval
 MIN_SETTINGS = 3  # fewer grid points cannot bracket a minimum
 
-SeriesKey = tuple  # (task, optimizer, rule, size_axis)
+SeriesKey = tuple[str, str, str, str]  # (task, optimizer, rule, size_axis)
 
 
 # ----------------------------------------------------------------------------- results

@@ -7,13 +7,15 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+import pandas as pd
 import torch
 from torch import nn
 
 from ..errors import WdscaleError, WdscaleTypeError
-from .analysis import analyze
+from ..optim import OPTIMIZER_NAMES
+from .analysis import StudyAnalysis, analyze
 from .backends import make_backend
-from .config import TaskData
+from .config import RunConfig, TaskData
 from .jobs import register_source
 from .plan import StudyPlan, make_runs
 from .report import write_report
@@ -75,8 +77,50 @@ class Study:
     """A grid of sizes × decay settings × rules × seeds on a built-in task or your own model.
 
     >>> study = wdscale.Study(model_fn=lambda width: make_net(width), data=(x_tr, y_tr, x_va, y_va),
-    ...                       sizes=[64, 256, 1024], rules=["sum", "mean", "timescale"], lr=1e-3, epochs=20)
+    ...                       sizes=[64, 256, 1024], rules=["sum", "mean", "timescale"], lr=1e-3, epochs=20,
+    ...                       batch_size=128)
     >>> study.run(); study.report()
+
+    Args:
+        model_fn: your model family, called with the size (`model_fn(width)`, or
+            `model_fn(width, depth)`); None for a built-in task.
+        data: your data: a TaskData, a function returning one, or (x_train, y_train, x_val, y_val)
+            tensors of class ids; None for a built-in task.
+        task: a built-in task (default "mnist1d_mlp"); not with model_fn.
+        size_axis: "width", "depth", "n_train" or "batch_size".
+        sizes: the sizes along that axis (required for your own model).
+        rules: the rules to compare (`wdscale rules` lists them).
+        optimizer: "sgd", "adam" or "adamw".
+        seeds: seeds per setting.
+        settings: an explicit grid of λ (or τ) per rule; else a grid centred on the same effective
+            decay for every rule.
+        extend: decades of stronger (+) or weaker (-) decay added to a rule's grid.
+        points_per_decade: grid points per decade.
+        decades: width of the centred grid in decades.
+        anchor_total_decay: η·λ × total steps at the grid's centre (hidden weights, base size).
+        lr: learning rate at the base size (required for your own model).
+        momentum: SGD momentum, in [0, 1).
+        epochs: epochs per run (required for your own model).
+        batch_size: samples per step (required for your own model).
+        n_train: training samples used (default: all).
+        width: the fixed width when the axis is not width (for your own model, default: the
+            smallest size on a width axis).
+        depth: the fixed depth when the axis is not depth.
+        base_size: the size where the setting is tuned (default: the smallest).
+        decay_vectors: decay biases and norm gains too.
+        task_options: extra knobs of a built-in task.
+        out: the study directory (its store, plan and report).
+        name: your study's name (letters, digits, '_', '-', '.'); the task column of its runs.
+        backend: "local" (worker processes) or "ray".
+        workers: worker processes (default: cores / threads).
+        address: a Ray cluster's address (default: start a local Ray).
+        device: "cpu", "cuda" or "cuda:N" (default: cuda if available).
+        batch: train same-shaped runs of small models together (the batched engine).
+        threads: torch intra-op threads per run, the same in every backend.
+
+    Raises:
+        WdscaleError: a bad combination (model_fn without data, task with model_fn), a missing
+            required setting for your own model, or a bad value.
     """
 
     def __init__(
@@ -85,6 +129,26 @@ class Study:
         data: Any = None,
         *,
         task: Optional[str] = None,
+        size_axis: str = "width",
+        sizes: Optional[list[int]] = None,
+        rules: Optional[list[str]] = None,
+        optimizer: str = "adamw",
+        seeds: int = 3,
+        settings: Optional[dict[str, list[float]]] = None,
+        extend: Optional[dict[str, float]] = None,
+        points_per_decade: int = 4,
+        decades: float = 3.0,
+        anchor_total_decay: float = 3.0,
+        lr: Optional[float] = None,
+        momentum: float = 0.9,
+        epochs: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        n_train: Optional[int] = None,
+        width: Optional[int] = None,
+        depth: Optional[int] = None,
+        base_size: Optional[int] = None,
+        decay_vectors: bool = False,
+        task_options: Optional[dict[str, Any]] = None,
         out: Union[str, Path] = "wdscale-study",
         name: str = "custom",
         backend: str = "local",
@@ -93,7 +157,6 @@ class Study:
         device: Optional[str] = None,
         batch: bool = True,
         threads: int = 1,
-        **plan: Any,
     ) -> None:
         if (model_fn is None) != (data is None):
             raise WdscaleError("give both model_fn and data (your own model), or neither (a built-in task)")
@@ -104,6 +167,15 @@ class Study:
         self.batch = batch
         self.threads = threads
         self.backend = make_backend(backend, workers=workers, address=address)
+        plan: dict[str, Any] = dict(
+            size_axis=size_axis, sizes=sizes, optimizer=optimizer, seeds=seeds, settings=settings,
+            extend=extend or {}, points_per_decade=points_per_decade, decades=decades,
+            anchor_total_decay=anchor_total_decay, lr=lr, momentum=momentum, epochs=epochs,
+            batch_size=batch_size, n_train=n_train, width=width, depth=depth, base_size=base_size,
+            decay_vectors=decay_vectors, task_options=task_options or {},
+        )  # fmt: skip
+        if rules is not None:
+            plan["rules"] = rules
         if model_fn is None:
             self.plan = StudyPlan(task=task or "mnist1d_mlp", **plan)
             self.task = get_task(self.plan.task)
@@ -113,39 +185,54 @@ class Study:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise WdscaleError(f"name {name!r} may hold letters, digits, '_', '-' and '.' only")
         task_data = as_task_data(data)
-        size_axis = plan.get("size_axis", "width")
-        sizes = plan.get("sizes")
         if not sizes:
             raise WdscaleError("give sizes=[...] for your own model (e.g. widths 64 to 1024)")
-        width = plan.get("width") or (min(sizes) if size_axis == "width" else None)
-        if size_axis != "width" and width is None:
+        width = width or (min(sizes) if size_axis == "width" else None)
+        if width is None:
             raise WdscaleError(f"give width= (the fixed width) for a study along {size_axis!r}")
-        for key in ("lr", "epochs", "batch_size"):
-            if plan.get(key) is None:
+        for key, value in (("lr", lr), ("epochs", epochs), ("batch_size", batch_size)):
+            if value is None:
                 raise WdscaleError(f"give {key}= for your own model (the built-in tasks have defaults, yours does not)")
+        assert lr is not None and epochs is not None and batch_size is not None  # checked just above
         self.model_fn = _two_arg(model_fn, size_axis)
-        self.plan = StudyPlan(task=name, **{"width": width, **plan})
+        self.plan = StudyPlan(task=name, **{**plan, "width": width})
         self.task = Task(
             name=name,
             description="your own model and data",
             objective=task_data.objective,
             default_widths=tuple(sizes),
             base_width=width,
-            default_depth=plan.get("depth") or 1,
+            default_depth=depth or 1,
             default_n_train=task_data.n_train,
-            default_batch_size=plan["batch_size"],
-            default_epochs=plan["epochs"],
-            default_lr={k: plan["lr"] for k in ("sgd", "adam", "adamw")},
+            default_batch_size=batch_size,
+            default_epochs=epochs,
+            default_lr=dict.fromkeys(OPTIMIZER_NAMES, lr),
             loader=lambda seed=0: task_data,
             model_factory=self.model_fn,
         )
         self.source = register_source(name, task_data, self.model_fn)
 
-    def runs(self) -> list:
-        """The planned runs (checked: a bad plan or a model_fn that fails at some size raises here)."""
+    def runs(self) -> list[RunConfig]:
+        """The planned runs.
+
+        Raises:
+            WdscaleError: a bad plan, or a model_fn that fails at some size.
+        """
         return make_runs(self.plan, self.task, self.model_fn)
 
     def run(self, *, progress: bool = True, retry_failed: bool = False) -> RunSummary:
+        """Train every planned run not yet in the store (the same call again resumes).
+
+        Args:
+            progress: show a progress bar.
+            retry_failed: train again the runs stored as failed.
+
+        Returns:
+            How many runs were planned, already stored, and trained now, by status.
+
+        Raises:
+            WdscaleError: anything that would make the runs wrong, before any run starts.
+        """
         return run_study(
             self.plan,
             self.out,
@@ -160,12 +247,18 @@ class Study:
             retry_failed=retry_failed,
         )
 
-    def results(self):
-        """All stored runs as a pandas DataFrame (from the store, or its runs.parquet export)."""
+    def results(self) -> pd.DataFrame:
+        """All stored runs, one row each (from the store, or its runs.parquet export)."""
         return load_runs(self.out)
 
-    def analyze(self, metric: str = "val_loss"):
+    def analyze(self, metric: str = "val_loss") -> StudyAnalysis:
+        """The optimum per size, its drift and the transfer regret per rule (`analysis.analyze`)."""
         return analyze(self.results(), metric=metric)
 
     def report(self, title: Optional[str] = None) -> dict[str, Path]:
+        """Write report.md, report.html and figures/ into the study directory.
+
+        Returns:
+            The paths written ("md", "html", and each figure's relative path).
+        """
         return write_report(self.results(), self.out, title=title or f"wdscale study: {self.plan.task}")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import WdscaleError
-from .analysis import SERIES_KEYS, _prepare
+from .analysis import SERIES_KEYS, SeriesKey, _prepare
 
 PROXY_FRACTION = 1 / 16  # the default proxy is the largest size at most this fraction of the target
 
@@ -98,7 +98,8 @@ def search_cost(
     df["param_samples"] = n_params * df["steps"].astype(float) * df["batch_size"].astype(float)
     df["wall_time"] = pd.to_numeric(df["wall_time"], errors="coerce").fillna(0.0)
     out = []
-    for key, g in df.groupby(list(SERIES_KEYS), sort=True):
+    for group, g in df.groupby(list(SERIES_KEYS), sort=True):
+        key: SeriesKey = group  # pandas types a group key as Any
         sizes = sorted(g["size"].unique().tolist())
         proxy, target = default_sizes(sizes)
         proxy = proxy if proxy_size is None else proxy_size

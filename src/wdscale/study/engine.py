@@ -95,8 +95,9 @@ class BatchedTrainer:
             self.layers = None
         if native and self.layers is None:
             raise WdscaleError("not a plain MLP: no hand-written batched forward for this model")
-        self._meta = copy.deepcopy(models[0]).to("meta") if self.layers is None else None
-        self._vmapped = vmap(lambda params, x: functional_call(self._meta, params, (x,)))
+        # the vmap path calls a parameter-free copy of the model (on the meta device) with the stack
+        meta = copy.deepcopy(models[0]).to("meta")
+        self._vmapped = vmap(lambda params, x: functional_call(meta, params, (x,)))
 
     @property
     def native(self) -> bool:
@@ -186,16 +187,18 @@ def can_batch(model: nn.Module, example: Optional[torch.Tensor] = None) -> tuple
         return False, f"model has Dropout in train mode ({', '.join(dropout[:3])}): it draws from the global RNG"
     if not any(True for _ in model.parameters()):
         return False, "model has no parameters"
+    not_probed = "no buffers, no dropout; vmap not probed (pass example=, train_batched checks it)"
     x = example if example is not None else default_probe(model)
-    if x is not None:
-        p0 = next(model.parameters())
-        x = x.to(p0.device, p0.dtype) if x.is_floating_point() else x.to(p0.device)
+    if x is None:
+        return True, not_probed
+    p0 = next(model.parameters())
+    x = x.to(p0.device, p0.dtype) if x.is_floating_point() else x.to(p0.device)
     if example is None:
         try:
             with torch.no_grad():
                 model(x)
         except Exception:  # the guessed input does not fit: vmap cannot be judged without real data
-            return True, "no buffers, no dropout; vmap not probed (pass example=, train_batched checks it)"
+            return True, not_probed
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -11,14 +11,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+import torch
+import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, before it joined the standard library
+    import tomli as tomllib
+
 from ..checks import check_fraction, check_number, check_positive, check_positive_int
 from ..errors import WdscaleError
-from ..optim import OPTIMIZER_NAMES
-from ..rules import DataFacts, get_rule
+from ..groups import classify
+from ..optim import OPTIMIZER_NAMES, apply_rule
+from ..rules import DataFacts, get_rule, setting_kwargs
 from .config import SIZE_AXES, RunConfig
 
 # Adam + coupled L2: the L2 gradient λw is divided by Adam's RMS gradient, so the same λ decays far
@@ -265,16 +275,10 @@ def load_plan_file(path: Union[str, Path]) -> dict[str, Any]:
         raise WdscaleError(f"config file {str(p)!r} cannot be read: {e}") from None
     if p.suffix == ".toml":
         try:
-            import tomllib
-        except ImportError:  # Python < 3.11
-            import tomli as tomllib  # type: ignore[no-redef]
-        try:
             d = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise WdscaleError(f"config file {str(p)!r} is not valid TOML: {e}") from None
     else:
-        import yaml
-
         try:
             d = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
@@ -380,10 +384,6 @@ def size_knobs(r: Resolved, size: int) -> dict[str, int]:
 
 def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
     """Log-spaced settings centred where the base model's hidden weights get the anchor decay."""
-    import torch
-
-    from ..optim import apply_rule
-
     knobs = size_knobs(r, r.base_size)
     with torch.random.fork_rng():  # only shapes are needed; leave the global RNG alone
         model = model_fn(knobs["width"], knobs["depth"])
@@ -393,7 +393,7 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
         model,
         rule=rule,
         lr=r.lr,
-        **{rule_obj.takes: 1.0},
+        **setting_kwargs(rule, 1.0),
         data=data,
         optimizer=r.plan.optimizer,
         decay_vectors=r.plan.decay_vectors,
@@ -421,10 +421,6 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
 def check_models(r: Resolved, model_fn) -> None:
     """Build the model (shapes only) at every size, and its base: a model_fn that fails at some
     size, or a base that does not match, is reported before any run starts."""
-    import torch
-
-    from ..groups import classify
-
     for size in r.sizes:
         knobs = size_knobs(r, size)
         where = f"{r.plan.size_axis}={size}"

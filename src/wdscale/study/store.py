@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
+import pandas as pd
+
 from ..errors import WdscaleError
 from .config import RunConfig, RunResult
 
@@ -213,8 +215,6 @@ class Store:
 
     def frame(self):
         """All runs as a pandas DataFrame, one row per run, config fields flattened into columns."""
-        import pandas as pd
-
         cur = self._db.execute("SELECT * FROM runs ORDER BY task, optimizer, rule, size, setting, seed")
         cols = [c[0] for c in cur.description]
         rows = []
@@ -245,7 +245,5 @@ def load_runs(study_dir: Union[str, Path]):
         with Store(out / "runs.sqlite", readonly=True) as store:
             return store.frame()
     if (out / "runs.parquet").exists():
-        import pandas as pd
-
         return pd.read_parquet(out / "runs.parquet")
     raise WdscaleError(f"{str(out)!r} holds no study (no runs.sqlite): run `wdscale study run --out {out}` first")

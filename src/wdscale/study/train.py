@@ -93,7 +93,7 @@ def metrics(
     """Validation loss and accuracy (per token for "lm") of K models, each (K,) float64.
 
     `forward` maps a chunk of inputs (C, ...) to logits (K, C, [T,] V)."""
-    loss_sum = correct = None
+    loss_sum = correct = torch.zeros(0, dtype=torch.float64)
     for i in range(0, x.shape[0], chunk):
         logits, yc = forward(x[i : i + chunk]), y[i : i + chunk]
         k = logits.shape[0]
@@ -101,7 +101,7 @@ def metrics(
         losses = token_losses(logits, yk).reshape(k, -1)
         hits = (logits.argmax(dim=-1) == yk).reshape(k, -1)
         ls, cs = losses.sum(dim=1, dtype=torch.float64), hits.sum(dim=1, dtype=torch.float64)
-        loss_sum, correct = (ls, cs) if loss_sum is None else (loss_sum + ls, correct + cs)
+        loss_sum, correct = (ls, cs) if i == 0 else (loss_sum + ls, correct + cs)
     count = y.numel()
     return loss_sum / count, correct / count
 
