@@ -26,7 +26,12 @@ demo: $(STAMP)
 	$(VENV)/bin/wdscale study report $(DEMO_DIR)
 	@echo "Report: $(DEMO_DIR)/report.md and $(DEMO_DIR)/report.html"
 
+# lint, format and types first (seconds), then the suite
+LINTED := src tests benchmarks examples docs/findings/summarize.py
 test: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 bench: $(STAMP)

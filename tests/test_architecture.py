@@ -1,0 +1,122 @@
+"""The import graph docs/architecture.md draws: one way, no cycle, imports at the top.
+
+Every module has a layer; a module may import only modules of a lower layer (the package
+`__init__` files only re-export, and only the faces import them). A new module fails here until it
+is given its place, which is also its place in docs/architecture.md.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).parent.parent / "src"
+
+# lowest first: core (groups → rules → optim) ← study (plan → jobs → backends → store → analysis →
+# report) ← faces (cli, api)
+LAYERS = [
+    # core
+    "wdscale.errors",
+    "wdscale.checks",
+    "wdscale.sgdw",
+    "wdscale.groups",
+    "wdscale.rules",
+    "wdscale.optim",
+    # study: what a run is, what it trains on, the plan
+    "wdscale.study.config",
+    "wdscale.study.models",
+    "wdscale.study.tasks",
+    "wdscale.study.plan",
+    # study: training one run, and K runs at once
+    "wdscale.study.train",
+    "wdscale.study.stack",
+    "wdscale.study.batched_step",
+    "wdscale.study.mlp_forward",
+    "wdscale.study.engine",
+    # study: jobs, where they run, where results go, the driver
+    "wdscale.study.jobs",
+    "wdscale.study.ray_backend",
+    "wdscale.study.backends",
+    "wdscale.study.store",
+    "wdscale.study.runner",
+    # study: what the runs say
+    "wdscale.study.analysis",
+    "wdscale.study.cost",
+    "wdscale.study.document",
+    "wdscale.study.figures",
+    "wdscale.study.report",
+    # faces
+    "wdscale.loading",
+    "wdscale.study.api",
+    "wdscale.study.cli",
+    "wdscale.cli",
+    "wdscale.__main__",
+]
+PACKAGES = {"wdscale", "wdscale.study"}
+FACES = {"wdscale.loading", "wdscale.study.api", "wdscale.study.cli", "wdscale.cli", "wdscale.__main__"}
+# imported inside a function only where the dependency is optional or platform-bound: a Ray
+# cluster, the plotting backend (chosen before pyplot loads), the POSIX lock, a task's data
+# package, and the study extra from the core's command line
+OPTIONAL = {"ray", "matplotlib", "fcntl", "mnist1d", "sklearn", "wdscale.study"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def resolve(importer: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
+    if node.level == 0:
+        base = node.module or ""
+    else:
+        parts = importer.split(".") if is_package else importer.split(".")[:-1]
+        parts = parts[: len(parts) - (node.level - 1)]
+        base = ".".join(parts + ([node.module] if node.module else []))
+    # `from . import study` names a module; `from .rules import RULES` names a module's attribute
+    return [f"{base}.{a.name}" if f"{base}.{a.name}" in KNOWN else base for a in node.names]
+
+
+def imports(path: Path) -> list[tuple[str, bool]]:
+    """(imported module, at the top of the file?) for every import in the file."""
+    tree = ast.parse(path.read_text())
+    name, is_package = module_name(path), path.name == "__init__.py"
+    top = set(map(id, tree.body))
+    for node in tree.body:  # conditional imports at the top (sys.version_info) count as top
+        if isinstance(node, ast.If):
+            top |= {id(n) for n in ast.walk(node)}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, id(node) in top) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            out += [(m, id(node) in top) for m in resolve(name, is_package, node)]
+    return out
+
+
+FILES = sorted(SRC.rglob("*.py"))
+KNOWN = {module_name(p) for p in FILES}
+
+
+def test_every_module_has_a_layer():
+    assert KNOWN - PACKAGES == set(LAYERS), "give a new module its layer here and in docs/architecture.md"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: module_name(p))
+def test_imports_run_one_way(path):
+    importer = module_name(path)
+    for imported, _ in imports(path):
+        if not imported.startswith("wdscale") or imported == importer:
+            continue
+        if importer in PACKAGES:
+            assert imported.startswith(importer), f"{importer} re-exports only its own modules, not {imported}"
+            continue
+        if imported in PACKAGES:
+            assert importer in FACES, f"{importer} imports the package {imported}: only the faces may"
+            continue
+        assert LAYERS.index(imported) < LAYERS.index(importer), f"{importer} imports {imported}, a higher layer"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: module_name(p))
+def test_imports_are_at_the_top_unless_optional(path):
+    late = [m for m, at_top in imports(path) if not at_top]
+    assert [m for m in late if not any(m == o or m.startswith(o + ".") for o in OPTIONAL)] == []
