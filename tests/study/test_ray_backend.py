@@ -10,7 +10,7 @@ ray = pytest.importorskip("ray")
 
 import user_model  # noqa: E402
 from ray import cloudpickle  # noqa: E402
-from user_model import Fragile, load  # noqa: E402
+from user_model import fragile_study, load  # noqa: E402
 
 from wdscale.study import Study, StudyPlan, make_runs, run_study  # noqa: E402
 from wdscale.study.backends import LocalBackend  # noqa: E402
@@ -90,19 +90,7 @@ def test_a_killed_worker_is_retried_and_every_run_lands_once(local_ray, tmp_path
 
 
 def test_a_failing_run_is_recorded_as_failed_not_retried(local_ray, tmp_path):
-    study = Study(
-        Fragile,
-        load(),
-        out=tmp_path,
-        sizes=[8, 16],
-        rules=["sum"],
-        settings={"sum": [1e-3, 1e-2, 1e-1]},
-        seeds=1,
-        lr=1e-2,
-        epochs=1,
-        batch_size=50,
-        backend="ray",
-    )
+    study = fragile_study(tmp_path, backend="ray")
     study.run(progress=False)
     df = study.results()
     assert len(df) == 6

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from toy import TINY, TINY_FLAGS
 from user_model import load
 
 from wdscale.cli import main
@@ -24,16 +25,6 @@ from wdscale.study.runner import study_lock
 from wdscale.study.store import Store
 from wdscale.study.tasks import get_task
 
-TINY = dict(
-    task="digits_mlp",
-    sizes=[8, 32],
-    rules=["sum", "decoupled"],
-    seeds=2,
-    decades=1.0,
-    points_per_decade=2,
-    epochs=2,
-    depth=1,
-)
 TESTS = Path(__file__).parent
 
 
@@ -133,34 +124,7 @@ def test_a_second_driver_on_the_same_study_is_refused(tmp_path):
 
 
 def test_two_drivers_started_together_train_every_run_once(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "wdscale",
-        "study",
-        "run",
-        "--out",
-        str(tmp_path),
-        "--task",
-        "digits_mlp",
-        "--sizes",
-        "8,16",
-        "--rules",
-        "sum",
-        "--seeds",
-        "2",
-        "--decades",
-        "1",
-        "--points-per-decade",
-        "2",
-        "--epochs",
-        "2",
-        "--depth",
-        "1",
-        "--workers",
-        "1",
-        "--no-progress",
-    ]
+    cmd = [sys.executable, "-m", "wdscale", "study", "run", "--out", str(tmp_path), *TINY_FLAGS]
     procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     errs = [p.communicate(timeout=300)[1] for p in procs]
     codes = sorted(p.returncode for p in procs)
@@ -311,27 +275,7 @@ def test_a_garbage_foreign_or_damaged_store_is_refused_and_left_untouched(tiny_s
     else:
         store.write_bytes(content)
     before = digest(out)
-    args = [
-        "--task",
-        "digits_mlp",
-        "--sizes",
-        "8,32",
-        "--rules",
-        "sum",
-        "--seeds",
-        "1",
-        "--decades",
-        "1",
-        "--points-per-decade",
-        "2",
-        "--epochs",
-        "1",
-        "--depth",
-        "1",
-        "--workers",
-        "1",
-        "--no-progress",
-    ]
+    args = TINY_FLAGS
     assert cli("study", "run", "--out", str(out), *args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and (

@@ -10,23 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from user_model import Fragile, load
+from toy import TINY, TINY_FLAGS
+from user_model import fragile_study
 
 from wdscale.study import Study, StudyPlan, make_runs, run_study
 from wdscale.study.backends import LocalBackend
 from wdscale.study.store import Store
 from wdscale.study.tasks import get_task
-
-TINY = dict(
-    task="digits_mlp",
-    sizes=[8, 32],
-    rules=["sum", "decoupled"],
-    seeds=2,
-    decades=1.0,
-    points_per_decade=2,
-    epochs=2,
-    depth=1,
-)
 
 
 def test_tiny_study_stores_every_run_once_and_resume_skips_them(tmp_path):
@@ -67,19 +57,7 @@ def test_diverging_runs_are_recorded_and_the_study_goes_on(tmp_path):
 
 
 def test_failing_runs_are_recorded_with_their_error_and_the_rest_finish(tmp_path):
-    study = Study(
-        Fragile,
-        load(),
-        out=tmp_path,
-        sizes=[8, 16],
-        rules=["sum"],
-        settings={"sum": [1e-3, 1e-2, 1e-1]},
-        seeds=1,
-        lr=1e-2,
-        epochs=1,
-        batch_size=50,
-        workers=1,
-    )
+    study = fragile_study(tmp_path, workers=1)
     study.run(progress=False)
     df = study.results()
     failed = df[df.status == "failed"]
@@ -155,25 +133,7 @@ def test_cli_report_and_export(tmp_path, capsys):
                 "run",
                 "--out",
                 out,
-                "--task",
-                "digits_mlp",
-                "--sizes",
-                "8,32",
-                "--rules",
-                "sum",
-                "--seeds",
-                "2",
-                "--decades",
-                "1",
-                "--points-per-decade",
-                "2",
-                "--epochs",
-                "2",
-                "--depth",
-                "1",
-                "--workers",
-                "1",
-                "--no-progress",
+                *TINY_FLAGS,
             ]
         )
         == 0

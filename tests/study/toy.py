@@ -52,3 +52,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# a tiny real study: the digits MLP at widths 8 and 32, two rules × 3 settings × 2 seeds, 2 epochs
+TINY = dict(
+    task="digits_mlp", sizes=[8, 32], rules=["sum", "decoupled"], seeds=2, decades=1.0, points_per_decade=2,
+    epochs=2, depth=1,
+)  # fmt: skip
+# the same study on the command line with one rule (12 runs), in one process
+TINY_FLAGS = (
+    "--task digits_mlp --sizes 8,32 --rules sum --seeds 2 --decades 1 --points-per-decade 2 --epochs 2 --depth 1 "
+    "--workers 1 --no-progress"
+).split()

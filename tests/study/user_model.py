@@ -28,3 +28,11 @@ class Fragile(nn.Module):
         if self.width == 16:
             raise RuntimeError("boom at width 16")
         return self.b(torch.relu(self.a(x)))
+
+
+def fragile_study(out, **kw):
+    """A one-seed study of Fragile on digits, widths 8 and 16: the runs at width 16 fail."""
+    from wdscale.study import Study
+
+    return Study(Fragile, load(), out=out, sizes=[8, 16], rules=["sum"], settings={"sum": [1e-3, 1e-2, 1e-1]},
+                 seeds=1, lr=1e-2, epochs=1, batch_size=50, **kw)  # fmt: skip

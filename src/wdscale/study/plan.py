@@ -91,141 +91,45 @@ class StudyPlan:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
 
 
+# what the MNIST-1D presets share: 2000 training samples (overfit at every width, so the decay
+# setting matters at every size), 40 epochs, lr 0.01, 3 seeds, 4 decades of grid
+_MNIST1D: dict[str, Any] = dict(task="mnist1d_mlp", lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0)
+_WIDTH_RULES = ["sum", "mean", "per_sample", "decoupled", "timescale", "mup"]
+_DEPTHS: dict[str, Any] = dict(size_axis="depth", sizes=[1, 2, 4, 8], width=128)
+
 PRESETS: dict[str, dict[str, Any]] = {
-    # a few minutes on 2 CPU cores (`make demo`): MNIST-1D on 2000 samples overfits at every width,
-    # so the decay setting matters at every size
-    "quick": dict(
-        task="mnist1d_mlp",
-        sizes=[16, 64, 256],
-        rules=["sum", "mean", "decoupled", "timescale", "mup"],
-        lr=0.01,
-        epochs=40,
-        n_train=2000,
-        seeds=3,
-        decades=2.5,
-        points_per_decade=4,
-    ),
+    # a few minutes on 2 CPU cores (`make demo`)
+    "quick": {**_MNIST1D, "sizes": [16, 64, 256], "rules": ["sum", "mean", "decoupled", "timescale", "mup"],
+              "decades": 2.5},
     # the published figures (docs/findings.md): 64x in width, a grid wide enough for `mean`
-    "full": dict(
-        task="mnist1d_mlp",
-        sizes=[16, 32, 64, 128, 256, 512, 1024],
-        rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width", "power_lines"],
-        lr=0.01,
-        epochs=40,
-        n_train=2000,
-        seeds=3,
-        decades=4.0,
-        points_per_decade=4,
-        extend={"mean": 3.0},
-    ),
+    "full": {**_MNIST1D, "sizes": [16, 32, 64, 128, 256, 512, 1024], "rules": [*_WIDTH_RULES, "sqrt_width",
+             "power_lines"], "extend": {"mean": 3.0}},
     # the same width study under SGD + momentum (sqrt_width is an Adam rule); 32x to keep it under 20 min
-    "sgd_width": dict(
-        task="mnist1d_mlp",
-        sizes=[16, 32, 64, 128, 256, 512],
-        optimizer="sgd",
-        lr=0.1,
-        rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup"],
-        epochs=40,
-        n_train=2000,
-        seeds=3,
-        decades=4.0,
-        points_per_decade=4,
-        extend={"mean": 3.0},
-    ),
+    "sgd_width": {**_MNIST1D, "sizes": [16, 32, 64, 128, 256, 512], "optimizer": "sgd", "lr": 0.1,
+                  "rules": _WIDTH_RULES, "extend": {"mean": 3.0}},
     # the other findings (docs/findings.md); 5-45 min each on 2 cores, resumable from the store
-    "digits_width": dict(
-        task="digits_mlp",
-        sizes=[32, 64, 128, 256, 512],
-        rules=["sum", "mean", "per_sample", "decoupled", "timescale", "mup", "sqrt_width"],
-        epochs=50,
-        seeds=3,
-        decades=4.0,
-        points_per_decade=3,
-        extend={"mean": 3.0},
-    ),
+    "digits_width": dict(task="digits_mlp", sizes=[32, 64, 128, 256, 512], rules=[*_WIDTH_RULES, "sqrt_width"],
+                         epochs=50, seeds=3, decades=4.0, points_per_decade=3, extend={"mean": 3.0}),
     # widths 8-128: a width-256 run takes ~30 core-s. On a width axis per_sample is sum with λ×N and
     # timescale is mup with λ = 1/(η τ_iter) (same AdamW groups), so those two are left out here.
-    "shakespeare_width": dict(
-        task="shakespeare_char",
-        sizes=[8, 16, 32, 64, 128],
-        rules=["sum", "mean", "decoupled", "mup", "sqrt_width"],
-        seeds=3,
-        decades=4.0,
-        points_per_decade=3,
-        extend={"mean": 3.0},
-    ),
+    "shakespeare_width": dict(task="shakespeare_char", sizes=[8, 16, 32, 64, 128],
+                              rules=["sum", "mean", "decoupled", "mup", "sqrt_width"], seeds=3, decades=4.0,
+                              points_per_decade=3, extend={"mean": 3.0}),
     # the transformer study's `mup` with the vectors (biases, LayerNorm gains and shifts) decayed too
-    "shakespeare_vectors": dict(
-        task="shakespeare_char",
-        sizes=[8, 16, 32, 64, 128],
-        rules=["mup"],
-        decay_vectors=True,
-        seeds=3,
-        decades=4.0,
-        points_per_decade=3,
-    ),
-    "mnist1d_data": dict(
-        task="mnist1d_mlp",
-        size_axis="n_train",
-        sizes=[250, 500, 1000, 2000, 4000],
-        width=128,
-        rules=["sum", "per_sample", "per_minibatch", "normalized", "timescale", "power_lines"],
-        lr=0.01,
-        epochs=40,
-        seeds=3,
-        decades=4.0,
-    ),
-    "mnist1d_batch": dict(
-        task="mnist1d_mlp",
-        size_axis="batch_size",
-        sizes=[16, 32, 64, 128, 256],
-        width=128,
-        rules=["sum", "per_sample", "per_minibatch", "normalized", "timescale"],
-        lr=0.01,
-        epochs=40,
-        n_train=2000,
-        seeds=3,
-        decades=4.0,
-    ),
-    "mnist1d_depth": dict(
-        task="mnist1d_mlp",
-        size_axis="depth",
-        sizes=[1, 2, 4, 8],
-        width=128,
-        rules=["sum", "decoupled", "mup", "completep"],
-        lr=0.01,
-        epochs=40,
-        n_train=2000,
-        seeds=3,
-        decades=4.0,
-    ),
+    "shakespeare_vectors": dict(task="shakespeare_char", sizes=[8, 16, 32, 64, 128], rules=["mup"],
+                                decay_vectors=True, seeds=3, decades=4.0, points_per_decade=3),
+    "mnist1d_data": {**_MNIST1D, "size_axis": "n_train", "sizes": [250, 500, 1000, 2000, 4000], "width": 128,
+                     "n_train": None,
+                     "rules": ["sum", "per_sample", "per_minibatch", "normalized", "timescale", "power_lines"]},
+    "mnist1d_batch": {**_MNIST1D, "size_axis": "batch_size", "sizes": [16, 32, 64, 128, 256], "width": 128,
+                      "rules": ["sum", "per_sample", "per_minibatch", "normalized", "timescale"]},
+    "mnist1d_depth": {**_MNIST1D, **_DEPTHS, "rules": ["sum", "decoupled", "mup", "completep"]},
     # depth on residual nets: CompleteP's optimizer half at fixed width and α = 1 is plain AdamW, so
     # the rule is tested with its forward half (branches × 1/depth) against the usual residual net
-    "resmlp_depth": dict(
-        task="mnist1d_resmlp",
-        size_axis="depth",
-        sizes=[1, 2, 4, 8],
-        width=128,
-        rules=["sum", "decoupled"],
-        lr=0.01,
-        epochs=40,
-        n_train=2000,
-        seeds=3,
-        decades=4.0,
-    ),
-    "resmlp_depth_completep": dict(
-        task="mnist1d_resmlp_completep",
-        size_axis="depth",
-        sizes=[1, 2, 4, 8],
-        width=128,
-        rules=["sum", "completep"],
-        lr=0.01,
-        epochs=40,
-        n_train=2000,
-        seeds=3,
-        decades=4.0,
-    ),
-}
+    "resmlp_depth": {**_MNIST1D, **_DEPTHS, "task": "mnist1d_resmlp", "rules": ["sum", "decoupled"]},
+    "resmlp_depth_completep": {**_MNIST1D, **_DEPTHS, "task": "mnist1d_resmlp_completep",
+                               "rules": ["sum", "completep"]},
+}  # fmt: skip
 
 
 # one line per preset, for `wdscale study run --help`
