@@ -39,6 +39,8 @@ LAYERS = [
     "wdscale.study.backends",
     "wdscale.study.store",
     "wdscale.study.runner",
+    # study: the driver driven again, where the decision is made
+    "wdscale.study.refine",
     # study: what the runs say
     "wdscale.study.analysis",
     "wdscale.study.cost",

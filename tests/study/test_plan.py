@@ -152,3 +152,28 @@ def test_cli_extend_flag_adds_to_the_presets_extension(capsys):
         build_parser().parse_args(["study", "run", "--out", "x", "--extend", "mean:2"])
     err = capsys.readouterr().err
     assert "expected RULE=DECADES" in err and "'mean:2'" in err
+
+
+def test_refined_points_add_settings_and_seeds_and_are_checked():
+    plan = StudyPlan(sizes=[32, 64], rules=["sum"], seeds=2, epochs=2, settings={"sum": [0.01, 0.1, 1.0]})
+    base = make_runs(plan, TASK)
+    plan.refined = {"sum@64": [[0.1, 4], [0.2154, 2]], "sum@32": [[0.1, 1]]}
+    runs = make_runs(plan, TASK)
+    assert {c.run_id for c in base} <= {c.run_id for c in runs}  # a refined plan only grows
+    at: dict = {}
+    for c in runs:
+        at.setdefault((c.size, c.setting), []).append(c.seed)
+    assert at[(64, 0.1)] == [0, 1, 2, 3] and at[(64, 0.2154)] == [0, 1] and at[(32, 0.1)] == [0, 1]
+    assert (32, 0.2154) not in at
+    sixty_four = [c.setting for c in runs if c.size == 64 and c.seed == 0]
+    assert sixty_four == sorted(sixty_four)  # settings in order, fine points among the coarse ones
+    for refined, match in [
+        ({"mean@64": [[0.1, 2]]}, "refined names 'mean@64'"),
+        ({"sum@128": [[0.1, 2]]}, "refined names 'sum@128'"),
+        ({"sum@64": [[0.1]]}, r"each point is \[setting, seeds\]"),
+        ({"sum@64": [[-0.1, 2]]}, "setting=-0.1 is not allowed"),
+        ({"sum@64": [[0.1, 0]]}, "seeds=0 is not allowed"),
+    ]:
+        plan.refined = refined
+        with pytest.raises(ValueError, match=match):
+            make_runs(plan, TASK)

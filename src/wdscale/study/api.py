@@ -18,6 +18,7 @@ from .backends import make_backend
 from .config import RunConfig, TaskData
 from .jobs import register_source
 from .plan import StudyPlan, make_runs
+from .refine import RefineSummary, refine_study
 from .report import write_report
 from .runner import RunSummary, run_study
 from .store import load_runs
@@ -109,6 +110,8 @@ class Study:
         base_size: the size where the setting is tuned (default: the smallest).
         decay_vectors: decay biases and norm gains too.
         task_options: extra knobs of a built-in task.
+        refined: points added where the decision is made, "rule@size" → [[setting, seeds], ...]
+            (`Study.refine` adds them; a store's refined points are kept when it runs again).
         out: the study directory (its store, plan and report).
         name: your study's name (letters, digits, '_', '-', '.'); the task column of its runs.
         backend: "local" (worker processes) or "ray".
@@ -149,6 +152,7 @@ class Study:
         base_size: Optional[int] = None,
         decay_vectors: bool = False,
         task_options: Optional[dict[str, Any]] = None,
+        refined: Optional[dict[str, list[list[float]]]] = None,
         out: Union[str, Path] = "wdscale-study",
         name: str = "custom",
         backend: str = "local",
@@ -172,7 +176,7 @@ class Study:
             extend=extend or {}, points_per_decade=points_per_decade, decades=decades,
             anchor_total_decay=anchor_total_decay, lr=lr, momentum=momentum, epochs=epochs,
             batch_size=batch_size, n_train=n_train, width=width, depth=depth, base_size=base_size,
-            decay_vectors=decay_vectors, task_options=task_options or {},
+            decay_vectors=decay_vectors, task_options=task_options or {}, refined=refined or {},
         )  # fmt: skip
         if rules is not None:
             plan["rules"] = rules
@@ -246,6 +250,36 @@ class Study:
             progress=progress,
             retry_failed=retry_failed,
         )
+
+    def refine(self, *, points: int = 3, max_seeds: int = 6, progress: bool = True) -> RefineSummary:
+        """Add runs where the decision is made, after `run`: a finer grid (`points` steps per
+        coarse step) out to one coarse step around each size's measured optimum; seeds up to
+        `max_seeds` at the optimum and the settings within noise of it; the proxy's (smallest
+        size's) optimum trained at every larger size. The plan grows to hold them (kept in the
+        store); nothing stored is trained again. See `wdscale.study.refine`.
+
+        Returns:
+            The grown plan, the runs added and their core-seconds against the coarse grid's.
+
+        Raises:
+            WdscaleError: a bad value, or a study with no trained runs yet.
+        """
+        summary = refine_study(
+            self.plan,
+            self.out,
+            points=points,
+            max_seeds=max_seeds,
+            source=self.source,
+            task=self.task,
+            model_fn=self.model_fn,
+            backend=self.backend,
+            device=self.device,
+            batch=self.batch,
+            threads=self.threads,
+            progress=progress,
+        )
+        self.plan = summary.plan
+        return summary
 
     def results(self) -> pd.DataFrame:
         """All stored runs, one row each (from the store, or its runs.parquet export)."""

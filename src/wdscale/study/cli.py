@@ -8,13 +8,15 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+from ..checks import check_positive_int
 from ..errors import WdscaleError
 from ..loading import load_object
 from .api import Study
 from .backends import make_backend
 from .plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs
+from .refine import refine_study, stored_plan
 from .report import write_report
 from .runner import run_study
 from .store import Store, load_runs
@@ -65,7 +67,7 @@ def _floats(s: str) -> list[float]:
 # plan fields a flag sets by the same name; these three are combined with the preset and config
 # file by hand (a rule's grid, decades added to a grid, a switch), and two have no flag
 _COMBINED_FLAGS = ("settings", "extend", "decay_vectors")
-_NO_FLAG = ("anchor_total_decay", "task_options")
+_NO_FLAG = ("anchor_total_decay", "task_options", "refined")
 
 
 def build_plan(args: argparse.Namespace) -> StudyPlan:
@@ -189,6 +191,43 @@ def cmd_status(args: argparse.Namespace) -> None:
     )
 
 
+def _whole(flag: str, text: Optional[str], default: Optional[int]) -> Optional[int]:
+    """A flag's whole number ≥ 1, or one clear error (argparse would add its usage line)."""
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise WdscaleError(f"{flag}={text!r} is not allowed: {flag} must be a positive integer") from None
+    return check_positive_int(flag, value)
+
+
+def cmd_refine(args: argparse.Namespace) -> None:
+    out = Path(args.dir)
+    points = _whole("--points", args.points, 3)
+    max_seeds = _whole("--max-seeds", args.max_seeds, 6)
+    workers = _whole("--workers", args.workers, None)
+    threads = _whole("--threads", args.threads, 1)
+    assert points is not None and max_seeds is not None and threads is not None  # defaults above
+    if points < 2:
+        raise WdscaleError(f"--points={points} is not allowed: --points must be a whole number ≥ 2")
+    plan = stored_plan(out)
+    if plan.task not in TASKS:
+        raise WdscaleError(
+            f"the study in {str(out)!r} runs your own model ({plan.task!r}), which the command line cannot "
+            "rebuild: refine it from Python with wdscale.Study(model_fn, data, ...).refine()"
+        )
+    refine_study(
+        plan,
+        out,
+        points=points,
+        max_seeds=max_seeds,
+        backend=make_backend("local", workers=workers),
+        threads=threads,
+        progress=not args.no_progress,
+    )
+
+
 def add_study_parser(sub: Any) -> None:
     study = sub.add_parser("study", help="run, report and export studies of λ across sizes")
     ssub = study.add_subparsers(dest="study_command", required=True)
@@ -264,6 +303,26 @@ def add_study_parser(sub: Any) -> None:
     p.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
+
+    p = ssub.add_parser(
+        "refine",
+        help="add runs where the decision is made: a finer grid and more seeds around each optimum",
+        description="After a coarse sweep (`wdscale study run`), add runs where the decision is made: "
+        "around each rule and size's measured optimum (lowest seed-mean loss among trained runs) a "
+        "finer log grid out to one coarse step on each side; seeds up to --max-seeds at the optimum "
+        "and at every setting within noise of it (2 standard errors); and the smallest size's optimum "
+        "trained at every larger size with as many seeds as that size's optimum, so its transfer "
+        "regret is measured. The study's plan grows to hold these runs (kept in its store and "
+        "plan.json), so `study run` on it still works; nothing stored is trained again. Prints the "
+        "runs added and their core-seconds against the coarse grid's.",
+    )
+    p.add_argument("dir", help="the study directory (its runs.sqlite)")
+    p.add_argument("--points", help="fine steps per coarse grid step, ≥ 2 (default 3: two new settings per step)")
+    p.add_argument("--max-seeds", dest="max_seeds", help="seeds at the optimum and the settings near it (default 6)")
+    p.add_argument("--workers", help="worker processes (default: cores / --threads)")
+    p.add_argument("--threads", help="torch intra-op threads per run, recorded with each run (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_refine)
 
     p = ssub.add_parser("report", help="write report.md, report.html and plots from a study directory")
     p.add_argument("dir", help="the study directory (its runs.sqlite, or runs.parquet)")

@@ -65,6 +65,10 @@ class StudyPlan:
     base_size: Optional[int] = None  # the size where the setting is tuned; default: the smallest
     decay_vectors: bool = False
     task_options: dict[str, Any] = field(default_factory=dict)
+    # points added by `wdscale study refine` where the decision is made: "rule@size" → a list of
+    # [setting, seeds]; a setting already in the grid gets seeds 0..seeds-1 (if more than `seeds`),
+    # a new one is trained at those seeds. Part of the plan, so the store holds one plan still.
+    refined: dict[str, list[list[float]]] = field(default_factory=dict)
 
     # -- (de)serialisation --
 
@@ -261,6 +265,17 @@ def resolve(plan: StudyPlan, task) -> Resolved:
                 raise WdscaleError(f"settings for rule {r!r} need at least 3 values to locate an optimum, got {grid}")
             for v in grid:
                 check_positive(f"settings[{r!r}]", v)
+    for key, points in plan.refined.items():
+        rule_name, _, size_text = key.partition("@")
+        if rule_name not in plan.rules or not size_text.isdigit() or int(size_text) not in sizes:
+            raise WdscaleError(
+                f"refined names {key!r}; keys are RULE@SIZE with a rule of {plan.rules} and a size of {sizes}"
+            )
+        for point in points:
+            if len(point) != 2:
+                raise WdscaleError(f"refined[{key!r}] holds {point!r}; each point is [setting, seeds]")
+            check_positive(f"refined[{key!r}] setting", point[0])
+            check_positive_int(f"refined[{key!r}] seeds", point[1])
     resolved = Resolved(plan, sizes, float(lr), epochs, batch_size, n_train, width, depth, int(base_size))
     for size in sizes:
         knobs = size_knobs(resolved, size)
@@ -355,8 +370,8 @@ def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
     for size in r.sizes:
         knobs = size_knobs(r, size)
         for rule in plan.rules:
-            for setting in grids[rule]:
-                for seed in range(plan.seeds):
+            for setting, n_seeds in points(plan, grids[rule], rule, size):
+                for seed in range(n_seeds):
                     runs.append(
                         RunConfig(
                             task=plan.task,
@@ -377,10 +392,36 @@ def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
     return runs
 
 
+def refined_key(rule: str, size: int) -> str:
+    """The key of a rule and size in `StudyPlan.refined`."""
+    return f"{rule}@{size}"
+
+
+def points(plan: StudyPlan, grid: Sequence[float], rule: str, size: int) -> list[tuple[float, int]]:
+    """(setting, seeds) of one rule at one size, in order of setting: the grid at `plan.seeds`
+    seeds, with the refined points merged in (a setting's seeds are the most any entry asks)."""
+    seeds = {float(s): plan.seeds for s in grid}
+    for setting, n in plan.refined.get(refined_key(rule, size), []):
+        seeds[float(setting)] = max(seeds.get(float(setting), 0), int(n))
+    return sorted(seeds.items())
+
+
+def coarse_grids(plan: StudyPlan, task, model_fn=None) -> dict[str, list[float]]:
+    """The coarse grid of every rule (without the refined points)."""
+    r = resolve(plan, task)
+    model_fn = model_fn or task.make_model
+    return {rule: (plan.settings or {}).get(rule) or centred_grid(r, rule, model_fn) for rule in plan.rules}
+
+
 def describe(runs: Sequence[RunConfig]) -> str:
     sizes = sorted({c.size for c in runs})
     rules = sorted({c.rule for c in runs})
-    seeds = len({c.seed for c in runs})
+    per_point: dict[tuple, int] = {}
+    for c in runs:
+        key = (c.size, c.rule, c.setting)
+        per_point[key] = per_point.get(key, 0) + 1
+    lo, hi = min(per_point.values()), max(per_point.values())
+    seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
     c = runs[0]
     return (
         f"{len(runs)} runs: task {c.task}, {c.size_axis} {sizes}, rules {', '.join(rules)}, "

@@ -154,6 +154,31 @@ def check_plan_fits_store(store: Store, runs: Sequence[RunConfig], out: Path) ->
     )
 
 
+def keep_refined(plan: StudyPlan, out: Path) -> StudyPlan:
+    """The plan with the refined points (`wdscale study refine`) its study directory's store
+    already holds, for the rules and sizes it still has: running a refined study again with the
+    plan it was made with resumes it, and does not refuse its refined runs."""
+    if not (out / "runs.sqlite").is_file():
+        return plan
+    with Store(out / "runs.sqlite", readonly=True) as store:
+        stored = store.plan()
+    kept = (stored or {}).get("refined") or {}
+    if not kept:
+        return plan
+    rules = set(plan.rules)
+    sizes = None if plan.sizes is None else set(plan.sizes)
+    refined = {k: [list(p) for p in v] for k, v in plan.refined.items()}
+    for key, pts in kept.items():
+        rule, _, size = key.partition("@")
+        if rule not in rules or not size.isdigit() or (sizes is not None and int(size) not in sizes):
+            continue
+        have = {float(s): int(n) for s, n in refined.get(key, [])}
+        for s, n in pts:
+            have[float(s)] = max(have.get(float(s), 0), int(n))
+        refined[key] = [[s, n] for s, n in sorted(have.items())]
+    return dataclasses.replace(plan, refined=refined)
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM stops the driver like Ctrl-C: workers are killed, the store is closed cleanly."""
@@ -197,6 +222,7 @@ def run_study(
         raise WdscaleError(f"--out {str(out)!r} is a file; give a directory for the study")
     task = task if task is not None else get_task(plan.task)
     source = source or Source(plan.task)
+    plan = keep_refined(plan, out)
     runs = make_runs(plan, task, model_fn)
     data, fn = resolve_source(source, runs[0])
     most = max(c.n_train for c in runs)

@@ -1,0 +1,293 @@
+"""Adaptive refinement: after a coarse sweep, put runs where the decision is made.
+
+`refine_study` reads a study's stored runs and grows its plan (`StudyPlan.refined`) in two stages,
+training each through the normal driver (`runner.run_study`: the same lock, store and job cutting,
+so the store still holds one plan and nothing stored is trained again):
+
+1. settings: around each (rule, size)'s measured optimum — the setting with the lowest seed-mean
+   loss among trained (`ok`) runs — a finer log grid, `points` steps per coarse step, out to one
+   coarse step on each side;
+2. seeds: up to `max_seeds` at the optimum and at every setting whose seed-mean is within noise of
+   it (within 2 standard errors of the difference), and the proxy's (smallest size's) optimum
+   trained at every larger size with as many seeds as that size's optimum, so its transfer regret
+   is measured, not read off a curve. Stage 2 repeats until it adds nothing (the optimum may move
+   as seeds are added).
+
+`pruning_check` asks, on a finished study, whether a coarse-then-refine search (every other grid
+point dropped, then the dropped neighbours of the coarse optimum added) finds the full grid's
+optimum.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from ..checks import check_positive_int
+from ..errors import WdscaleError
+from .backends import Backend
+from .config import ModelFn
+from .jobs import Source
+from .plan import StudyPlan, coarse_grids, make_runs, points, refined_key, resolve
+from .runner import keep_refined, run_study
+from .store import Store, load_runs
+from .tasks import Task, get_task
+
+NOISE_SE = 2.0  # a setting is "within noise" of the optimum when its mean is within this many s.e.
+MAX_SEED_ROUNDS = 5  # stage 2 repeats until nothing is added; this bounds it
+
+
+@dataclass
+class RefineSummary:
+    plan: StudyPlan  # the grown plan, as stored
+    added_runs: int  # runs trained by this call
+    added_core_s: float  # their core-seconds (wall time × threads)
+    coarse_runs: int  # stored runs of the coarse grid (the plan without its refined points)
+    coarse_core_s: float
+    refined_runs: int  # stored runs of every refinement so far
+    refined_core_s: float
+
+    def line(self) -> str:
+        ratio = (self.coarse_core_s + self.refined_core_s) / self.coarse_core_s if self.coarse_core_s else math.nan
+        return (
+            f"refine: {self.added_runs} runs added ({self.added_core_s:.1f} core-s); the study now holds "
+            f"{self.coarse_runs} coarse-grid runs ({self.coarse_core_s:.1f} core-s) and {self.refined_runs} "
+            f"refined runs ({self.refined_core_s:.1f} core-s): {ratio:.2f}× the coarse grid's compute"
+        )
+
+
+def seed_means(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
+    """Per (rule, size, setting), over trained runs only: the seed-mean, its standard error, n."""
+    ok = df[(df["status"] == "ok") & np.isfinite(df[metric].astype(float))]
+    g = ok.groupby(["rule", "size", "setting"])[metric]
+    out = pd.DataFrame({"mean": g.mean(), "sem": g.sem(), "n": g.size()}).reset_index()
+    out["sem"] = out["sem"].fillna(0.0)
+    return out
+
+
+def measured_optima(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
+    """Per (rule, size): the trained setting with the lowest seed-mean loss (mean, sem, n)."""
+    m = seed_means(df, metric)
+    return m.loc[m.groupby(["rule", "size"])["mean"].idxmin()].reset_index(drop=True)
+
+
+def _log_step(grid: list[float]) -> float:
+    """One coarse step of a grid, in decades (the median spacing)."""
+    logs = np.log10(sorted(grid))
+    return float(np.median(np.diff(logs)))
+
+
+def _snap(value: float, existing: list[float], tol_decades: float) -> Optional[float]:
+    """The existing setting within `tol_decades` of `value`, if any (4-digit rounding moves a
+    setting by ~1e-4, so a fine point and a coarse one that mean the same are one setting)."""
+    for s in existing:
+        if abs(math.log10(value / s)) < tol_decades:
+            return s
+    return None
+
+
+def _planned(plan: StudyPlan, grid: dict[str, list[float]], rule: str, size: int) -> dict[float, int]:
+    return dict(points(plan, grid[rule], rule, size))
+
+
+def _with(plan: StudyPlan, additions: dict[str, dict[float, int]]) -> StudyPlan:
+    """The plan with (setting → seeds) points added to its refined entries (seeds only grow)."""
+    refined = {k: [list(p) for p in v] for k, v in plan.refined.items()}
+    for key, pts in additions.items():
+        have = {float(s): int(n) for s, n in refined.get(key, [])}
+        for s, n in pts.items():
+            have[s] = max(have.get(s, 0), n)
+        refined[key] = [[s, n] for s, n in sorted(have.items())]
+    return dataclasses.replace(plan, refined=refined)
+
+
+def add_settings(
+    plan: StudyPlan,
+    df: pd.DataFrame,
+    grid: dict[str, list[float]],
+    sizes: list[int],
+    points_per_step: int,
+    metric: str = "val_loss",
+) -> tuple[StudyPlan, int]:
+    """Stage 1: a finer grid around each measured optimum. Returns the grown plan and how many
+    settings it adds."""
+    additions: dict[str, dict[float, int]] = {}
+    added = 0
+    for row in measured_optima(df, metric).itertuples():
+        rule, size, best = str(row.rule), int(row.size), float(row.setting)
+        if rule not in plan.rules or size not in sizes:
+            continue
+        step = _log_step(grid[rule]) / points_per_step
+        planned = _planned(plan, grid, rule, size)
+        existing = list(planned)
+        for k in range(-points_per_step, points_per_step + 1):
+            if k == 0:
+                continue
+            s = float(f"{best * 10 ** (k * step):.4g}")
+            if _snap(s, existing, step / 4) is None:
+                additions.setdefault(refined_key(rule, size), {})[s] = plan.seeds
+                existing.append(s)
+                added += 1
+    return _with(plan, additions), added
+
+
+def add_seeds(
+    plan: StudyPlan,
+    df: pd.DataFrame,
+    grid: dict[str, list[float]],
+    sizes: list[int],
+    max_seeds: int,
+    metric: str = "val_loss",
+) -> tuple[StudyPlan, int]:
+    """Stage 2: seeds up to `max_seeds` at each optimum and the settings within noise of it, and
+    the proxy's optimum at every larger size with as many seeds as that size's optimum. Returns
+    the grown plan and how many runs it adds."""
+    means = seed_means(df, metric)
+    additions: dict[str, dict[float, int]] = {}
+    added = 0
+    seeds_now: dict[tuple[str, int], dict[float, int]] = {}
+
+    def want(rule: str, size: int, setting: float, n: int) -> None:
+        nonlocal added
+        have = seeds_now.setdefault((rule, size), _planned(plan, grid, rule, size))
+        if have.get(setting, 0) < n:
+            added += n - have.get(setting, 0)
+            have[setting] = n
+            additions.setdefault(refined_key(rule, size), {})[setting] = n
+
+    optima: dict[tuple[str, int], float] = {}
+    for (rule, size), m in means.groupby(["rule", "size"]):
+        rule, size = str(rule), int(size)
+        if rule not in plan.rules or size not in sizes:
+            continue
+        best = m.loc[m["mean"].idxmin()]
+        optima[(rule, size)] = float(best["setting"])
+        close = m[(m["mean"] - best["mean"]) <= NOISE_SE * np.sqrt(m["sem"] ** 2 + best["sem"] ** 2)]
+        for s in close["setting"]:
+            want(rule, size, float(s), max(max_seeds, plan.seeds))
+    for rule in plan.rules:
+        proxy = optima.get((rule, sizes[0]))
+        if proxy is None:
+            continue
+        for size in sizes[1:]:
+            have = seeds_now.setdefault((rule, size), _planned(plan, grid, rule, size))
+            best = optima.get((rule, size))
+            n = have.get(best, plan.seeds) if best is not None else plan.seeds
+            step = _log_step(grid[rule])
+            at = _snap(proxy, list(have), step / 40) or proxy
+            want(rule, size, at, n)
+    return _with(plan, additions), added
+
+
+def stored_plan(out: Union[str, Path]) -> StudyPlan:
+    """The plan a study directory's store holds (else its plan.json)."""
+    path = Path(out)
+    if not (path / "runs.sqlite").is_file():
+        raise WdscaleError(
+            f"{str(path)!r} holds no study store (runs.sqlite): run `wdscale study run --out {path}` first"
+        )
+    with Store(path / "runs.sqlite", readonly=True) as store:
+        d = store.plan()
+    if d is None:
+        raise WdscaleError(f"the store in {str(path)!r} holds no plan: run `wdscale study run --out {path}` first")
+    return StudyPlan.from_dict(d)
+
+
+def refine_study(
+    plan: StudyPlan,
+    out_dir: Union[str, Path],
+    *,
+    points: int = 3,
+    max_seeds: int = 6,
+    metric: str = "val_loss",
+    source: Optional[Source] = None,
+    task: Optional[Task] = None,
+    model_fn: Optional[ModelFn] = None,
+    backend: Optional[Backend] = None,
+    device: Optional[str] = None,
+    batch: bool = True,
+    threads: int = 1,
+    progress: bool = True,
+) -> RefineSummary:
+    """Grow a stored study's plan where the decision is made and train the new runs (see the
+    module's docstring). `plan` is the study's plan; the store's refined points are kept."""
+    if check_positive_int("points", points) < 2:
+        raise WdscaleError(f"points={points!r} is not allowed: points must be a whole number ≥ 2 (fine steps per step)")
+    check_positive_int("max_seeds", max_seeds)
+    out = Path(out_dir)
+    task = task if task is not None else get_task(plan.task)
+    plan = keep_refined(plan, out)
+    before = load_runs(out)
+    if before.empty or not (before["status"] == "ok").any():
+        raise WdscaleError(f"the study in {str(out)!r} has no trained runs to refine around: run it first")
+    before_ids = set(before["run_id"])
+    kw = dict(
+        source=source, task=task, model_fn=model_fn, backend=backend, device=device, batch=batch, threads=threads,
+        progress=progress,
+    )  # fmt: skip
+    # stage 1 (this also trains what an interrupted refine left in the plan)
+    grid = coarse_grids(plan, task, model_fn)
+    sizes = resolve(plan, task).sizes
+    plan, n_settings = add_settings(plan, before, grid, sizes, points, metric)
+    print(f"refine: {n_settings} settings added around the measured optima", file=sys.stderr)
+    run_study(plan, out, **kw)  # type: ignore[arg-type]
+    # stage 2, until nothing is added
+    for _ in range(MAX_SEED_ROUNDS):
+        plan, n_runs = add_seeds(plan, load_runs(out), grid, sizes, max_seeds, metric)
+        if not n_runs:
+            break
+        print(f"refine: {n_runs} seed runs added near the optima and at the proxy's optimum", file=sys.stderr)
+        run_study(plan, out, **kw)  # type: ignore[arg-type]
+    df = load_runs(out)
+    core_s = df["wall_time"].astype(float).fillna(0.0) * df.get("threads", pd.Series(1, index=df.index)).fillna(1)
+    coarse_ids = {c.run_id for c in make_runs(dataclasses.replace(plan, refined={}), task, model_fn)}
+    is_new = ~df["run_id"].isin(before_ids)
+    is_coarse = df["run_id"].isin(coarse_ids)
+    summary = RefineSummary(
+        plan=plan,
+        added_runs=int(is_new.sum()),
+        added_core_s=float(core_s[is_new].sum()),
+        coarse_runs=int(is_coarse.sum()),
+        coarse_core_s=float(core_s[is_coarse].sum()),
+        refined_runs=int((~is_coarse).sum()),
+        refined_core_s=float(core_s[~is_coarse].sum()),
+    )
+    print(summary.line(), file=sys.stderr)
+    return summary
+
+
+def pruning_check(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
+    """Per (rule, size) of a finished study: does a coarse-then-refine search find the full grid's
+    optimum? The coarse search keeps every other setting (the first, third, ...); the refine step
+    adds the full grid's settings next to the coarse optimum. Columns: rule, size, full (the full
+    grid's optimum), coarse, refined (the search's choice), same (refined == full) and gap (the
+    refined choice's seed-mean loss over the full optimum's, minus 1)."""
+    rows = []
+    for (rule, size), m in seed_means(df, metric).groupby(["rule", "size"]):
+        m = m.sort_values("setting").reset_index(drop=True)
+        if len(m) < 3:
+            continue
+        full = int(m["mean"].idxmin())
+        kept = list(range(0, len(m), 2))
+        coarse = min(kept, key=lambda i: m["mean"][i])
+        searched = sorted({*kept, *(i for i in (coarse - 1, coarse + 1) if 0 <= i < len(m))})
+        refined = min(searched, key=lambda i: m["mean"][i])
+        rows.append(
+            dict(
+                rule=rule,
+                size=int(size),
+                full=float(m["setting"][full]),
+                coarse=float(m["setting"][coarse]),
+                refined=float(m["setting"][refined]),
+                same=refined == full,
+                gap=float(m["mean"][refined] / m["mean"][full] - 1),
+            )
+        )
+    return pd.DataFrame(rows, columns=["rule", "size", "full", "coarse", "refined", "same", "gap"])

@@ -1,0 +1,183 @@
+"""Adaptive refinement: a finer grid and more seeds where the decision is made, inside the study's
+one plan; and the check that a coarse-then-refine search finds the full grid's optimum."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from toy import TINY, TINY_FLAGS
+
+from wdscale.cli import main
+from wdscale.study import StudyPlan, run_study
+from wdscale.study.backends import LocalBackend
+from wdscale.study.refine import (
+    add_seeds,
+    add_settings,
+    measured_optima,
+    pruning_check,
+    refine_study,
+    seed_means,
+    stored_plan,
+)
+from wdscale.study.store import load_runs
+
+# one rule at widths 8 and 32: 3 settings × 2 seeds per width, 12 runs
+PLAN = dict(TINY, rules=["decoupled"])
+
+
+def _refine(out, **kw):
+    return refine_study(stored_plan(out), out, backend=LocalBackend(workers=1), progress=False, **kw)
+
+
+@pytest.fixture
+def refined(tmp_path):
+    """A tiny coarse study, its stored runs, then refined once (points 3, up to 4 seeds)."""
+    run_study(StudyPlan(**PLAN), tmp_path, backend=LocalBackend(workers=1), progress=False)
+    coarse = load_runs(tmp_path)
+    summary = _refine(tmp_path, points=3, max_seeds=4)
+    return tmp_path, coarse, summary
+
+
+def test_refine_adds_settings_around_the_optimum_and_seeds_and_retrains_nothing(refined):
+    out, coarse, summary = refined
+    df = load_runs(out)
+    assert summary.added_runs == len(df) - len(coarse) > 0
+    # nothing stored was trained again: every coarse run is there once, with its numbers and time
+    old = df[df.run_id.isin(coarse.run_id)].set_index("run_id").sort_index()
+    before = coarse.set_index("run_id").sort_index()
+    assert len(old) == len(coarse) and df.run_id.is_unique
+    assert (old.finished_at == before.finished_at).all() and (old.val_loss == before.val_loss).all()
+    # a finer grid (1/6 decade: 2 points per decade × 3) around each size's coarse optimum
+    step = 1 / (TINY["points_per_decade"] * 3)
+    for row in measured_optima(coarse).itertuples():
+        settings = sorted(df[df["size"] == row.size].setting.unique())
+        for k in (-2, -1, 1, 2):
+            want = row.setting * 10 ** (k * step)
+            assert any(math.isclose(s, want, rel_tol=1e-3) for s in settings), (row.size, k, settings)
+    # seeds up to 4 at each size's optimum now
+    for row in measured_optima(df).itertuples():
+        assert row.n == 4, row
+    # the grown plan is the stored plan and plan.json, and covers every stored run
+    assert stored_plan(out) == summary.plan
+    assert StudyPlan.from_dict(json.loads((out / "plan.json").read_text())) == summary.plan
+    assert summary.coarse_runs == len(coarse) and summary.refined_runs == summary.added_runs
+
+
+def test_running_a_refined_study_again_is_accepted_and_trains_nothing(refined):
+    out, _, summary = refined
+    again = run_study(
+        StudyPlan.from_dict(json.loads((out / "plan.json").read_text())), out, backend=LocalBackend(), progress=False
+    )
+    assert again.ran == 0 and again.planned == len(load_runs(out))
+    # the coarse plan it was made with: the store's refined points are kept, not refused
+    again = run_study(StudyPlan(**PLAN), out, backend=LocalBackend(), progress=False)
+    assert again.ran == 0 and again.planned == len(load_runs(out))
+    assert stored_plan(out) == summary.plan
+
+
+def test_the_proxys_optimum_is_trained_at_the_larger_size_with_its_optimums_seeds(refined):
+    out, _, _ = refined
+    means = seed_means(load_runs(out))
+    optima = measured_optima(load_runs(out)).set_index("size")
+    proxy = optima.loc[8, "setting"]
+    at_target = means[(means["size"] == 32) & np.isclose(means.setting, proxy, rtol=1e-3)]
+    assert len(at_target) == 1 and at_target.n.iloc[0] == optima.loc[32, "n"]
+
+
+def test_refining_twice_adds_fewer_runs(refined):
+    out, _, first = refined
+    second = _refine(out, points=3, max_seeds=4)
+    assert second.added_runs < first.added_runs
+    assert load_runs(out).run_id.is_unique
+
+
+def test_the_command_line_refines_and_run_then_accepts_the_study(tmp_path, capsys):
+    out = str(tmp_path / "s")
+    assert main(["study", "run", "--out", out, *TINY_FLAGS]) == 0
+    n = len(load_runs(out))
+    assert main(["study", "refine", out, "--points", "2", "--max-seeds", "3", "--workers", "1", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "runs added" in err and "core-s" in err and "the coarse grid's compute" in err
+    grown = len(load_runs(out))
+    assert grown > n
+    assert main(["study", "run", "--out", out, *TINY_FLAGS]) == 0
+    assert f"{grown} already in" in capsys.readouterr().err and len(load_runs(out)) == grown
+    assert main(["study", "status", out]) == 0
+    assert capsys.readouterr().out.startswith(f"{grown} of {grown} runs stored")
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--points", "1"], "--points must be a whole number ≥ 2"),
+        (["--points", "x"], "--points='x' is not allowed"),
+        (["--max-seeds", "0"], "--max-seeds=0 is not allowed"),
+        (["--workers", "-2"], "--workers=-2 is not allowed"),
+        (["--threads", "1.5"], "--threads='1.5' is not allowed"),
+        ([], "holds no study store"),
+    ],
+)
+def test_bad_refine_flags_are_one_clear_error(tmp_path, capsys, flags, message):
+    assert main(["study", "refine", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "runs.sqlite").exists()
+
+
+# -- the proposals on synthetic runs: no training --------------------------------------------------
+
+
+def _frame(losses: dict[float, list[float]], size: int = 8, rule: str = "decoupled") -> pd.DataFrame:
+    rows = [
+        dict(rule=rule, size=size, setting=s, seed=i, status="ok", val_loss=v, run_id=f"{rule}{size}-{s}-{i}")
+        for s, vs in losses.items()
+        for i, v in enumerate(vs)
+    ]
+    return pd.DataFrame(rows)
+
+
+GRID = {"decoupled": [0.001, 0.01, 0.1, 1.0, 10.0]}  # one decade a step
+
+
+def _parabola(s: float) -> float:
+    return 1.0 + 0.1 * math.log10(s / 0.1) ** 2  # lowest at 0.1, a grid point
+
+
+def test_a_finer_grid_around_an_interior_optimum_then_nothing_more():
+    plan = StudyPlan(sizes=[8, 32], rules=["decoupled"], seeds=2, settings=GRID)
+    df = _frame({s: [_parabola(s)] * 2 for s in GRID["decoupled"]})
+    grown, n = add_settings(plan, df, GRID, [8, 32], points_per_step=3)
+    fine = sorted(s for s, _ in grown.refined["decoupled@8"])
+    assert n == 4 and fine == pytest.approx([0.1 * 10 ** (k / 3) for k in (-2, -1, 1, 2)], rel=1e-3)
+    assert all(seeds == 2 for _, seeds in grown.refined["decoupled@8"])
+    # trained, the fine points confirm the optimum: a second pass adds nothing
+    df = pd.concat([df, _frame({s: [_parabola(s)] * 2 for s in fine})])
+    assert add_settings(grown, df, GRID, [8, 32], points_per_step=3)[1] == 0
+
+
+def test_seeds_go_to_the_optimum_and_the_settings_within_noise_of_it_and_the_proxys_choice_to_the_target():
+    plan = StudyPlan(sizes=[8, 32], rules=["decoupled"], seeds=2, settings=GRID)
+    noisy = {0.01: [1.00, 1.02], 0.1: [0.99, 1.01], 1.0: [1.50, 1.52], 10.0: [2.0, 2.0], 0.001: [1.9, 1.9]}
+    target = {0.01: [0.80, 0.80], 0.1: [0.95, 0.95], 1.0: [1.2, 1.2], 10.0: [2.0, 2.0], 0.001: [0.90, 0.90]}
+    df = pd.concat([_frame(noisy, 8), _frame(target, 32)])
+    grown, n = add_seeds(plan, df, GRID, [8, 32], max_seeds=6)
+    assert dict(map(tuple, grown.refined["decoupled@8"])) == {0.01: 6, 0.1: 6}  # 0.01 is within noise of 0.1
+    # at 32: its own optimum (0.01) gets 6 seeds, and the proxy's choice (0.1) as many
+    assert dict(map(tuple, grown.refined["decoupled@32"])) == {0.01: 6, 0.1: 6}
+    assert n == 4 * 4
+    assert add_seeds(grown, df, GRID, [8, 32], max_seeds=6)[1] == 0  # nothing more to add
+
+
+def test_pruning_check_on_a_synthetic_study():
+    settings = [10.0**k for k in range(-3, 4)]  # 7 points; coarse keeps indices 0, 2, 4, 6
+    smooth = _frame({s: [1 + 0.1 * abs(math.log10(s)) + 0.01 * i for i in range(3)] for s in settings}, 8)
+    # a narrow dip at index 1, far from the coarse optimum (index 6): the pruned search misses it
+    spiky = {s: [1 + 0.1 * abs(math.log10(s) - 3)] * 3 for s in settings}
+    spiky[0.01] = [0.5] * 3
+    df = pd.concat([smooth, _frame(spiky, 32)])
+    check = pruning_check(df).set_index("size")
+    assert check.loc[8, "full"] == 1.0 and check.loc[8, "coarse"] in (0.1, 10.0)  # 1.0 was dropped
+    assert bool(check.loc[8, "same"]) and check.loc[8, "gap"] == 0
+    assert not bool(check.loc[32, "same"]) and check.loc[32, "refined"] == 1000.0 and check.loc[32, "gap"] > 0.5
