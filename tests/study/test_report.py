@@ -92,6 +92,12 @@ def test_markdown_content(report):
     assert "inconclusive: optimum at grid edge" in md and "EDGE" in md
     assert "τ\\*" in md  # τ-rules talk about τ*, escaped for markdown
     assert "## How to read this" in md
+    # measured regret with its interval and the detectable threshold; fitted columns say so
+    assert "| transfer regret, measured [90% CI] | detectable regret | noise (seed s.e.m.) |" in md
+    assert "| drift exponent (fit) |" in md and "| optimum (fit) | best loss (trained) |" in md
+    assert "| 0.00% [0.00%, 0.00%] |" in md  # flat: the same grid point at both ends
+    assert "-0.00" not in md
+    assert "with 3 seeds a setting's mean takes only 10 distinct values" in md
     # cost of finding λ: 11 proxy runs of 3 s + one target run, vs 11 target runs (one seed)
     assert "| toy | sgd | indep | width 16 → 64 | 11 |" in md and "| 36 / 33 | ×0.9 |" in md
     assert "saved (params × samples)" not in md  # a toy task's parameter count is unknown

@@ -111,5 +111,5 @@ def number(x: Optional[float], digits: int = 3) -> str:
 
 
 def exponent(x: Optional[float]) -> str:
-    """Exponents: always two decimals, as the verdicts print them."""
-    return "–" if x is None or not np.isfinite(x) else f"{x:.2f}"
+    """Exponents: always two decimals, as the verdicts print them (never "-0.00")."""
+    return "–" if x is None or not np.isfinite(x) else f"{round(x, 2) + 0.0:.2f}"

@@ -29,7 +29,8 @@ def _metric_label(metric: str) -> str:
 
 
 def plot_curves(plt, key: tuple, curves: pd.DataFrame, optima: pd.DataFrame, metric: str, path: Path) -> None:
-    """Loss against setting, one curve per size (μP's Figure 1 for a decay setting)."""
+    """Loss against setting, one curve per size (μP's Figure 1 for a decay setting); the star at
+    each size's best trained setting and its measured seed-mean loss (no fitted value)."""
     task, optimizer, rule, axis = key
     name = str(curves["setting_name"].iloc[0])
     sym = setting_symbol(name)
@@ -97,7 +98,7 @@ def plot_curves(plt, key: tuple, curves: pd.DataFrame, optima: pd.DataFrame, met
     handles, labels = ax.get_legend_handles_labels()
     star = plt.Line2D([], [], marker="*", ls="", color="grey", mec="black", ms=12)
     handles.append(star)
-    labels.append(f"{sym}* (bars: 90% seed bootstrap)")
+    labels.append(f"{sym}* = best trained setting (bars: 90% bootstrap)")
     if any_edge:
         handles.append(plt.Line2D([], [], marker="*", ls="", color="grey", mec="red", ms=12))
         labels.append("optimum at grid edge")
@@ -120,7 +121,8 @@ def plot_curves(plt, key: tuple, curves: pd.DataFrame, optima: pd.DataFrame, met
 
 
 def plot_drift(plt, group: tuple, optima: pd.DataFrame, table: pd.DataFrame, path: Path) -> None:
-    """λ*/λ*(smallest size) against size, one line per rule: flat = the setting transfers."""
+    """λ*/λ*(smallest size) against size, one line per rule (λ*: the best trained grid setting, so
+    the lines move in grid steps): flat = the setting transfers."""
     task, optimizer, axis = group
     rules = sorted(optima["rule"].unique())
     fig, ax = plt.subplots(figsize=(9.5, 5))

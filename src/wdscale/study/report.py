@@ -63,7 +63,10 @@ def _what_was_run(runs: pd.DataFrame, a: StudyAnalysis) -> Bullets:
     items.append(_execution(runs))
     if "wall_time" in runs:
         items.append(f"Total wall time: {_duration(float(runs['wall_time'].fillna(0).sum()))} (summed over runs)")
-    items.append(f"Metric: {a.metric} (lower is better); bootstrap: {a.n_boot} seed resamples, 90% intervals")
+    items.append(
+        f"Metric: {a.metric} (lower is better); bootstrap: {a.n_boot} resamples of the whole pipeline "
+        "(seeds drawn per size and setting), 90% intervals"
+    )
     return Bullets(tuple(items))
 
 
@@ -87,30 +90,54 @@ def _execution(runs: pd.DataFrame) -> str:
     )
 
 
+def _regret_cell(t) -> str:
+    """Measured transfer regret with its whole-pipeline interval; never a fitted value."""
+    if t["regret"] == np.inf:
+        return "∞ (diverges)"
+    if not np.isfinite(t["regret"]):
+        return "not measured" if str(t["regret_reason"]).startswith("not measured") else "–"
+    pct = lambda x: "∞" if x == np.inf else "–" if not np.isfinite(x) else f"{100 * x:.2f}%"  # noqa: E731
+    cell = f"{pct(t['regret'])} [{pct(t['regret_lo'])}, {pct(t['regret_hi'])}]"
+    if np.isfinite(t["boot_measured"]) and t["boot_measured"] < 1:
+        cell += f" ({100 * t['boot_measured']:.0f}% of resamples measured)"
+    return cell
+
+
+def _pct(x: float) -> str:
+    return "–" if not np.isfinite(x) else f"{100 * x:.2f}%"
+
+
 def _verdict_table(table: pd.DataFrame) -> Table:
     has_acc = np.isfinite(table["acc_regret"].astype(float)).any()
     header = (
-        ["task", "optimizer", "axis", "rule", "drift exponent [90% CI]", "fold change", "transfer regret (noise)"]
+        [
+            "task",
+            "optimizer",
+            "axis",
+            "rule",
+            "drift exponent of the best grid point [90% CI]",
+            "drift exponent (fit)",
+            "fold change",
+            "transfer regret, measured [90% CI]",
+            "detectable regret",
+            "noise (seed s.e.m.)",
+        ]
         + (["acc. lost"] if has_acc else [])
         + ["verdict"]
     )
     rows = []
     for _, t in table.iterrows():
-        reg = (
-            f"{100 * t['regret']:.2f}% ({100 * t['noise']:.2f}%)"
-            if np.isfinite(t["regret"])
-            else "∞ (diverges)"
-            if t["regret"] == np.inf
-            else "–"
-        )
         row = [
             t["task"],
             t["optimizer"],
             t["size_axis"],
             t["rule"],
             f"{exponent(t['slope'])} [{exponent(t['slope_lo'])}, {exponent(t['slope_hi'])}]",
+            exponent(t["slope_fit"]),
             f"×{number(t['fold_change'], 3)}",
-            reg,
+            _regret_cell(t),
+            _pct(t["detectable"]),
+            _pct(t["noise"]),
         ]
         if has_acc:
             row.append(number(t["acc_regret"], 3))
@@ -125,10 +152,11 @@ def _optima_table(optima: pd.DataFrame) -> Table:
         "axis",
         "rule",
         "size",
-        "optimum λ*/τ*",
+        "best grid point λ*/τ*",
         "90% interval",
-        "best grid point",
-        "best loss",
+        "optimum (fit)",
+        "best loss (trained)",
+        "noise (seed s.e.m.)",
         "seeds",
         "at grid edge",
     )
@@ -141,8 +169,9 @@ def _optima_table(optima: pd.DataFrame) -> Table:
             str(o["size"]),
             f"{setting_symbol(o['setting_name'])}* = {number(o['setting_star'])}",
             f"[{number(o['lo'])}, {number(o['hi'])}]",
-            number(o["grid_best"]),
+            number(o["setting_star_fit"]),
             number(o["best_loss"], 4),
+            _pct(o["noise"]),
             str(o["n_seeds"]),
             "EDGE: optimum outside grid" if o["at_edge"] else "no",
         )
@@ -198,21 +227,33 @@ COST_TEXT = (
 
 HOW_TO_READ = (
     "Each loss figure is the picture of μP's Figure 1 for weight decay: validation loss against "
-    "the swept decay setting, one curve per size, a star at each size's optimum (λ*, or τ* for "
-    "τ-rules). If a rule makes the decay transfer, the stars line up vertically. "
+    "the swept decay setting, one curve per size, a star at each size's best trained setting (λ*, "
+    "or τ* for τ-rules). If a rule makes the decay transfer, the stars line up vertically. "
     "The drift figure divides each rule's optimum by its optimum at the smallest size: a flat "
     "line (dashed) means the optimal setting transfers; a line parallel to the grey ∝ size^1 "
     "reference means the optimum grows in proportion to size. "
+    "Every loss, best loss and regret here is a seed mean of runs that were trained; nothing is "
+    "read off a fitted curve. λ* is the grid point with the lowest mean loss, so it moves in grid "
+    "steps. Columns marked (fit) are predictions: the vertex of a parabola in log λ through the "
+    "points around the grid minimum, an estimate of where the optimum lies between grid points "
+    "(no run trained it), and its drift exponent. "
     "The drift exponent is the least-squares slope of log λ* against log size (λ* ∝ size^slope); "
-    "its interval comes from resampling seeds with replacement. The fold change is "
-    "λ*(largest)/λ*(smallest). Transfer regret is the relative loss increase at the largest size "
-    "when the optimum found at the smallest size is reused there; noise is the relative standard "
-    "error over seeds at the largest size's best setting, and a regret up to 2× noise is "
-    "'within noise'. A rule 'transfers' only if the drift interval contains 0 and the regret is "
-    "within noise. An optimum at the edge of the grid means the true optimum lies outside the "
-    "swept range: no claim is made for that rule until the grid is widened. With few seeds the "
-    "bootstrap intervals are too narrow (3 seeds allow only 10 distinct resamples), so read "
-    "them as a lower bound on the uncertainty."
+    "the fold change is λ*(largest)/λ*(smallest). Transfer regret is the relative loss increase "
+    "at the largest size when the best grid setting of the smallest size is trained there, "
+    "against the best loss measured there; when that setting was not trained at the largest "
+    "size the regret is 'not measured'. Intervals come from bootstrapping the whole pipeline: at "
+    "every size and setting the seeds are resampled with replacement, the smallest size's choice "
+    "is made again (so it moves when seeds disagree), and the regret and drift recomputed. "
+    "Noise is the seed standard error at the largest size's best setting, relative to its loss; "
+    "the detectable regret is 2·√2 × noise (a difference of two seed means, each with that "
+    "error, below two standard errors cannot be told from 0). A regret interval below the "
+    "detectable regret is 'within noise'; one that spans both 0 and the detectable regret is "
+    "'not resolved': more seeds, or a finer grid near the optimum, are needed to decide. A rule "
+    "'transfers' only if the drift interval contains 0 and the regret is within noise. An "
+    "optimum at the edge of the grid means the true optimum lies outside the swept range: no "
+    "claim is made for that rule until the grid is widened. With few seeds the bootstrap "
+    "intervals are too narrow (with 3 seeds a setting's mean takes only 10 distinct values over "
+    "resamples, with 2 only 3), so read them as a lower bound on the uncertainty."
 )
 
 
@@ -294,8 +335,8 @@ def write_report(
             Figure(
                 rel,
                 f"optimum against {group[2]} — {group[1]} — {group[0]}",
-                "Optimal setting relative to the smallest size, per rule "
-                "(bars: 90% seed-bootstrap interval; dashed: transfers).",
+                "Best trained grid setting relative to the smallest size's, per rule "
+                "(bars: 90% whole-pipeline bootstrap interval; dashed: transfers).",
             )
         )
 
