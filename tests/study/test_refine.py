@@ -3,6 +3,7 @@ one plan; and the check that a coarse-then-refine search finds the full grid's o
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from wdscale.cli import main
 from wdscale.study import StudyPlan, run_study
 from wdscale.study.backends import LocalBackend
 from wdscale.study.refine import (
+    PRUNING_CHECKED,
     add_seeds,
     add_settings,
     measured_optima,
@@ -181,3 +183,21 @@ def test_pruning_check_on_a_synthetic_study():
     assert check.loc[8, "full"] == 1.0 and check.loc[8, "coarse"] in (0.1, 10.0)  # 1.0 was dropped
     assert bool(check.loc[8, "same"]) and check.loc[8, "gap"] == 0
     assert not bool(check.loc[32, "same"]) and check.loc[32, "refined"] == 1000.0 and check.loc[32, "gap"] > 0.5
+
+
+def test_the_pruning_check_quoted_in_the_help_is_what_the_findings_give():
+    studies = sorted((Path(__file__).parents[2] / "docs" / "findings").glob("*/runs.parquet"))
+    assert len(studies) == 10
+    checks = [pruning_check(g) for path in studies for _, g in load_runs(path.parent).groupby("optimizer")]
+    found = pd.concat(checks)
+    assert (int(found.same.sum()), len(found)) == PRUNING_CHECKED
+    assert found[~found.same].gap.max() <= 0.033
+
+
+def test_refine_help_describes_every_flag():
+    from wdscale.cli import build_parser
+
+    study = build_parser()._subparsers._group_actions[0].choices["study"]
+    refine = study._subparsers._group_actions[0].choices["refine"]
+    assert [a.dest for a in refine._actions if not a.help] == []
+    assert f"{PRUNING_CHECKED[0]} of {PRUNING_CHECKED[1]}" in refine.format_help()

@@ -16,7 +16,7 @@ from ..loading import load_object
 from .api import Study
 from .backends import make_backend
 from .plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs
-from .refine import refine_study, stored_plan
+from .refine import PRUNING_NOTE, refine_study, stored_plan
 from .report import write_report
 from .runner import run_study
 from .store import Store, load_runs
@@ -314,7 +314,7 @@ def add_study_parser(sub: Any) -> None:
         "trained at every larger size with as many seeds as that size's optimum, so its transfer "
         "regret is measured. The study's plan grows to hold these runs (kept in its store and "
         "plan.json), so `study run` on it still works; nothing stored is trained again. Prints the "
-        "runs added and their core-seconds against the coarse grid's.",
+        f"runs added and their core-seconds against the coarse grid's. {PRUNING_NOTE}",
     )
     p.add_argument("dir", help="the study directory (its runs.sqlite)")
     p.add_argument("--points", help="fine steps per coarse grid step, ≥ 2 (default 3: two new settings per step)")
