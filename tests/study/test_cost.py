@@ -79,7 +79,16 @@ def test_default_proxy_is_at_most_a_sixteenth_of_the_target():
 def test_bad_sizes_and_mismatched_grids_are_named():
     with pytest.raises(ValueError, match=r"proxy_size=32 is not a size of series .*sizes: \[16, 64, 256\]"):
         search_cost(study(), proxy_size=32)
+
+
+def test_a_proxy_setting_the_target_never_trained_is_not_measured():
+    # a grid refined per size: the target has no run at the proxy's best setting. Not interpolated,
+    # and no longer an error (it was one when every study shared one grid): the report still builds.
     shifted = study()
     shifted.loc[shifted["size"] == 256, "setting"] *= 3
-    with pytest.raises(ValueError, match="not run at the proxy's best setting 0.01"):
-        search_cost(shifted)
+    (c,) = search_cost(shifted)
+    assert c.reason == "not measured: the target 256 was not run at the proxy's best setting 0.01"
+    assert np.isnan(c.transfer_loss) and np.isnan(c.regret) and np.isnan(c.transfer_seconds)
+    assert c.sweep_loss == pytest.approx(1.0) and c.sweep_setting == pytest.approx(0.3)
+    (ok,) = search_cost(study())
+    assert ok.reason == ""

@@ -6,8 +6,11 @@ For each series (task, optimizer, rule, size axis) of a stored study:
             with it                     -> loss at the target, proxy sweep + one target run
   sweep     sweep the same grid at the target, keep the best -> loss, the whole target sweep
 
-Both are read from runs already in the store: the target was swept at every grid setting, so the
-transferred setting's loss there is measured, not interpolated. Compute is counted for one seed
+Both are read from runs already in the store: the transferred setting's loss at the target is the
+seed mean of runs trained there with it, never interpolated; where the target has no run at the
+proxy's best setting (a grid refined per size) the transfer is "not measured" (NaN, with a reason).
+The same measured quantities as `analysis` (whose proxy is the smallest size): with the smallest
+size as proxy both give the same regret. Compute is counted for one seed
 (summed over runs, divided by the seeds at that size), two ways: the runs' measured wall time
 (one worker thread per run, so core-seconds) and, where parameter counts are known, parameters ×
 samples seen — proportional to training FLOPs (≈ 6·P·D) and free of the machine's noise.
@@ -32,7 +35,8 @@ PROXY_FRACTION = 1 / 16  # the default proxy is the largest size at most this fr
 class SearchCost:
     """One series: the loss each way of finding the setting reached at the target, and its cost.
     *_seconds: core-seconds for one seed; *_param_samples: Σ parameters × samples seen (NaN when
-    parameter counts are unknown). regret: transfer_loss / sweep_loss − 1."""
+    parameter counts are unknown). regret: transfer_loss / sweep_loss − 1. reason: empty, or why
+    the transfer was not measured (transfer_loss and the transfer's cost are then NaN)."""
 
     task: str
     optimizer: str
@@ -50,6 +54,7 @@ class SearchCost:
     transfer_param_samples: float
     sweep_param_samples: float
     setting_name: str = "lambda"
+    reason: str = ""
 
     @property
     def regret(self) -> float:
@@ -91,8 +96,8 @@ def search_cost(
     """One SearchCost per series. proxy_size/target_size default to `default_sizes` of each
     series; parameters × samples come from each run's stored `n_params` (NaN where a run did not
     record it).
-    Raises ValueError when a named size is missing from a series, or when the target was not
-    run at the proxy's best setting (the grids differ)."""
+    Raises ValueError when a named size is missing from a series. A series whose target was not
+    run at the proxy's best setting gets a NaN transfer with a reason ("not measured")."""
     df, _ = _prepare(runs, metric)
     n_params = pd.to_numeric(df["n_params"], errors="coerce") if "n_params" in df else np.nan
     df["param_samples"] = n_params * df["steps"].astype(float) * df["batch_size"].astype(float)
@@ -113,12 +118,12 @@ def search_cost(
         if not np.isfinite(mp).any() or not np.isfinite(mt).any():
             continue  # everything diverged at one end: nothing was found there
         chosen = float(mp.idxmin())
-        if chosen not in mt.index:
-            raise WdscaleError(
-                f"series ({where}): the target {target} was not run at the proxy's best "
-                f"setting {chosen:g}; transfer needs the same grid at both sizes"
-            )
         at_chosen = gt[gt["setting"] == chosen]
+        nan = float("nan")
+        measured = chosen in mt.index
+        reason = (
+            "" if measured else f"not measured: the target {target} was not run at the proxy's best setting {chosen:g}"
+        )
         out.append(
             SearchCost(
                 *key,
@@ -126,14 +131,17 @@ def search_cost(
                 target_size=int(target),
                 n_settings=int(mt.size),
                 proxy_setting=chosen,
-                transfer_loss=float(mt[chosen]),
+                transfer_loss=float(mt[chosen]) if measured else nan,
                 sweep_setting=float(mt.idxmin()),
                 sweep_loss=float(mt.min()),
-                transfer_seconds=_one_seed(gp, "wall_time") + _one_seed(at_chosen, "wall_time"),
+                transfer_seconds=_one_seed(gp, "wall_time") + _one_seed(at_chosen, "wall_time") if measured else nan,
                 sweep_seconds=_one_seed(gt, "wall_time"),
-                transfer_param_samples=_one_seed(gp, "param_samples") + _one_seed(at_chosen, "param_samples"),
+                transfer_param_samples=(
+                    _one_seed(gp, "param_samples") + _one_seed(at_chosen, "param_samples") if measured else nan
+                ),
                 sweep_param_samples=_one_seed(gt, "param_samples"),
                 setting_name=str(g["setting_name"].iloc[0]),
+                reason=reason,
             )
         )
     return out

@@ -205,14 +205,16 @@ def _cost_table(costs: list) -> Table:
             f"{c.size_axis} {c.proxy_size} → {c.target_size}",
             str(c.n_settings),
             f"{setting_symbol(c.setting_name)} = {number(c.proxy_setting)}",
-            number(c.transfer_loss, 4),
+            number(c.transfer_loss, 4) if np.isfinite(c.transfer_loss) else "not measured",
             number(c.sweep_loss, 4),
-            f"{100 * c.regret:.2f}%" if np.isfinite(c.regret) else "∞ (diverges)",
-            f"{c.transfer_seconds:.0f} / {c.sweep_seconds:.0f}",
-            f"×{c.seconds_saved:.1f}",
+            f"{100 * c.regret:.2f}%" if np.isfinite(c.regret) else "–" if c.reason else "∞ (diverges)",
+            f"{number(c.transfer_seconds, 3)} / {c.sweep_seconds:.0f}"
+            if c.reason
+            else f"{c.transfer_seconds:.0f} / {c.sweep_seconds:.0f}",
+            f"×{number(c.seconds_saved, 2)}" if c.reason else f"×{c.seconds_saved:.1f}",
         ]
         if has_p:
-            row.append(f"×{c.params_saved:.1f}")
+            row.append(f"×{number(c.params_saved, 2)}" if c.reason else f"×{c.params_saved:.1f}")
         rows.append(tuple(row))
     return Table(tuple(header), tuple(rows))
 
