@@ -64,7 +64,9 @@ def verdict_rows(name: str, label: str, a: StudyAnalysis) -> list[dict]:
                 regret=t["regret"],
                 noise=t["noise"],
                 edge=edge,
-                regret_txt=f"{bound}{100 * t['regret']:.1f} % ({100 * t['noise']:.1f} %)",
+                regret_txt=regret_text(t, bound),
+                detectable=f"{100 * t['detectable']:.1f} %" if np.isfinite(t["detectable"]) else "–",
+                resolution=t["resolution"],
                 best=f"{o['best_loss'].iloc[-1]:.3f}",
                 verdict=t["verdict"],
             )
@@ -72,14 +74,25 @@ def verdict_rows(name: str, label: str, a: StudyAnalysis) -> list[dict]:
     return rows
 
 
+def regret_text(t: pd.Series, bound: str) -> str:
+    """The measured regret with its whole-pipeline interval, or why there is none."""
+    if not np.isfinite(t["regret"]):
+        return "∞ (diverges)" if t["regret"] == np.inf else str(t["regret_reason"] or "–")
+    lo, hi = (f"{100 * t[k]:.1f}" if np.isfinite(t[k]) else "–" for k in ("regret_lo", "regret_hi"))
+    return f"{bound}{100 * t['regret']:.1f} % [{lo}, {hi}]"
+
+
 def study_table(rows: list[dict]) -> str:
     out = [
-        "| rule | sizes | drift exponent [90% CI] | fold change | transfer regret (noise) "
-        "| best loss at the largest size |",
-        "|---|---|---|---|---|---|",
+        "| rule | sizes | drift of the best grid point [90% CI] | fold change | transfer regret, measured "
+        "[90% CI] | detectable | resolution | best loss at the largest size |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(rows, key=lambda r: r["regret"]):
-        out.append(f"| `{r['rule']}` | {r['sizes']} | {r['drift']} | {r['fold']} | {r['regret_txt']} | {r['best']} |")
+    for r in sorted(rows, key=lambda r: (r["regret"], r["rule"])):
+        out.append(
+            f"| `{r['rule']}` | {r['sizes']} | {r['drift']} | {r['fold']} | {r['regret_txt']} | {r['detectable']} "
+            f"| {r['resolution']} | {r['best']} |"
+        )
     return "\n".join(out)
 
 
