@@ -287,6 +287,13 @@ def _col_mean(m: np.ndarray) -> np.ndarray:
         return np.where(n > 0, s / np.maximum(n, 1), np.nan)
 
 
+def seed_means(g: pd.DataFrame) -> pd.Series:
+    """Mean loss over seeds per setting of one (series, size): the same infinity-keeping mean
+    (`_col_mean`) the analysis uses, for callers holding rows rather than a matrix."""
+    m = g.pivot_table(index="seed", columns="setting", values="loss", aggfunc="mean", dropna=False)
+    return pd.Series(_col_mean(m.to_numpy(float)), index=m.columns.astype(float))
+
+
 def _fit_vertex(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """A PREDICTION of where each row's optimum lies between grid points: the vertex (in log
     setting) of a parabola through the points around the grid minimum. NaN when no finite

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import WdscaleError
-from .analysis import SERIES_KEYS, SeriesKey, _prepare
+from .analysis import SERIES_KEYS, SeriesKey, _prepare, seed_means
 
 PROXY_FRACTION = 1 / 16  # the default proxy is the largest size at most this fraction of the target
 
@@ -78,11 +78,6 @@ def default_sizes(sizes: list[int]) -> tuple[int, int]:
     return (max(small) if small else min(sizes)), target
 
 
-def _mean_over_seeds(g: pd.DataFrame) -> pd.Series:
-    """Mean loss over seeds per setting (+inf where any seed diverged)."""
-    return g.groupby("setting")["loss"].agg(lambda v: np.inf if np.isinf(v).any() else v.mean())
-
-
 def _one_seed(g: pd.DataFrame, col: str) -> float:
     return float(g[col].to_numpy(float).sum() / g["seed"].nunique())  # NaN stays NaN
 
@@ -114,7 +109,7 @@ def search_cost(
             if s not in sizes:
                 raise WdscaleError(f"{name}={s} is not a size of series ({where}); its sizes: {sizes}")
         gp, gt = g[g["size"] == proxy], g[g["size"] == target]
-        mp, mt = _mean_over_seeds(gp), _mean_over_seeds(gt)
+        mp, mt = seed_means(gp), seed_means(gt)
         if not np.isfinite(mp).any() or not np.isfinite(mt).any():
             continue  # everything diverged at one end: nothing was found there
         chosen = float(mp.idxmin())
