@@ -124,7 +124,8 @@ def test_a_second_driver_on_the_same_study_is_refused(tmp_path):
 
 
 def test_two_drivers_started_together_train_every_run_once(tmp_path):
-    cmd = [sys.executable, "-m", "wdscale", "study", "run", "--out", str(tmp_path), *TINY_FLAGS]
+    # 20 epochs: the first driver to take the lock still holds it when the second one asks
+    cmd = [sys.executable, "-m", "wdscale", "study", "run", "--out", str(tmp_path), *TINY_FLAGS, "--epochs", "20"]
     procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     errs = [p.communicate(timeout=300)[1] for p in procs]
     codes = sorted(p.returncode for p in procs)
