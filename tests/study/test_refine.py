@@ -20,7 +20,7 @@ from wdscale.study.refine import (
     measured_optima,
     pruning_check,
     refine_study,
-    seed_means,
+    setting_means,
     stored_plan,
 )
 from wdscale.study.store import load_runs
@@ -81,7 +81,7 @@ def test_running_a_refined_study_again_is_accepted_and_trains_nothing(refined):
 
 def test_the_proxys_optimum_is_trained_at_the_larger_size_with_its_optimums_seeds(refined):
     out, _, _ = refined
-    means = seed_means(load_runs(out))
+    means = setting_means(load_runs(out))
     optima = measured_optima(load_runs(out)).set_index("size")
     proxy = optima.loc[8, "setting"]
     at_target = means[(means["size"] == 32) & np.isclose(means.setting, proxy, rtol=1e-3)]

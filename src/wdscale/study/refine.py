@@ -71,7 +71,7 @@ class RefineSummary:
         )
 
 
-def seed_means(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
+def setting_means(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
     """Per (rule, size, setting), over trained runs only: the seed-mean, its standard error, n."""
     ok = df[(df["status"] == "ok") & np.isfinite(df[metric].astype(float))]
     g = ok.groupby(["rule", "size", "setting"])[metric]
@@ -82,7 +82,7 @@ def seed_means(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
 
 def measured_optima(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
     """Per (rule, size): the trained setting with the lowest seed-mean loss (mean, sem, n)."""
-    m = seed_means(df, metric)
+    m = setting_means(df, metric)
     return m.loc[m.groupby(["rule", "size"])["mean"].idxmin()].reset_index(drop=True)
 
 
@@ -157,7 +157,7 @@ def add_seeds(
     """Stage 2: seeds up to `max_seeds` at each optimum and the settings within noise of it, and
     the proxy's optimum at every larger size with as many seeds as that size's optimum. Returns
     the grown plan and how many runs it adds."""
-    means = seed_means(df, metric)
+    means = setting_means(df, metric)
     additions: dict[str, dict[float, int]] = {}
     added = 0
     seeds_now: dict[tuple[str, int], dict[float, int]] = {}
@@ -278,7 +278,7 @@ def pruning_check(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
     grid's optimum), coarse, refined (the search's choice), same (refined == full) and gap (the
     refined choice's seed-mean loss over the full optimum's, minus 1)."""
     rows = []
-    for (rule, size), m in seed_means(df, metric).groupby(["rule", "size"]):
+    for (rule, size), m in setting_means(df, metric).groupby(["rule", "size"]):
         m = m.sort_values("setting").reset_index(drop=True)
         if len(m) < 3:
             continue
