@@ -79,7 +79,7 @@ def verdict_rows(name: str, label: str, a: StudyAnalysis) -> list[dict]:
 def regret_text(t: pd.Series, bound: str) -> str:
     """The measured regret with its whole-pipeline interval, or why there is none."""
     if not np.isfinite(t["regret"]):
-        return "∞ (diverges)" if t["regret"] == np.inf else str(t["regret_reason"] or "–")
+        return "∞ (diverges or does not learn)" if t["regret"] == np.inf else str(t["regret_reason"] or "–")
     lo, hi = (f"{100 * t[k]:.1f}" if np.isfinite(t[k]) else "–" for k in ("regret_lo", "regret_hi"))
     return f"{bound}{100 * t['regret']:.1f} % [{lo}, {hi}]"
 

@@ -111,9 +111,9 @@ class Regret:
     seed count, and does not collapse to 0 when 2–3 seeds give few distinct resamples.
     resolution: "within noise" (hi < detectable), "costs" (lo > 0: the proxy's choice loses
     in ≥ 95 % of resamples), "not resolved" (the interval spans 0 and detectable, or there is
-    no noise estimate), "diverges", "not measured". acc_regret: accuracy lost at the target (best
-    seed-mean val_acc over trained settings minus that at the transferred one), NaN without a
-    usable val_acc column."""
+    no noise estimate), "diverges or does not learn", "not measured". acc_regret: accuracy lost
+    at the target (best seed-mean val_acc over trained settings minus that at the transferred
+    one), NaN without a usable val_acc column."""
 
     task: str
     optimizer: str
@@ -438,7 +438,7 @@ def _resolution(regret: float, lo: float, hi: float, detectable: float) -> str:
     if np.isnan(regret):
         return "not measured"
     if regret == np.inf:
-        return "diverges"
+        return "diverges or does not learn"
     if not np.isfinite(detectable) or not np.isfinite(hi):
         return "not resolved"  # no noise estimate (one seed): nothing can be told from 0
     if hi < detectable:

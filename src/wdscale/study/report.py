@@ -93,7 +93,7 @@ def _execution(runs: pd.DataFrame) -> str:
 def _regret_cell(t) -> str:
     """Measured transfer regret with its whole-pipeline interval; never a fitted value."""
     if t["regret"] == np.inf:
-        return "∞ (diverges)"
+        return "∞ (diverges or does not learn)"
     if not np.isfinite(t["regret"]):
         return "not measured" if str(t["regret_reason"]).startswith("not measured") else "–"
     pct = lambda x: "∞" if x == np.inf else "–" if not np.isfinite(x) else f"{100 * x:.2f}%"  # noqa: E731
@@ -207,7 +207,11 @@ def _cost_table(costs: list) -> Table:
             f"{setting_symbol(c.setting_name)} = {number(c.proxy_setting)}",
             number(c.transfer_loss, 4) if np.isfinite(c.transfer_loss) else "not measured",
             number(c.sweep_loss, 4),
-            f"{100 * c.regret:.2f}%" if np.isfinite(c.regret) else "–" if c.reason else "∞ (diverges)",
+            f"{100 * c.regret:.2f}%"
+            if np.isfinite(c.regret)
+            else "–"
+            if c.reason
+            else "∞ (diverges or does not learn)",
             f"{number(c.transfer_seconds, 3)} / {c.sweep_seconds:.0f}"
             if c.reason
             else f"{c.transfer_seconds:.0f} / {c.sweep_seconds:.0f}",
