@@ -47,6 +47,7 @@ LAYERS = [
     "wdscale.study.document",
     "wdscale.study.figures",
     "wdscale.study.report",
+    "wdscale.study.advise",
     # faces
     "wdscale.loading",
     "wdscale.study.api",

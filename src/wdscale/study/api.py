@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import WdscaleError, WdscaleTypeError
 from ..optim import OPTIMIZER_NAMES
+from .advise import Advice, Holdout, advise, holdout
 from .analysis import StudyAnalysis, analyze
 from .backends import make_backend
 from .config import RunConfig, TaskData
@@ -296,3 +297,16 @@ class Study:
             The paths written ("md", "html", and each figure's relative path).
         """
         return write_report(self.results(), self.out, title=title or f"wdscale study: {self.plan.task}")
+
+    def advise(self, target: int, metric: str = "val_loss") -> Advice:
+        """Each rule's optimum predicted at size `target` on the study's size axis, with its 90 %
+        interval, and the rule with the smallest measured transfer regret (`advise.advise`);
+        `print()` it. With a built-in task or your model_fn, the recommended rule's per-group
+        settings at the target are in its table."""
+        return advise(
+            self.results(), int(target), axis=self.plan.size_axis, model_factory=self.task.make_model, metric=metric
+        )
+
+    def holdout(self, metric: str = "val_loss") -> list[Holdout]:
+        """The laws refitted without the largest size and checked against the runs trained there."""
+        return holdout(self.results(), metric=metric)

@@ -1,4 +1,4 @@
-"""`wdscale study run | report | export | status`."""
+"""`wdscale study run | refine | report | export | status | advise`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any, Optional
 from ..checks import check_positive_int
 from ..errors import WdscaleError
 from ..loading import load_object
+from .advise import advise, holdout, render_holdout
 from .api import Study
 from .backends import make_backend
 from .plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs
@@ -20,7 +21,7 @@ from .refine import PRUNING_NOTE, refine_study, stored_plan
 from .report import write_report
 from .runner import run_study
 from .store import Store, load_runs
-from .tasks import TASKS
+from .tasks import TASKS, get_task
 
 
 def _ints(s: str) -> list[int]:
@@ -228,6 +229,30 @@ def cmd_refine(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_advise(args: argparse.Namespace) -> None:
+    out = Path(args.dir)
+    given = [(axis, getattr(args, f"target_{axis}")) for axis in ("width", "depth", "n_train", "batch_size")]
+    given = [(axis, v) for axis, v in given if v is not None]
+    if len(given) > 1:
+        raise WdscaleError("give one target: --target-width, --target-depth, --target-n-train or --target-batch-size")
+    if not given and not args.holdout:
+        raise WdscaleError(
+            "give a target (--target-width, --target-depth, --target-n-train or --target-batch-size) or --holdout"
+        )
+    df = load_runs(out)
+    if df.empty:
+        raise WdscaleError(f"the study in {str(out)!r} has no finished runs yet: nothing to advise from")
+    if given:
+        axis, text = given[0]
+        target = _whole(f"--target-{axis.replace('_', '-')}", text, None)
+        assert target is not None
+        tasks = set(df["task"])
+        factory = get_task(next(iter(tasks))).make_model if len(tasks) == 1 and tasks <= set(TASKS) else None
+        print(advise(df, target, axis=axis, model_factory=factory if args.table else None, metric=args.metric))
+    if args.holdout:
+        print(render_holdout(holdout(df, metric=args.metric)))
+
+
 def add_study_parser(sub: Any) -> None:
     study = sub.add_parser("study", help="run, report and export studies of λ across sizes")
     ssub = study.add_subparsers(dest="study_command", required=True)
@@ -340,3 +365,32 @@ def add_study_parser(sub: Any) -> None:
     p = ssub.add_parser("status", help="how many runs of a study are stored")
     p.add_argument("dir", help="the study directory")
     p.set_defaults(func=cmd_status)
+
+    p = ssub.add_parser(
+        "advise",
+        help="predict each rule's optimum at a size you have not trained, and recommend a rule",
+        description="From a finished study: per rule, fit log(setting*) against log(size), predict the optimum "
+        "at the target size with a 90%% interval (labelled predictions), warn beyond 4× the largest measured "
+        "size or where a straight line in log-log is not supported, and recommend the rule with the smallest "
+        "measured transfer regret. --holdout refits without the largest size and checks the prediction "
+        "against the runs trained there.",
+    )
+    p.add_argument("dir", help="the study directory (its runs.sqlite, or runs.parquet)")
+    p.add_argument("--target-width", dest="target_width", help="the width to advise for (a width study)")
+    p.add_argument("--target-depth", dest="target_depth", help="the depth to advise for (a depth study)")
+    p.add_argument("--target-n-train", dest="target_n_train", help="training samples to advise for (an n_train study)")
+    p.add_argument(
+        "--target-batch-size", dest="target_batch_size", help="batch size to advise for (a batch_size study)"
+    )
+    p.add_argument(
+        "--holdout",
+        action="store_true",
+        help="refit without the largest size and compare the prediction with what was measured there",
+    )
+    p.add_argument(
+        "--table",
+        action="store_true",
+        help="also print the per-parameter settings table of the recommended rule (built-in tasks only)",
+    )
+    p.add_argument("--metric", default="val_loss", help="val_loss (default), best_val_loss, train_loss")
+    p.set_defaults(func=cmd_advise)
