@@ -43,7 +43,7 @@ from torch import nn
 
 from ..errors import WdscaleError
 from ..optim import explain
-from ..rules import DataFacts, setting_kwargs
+from ..rules import RULES, DataFacts, setting_kwargs
 from .analysis import CI, SERIES_KEYS, analyze, mean_curves, setting_symbol
 
 AXES = ("width", "depth", "n_train", "batch_size")
@@ -290,8 +290,8 @@ def _target_config(runs: pd.DataFrame, axis: str, target: int) -> dict:
     return cfg
 
 
-def _optimizer_call(rule: str, optimizer: str, setting: float, cfg: dict) -> str:
-    kw = setting_kwargs(rule, float(f"{setting:.3g}"))
+def _optimizer_call(rule: str, optimizer: str, setting_name: str, setting: float, cfg: dict) -> str:
+    kw = {"tau" if setting_name == "tau" else "weight_decay": setting}  # the rule may be unknown here
     parts = [f'model, "{optimizer}"', f'rule="{rule}"', f"lr={cfg.get('lr', 'LR')}"]
     parts += [f"{k}={v:.3g}" for k, v in kw.items()]
     parts.append("base=base_model")
@@ -337,8 +337,12 @@ def advise(
     if chosen:
         law = chosen[0]
         cfg = _target_config(runs[runs["rule"] == rule], study_axis, int(target))
-        call = _optimizer_call(rule, law.optimizer, law.predicted, cfg)
-        if model_factory is not None and {"width", "depth", "base_width", "base_depth", "lr"} <= set(cfg):
+        call = _optimizer_call(rule, law.optimizer, law.setting_name, law.predicted, cfg)
+        if (
+            model_factory is not None
+            and rule in RULES
+            and {"width", "depth", "base_width", "base_depth", "lr"} <= set(cfg)
+        ):
             width, depth = int(cfg["width"]), int(cfg["depth"])
             data = None
             if all(k in cfg for k in ("n_train", "batch_size", "epochs")):
