@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from wdscale.study.advise import Holdout, holdout
 from wdscale.study.analysis import StudyAnalysis, analyze
 from wdscale.study.cost import SearchCost, search_cost
 from wdscale.study.store import load_runs
@@ -128,6 +129,25 @@ def vectors_table(without: StudyAnalysis, with_: StudyAnalysis, rule: str = "mup
     return "\n".join(out)
 
 
+def holdout_table(rows: list[tuple[str, Holdout]]) -> str:
+    """Each rule's law refitted without the largest size, against what was measured there."""
+    out = [
+        "| study | rule | held out (fitted on) | predicted optimum [90% interval] | measured optimum "
+        "| regret at the nearest trained setting |",
+        "|---|---|---|---|---|---|",
+    ]
+    for study, h in rows:
+        sym = "τ\\*" if h.setting_name == "tau" else "λ\\*"
+        fitted = ", ".join(str(s) for s in h.fitted_sizes)
+        interval = f"[{h.lo:.3g}, {h.hi:.3g}]" if np.isfinite(h.lo) and np.isfinite(h.hi) else "[–]"
+        regret = f"{100 * h.regret:.1f} %" if np.isfinite(h.regret) else "–"
+        out.append(
+            f"| `{study}` | `{h.rule}` | {h.held_out_size} ({fitted}) | {sym} {h.predicted:.3g} {interval} "
+            f"| {h.measured:.3g} | {regret} |"
+        )
+    return "\n".join(out)
+
+
 def fill(doc: str, blocks: dict[str, str]) -> str:
     """Replace the text between each block's markers; a block without markers is an error."""
     for name, body in blocks.items():
@@ -181,6 +201,7 @@ def figure(verdicts: list[dict], path: Path) -> None:
 
 def main() -> int:
     verdicts, blocks, missing, analyses = [], {}, [], {}
+    held: list[tuple[str, Holdout]] = []
     for name, label in STUDIES.items():
         runs = load(HERE / name)
         if runs is None or runs.empty:
@@ -192,8 +213,10 @@ def main() -> int:
         blocks[name] = study_table(rows)
         if name == "full":
             blocks["cost"] = cost_table(search_cost(runs))
+        held += [(name, h) for h in holdout(runs)]
     if {"shakespeare_width", "shakespeare_vectors"} <= set(analyses):
         blocks["vectors"] = vectors_table(analyses["shakespeare_width"], analyses["shakespeare_vectors"])
+    blocks["holdout"] = holdout_table(held)
     if not verdicts:
         print("no study found under", HERE, file=sys.stderr)
         return 1
