@@ -39,10 +39,10 @@ LAYERS = [
     "wdscale.study.backends",
     "wdscale.study.store",
     "wdscale.study.runner",
-    # study: the driver driven again, where the decision is made
-    "wdscale.study.refine",
-    # study: what the runs say
+    # study: what the runs say (analysis is pure pandas), and refine, which reads the measured
+    # optima and drives the runner again where the decision is made
     "wdscale.study.analysis",
+    "wdscale.study.refine",
     "wdscale.study.cost",
     "wdscale.study.document",
     "wdscale.study.figures",

@@ -225,6 +225,14 @@ def with_setting_names(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(setting_name=[name(r) for r in runs["rule"]])
 
 
+def run_losses(runs: pd.DataFrame, metric: str = "val_loss") -> np.ndarray:
+    """Each run's loss as the analysis counts it: the metric where the run is "ok" and the value
+    finite, else +inf (diverged, not learned, or no finite value: not a usable optimum)."""
+    loss = pd.to_numeric(runs[metric], errors="coerce").to_numpy(dtype=float, copy=True)
+    loss[runs["status"].isin(["diverged", "not_learned"]).to_numpy() | ~np.isfinite(loss)] = np.inf
+    return loss
+
+
 def _describe(key: SeriesKey) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(SERIES_KEYS, key))
 
@@ -252,9 +260,7 @@ def _prepare(runs: pd.DataFrame, metric: str) -> tuple:
     df = with_setting_names(df)
     df["setting"] = pd.to_numeric(df["setting"], errors="coerce").astype(float)
     df["size"] = pd.to_numeric(df["size"], errors="coerce")
-    loss = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=float, copy=True)
-    loss[df["status"].isin(["diverged", "not_learned"]).to_numpy() | ~np.isfinite(loss)] = np.inf
-    df["loss"] = loss
+    df["loss"] = run_losses(df, metric)
 
     for key, g in df.groupby(list(SERIES_KEYS), sort=True):
         if not ((g["setting"] > 0).all() and (g["size"] > 0).all()):
@@ -421,7 +427,8 @@ def _noise(d: _SizeData, i: int) -> tuple:
     return float(np.std(col, ddof=1) / np.sqrt(col.size) / abs(best)), int(col.size)
 
 
-def _pct(x: float) -> str:
+def percent(x: float) -> str:
+    """A fraction as a percentage for the verdicts; ∞ and – for infinite and missing."""
     return "∞" if x == np.inf else "–" if not np.isfinite(x) else f"{100 * x:.1f}%"
 
 
@@ -468,8 +475,8 @@ def _verdict(key: SeriesKey, name: str, data: list, drift: Drift, regret: Regret
         return mk("single_size", f"inconclusive: only one {axis} ({data[0].size})")
     drift_txt = f"{sym}* ∝ {axis}^{drift.slope:.2f} [{drift.lo:.2f}, {drift.hi:.2f}]"
     reg_txt = (
-        f"transfer regret {_pct(regret.regret)} [{_pct(regret.lo)}, {_pct(regret.hi)}], "
-        f"detectable {_pct(regret.detectable)}"
+        f"transfer regret {percent(regret.regret)} [{percent(regret.lo)}, {percent(regret.hi)}], "
+        f"detectable {percent(regret.detectable)}"
     )
     if regret.resolution == "not measured":
         return mk("not_measured", f"not measured: {regret.reason}; {drift_txt}")

@@ -392,6 +392,18 @@ def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
     return runs
 
 
+def with_refined(plan: StudyPlan, additions: dict[str, dict[float, int]]) -> StudyPlan:
+    """The plan with (setting → seeds) points added to its refined entries, keyed RULE@SIZE (a
+    setting's seeds only grow: the most any entry asks)."""
+    refined = {k: [list(p) for p in v] for k, v in plan.refined.items()}
+    for key, pts in additions.items():
+        have = {float(s): int(n) for s, n in refined.get(key, [])}
+        for s, n in pts.items():
+            have[float(s)] = max(have.get(float(s), 0), int(n))
+        refined[key] = [[s, n] for s, n in sorted(have.items())]
+    return dataclasses.replace(plan, refined=refined)
+
+
 def refined_key(rule: str, size: int) -> str:
     """The key of a rule and size in `StudyPlan.refined`."""
     return f"{rule}@{size}"

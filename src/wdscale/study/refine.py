@@ -32,10 +32,11 @@ import pandas as pd
 
 from ..checks import check_positive_int
 from ..errors import WdscaleError
+from .analysis import run_losses
 from .backends import Backend
 from .config import ModelFn
 from .jobs import Source
-from .plan import StudyPlan, coarse_grids, make_runs, points, refined_key, resolve
+from .plan import StudyPlan, coarse_grids, make_runs, points, refined_key, resolve, with_refined
 from .runner import keep_refined, run_study
 from .store import Store, load_runs
 from .tasks import Task, get_task
@@ -72,9 +73,11 @@ class RefineSummary:
 
 
 def setting_means(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
-    """Per (rule, size, setting), over trained runs only: the seed-mean, its standard error, n."""
-    ok = df[(df["status"] == "ok") & np.isfinite(df[metric].astype(float))]
-    g = ok.groupby(["rule", "size", "setting"])[metric]
+    """Per (rule, size, setting): the seed-mean loss, its standard error and n, counted as the
+    analysis counts them (a setting where a seed diverged or did not learn has mean +inf, so it
+    is never the optimum refine builds around; failed runs say nothing and are dropped)."""
+    runs = df[df["status"] != "failed"]
+    g = runs.assign(loss=run_losses(runs, metric)).groupby(["rule", "size", "setting"])["loss"]
     out = pd.DataFrame({"mean": g.mean(), "sem": g.sem(), "n": g.size()}).reset_index()
     out["sem"] = out["sem"].fillna(0.0)
     return out
@@ -105,17 +108,6 @@ def _planned(plan: StudyPlan, grid: dict[str, list[float]], rule: str, size: int
     return dict(points(plan, grid[rule], rule, size))
 
 
-def _with(plan: StudyPlan, additions: dict[str, dict[float, int]]) -> StudyPlan:
-    """The plan with (setting → seeds) points added to its refined entries (seeds only grow)."""
-    refined = {k: [list(p) for p in v] for k, v in plan.refined.items()}
-    for key, pts in additions.items():
-        have = {float(s): int(n) for s, n in refined.get(key, [])}
-        for s, n in pts.items():
-            have[s] = max(have.get(s, 0), n)
-        refined[key] = [[s, n] for s, n in sorted(have.items())]
-    return dataclasses.replace(plan, refined=refined)
-
-
 def add_settings(
     plan: StudyPlan,
     df: pd.DataFrame,
@@ -143,7 +135,7 @@ def add_settings(
                 additions.setdefault(refined_key(rule, size), {})[s] = plan.seeds
                 existing.append(s)
                 added += 1
-    return _with(plan, additions), added
+    return with_refined(plan, additions), added
 
 
 def add_seeds(
@@ -191,7 +183,7 @@ def add_seeds(
             step = _log_step(grid[rule])
             at = _snap(proxy, list(have), step / 40) or proxy
             want(rule, size, at, n)
-    return _with(plan, additions), added
+    return with_refined(plan, additions), added
 
 
 def stored_plan(out: Union[str, Path]) -> StudyPlan:

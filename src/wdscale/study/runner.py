@@ -36,7 +36,7 @@ from ..errors import WdscaleError
 from .backends import Backend, LocalBackend
 from .config import ModelFn, RunConfig, RunResult, TaskData
 from .jobs import Source, cut_jobs, resolve_source
-from .plan import StudyPlan, describe, make_runs
+from .plan import StudyPlan, describe, make_runs, with_refined
 from .store import Store
 from .tasks import Task, get_task
 
@@ -167,16 +167,12 @@ def keep_refined(plan: StudyPlan, out: Path) -> StudyPlan:
         return plan
     rules = set(plan.rules)
     sizes = None if plan.sizes is None else set(plan.sizes)
-    refined = {k: [list(p) for p in v] for k, v in plan.refined.items()}
-    for key, pts in kept.items():
+
+    def still_planned(key: str) -> bool:
         rule, _, size = key.partition("@")
-        if rule not in rules or not size.isdigit() or (sizes is not None and int(size) not in sizes):
-            continue
-        have = {float(s): int(n) for s, n in refined.get(key, [])}
-        for s, n in pts:
-            have[float(s)] = max(have.get(float(s), 0), int(n))
-        refined[key] = [[s, n] for s, n in sorted(have.items())]
-    return dataclasses.replace(plan, refined=refined)
+        return rule in rules and size.isdigit() and (sizes is None or int(size) in sizes)
+
+    return with_refined(plan, {k: {float(s): int(n) for s, n in pts} for k, pts in kept.items() if still_planned(k)})
 
 
 @contextlib.contextmanager
