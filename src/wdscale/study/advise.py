@@ -44,7 +44,8 @@ from torch import nn
 from ..errors import WdscaleError
 from ..optim import explain
 from ..rules import RULES, DataFacts, setting_kwargs
-from .analysis import CI, SERIES_KEYS, analyze, mean_curves, setting_symbol
+from .analysis import CI, SERIES_KEYS, analyze, mean_curves, percent, setting_symbol
+from .document import number
 
 AXES = ("width", "depth", "n_train", "batch_size")
 EXTRAPOLATION_LIMIT = 4.0  # a target further than this factor beyond the measured sizes: warned
@@ -258,25 +259,17 @@ def recommend(laws: list) -> tuple:
         return "", False, "no rule's transfer regret was measured: no recommendation"
     best = ranked[0]
     text = (
-        f"{best.rule}: smallest measured transfer regret {_pct(best.regret)} "
-        f"[{_pct(best.regret_lo)}, {_pct(best.regret_hi)}]"
+        f"{best.rule}: smallest measured transfer regret {percent(best.regret)} "
+        f"[{percent(best.regret_lo)}, {percent(best.regret_hi)}]"
     )
     if len(ranked) == 1:
         return best.rule, False, text + " (the only rule measured: nothing to compare with)"
     second = ranked[1]
     resolved = bool(np.isfinite(best.regret_hi) and np.isfinite(second.regret_lo) and best.regret_hi < second.regret_lo)
-    vs = f"runner-up {second.rule} {_pct(second.regret)} [{_pct(second.regret_lo)}, {_pct(second.regret_hi)}]"
+    vs = f"runner-up {second.rule} {percent(second.regret)} [{percent(second.regret_lo)}, {percent(second.regret_hi)}]"
     if resolved:
         return best.rule, True, f"{text}; {vs}: resolved (the intervals do not overlap)"
     return best.rule, False, f"{text}; {vs}: not resolved (the intervals overlap)"
-
-
-def _pct(x: float) -> str:
-    return "∞" if x == np.inf else "–" if not np.isfinite(x) else f"{100 * x:.1f}%"
-
-
-def _g(x: float) -> str:
-    return "–" if not np.isfinite(x) else f"{x:.3g}"
 
 
 def _target_config(runs: pd.DataFrame, axis: str, target: int) -> dict:
@@ -373,10 +366,11 @@ def render(advice: Advice) -> str:
     for law in advice.laws:
         sym = setting_symbol(law.setting_name)
         out.append(
-            f"  {law.rule:<12} predicted {sym}* = {_g(law.predicted)}  90% interval [{_g(law.lo)}, {_g(law.hi)}]  "
-            f"law {sym}* ∝ {axis}^{_g(law.slope)} fitted on {law.source} at {axis} "
-            f"{', '.join(map(str, law.sizes))}; measured transfer regret {_pct(law.regret)} "
-            f"[{_pct(law.regret_lo)}, {_pct(law.regret_hi)}]"
+            f"  {law.rule:<12} predicted {sym}* = {number(law.predicted)}  "
+            f"90% interval [{number(law.lo)}, {number(law.hi)}]  "
+            f"law {sym}* ∝ {axis}^{number(law.slope)} fitted on {law.source} at {axis} "
+            f"{', '.join(map(str, law.sizes))}; measured transfer regret {percent(law.regret)} "
+            f"[{percent(law.regret_lo)}, {percent(law.regret_hi)}]"
         )
         if law.warning:
             out.append(f"    warning: {law.warning}")
@@ -452,8 +446,10 @@ def render_holdout(rows: list) -> str:
         sym = setting_symbol(h.setting_name)
         out.append(
             f"  {h.rule:<12} {h.size_axis} {h.held_out_size} (fitted on {', '.join(map(str, h.fitted_sizes))}): "
-            f"predicted {sym}* = {_g(h.predicted)} [{_g(h.lo)}, {_g(h.hi)}]; measured {sym}* = {_g(h.measured)} "
-            f"(parabola {_g(h.measured_fit)}); nearest trained {sym} = {_g(h.nearest)}: loss {_g(h.nearest_loss)} "
-            f"vs best {_g(h.best_loss)}, regret {_pct(h.regret)}" + ("" if h.straight else "; line not supported")
+            f"predicted {sym}* = {number(h.predicted)} [{number(h.lo)}, {number(h.hi)}]; "
+            f"measured {sym}* = {number(h.measured)} (parabola {number(h.measured_fit)}); "
+            f"nearest trained {sym} = {number(h.nearest)}: loss {number(h.nearest_loss)} "
+            f"vs best {number(h.best_loss)}, regret {percent(h.regret)}"
+            + ("" if h.straight else "; line not supported")
         )
     return "\n".join(out)
