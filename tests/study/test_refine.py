@@ -133,7 +133,7 @@ def test_bad_refine_flags_are_one_clear_error(tmp_path, capsys, flags, message):
 
 def _frame(losses: dict[float, list[float]], size: int = 8, rule: str = "decoupled") -> pd.DataFrame:
     rows = [
-        dict(rule=rule, size=size, setting=s, seed=i, status="ok", val_loss=v, run_id=f"{rule}{size}-{s}-{i}")
+        dict(rule=rule, size=size, lr=0.01, setting=s, seed=i, status="ok", val_loss=v, run_id=f"{rule}{size}-{s}-{i}")
         for s, vs in losses.items()
         for i, v in enumerate(vs)
     ]

@@ -100,7 +100,12 @@ class Study:
         points_per_decade: grid points per decade.
         decades: width of the centred grid in decades.
         anchor_total_decay: η·λ × total steps at the grid's centre (hidden weights, base size).
-        lr: learning rate at the base size (required for your own model).
+        lr: learning rate at the base size (required for your own model); in a joint study the
+            fixed lr of the λ-only view.
+        lrs: a joint study: base lrs swept together with the decay setting (each rule is a recipe,
+            its own lr scaling applied to every base lr).
+        lr_decades: a joint study: an lr grid this many decades wide centred on `lr` (0: lr fixed).
+        lr_points_per_decade: lr grid points per decade with `lr_decades`.
         momentum: SGD momentum, in [0, 1).
         epochs: epochs per run (required for your own model).
         batch_size: samples per step (required for your own model).
@@ -112,6 +117,7 @@ class Study:
         decay_vectors: decay biases and norm gains too.
         task_options: extra knobs of a built-in task.
         refined: points added where the decision is made, "rule@size" → [[setting, seeds], ...]
+            ([setting, seeds, lr] in a joint study)
             (`Study.refine` adds them; a store's refined points are kept when it runs again).
         out: the study directory (its store, plan and report).
         name: your study's name (letters, digits, '_', '-', '.'); the task column of its runs.
@@ -144,6 +150,9 @@ class Study:
         decades: float = 3.0,
         anchor_total_decay: float = 3.0,
         lr: Optional[float] = None,
+        lrs: Optional[list[float]] = None,
+        lr_decades: float = 0.0,
+        lr_points_per_decade: int = 2,
         momentum: float = 0.9,
         epochs: Optional[int] = None,
         batch_size: Optional[int] = None,
@@ -175,7 +184,8 @@ class Study:
         plan: dict[str, Any] = dict(
             size_axis=size_axis, sizes=sizes, optimizer=optimizer, seeds=seeds, settings=settings,
             extend=extend or {}, points_per_decade=points_per_decade, decades=decades,
-            anchor_total_decay=anchor_total_decay, lr=lr, momentum=momentum, epochs=epochs,
+            anchor_total_decay=anchor_total_decay, lr=lr, lrs=lrs, lr_decades=lr_decades,
+            lr_points_per_decade=lr_points_per_decade, momentum=momentum, epochs=epochs,
             batch_size=batch_size, n_train=n_train, width=width, depth=depth, base_size=base_size,
             decay_vectors=decay_vectors, task_options=task_options or {}, refined=refined or {},
         )  # fmt: skip

@@ -294,6 +294,23 @@ def add_study_parser(sub: Any) -> None:
         "--extend", type=_extend, help="add decades of stronger (+) or weaker (-) decay to a rule's grid, e.g. mean=3"
     )
     p.add_argument("--lr", type=float, help="learning rate at the base size (default: the task's)")
+    p.add_argument(
+        "--lrs",
+        type=_floats,
+        help="a joint study: comma-separated base lrs swept with the decay setting, e.g. 0.003,0.01,0.03",
+    )
+    p.add_argument(
+        "--lr-decades",
+        dest="lr_decades",
+        type=float,
+        help="a joint study: an lr grid this many decades wide centred on --lr (default 0: lr fixed)",
+    )
+    p.add_argument(
+        "--lr-points-per-decade",
+        dest="lr_points_per_decade",
+        type=int,
+        help="lr grid points per decade with --lr-decades (default 2)",
+    )
     p.add_argument("--momentum", type=float, help="SGD momentum, in [0, 1) (default 0.9)")
     p.add_argument("--epochs", type=int, help="epochs per run (default: the task's)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="samples per step (default: the task's)")

@@ -55,7 +55,13 @@ class StudyPlan:
     points_per_decade: int = 4
     decades: float = 3.0
     anchor_total_decay: float = 3.0  # η_g λ_g × total steps at the grid centre, base size, hidden weights
-    lr: Optional[float] = None
+    lr: Optional[float] = None  # the base lr; with an lr grid, the fixed lr of the λ-only view
+    # a joint study (lr × setting): `lrs` gives the lr grid, or `lr_decades` > 0 centres one on `lr`
+    # (`lr_points_per_decade` per decade). Rules carry their own lr scaling (mup: hidden η/m), so
+    # each rule is a recipe: a parameterisation with a decay rule, tuned on the same base lrs.
+    lrs: Optional[list[float]] = None
+    lr_decades: float = 0.0
+    lr_points_per_decade: int = 2
     momentum: float = 0.9  # SGD only
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
@@ -66,8 +72,9 @@ class StudyPlan:
     decay_vectors: bool = False
     task_options: dict[str, Any] = field(default_factory=dict)
     # points added by `wdscale study refine` where the decision is made: "rule@size" → a list of
-    # [setting, seeds]; a setting already in the grid gets seeds 0..seeds-1 (if more than `seeds`),
-    # a new one is trained at those seeds. Part of the plan, so the store holds one plan still.
+    # [setting, seeds] (a joint study: [setting, seeds, lr]); a point already in the grid gets
+    # seeds 0..seeds-1 (if more than `seeds`), a new one is trained at those seeds. Part of the
+    # plan, so the store holds one plan still.
     refined: dict[str, list[list[float]]] = field(default_factory=dict)
 
     # -- (de)serialisation --
@@ -87,6 +94,8 @@ class StudyPlan:
         # a config file may write a list as one comma-separated string, as the command line does
         if isinstance(d.get("sizes"), str):
             d["sizes"] = _int_list("sizes", d["sizes"])
+        if isinstance(d.get("lrs"), str):
+            d["lrs"] = _float_list("lrs", d["lrs"])
         if isinstance(d.get("rules"), str):
             d["rules"] = [r.strip() for r in d["rules"].split(",") if r.strip()]
         return cls(**d)
@@ -100,6 +109,7 @@ class StudyPlan:
 _MNIST1D: dict[str, Any] = dict(task="mnist1d_mlp", lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0)
 _WIDTH_RULES = ["sum", "mean", "per_sample", "decoupled", "timescale", "mup"]
 _DEPTHS: dict[str, Any] = dict(size_axis="depth", sizes=[1, 2, 4, 8], width=128)
+_JOINT: dict[str, Any] = dict(lr_decades=2.0, lr_points_per_decade=2, points_per_decade=2, decades=4.0, seeds=2)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # a few minutes on 2 CPU cores (`make demo`)
@@ -133,6 +143,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "resmlp_depth": {**_MNIST1D, **_DEPTHS, "task": "mnist1d_resmlp", "rules": ["sum", "decoupled"]},
     "resmlp_depth_completep": {**_MNIST1D, **_DEPTHS, "task": "mnist1d_resmlp_completep",
                                "rules": ["sum", "completep"]},
+    # λ and lr together (docs/findings.md §6): each rule is a recipe, tuned jointly on an lr ×
+    # setting grid (2 per decade in both) at every size, 2 seeds; `wdscale study refine` then
+    # adds points and seeds where the joint optimum is
+    "joint_width": {**_MNIST1D, **_JOINT, "sizes": [32, 128, 512], "rules": ["sum", "decoupled", "mup"]},
+    "joint_digits": dict(task="digits_mlp", sizes=[32, 128, 512], rules=["sum", "decoupled", "mup"], epochs=50,
+                         **_JOINT),
+    "joint_shakespeare": dict(task="shakespeare_char", sizes=[8, 32, 64], rules=["decoupled", "mup"],
+                              **{**_JOINT, "lr_decades": 1.0}),
+    "joint_data": {**_MNIST1D, **_JOINT, "size_axis": "n_train", "sizes": [250, 1000, 4000], "width": 128,
+                   "n_train": None, "rules": ["per_sample", "decoupled", "timescale"]},
 }  # fmt: skip
 
 
@@ -149,6 +169,10 @@ PRESET_HELP: dict[str, str] = {
     "mnist1d_depth": "MNIST-1D MLP, depth 1-8",
     "resmlp_depth": "residual MLP, depth 1-8",
     "resmlp_depth_completep": "residual MLP with CompleteP's 1/depth branches, depth 1-8",
+    "joint_width": "lr × decay jointly: MNIST-1D MLP, widths 32-512, sum / decoupled / mup",
+    "joint_digits": "lr × decay jointly: digits MLP, widths 32-512, sum / decoupled / mup",
+    "joint_shakespeare": "lr × decay jointly: character transformer, widths 8-64, decoupled / mup",
+    "joint_data": "lr × decay jointly: MNIST-1D MLP (w 128), n_train 250-4000, per_sample / decoupled / timescale",
 }
 assert set(PRESET_HELP) == set(PRESETS)
 
@@ -166,6 +190,15 @@ def _int_list(name: str, text: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise WdscaleError(f'{name} must be whole numbers, e.g. [16, 64, 256] or "16,64,256"; got {text!r}') from None
+
+
+def _float_list(name: str, text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise WdscaleError(
+            f'{name} must be numbers, e.g. [0.003, 0.01, 0.03] or "0.003,0.01,0.03"; got {text!r}'
+        ) from None
 
 
 def load_plan_file(path: Union[str, Path]) -> dict[str, Any]:
@@ -202,7 +235,8 @@ class Resolved:
 
     plan: StudyPlan
     sizes: list[int]
-    lr: float
+    lr: float  # the base lr (the λ-only view's fixed lr in a joint study)
+    lrs: list[float]  # the lr grid: [lr] unless the study is joint
     epochs: int
     batch_size: int
     n_train: int
@@ -272,11 +306,16 @@ def resolve(plan: StudyPlan, task) -> Resolved:
                 f"refined names {key!r}; keys are RULE@SIZE with a rule of {plan.rules} and a size of {sizes}"
             )
         for point in points:
-            if len(point) != 2:
-                raise WdscaleError(f"refined[{key!r}] holds {point!r}; each point is [setting, seeds]")
+            if len(point) not in (2, 3):
+                raise WdscaleError(
+                    f"refined[{key!r}] holds {point!r}; each point is [setting, seeds] or [setting, seeds, lr]"
+                )
             check_positive(f"refined[{key!r}] setting", point[0])
             check_positive_int(f"refined[{key!r}] seeds", point[1])
-    resolved = Resolved(plan, sizes, float(lr), epochs, batch_size, n_train, width, depth, int(base_size))
+            if len(point) == 3:
+                check_positive(f"refined[{key!r}] lr", point[2])
+    lrs = lr_grid(plan, float(lr))
+    resolved = Resolved(plan, sizes, float(lr), lrs, epochs, batch_size, n_train, width, depth, int(base_size))
     for size in sizes:
         knobs = size_knobs(resolved, size)
         if knobs["batch_size"] > knobs["n_train"]:
@@ -285,6 +324,33 @@ def resolve(plan: StudyPlan, task) -> Resolved:
                 f"{plan.size_axis}={size}: a batch cannot hold more samples than the data has"
             )
     return resolved
+
+
+def lr_grid(plan: StudyPlan, lr: float) -> list[float]:
+    """The base lrs a study sweeps: `plan.lrs`, else `lr_decades` of log-spaced lrs centred on
+    `lr`, else just `lr` (a 1-D study)."""
+    check_positive_int("lr_points_per_decade", plan.lr_points_per_decade)
+    if plan.lrs is not None:
+        if plan.lr_decades:
+            raise WdscaleError("give the lr grid one way: lrs or lr_decades, not both")
+        if len(plan.lrs) < 3:
+            raise WdscaleError(f"lrs needs at least 3 values to locate an optimum, got {plan.lrs}")
+        for v in plan.lrs:
+            check_positive("lrs", v)
+        return sorted({float(v) for v in plan.lrs})
+    if check_number("lr_decades", plan.lr_decades) < 0:
+        raise WdscaleError(f"lr_decades must be ≥ 0 (0: a fixed lr), got {plan.lr_decades!r}")
+    half = round(plan.lr_decades * plan.lr_points_per_decade / 2)
+    if plan.lr_decades and half < 1:
+        raise WdscaleError(
+            f"lr_decades={plan.lr_decades:g} at {plan.lr_points_per_decade} per decade gives one lr: widen it"
+        )
+    return [float(f"{lr * 10 ** (k / plan.lr_points_per_decade):.4g}") for k in range(-half, half + 1)]
+
+
+def fixed_lr(r: Resolved) -> float:
+    """The lr of the λ-only view: the grid lr nearest the base lr (in log)."""
+    return min(r.lrs, key=lambda v: abs(math.log(v / r.lr)))
 
 
 def size_knobs(r: Resolved, size: int) -> dict[str, int]:
@@ -370,7 +436,7 @@ def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
     for size in r.sizes:
         knobs = size_knobs(r, size)
         for rule in plan.rules:
-            for setting, n_seeds in points(plan, grids[rule], rule, size):
+            for (lr, setting), n_seeds in points(plan, grids[rule], rule, size, r.lrs).items():
                 for seed in range(n_seeds):
                     runs.append(
                         RunConfig(
@@ -380,7 +446,7 @@ def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
                             rule=rule,
                             setting=float(setting),
                             optimizer=plan.optimizer,
-                            lr=r.lr,
+                            lr=lr,
                             epochs=r.epochs,
                             seed=seed,
                             momentum=plan.momentum if plan.optimizer == "sgd" else 0.0,
@@ -392,15 +458,25 @@ def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
     return runs
 
 
-def with_refined(plan: StudyPlan, additions: dict[str, dict[float, int]]) -> StudyPlan:
-    """The plan with (setting → seeds) points added to its refined entries, keyed RULE@SIZE (a
-    setting's seeds only grow: the most any entry asks)."""
+Point = tuple[Optional[float], float]  # (lr, setting); lr None: the study's one lr (a 1-D study)
+
+
+def refined_point(entry: Sequence[float]) -> Point:
+    return (float(entry[2]) if len(entry) == 3 else None, float(entry[0]))
+
+
+def with_refined(plan: StudyPlan, additions: dict[str, dict[Point, int]]) -> StudyPlan:
+    """The plan with ((lr, setting) → seeds) points added to its refined entries, keyed RULE@SIZE
+    (a point's seeds only grow: the most any entry asks). lr None: the 1-D study's one lr."""
     refined = {k: [list(p) for p in v] for k, v in plan.refined.items()}
     for key, pts in additions.items():
-        have = {float(s): int(n) for s, n in refined.get(key, [])}
-        for s, n in pts.items():
-            have[float(s)] = max(have.get(float(s), 0), int(n))
-        refined[key] = [[s, n] for s, n in sorted(have.items())]
+        have = {refined_point(e): int(e[1]) for e in refined.get(key, [])}
+        for p, n in pts.items():
+            have[p] = max(have.get(p, 0), int(n))
+        refined[key] = [
+            [s, n] if lr is None else [s, n, lr]
+            for (lr, s), n in sorted(have.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1]))
+        ]
     return dataclasses.replace(plan, refined=refined)
 
 
@@ -409,13 +485,24 @@ def refined_key(rule: str, size: int) -> str:
     return f"{rule}@{size}"
 
 
-def points(plan: StudyPlan, grid: Sequence[float], rule: str, size: int) -> list[tuple[float, int]]:
-    """(setting, seeds) of one rule at one size, in order of setting: the grid at `plan.seeds`
-    seeds, with the refined points merged in (a setting's seeds are the most any entry asks)."""
-    seeds = {float(s): plan.seeds for s in grid}
-    for setting, n in plan.refined.get(refined_key(rule, size), []):
-        seeds[float(setting)] = max(seeds.get(float(setting), 0), int(n))
-    return sorted(seeds.items())
+def points(
+    plan: StudyPlan, grid: Sequence[float], rule: str, size: int, lrs: Sequence[float]
+) -> dict[tuple[float, float], int]:
+    """(lr, setting) → seeds of one rule at one size, in order: the grid (lrs × settings) at
+    `plan.seeds` seeds, with the refined points merged in (a point's seeds are the most any entry
+    asks; a refined point without an lr is at the study's one lr)."""
+    seeds = {(float(lr), float(s)): plan.seeds for lr in lrs for s in grid}
+    for entry in plan.refined.get(refined_key(rule, size), []):
+        lr, s = refined_point(entry)
+        if lr is None:
+            if len(lrs) != 1:
+                raise WdscaleError(
+                    f"refined[{refined_key(rule, size)!r}] point {entry!r} has no lr, "
+                    f"but the study sweeps lrs {list(lrs)}"
+                )
+            lr = lrs[0]
+        seeds[(lr, s)] = max(seeds.get((lr, s), 0), int(entry[1]))
+    return dict(sorted(seeds.items()))
 
 
 def coarse_grids(plan: StudyPlan, task, model_fn=None) -> dict[str, list[float]]:
@@ -430,12 +517,14 @@ def describe(runs: Sequence[RunConfig]) -> str:
     rules = sorted({c.rule for c in runs})
     per_point: dict[tuple, int] = {}
     for c in runs:
-        key = (c.size, c.rule, c.setting)
+        key = (c.size, c.rule, c.lr, c.setting)
         per_point[key] = per_point.get(key, 0) + 1
     lo, hi = min(per_point.values()), max(per_point.values())
     seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
     c = runs[0]
+    lrs = sorted({c.lr for c in runs})
+    lr = f"lr {lrs[0]:g}" if len(lrs) == 1 else f"{len(lrs)} lrs {lrs[0]:g}-{lrs[-1]:g}"
     return (
         f"{len(runs)} runs: task {c.task}, {c.size_axis} {sizes}, rules {', '.join(rules)}, "
-        f"{c.optimizer} lr {c.lr:g}, {c.epochs} epochs, batch {c.batch_size}, {seeds} seeds"
+        f"{c.optimizer} {lr}, {c.epochs} epochs, batch {c.batch_size}, {seeds} seeds"
     )

@@ -4,14 +4,16 @@
 training each through the normal driver (`runner.run_study`: the same lock, store and job cutting,
 so the store still holds one plan and nothing stored is trained again):
 
-1. settings: around each (rule, size)'s measured optimum — the setting with the lowest seed-mean
+1. settings: around each (rule, size)'s measured optimum — the point with the lowest seed-mean
    loss among trained (`ok`) runs — a finer log grid, `points` steps per coarse step, out to one
-   coarse step on each side;
-2. seeds: up to `max_seeds` at the optimum and at every setting whose seed-mean is within noise of
+   coarse step on each side (in a joint study, a cross: finer settings at the optimum's lr and
+   finer lrs at its setting);
+2. seeds: up to `max_seeds` at the optimum and at every point whose seed-mean is within noise of
    it (within 2 standard errors of the difference), and the proxy's (smallest size's) optimum
    trained at every larger size with as many seeds as that size's optimum, so its transfer regret
-   is measured, not read off a curve. Stage 2 repeats until it adds nothing (the optimum may move
-   as seeds are added).
+   is measured, not read off a curve (in a joint study also the proxy's optimum over settings at
+   the fixed lr: the λ-only transfer). Stage 2 repeats until it adds nothing (the optimum may
+   move as seeds are added).
 
 `pruning_check` asks, on a finished study, whether a coarse-then-refine search (every other grid
 point dropped, then the dropped neighbours of the coarse optimum added) finds the full grid's
@@ -36,7 +38,7 @@ from .analysis import run_losses
 from .backends import Backend
 from .config import ModelFn
 from .jobs import Source
-from .plan import StudyPlan, coarse_grids, make_runs, points, refined_key, resolve, with_refined
+from .plan import Point, StudyPlan, coarse_grids, fixed_lr, make_runs, points, refined_key, resolve, with_refined
 from .runner import keep_refined, run_study
 from .store import Store, load_runs
 from .tasks import Task, get_task
@@ -73,18 +75,18 @@ class RefineSummary:
 
 
 def setting_means(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
-    """Per (rule, size, setting): the seed-mean loss, its standard error and n, counted as the
-    analysis counts them (a setting where a seed diverged or did not learn has mean +inf, so it
+    """Per (rule, size, lr, setting): the seed-mean loss, its standard error and n, counted as
+    the analysis counts them (a point where a seed diverged or did not learn has mean +inf, so it
     is never the optimum refine builds around; failed runs say nothing and are dropped)."""
     runs = df[df["status"] != "failed"]
-    g = runs.assign(loss=run_losses(runs, metric)).groupby(["rule", "size", "setting"])["loss"]
+    g = runs.assign(loss=run_losses(runs, metric)).groupby(["rule", "size", "lr", "setting"])["loss"]
     out = pd.DataFrame({"mean": g.mean(), "sem": g.sem(), "n": g.size()}).reset_index()
     out["sem"] = out["sem"].fillna(0.0)
     return out
 
 
 def measured_optima(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
-    """Per (rule, size): the trained setting with the lowest seed-mean loss (mean, sem, n)."""
+    """Per (rule, size): the trained (lr, setting) with the lowest seed-mean loss (mean, sem, n)."""
     m = setting_means(df, metric)
     return m.loc[m.groupby(["rule", "size"])["mean"].idxmin()].reset_index(drop=True)
 
@@ -104,8 +106,27 @@ def _snap(value: float, existing: list[float], tol_decades: float) -> Optional[f
     return None
 
 
-def _planned(plan: StudyPlan, grid: dict[str, list[float]], rule: str, size: int) -> dict[float, int]:
-    return dict(points(plan, grid[rule], rule, size))
+def _planned(
+    plan: StudyPlan, grid: dict[str, list[float]], lrs: list[float], rule: str, size: int
+) -> dict[tuple[float, float], int]:
+    return points(plan, grid[rule], rule, size, lrs)
+
+
+def _refined(lrs: list[float], lr: float, setting: float) -> Point:
+    """A refined point's key: a 1-D study's points carry no lr (the study has one)."""
+    return (None if len(lrs) == 1 else lr, setting)
+
+
+def _finer(best: float, step: float, points_per_step: int, existing: list[float]) -> list[float]:
+    """Values `step / points_per_step` decades apart out to one `step` each side of `best`,
+    without those `existing` already holds."""
+    fine = step / points_per_step
+    out: list[float] = []
+    for k in range(-points_per_step, points_per_step + 1):
+        v = float(f"{best * 10 ** (k * fine):.4g}")
+        if k and _snap(v, existing + out, fine / 4) is None:
+            out.append(v)
+    return out
 
 
 def add_settings(
@@ -115,26 +136,28 @@ def add_settings(
     sizes: list[int],
     points_per_step: int,
     metric: str = "val_loss",
+    lrs: Optional[list[float]] = None,
 ) -> tuple[StudyPlan, int]:
-    """Stage 1: a finer grid around each measured optimum. Returns the grown plan and how many
-    settings it adds."""
-    additions: dict[str, dict[float, int]] = {}
+    """Stage 1: a finer grid around each measured optimum (finer settings at its lr; in a joint
+    study also finer lrs at its setting). Returns the grown plan and how many points it adds."""
+    lrs = lrs if lrs is not None else sorted(df["lr"].unique())
+    additions: dict[str, dict[Point, int]] = {}
     added = 0
     for row in measured_optima(df, metric).itertuples():
-        rule, size, best = str(row.rule), int(row.size), float(row.setting)
+        rule, size, lr, best = str(row.rule), int(row.size), float(row.lr), float(row.setting)
         if rule not in plan.rules or size not in sizes:
             continue
-        step = _log_step(grid[rule]) / points_per_step
-        planned = _planned(plan, grid, rule, size)
-        existing = list(planned)
-        for k in range(-points_per_step, points_per_step + 1):
-            if k == 0:
-                continue
-            s = float(f"{best * 10 ** (k * step):.4g}")
-            if _snap(s, existing, step / 4) is None:
-                additions.setdefault(refined_key(rule, size), {})[s] = plan.seeds
-                existing.append(s)
-                added += 1
+        planned = _planned(plan, grid, lrs, rule, size)
+        new = [
+            (lr, s)
+            for s in _finer(best, _log_step(grid[rule]), points_per_step, [s for (r_lr, s) in planned if r_lr == lr])
+        ]
+        if len(lrs) > 1:
+            at_best = [r_lr for (r_lr, s) in planned if s == best]
+            new += [(x, best) for x in _finer(lr, _log_step(lrs), points_per_step, at_best)]
+        for x, s in new:
+            additions.setdefault(refined_key(rule, size), {})[_refined(lrs, x, s)] = plan.seeds
+            added += 1
     return with_refined(plan, additions), added
 
 
@@ -145,44 +168,53 @@ def add_seeds(
     sizes: list[int],
     max_seeds: int,
     metric: str = "val_loss",
+    lrs: Optional[list[float]] = None,
+    fixed: Optional[float] = None,
 ) -> tuple[StudyPlan, int]:
-    """Stage 2: seeds up to `max_seeds` at each optimum and the settings within noise of it, and
-    the proxy's optimum at every larger size with as many seeds as that size's optimum. Returns
+    """Stage 2: seeds up to `max_seeds` at each optimum and the points within noise of it, and
+    the proxy's optimum at every larger size with as many seeds as that size's optimum (in a
+    joint study also the proxy's best setting at the `fixed` lr, the λ-only transfer). Returns
     the grown plan and how many runs it adds."""
+    lrs = lrs if lrs is not None else sorted(df["lr"].unique())
     means = setting_means(df, metric)
-    additions: dict[str, dict[float, int]] = {}
+    additions: dict[str, dict[Point, int]] = {}
     added = 0
-    seeds_now: dict[tuple[str, int], dict[float, int]] = {}
+    seeds_now: dict[tuple[str, int], dict[tuple[float, float], int]] = {}
 
-    def want(rule: str, size: int, setting: float, n: int) -> None:
+    def want(rule: str, size: int, point: tuple[float, float], n: int) -> None:
         nonlocal added
-        have = seeds_now.setdefault((rule, size), _planned(plan, grid, rule, size))
-        if have.get(setting, 0) < n:
-            added += n - have.get(setting, 0)
-            have[setting] = n
-            additions.setdefault(refined_key(rule, size), {})[setting] = n
+        have = seeds_now.setdefault((rule, size), _planned(plan, grid, lrs, rule, size))
+        if have.get(point, 0) < n:
+            added += n - have.get(point, 0)
+            have[point] = n
+            additions.setdefault(refined_key(rule, size), {})[_refined(lrs, *point)] = n
 
-    optima: dict[tuple[str, int], float] = {}
+    optima: dict[tuple[str, int], tuple[float, float]] = {}
+    sliced: dict[tuple[str, int], tuple[float, float]] = {}  # the optimum at the fixed lr
     for (rule, size), m in means.groupby(["rule", "size"]):
         rule, size = str(rule), int(size)
         if rule not in plan.rules or size not in sizes:
             continue
         best = m.loc[m["mean"].idxmin()]
-        optima[(rule, size)] = float(best["setting"])
+        optima[(rule, size)] = (float(best["lr"]), float(best["setting"]))
+        if fixed is not None and len(lrs) > 1 and (m["lr"] == fixed).any():
+            at = m[m["lr"] == fixed]
+            sliced[(rule, size)] = (fixed, float(at.loc[at["mean"].idxmin(), "setting"]))
         close = m[(m["mean"] - best["mean"]) <= NOISE_SE * np.sqrt(m["sem"] ** 2 + best["sem"] ** 2)]
-        for s in close["setting"]:
-            want(rule, size, float(s), max(max_seeds, plan.seeds))
-    for rule in plan.rules:
-        proxy = optima.get((rule, sizes[0]))
-        if proxy is None:
-            continue
-        for size in sizes[1:]:
-            have = seeds_now.setdefault((rule, size), _planned(plan, grid, rule, size))
-            best = optima.get((rule, size))
-            n = have.get(best, plan.seeds) if best is not None else plan.seeds
-            step = _log_step(grid[rule])
-            at = _snap(proxy, list(have), step / 40) or proxy
-            want(rule, size, at, n)
+        for lr, s in zip(close["lr"], close["setting"]):
+            want(rule, size, (float(lr), float(s)), max(max_seeds, plan.seeds))
+    for chosen in (optima, sliced):
+        for rule in plan.rules:
+            proxy = chosen.get((rule, sizes[0]))
+            if proxy is None:
+                continue
+            for size in sizes[1:]:
+                have = seeds_now.setdefault((rule, size), _planned(plan, grid, lrs, rule, size))
+                best = optima.get((rule, size))
+                n = have.get(best, plan.seeds) if best is not None else plan.seeds
+                step = _log_step(grid[rule])
+                same_lr = [s for (r_lr, s) in have if r_lr == proxy[0]]
+                want(rule, size, (proxy[0], _snap(proxy[1], same_lr, step / 40) or proxy[1]), n)
     return with_refined(plan, additions), added
 
 
@@ -234,13 +266,14 @@ def refine_study(
     )  # fmt: skip
     # stage 1 (this also trains what an interrupted refine left in the plan)
     grid = coarse_grids(plan, task, model_fn)
-    sizes = resolve(plan, task).sizes
-    plan, n_settings = add_settings(plan, before, grid, sizes, points, metric)
-    print(f"refine: {n_settings} settings added around the measured optima", file=sys.stderr)
+    resolved = resolve(plan, task)
+    sizes, lrs, fixed = resolved.sizes, resolved.lrs, fixed_lr(resolved)
+    plan, n_settings = add_settings(plan, before, grid, sizes, points, metric, lrs)
+    print(f"refine: {n_settings} points added around the measured optima", file=sys.stderr)
     run_study(plan, out, **kw)  # type: ignore[arg-type]
     # stage 2, until nothing is added
     for _ in range(MAX_SEED_ROUNDS):
-        plan, n_runs = add_seeds(plan, load_runs(out), grid, sizes, max_seeds, metric)
+        plan, n_runs = add_seeds(plan, load_runs(out), grid, sizes, max_seeds, metric, lrs, fixed)
         if not n_runs:
             break
         print(f"refine: {n_runs} seed runs added near the optima and at the proxy's optimum", file=sys.stderr)

@@ -36,7 +36,7 @@ from ..errors import WdscaleError
 from .backends import Backend, LocalBackend
 from .config import ModelFn, RunConfig, RunResult, TaskData
 from .jobs import Source, cut_jobs, resolve_source
-from .plan import StudyPlan, describe, make_runs, with_refined
+from .plan import StudyPlan, describe, make_runs, refined_point, with_refined
 from .store import Store
 from .tasks import Task, get_task
 
@@ -172,7 +172,9 @@ def keep_refined(plan: StudyPlan, out: Path) -> StudyPlan:
         rule, _, size = key.partition("@")
         return rule in rules and size.isdigit() and (sizes is None or int(size) in sizes)
 
-    return with_refined(plan, {k: {float(s): int(n) for s, n in pts} for k, pts in kept.items() if still_planned(k)})
+    return with_refined(
+        plan, {k: {refined_point(e): int(e[1]) for e in pts} for k, pts in kept.items() if still_planned(k)}
+    )
 
 
 @contextlib.contextmanager
