@@ -44,6 +44,7 @@ LAYERS = [
     "wdscale.study.analysis",
     "wdscale.study.refine",
     "wdscale.study.cost",
+    "wdscale.study.joint",
     "wdscale.study.document",
     "wdscale.study.figures",
     "wdscale.study.report",
@@ -59,8 +60,8 @@ PACKAGES = {"wdscale", "wdscale.study"}
 FACES = {"wdscale.loading", "wdscale.study.api", "wdscale.study.cli", "wdscale.cli", "wdscale.__main__"}
 # imported inside a function only where the dependency is optional or platform-bound: a Ray
 # cluster, the plotting backend (chosen before pyplot loads), the POSIX lock, a task's data
-# package, and the study extra from the core's command line
-OPTIONAL = {"ray", "matplotlib", "fcntl", "mnist1d", "sklearn", "wdscale.study"}
+# package, the study extra from the core's command line, and Optuna (a joint study's TPE baseline)
+OPTIONAL = {"ray", "matplotlib", "fcntl", "mnist1d", "sklearn", "wdscale.study", "optuna"}
 
 
 def module_name(path: Path) -> str:

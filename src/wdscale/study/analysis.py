@@ -629,6 +629,11 @@ def analyze(runs: pd.DataFrame, metric: str = "val_loss", n_boot: int = 500, see
     columns, non-positive settings/sizes, or fewer than 3 settings at some size of a series.
     """
     df, counts = _prepare(runs, metric)
+    if "lr" in df and (df.groupby(list(SERIES_KEYS) + ["size", "setting"])["lr"].nunique() > 1).any():
+        raise WdscaleError(
+            "these runs sweep the lr too (a joint study): analyse them with wdscale.study.joint.analyze_joint, "
+            "or the λ-only view at one lr with joint.fixed_lr_slice(runs)"
+        )
     optima, drifts, regrets, verdicts = [], [], [], []
     order = ["task", "optimizer", "size_axis", "rule"]
     for _, g in df.groupby(order, sort=True):

@@ -133,6 +133,15 @@ def _check_writable(directory: Path, flag: str) -> None:
         raise WdscaleError(f"cannot write into {str(directory)!r} (not a writable directory): give {flag} elsewhere")
 
 
+def _base_lr(out: Path) -> Optional[float]:
+    """A study's base lr (a joint study's fixed lr): its plan's lr, else its built-in task's default."""
+    try:
+        d = json.loads((out / "plan.json").read_text())
+        return float(d["lr"]) if d.get("lr") is not None else get_task(d["task"]).default_lr[d["optimizer"]]
+    except (OSError, ValueError, KeyError, TypeError, WdscaleError):
+        return None  # no plan, or a custom task's: the λ-only view takes the middle coarse lr
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     out = Path(args.dir)
     df = load_runs(out)
@@ -140,8 +149,13 @@ def cmd_report(args: argparse.Namespace) -> None:
         raise WdscaleError(f"the study in {str(out)!r} has no finished runs yet")
     dest = Path(args.to) if args.to else out
     _check_writable(dest, "--to DIR")
+    base_lr = _base_lr(out)
     paths = write_report(
-        df, dest, title=args.title or f"wdscale study: {', '.join(sorted(df['task'].unique()))}", metric=args.metric
+        df,
+        dest,
+        title=args.title or f"wdscale study: {', '.join(sorted(df['task'].unique()))}",
+        metric=args.metric,
+        base_lr=base_lr,
     )
     for key in ("md", "html"):
         if key in paths:

@@ -181,3 +181,86 @@ def plot_drift(plt, group: tuple, optima: pd.DataFrame, table: pd.DataFrame, pat
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_joint_plane(plt, rule: str, means: pd.DataFrame, optima: pd.DataFrame, axis: str, path: Path) -> None:
+    """One panel per size: every trained (lr, setting) of `rule`, coloured by its seed-mean loss
+    over that size's best (a measured gap), a star at the joint optimum, an x where a seed
+    diverged or did not learn, and the ridge η·λ = η*·λ* through the optimum (λ-rules: the line
+    where the per-step decay stays the optimum's)."""
+    from matplotlib.colors import LogNorm
+
+    sizes = sorted(means["size"].unique())
+    name = str(means["setting_name"].iloc[0])
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 4.2), sharex=True, sharey=True, squeeze=False)
+    norm = LogNorm(vmin=1e-3, vmax=1.0)
+    sc = None
+    for ax, size in zip(axes[0], sizes):
+        m = means[means["size"] == size]
+        o = optima[optima["size"] == size].iloc[0]
+        ok = np.isfinite(m["mean"]).to_numpy()
+        gap = (m["mean"][ok] / o["loss"] - 1).clip(lower=1e-3, upper=1.0)
+        sc = ax.scatter(m["lr"][ok], m["setting"][ok], c=gap, cmap="viridis", norm=norm, s=60, marker="s")
+        ax.plot(m["lr"][~ok], m["setting"][~ok], "x", color="red", ms=6)
+        ax.plot([o["lr"]], [o["setting"]], "*", ms=18, mfc="white", mec="black", zorder=5)
+        if name != "tau":
+            lrs = np.array([m["lr"].min(), m["lr"].max()])
+            ax.plot(lrs, o["lr"] * o["setting"] / lrs, "--", color="black", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{axis}={size}: best {o['loss']:.4g}")
+        ax.set_xlabel("base lr η (log scale)")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0][0].set_ylabel(f"{'τ' if name == 'tau' else 'λ'} (log scale)")
+    if sc is not None:
+        bar = fig.colorbar(sc, ax=axes[0].tolist(), shrink=0.9)
+        bar.set_label("loss / best loss at this size − 1 (clipped to [0.1 %, 100 %])")
+    fig.suptitle(f"{rule}: loss over (lr, setting); ★ joint optimum, -- η·λ = η*·λ*, x diverged or did not learn")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_frontier(plt, choices: pd.DataFrame, target: str, path: Path) -> None:
+    """Gap to the target's best loss against tuning compute, one marker per way of choosing; TPE
+    as a line over its trial budgets (median, bars: 90 % over sampler seeds)."""
+    fig, ax = plt.subplots(figsize=(9.5, 5.5))
+    rules = sorted(r for r in choices["rule"].unique() if r != "all")
+    colours = dict(zip(rules, plt.get_cmap("tab10")(np.arange(len(rules)) % 10)))
+    floor = 1e-4  # a gap of 0 drawn on the log axis's floor
+    for (strategy, rule), g in choices.groupby(["strategy", "rule"], sort=False):
+        c = colours.get(rule, "black")
+        y = g["gap"].clip(lower=floor).to_numpy(float)
+        err = np.vstack([y - g["lo"].clip(lower=floor), g["hi"].clip(lower=floor) - y]).clip(min=0)
+        err = np.where(np.isfinite(err), err, 0.0)
+        if strategy.startswith("TPE"):
+            continue
+        marker = {"sweep at target": "s", "transfer (lr and setting)": "o"}.get(strategy, "^")
+        label = f"{rule}: {strategy}"
+        ax.errorbar(g["core_s"], y, yerr=err, fmt=marker, color=c, ms=7, capsize=2, label=label, alpha=0.85)
+    tpe = choices[choices["strategy"].str.startswith("TPE")]
+    for rule, g in tpe.groupby("rule"):
+        g = g.sort_values("core_s")
+        y = g["gap"].clip(lower=floor).to_numpy(float)
+        err = np.vstack([y - g["lo"].clip(lower=floor), g["hi"].clip(lower=floor) - y]).clip(min=0)
+        err = np.where(np.isfinite(err), err, 0.0)
+        ax.errorbar(
+            g["core_s"],
+            y,
+            yerr=err,
+            fmt=":d",
+            color=colours.get(rule, "black"),
+            capsize=2,
+            label=f"{rule}: TPE at target (4-32 trials)",
+        )
+    ax.axhline(0.01, color="grey", lw=1, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(floor / 1.5, None)
+    ax.set_xlabel("tuning compute (core-seconds, one seed per point searched; log scale)")
+    ax.set_ylabel(f"loss gap to the best at {target} (measured; 0 drawn at 0.01 %)")
+    ax.set_title(f"What each way of choosing (lr, setting) costs and loses at {target}")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

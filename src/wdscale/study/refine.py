@@ -143,6 +143,9 @@ def add_settings(
     lrs = lrs if lrs is not None else sorted(df["lr"].unique())
     additions: dict[str, dict[Point, int]] = {}
     added = 0
+    # every lr the plan trains anywhere: a finer lr near one of them is that lr (4-digit rounding
+    # of two optima's fine grids must not make two lrs that mean the same)
+    known_lrs = sorted({*lrs, *(float(e[2]) for v in plan.refined.values() for e in v if len(e) == 3)})
     for row in measured_optima(df, metric).itertuples():
         rule, size, lr, best = str(row.rule), int(row.size), float(row.lr), float(row.setting)
         if rule not in plan.rules or size not in sizes:
@@ -154,7 +157,12 @@ def add_settings(
         ]
         if len(lrs) > 1:
             at_best = [r_lr for (r_lr, s) in planned if s == best]
-            new += [(x, best) for x in _finer(lr, _log_step(lrs), points_per_step, at_best)]
+            step = _log_step(lrs)
+            for x in _finer(lr, step, points_per_step, at_best):
+                x = _snap(x, known_lrs, step / points_per_step / 4) or x
+                if x not in at_best:
+                    new.append((x, best))
+                    known_lrs.append(x)
         for x, s in new:
             additions.setdefault(refined_key(rule, size), {})[_refined(lrs, x, s)] = plan.seeds
             added += 1
@@ -203,12 +211,15 @@ def add_seeds(
         close = m[(m["mean"] - best["mean"]) <= NOISE_SE * np.sqrt(m["sem"] ** 2 + best["sem"] ** 2)]
         for lr, s in zip(close["lr"], close["setting"]):
             want(rule, size, (float(lr), float(s)), max(max_seeds, plan.seeds))
+    # the smallest size's choice at every larger size (drift and regret); every other smaller
+    # size's at the largest (the tuning-cost frontier compares proxies)
+    targets = {proxy: sizes[1:] if proxy == sizes[0] else sizes[-1:] for proxy in sizes[:-1]}
     for chosen in (optima, sliced):
-        for rule in plan.rules:
-            proxy = chosen.get((rule, sizes[0]))
+        for rule, (proxy_size, larger) in ((r, t) for r in plan.rules for t in targets.items()):
+            proxy = chosen.get((rule, proxy_size))
             if proxy is None:
                 continue
-            for size in sizes[1:]:
+            for size in larger:
                 have = seeds_now.setdefault((rule, size), _planned(plan, grid, lrs, rule, size))
                 best = optima.get((rule, size))
                 n = have.get(best, plan.seeds) if best is not None else plan.seeds

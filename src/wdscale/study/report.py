@@ -14,7 +14,8 @@ import pandas as pd
 from .analysis import SERIES_KEYS, StudyAnalysis, analyze, mean_curves, setting_symbol, with_setting_names
 from .cost import SearchCost, search_cost
 from .document import Bullets, Figure, Heading, Paragraph, Table, exponent, number, to_html, to_markdown
-from .figures import plot_curves, plot_drift
+from .figures import plot_curves, plot_drift, plot_frontier, plot_joint_plane
+from .joint import JointAnalysis, analyze_joint, fixed_lr_slice, is_joint, point_means
 
 FIG_DIR = "figures"
 
@@ -301,6 +302,144 @@ def _blocks(
     return blocks
 
 
+# ----------------------------------------------------------------------------- a joint study
+
+JOINT_TEXT = (
+    "This study swept the learning rate together with the decay setting. Each rule is a recipe: a "
+    "parameterisation (its own per-layer lr scaling: standard for sum/decoupled/per_sample, μP for "
+    "mup/timescale/sqrt_width) with a decay rule, trained on the same base lrs. The joint optimum is "
+    "the trained (lr, setting) with the lowest seed-mean loss; the sections after this one show the "
+    "λ-only view inside the same study: the runs at the fixed lr η = {fixed}."
+)
+
+CHOICES_TEXT = (
+    "Ways to choose the (lr, setting) of the largest size ({target}), each measured there: the "
+    "seed-mean loss of the runs trained at the target at the chosen point, and its gap to the best "
+    "seed-mean loss over every recipe and point trained at the target ({best}, {best_rule}). "
+    "'transfer (lr and setting)': the recipe tuned jointly at a smaller size, its optimum carried "
+    "over by its own rule; 'transfer (setting only, fixed lr)': tuned over λ only at the fixed lr; "
+    "'sweep at target': every point at the target; 'TPE at target (n trials)': Optuna's TPE "
+    "sampler over the recipe's coarse grid at the target, replayed on the trained runs (one seed "
+    "per trial), median over {repeats} sampler seeds, its interval the 90 % spread over them. "
+    "Compute is the search's: one seed per point searched (a transfer adds its one target run), "
+    "in measured core-seconds and parameters × samples seen. Gap intervals of a transfer and a "
+    "sweep are 90 % whole-pipeline bootstrap intervals (every point's seeds resampled at every "
+    "size, the choice made again). A gap whose interval reaches 0 is not resolved from 0."
+)
+
+
+def _triple(t: tuple) -> str:
+    return f"{exponent(t[0])} [{exponent(t[1])}, {exponent(t[2])}]"
+
+
+def _joint_blocks(j: JointAnalysis, axis: str, lrs: list, figs: list) -> list:
+    optima = j.optima_frame()
+    rows = tuple(
+        (
+            o["rule"],
+            str(o["size"]),
+            number(o["lr"]),
+            number(o["setting"]),
+            number(o["product"]),
+            number(o["loss"], 4),
+            _pct(o["noise"]),
+            str(o["n_seeds"]),
+            ", ".join(n for n, e in (("lr", o["lr_edge"]), ("setting", o["setting_edge"])) if e) or "no",
+            number(o["fixed_lr_setting"]),
+        )
+        for _, o in optima.iterrows()
+    )
+    optima_table = Table(
+        (
+            "rule", axis, "lr*", "setting*", "η*·λ*", "best loss (trained)", "noise", "seeds", "at edge",
+            f"setting* at fixed lr {number(j.fixed_lr)}",
+        ),
+        rows,
+    )  # fmt: skip
+    drift_table = Table(
+        ("rule", "lr* slope", "setting* slope", "η*·λ* slope", "setting* slope at fixed lr"),
+        tuple(
+            (
+                d.rule,
+                _triple(d.lr_slope),
+                _triple(d.setting_slope),
+                _triple(d.product_slope),
+                _triple(d.fixed_lr_setting_slope),
+            )
+            for d in j.drifts
+        ),
+    )
+    c = j.choices_frame()
+
+    def gap(r) -> str:
+        if not np.isfinite(r["gap"]):
+            return "∞ (diverges or does not learn)" if r["gap"] == np.inf else "not measured"
+        return f"{_pct(r['gap'])} [{_pct(r['lo'])}, {_pct(r['hi'])}]"
+
+    choice_table = Table(
+        (
+            "strategy", "recipe", "proxy", "lr", "setting", "loss at target", "gap [90%]", "core-s",
+            "params × samples", "points",
+        ),
+        tuple(
+            (
+                r["strategy"], r["rule"], "–" if not np.isfinite(r["proxy_size"]) else str(int(r["proxy_size"])),
+                number(r["lr"]), number(r["setting"]), number(r["loss"], 4), gap(r), number(r["core_s"], 3),
+                number(r["params_samples"], 3), str(r["n_points"]),
+            )
+            for _, r in c.iterrows()
+        ),
+    )  # fmt: skip
+    compute = (
+        f"Compute: the joint study took {j.core_s:.0f} core-seconds; its runs at the fixed lr (the λ-only "
+        f"study inside it) {j.fixed_lr_core_s:.0f} (×{j.core_s / j.fixed_lr_core_s:.1f})."
+        if j.fixed_lr_core_s
+        else ""
+    )
+    blocks: list = [
+        Heading("λ and lr together", 2),
+        Paragraph(JOINT_TEXT.format(fixed=number(j.fixed_lr)) + f" Base lrs swept: {', '.join(map(number, lrs))}."),
+        Heading("Joint optimum per recipe and size", 3),
+        optima_table,
+        Heading("How the joint optimum moves", 3),
+        Paragraph(
+            "Least-squares slopes of log lr*, log setting*, log η*·λ* and of the fixed-lr view's log "
+            "setting* against log size, over the measured optima (90 % whole-pipeline bootstrap "
+            "intervals). η*·λ* with a slope interval around 0 while λ* at the fixed lr moves says it is "
+            "the timescale that stays put when the lr is tuned too."
+        ),
+        drift_table,
+        Heading("What each way of choosing costs and loses", 3),
+        Paragraph(
+            CHOICES_TEXT.format(target=j.target_size, best=number(j.best.loss, 4), best_rule=j.best.rule, repeats=10)
+        ),
+        choice_table,
+    ]
+    if compute:
+        blocks.append(Paragraph(compute))
+    blocks += [Paragraph(n) for n in j.notes]
+    blocks += figs
+    return blocks
+
+
+def _joint_section(runs: pd.DataFrame, out: Path, plt, metric: str, base_lr: Optional[float], files: dict) -> list:
+    j = analyze_joint(runs, metric=metric, base_lr=base_lr)
+    axis = str(runs["size_axis"].iloc[0])
+    means = point_means(runs, metric)
+    optima = j.optima_frame()
+    figs: list = []
+    rel = f"{FIG_DIR}/joint_frontier.png"
+    plot_frontier(plt, j.choices_frame(), f"{axis} {j.target_size}", out / rel)
+    files[rel] = out / rel
+    figs.append(Figure(rel, "tuning-cost frontier", "Gap to the target's best loss against tuning compute (measured)."))
+    for rule in sorted(means["rule"].unique()):
+        rel = f"{FIG_DIR}/joint_plane_{_slug(rule)}.png"
+        plot_joint_plane(plt, rule, means[means["rule"] == rule], optima[optima["rule"] == rule], axis, out / rel)
+        files[rel] = out / rel
+        figs.append(Figure(rel, f"loss over (lr, setting) — {rule}", f"{rule}: one panel per {axis}."))
+    return _joint_blocks(j, axis, sorted(runs["lr"].unique()), figs)
+
+
 # ----------------------------------------------------------------------------- public
 
 
@@ -310,26 +449,33 @@ def write_report(
     title: str = "wdscale study",
     analysis: Optional[StudyAnalysis] = None,
     metric: str = "val_loss",
+    base_lr: Optional[float] = None,
 ) -> dict:
     """Write report.md, report.html and figures/*.png into out_dir.
 
     Returns the paths written: "md" -> report.md, "html" -> report.html, and for each figure
     its path relative to out_dir ("figures/curves_<task>_<optimizer>_<rule>_<axis>.png",
     "figures/drift_<task>_<optimizer>_<axis>.png") -> its full path. analysis defaults to
-    analyze(runs, metric); when given, its own metric is the one plotted."""
+    analyze(runs, metric); when given, its own metric is the one plotted. A joint study (lr swept
+    too) gets a "λ and lr together" section (figures/joint_*.png) and the rest of the report on
+    its λ-only view at the fixed lr: the coarse lr nearest `base_lr` (default: the middle one)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if analysis is None:
-        analysis = analyze(runs, metric=metric)
     out = Path(out_dir)
     (out / FIG_DIR).mkdir(parents=True, exist_ok=True)
+    files: dict = {}
+    joint: list = []
+    if is_joint(runs):
+        joint = _joint_section(runs, out, plt, metric if analysis is None else analysis.metric, base_lr, files)
+        runs = fixed_lr_slice(runs, base_lr)
+    if analysis is None:
+        analysis = analyze(runs, metric=metric)
     curves = mean_curves(runs, metric=analysis.metric)
     optima = analysis.optima_frame()
     table = analysis.table()
-    files: dict = {}
 
     drift_figs = []
     for group, g in optima.groupby(["task", "optimizer", "size_axis"], sort=True):
@@ -367,6 +513,8 @@ def write_report(
     if {"wall_time", "steps", "batch_size"}.issubset(runs.columns) and len(cheap_proxy):
         costs = search_cost(cheap_proxy, metric=analysis.metric)
     blocks = _blocks(runs, analysis, title, drift_figs, curve_figs, costs)
+    if joint:
+        blocks = blocks[:3] + joint + [Heading("The λ-only view at the fixed lr", 2)] + blocks[3:]
     (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     (out / "report.html").write_text(to_html(blocks, title), encoding="utf-8")
     files["md"] = out / "report.md"
