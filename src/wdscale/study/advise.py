@@ -12,13 +12,16 @@ runs -> analysis.analyze -> the optimum per (rule, size)
   -> for that rule, given a model factory, the per-group torch settings at the target
      (`wdscale.explain`) and a ready `wdscale.optimizer(...)` call.
 
-Interval (documented choice): a residual bootstrap of the per-size optima. The fitted line's
-residuals, inflated by √(n/(n−2)) for the two fitted parameters, are resampled with
-replacement onto the fitted values, the line refitted, and its value at the target taken
-each time; the 90 % percentile interval of those values is reported. It is the interval of
-the law's value at the target, not a seed-level whole-pipeline bootstrap, so it carries the
-scatter of the optima about the line (grid quantisation included) but assumes the line.
-With two sizes there are no residuals and no interval (NaN).
+Interval (documented choice): the wider of two 90 % intervals of the law's value at the target.
+(1) The whole pipeline, resampled: at every size and setting the trained seeds are drawn again
+(`analysis.optimum_resamples`, small-sample corrected), every size's optimum located again, the
+line refitted and evaluated at the target: the seed noise of every optimum. (2) A residual
+bootstrap about the fitted line (residuals inflated by √(n/(n−2)) for the two fitted
+parameters): the scatter of the optima about the line that seed noise does not explain — grid
+quantisation, a law that is not quite a power law. Either alone under-covered: (2) covered the
+truth in 15 of 20 synthetic studies whose law is known, and the committed studies' hold-outs
+showed optima off any line by more than seed noise. With two sizes (2) has no residuals and
+only (1) is given.
 
 Straight-line check (documented choice): at each size the fitted line may miss the optimum by
 at most half the log-width of that size's 90 % interval of the grid argmin (`Optimum.lo/hi`)
@@ -44,7 +47,7 @@ from torch import nn
 from ..errors import WdscaleError
 from ..optim import explain
 from ..rules import RULES, DataFacts, setting_kwargs
-from .analysis import CI, SERIES_KEYS, analyze, mean_curves, percent, setting_symbol
+from .analysis import CI, SERIES_KEYS, analyze, mean_curves, optimum_resamples, percent, setting_symbol
 from .document import number
 
 AXES = ("width", "depth", "n_train", "batch_size")
@@ -160,7 +163,7 @@ def _grid_steps(runs: pd.DataFrame) -> dict:
     return out
 
 
-def _law(key: tuple, opt: pd.DataFrame, steps: dict, target: int, n_boot: int, seed: int) -> dict:
+def _law(key: tuple, opt: pd.DataFrame, steps: dict, target: int, n_boot: int, seed: int, draws=None) -> dict:
     """Fit one series' law and predict at target; the Law fields but the regret ones."""
     opt = opt.sort_values("size")
     sizes = opt["size"].to_numpy(int)
@@ -185,13 +188,23 @@ def _law(key: tuple, opt: pd.DataFrame, steps: dict, target: int, n_boot: int, s
     pred = float(np.exp(a + b * xt))
     resid = y - (a + b * x)
     lo = hi = nan
-    if len(sizes) > 2 and n_boot > 0:
+    ends = []
+    if draws is not None:  # (1) the whole pipeline: every size's optimum from resampled seeds
+        d_sizes, d_grid, d_fit = draws
+        d = d_fit if use_fit else d_grid
+        keep = np.isin(d_sizes, sizes)
+        d = d[:, keep][np.isfinite(d[:, keep]).all(1)]
+        if len(d):
+            ab, bb = _fit(x, d)
+            ends.append(np.quantile(ab + bb * xt, [(1 - CI) / 2, (1 + CI) / 2]))
+    if len(sizes) > 2 and n_boot > 0:  # (2) the optima's scatter about the line
         rng = np.random.default_rng(seed)
         scale = np.sqrt(len(x) / (len(x) - 2))
-        draws = (a + b * x) + scale * resid[rng.integers(0, len(x), size=(n_boot, len(x)))]
-        ab, bb = _fit(x, draws)
-        q = np.quantile(ab + bb * xt, [(1 - CI) / 2, (1 + CI) / 2])
-        lo, hi = float(np.exp(q[0])), float(np.exp(q[1]))
+        resampled = (a + b * x) + scale * resid[rng.integers(0, len(x), size=(n_boot, len(x)))]
+        ab, bb = _fit(x, resampled)
+        ends.append(np.quantile(ab + bb * xt, [(1 - CI) / 2, (1 + CI) / 2]))
+    if ends:
+        lo, hi = float(np.exp(min(e[0] for e in ends))), float(np.exp(max(e[1] for e in ends)))
     allowed = np.array(
         [
             0.5 * (np.log(h) - np.log(lo_)) + 0.5 * steps.get(tuple(key) + (int(s),), 0.0)
@@ -236,9 +249,10 @@ def fit_laws(
     optima = result.optima_frame()
     table = result.table()
     steps = _grid_steps(runs)
+    draws = optimum_resamples(runs, metric=metric, n_boot=min(n_boot, 1000), seed=seed) if n_boot > 0 else {}
     laws = []
     for key, opt in optima.groupby(list(SERIES_KEYS), sort=True):
-        fields = _law(tuple(key), opt, steps, int(target), n_boot, seed)
+        fields = _law(tuple(key), opt, steps, int(target), n_boot, seed, draws.get(tuple(key)))
         row = table[(table[list(SERIES_KEYS)] == pd.Series(dict(zip(SERIES_KEYS, key)))).all(axis=1)].iloc[0]
         laws.append(
             Law(
@@ -380,7 +394,10 @@ def render(advice: Advice) -> str:
         out.append(advice.settings_table)
     if advice.optimizer_call:
         out.append(f"ready call (setting predicted): {advice.optimizer_call}")
-    out.append("interval: residual bootstrap of the per-size optima about the fitted line (see wdscale.study.advise)")
+    out.append(
+        "interval: the wider of a whole-pipeline seed bootstrap and a residual bootstrap about the line "
+        "(see wdscale.study.advise)"
+    )
     return "\n".join(out)
 
 

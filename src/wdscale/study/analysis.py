@@ -646,6 +646,36 @@ def analyze(runs: pd.DataFrame, metric: str = "val_loss", n_boot: int = 500, see
     return StudyAnalysis(optima, drifts, regrets, verdicts, metric, n_boot, counts)
 
 
+def optimum_resamples(
+    runs: pd.DataFrame, metric: str = "val_loss", n_boot: int = 500, seed: int = 0
+) -> dict[SeriesKey, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per series: (sizes, log grid optimum, log parabola vertex), the last two (n_boot, n_sizes),
+    each row one whole-pipeline resample: at every size and setting the trained seeds are drawn
+    with replacement and the optimum located again. A resampled mean of n seeds varies by only
+    (n−1)/n of what a fresh mean would (its variance), so each resampled mean's deviation from the
+    seed mean is scaled by √(n/(n−1)): with 3 seeds the plain bootstrap would under-cover. NaN
+    where a resample has no finite point."""
+    df, _ = _prepare(runs, metric)
+    out: dict[SeriesKey, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for _, g in df.groupby(["task", "optimizer", "size_axis", "rule"], sort=True):
+        key = tuple(g[k].iloc[0] for k in SERIES_KEYS)
+        sizes, grid, fit = [], [], []
+        for size, gs in g.groupby("size", sort=True):
+            ss = np.random.SeedSequence([seed, zlib.crc32(repr(key).encode()), int(size), 1])
+            d = _size_data(gs, int(size), n_boot, np.random.default_rng(ss), False)
+            n = (~np.isnan(d.m)).sum(0)
+            scale = np.sqrt(n / np.maximum(n - 1, 1))
+            with np.errstate(invalid="ignore"):
+                boot = np.where(np.isfinite(d.y) & np.isfinite(d.boot), d.y + scale * (d.boot - d.y), d.boot)
+            yk = np.where(np.isnan(boot), np.inf, boot)
+            i = _argmin(yk)
+            sizes.append(int(size))
+            grid.append(np.where(i >= 0, d.x[i.clip(0)], np.nan))
+            fit.append(_fit_vertex(d.x, yk))
+        out[key] = (np.array(sizes), np.column_stack(grid), np.column_stack(fit))
+    return out
+
+
 def mean_curves(runs: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
     """Mean loss over seeds per (series, size, setting), for plotting.
 
