@@ -46,9 +46,9 @@ LAYERS = [
     "wdscale.study.cost",
     "wdscale.study.joint",
     "wdscale.study.document",
+    "wdscale.study.advise",
     "wdscale.study.figures",
     "wdscale.study.report",
-    "wdscale.study.advise",
     # faces
     "wdscale.loading",
     "wdscale.study.api",

@@ -207,3 +207,37 @@ def test_a_tiny_real_joint_study_runs_refines_and_reports(tmp_path):
     assert len(grown) > len(df)
     main(["study", "report", str(out)])
     assert "λ and lr together" in (out / "report.md").read_text()
+
+
+# -- advice from a joint study ---------------------------------------------------------------------------
+
+
+def test_joint_advice_recovers_both_laws_and_recommends_the_measured_best_recipe():
+    from wdscale.study.advise import advise_joint
+
+    moving = _runs(sizes=(1, 10, 100), noise=0.001)
+    # a recipe whose optimum stands still at (0.01, 0.1): the valley of size 1 at every size
+    still = moving.assign(rule="mup", val_loss=[_loss(lr, s, 1) for lr, s in zip(moving["lr"], moving["setting"])])
+    a = advise_joint(pd.concat([moving, still]), 1000, n_boot=100)
+    law = {x.rule: x for x in a.laws}
+    d = law["decoupled"]
+    assert d.lr == pytest.approx(0.01, rel=0.01) and d.setting == pytest.approx(100, rel=0.05)
+    assert d.setting_slope == pytest.approx(1.0, abs=0.01) and d.lr_lo <= d.lr <= d.lr_hi
+    assert "edge" in d.warning and "[100]" in d.warning and "more than 4×" in d.warning
+    assert law["mup"].setting == pytest.approx(0.1) and law["mup"].gap == 0
+    # decoupled tuned at size 1 and carried to 100 sits 2 decades off the valley: 40 % lost
+    assert d.gap == pytest.approx(0.4, rel=0.05)
+    assert a.recommended == "mup" and a.resolved and "lr=0.01" in a.optimizer_call
+    assert "PREDICTION" in str(a) and "weight_decay=0.1" in a.optimizer_call
+
+
+def test_wdscale_advise_at_the_top_level_reads_a_joint_study(tmp_path, capsys):
+    df = _runs(sizes=(1, 10, 100), noise=0.001)
+    out = tmp_path / "s"
+    out.mkdir()
+    df.assign(history=[[] for _ in range(len(df))]).to_parquet(out / "runs.parquet")
+    assert main(["advise", str(out), "--target-width", "400"]) == 0
+    text = capsys.readouterr().out
+    assert "joint (lr × setting) study" in text and "lr* = 0.01" in text
+    assert main(["advise", str(out), "--target-depth", "4"]) == 2
+    assert "give --target-width" in capsys.readouterr().err

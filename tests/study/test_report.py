@@ -92,6 +92,14 @@ def test_markdown_content(report):
     assert "inconclusive: optimum at grid edge" in md and "EDGE" in md
     assert "τ\\*" in md  # τ-rules talk about τ*, escaped for markdown
     assert "## How to read this" in md
+    # it ends (before how to read it) with the advice for 4× and 16× the largest width, predictions
+    advice = md[md.index("## Advice for the next sizes") : md.index("## How to read this")]
+    assert "| width 256 | indep | λ " in advice and "| width 1024 | flat | λ " in advice
+    assert "PREDICTION" in advice and "more than 4× beyond" in advice and "Recommended at width 256" in advice
+    # indep's λ* doubles per doubling of width from 1e-3 at 16: 1.6e-2 at 256, well inside its interval
+    row = next(line for line in advice.splitlines() if line.startswith("| width 256 | indep |"))
+    pred, lo, hi = map(float, re.findall(r"λ ([\d.e+-]+) \[([\d.e+-]+), ([\d.e+-]+)\]", row)[0])
+    assert lo <= 1.6e-2 <= hi and pred == pytest.approx(1.6e-2, rel=0.3)
     # measured regret with its interval and the detectable threshold; fitted columns say so
     assert "| transfer regret, measured [90% CI] | detectable regret | noise (seed s.e.m.) |" in md
     assert "| drift exponent (fit) |" in md and "| optimum (fit) | best loss (trained) |" in md
@@ -109,7 +117,7 @@ def test_html_is_standalone_and_images_resolve(report):
     _, out, files = report
     page = (out / "report.html").read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page and "</html>" in page
-    assert page.count("<table>") == 3 and "<th>verdict</th>" in page  # verdicts, optima, cost
+    assert page.count("<table>") == 4 and "<th>verdict</th>" in page  # verdicts, optima, cost, advice
     srcs = re.findall(r'<img src="([^"]+)"', page)
     assert len(srcs) == 4
     for src in srcs:

@@ -37,6 +37,7 @@ there: a regret read off trained runs only, never off the law.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -49,6 +50,7 @@ from ..optim import explain
 from ..rules import RULES, DataFacts, setting_kwargs
 from .analysis import CI, SERIES_KEYS, analyze, mean_curves, optimum_resamples, percent, setting_symbol
 from .document import number
+from .joint import analyze_joint, joint_optimum_draws
 
 AXES = ("width", "depth", "n_train", "batch_size")
 EXTRAPOLATION_LIMIT = 4.0  # a target further than this factor beyond the measured sizes: warned
@@ -469,4 +471,186 @@ def render_holdout(rows: list) -> str:
             f"vs best {number(h.best_loss)}, regret {percent(h.regret)}"
             + ("" if h.straight else "; line not supported")
         )
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- a joint study
+
+
+@dataclass(frozen=True)
+class JointLaw:
+    """A recipe's joint optimum moving with size: lr* and setting* each ∝ size^slope (least
+    squares on logs of the measured joint optima at `sizes`), PREDICTED at target_size with 90 %
+    intervals (the wider of a whole-pipeline seed bootstrap and a residual bootstrap, as `Law`).
+    edge: sizes whose optimum sat on the edge of the swept lrs or settings (there the optimum is
+    only a bound). gap, gap_lo, gap_hi: the MEASURED loss gap at the largest size of the recipe
+    tuned jointly at the smallest and carried over (joint.analyze_joint), for the recommendation."""
+
+    rule: str
+    setting_name: str
+    sizes: tuple
+    target_size: int
+    lr_slope: float
+    lr: float
+    lr_lo: float
+    lr_hi: float
+    setting_slope: float
+    setting: float
+    setting_lo: float
+    setting_hi: float
+    edge: tuple
+    warning: str
+    gap: float
+    gap_lo: float
+    gap_hi: float
+
+
+@dataclass(frozen=True)
+class JointAdvice:
+    laws: list
+    axis: str
+    target_size: int
+    recommended: str
+    resolved: bool
+    why: str
+    optimizer_call: str
+    optimizer: str
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([vars(law) for law in self.laws])
+
+    def __str__(self) -> str:
+        return render_joint(self)
+
+
+def _predict(x: np.ndarray, draws: np.ndarray, xt: float, n_boot: int, seed: int) -> tuple[float, float, float, float]:
+    """(slope, prediction, lo, hi) of log draws[0] on x at xt; the interval the wider of the
+    resampled rows' and a residual bootstrap's (more than two sizes)."""
+    y = np.log(draws)
+    a, b = _fit(x, y[0])
+    pred = float(np.exp(a + b * xt))
+    ends = []
+    rows = y[1:][np.isfinite(y[1:]).all(1)]
+    if len(rows):
+        ab, bb = _fit(x, rows)
+        ends.append(np.quantile(ab + bb * xt, [(1 - CI) / 2, (1 + CI) / 2]))
+    if len(x) > 2 and n_boot > 0:
+        resid = y[0] - (a + b * x)
+        rng = np.random.default_rng(seed)
+        resampled = (a + b * x) + np.sqrt(len(x) / (len(x) - 2)) * resid[rng.integers(0, len(x), (n_boot, len(x)))]
+        ab, bb = _fit(x, resampled)
+        ends.append(np.quantile(ab + bb * xt, [(1 - CI) / 2, (1 + CI) / 2]))
+    if not ends:
+        return float(b), pred, float("nan"), float("nan")
+    return float(b), pred, float(np.exp(min(e[0] for e in ends))), float(np.exp(max(e[1] for e in ends)))
+
+
+def joint_laws(runs: pd.DataFrame, target: int, metric: str = "val_loss", n_boot: int = 300, seed: int = 0) -> list:
+    """Every recipe's JointLaw at `target` (see `JointLaw`)."""
+    if int(target) < 1:
+        raise WdscaleError(f"the target size must be a whole number ≥ 1, got {target}")
+    draws = joint_optimum_draws(runs, metric=metric, n_boot=n_boot, seed=seed)
+    choices = analyze_joint(runs, metric=metric, n_boot=n_boot, seed=seed, tpe_trials=()).choices_frame()
+    axis = str(runs["size_axis"].iloc[0])
+    laws = []
+    for rule, (sizes, lr_d, set_d) in draws.items():
+        x = np.log(sizes.astype(float))
+        xt = math.log(float(target))
+        lr_slope, lr, lr_lo, lr_hi = _predict(x, lr_d, xt, n_boot, seed)
+        s_slope, st, s_lo, s_hi = _predict(x, set_d, xt, n_boot, seed)
+        g = runs[runs["rule"] == rule]
+        edge = []
+        for j, size in enumerate(sizes):
+            at = g[g["size"] == size]
+            if lr_d[0, j] in (at["lr"].min(), at["lr"].max()) or set_d[0, j] in (
+                at["setting"].min(),
+                at["setting"].max(),
+            ):
+                edge.append(int(size))
+        warnings = []
+        if target > EXTRAPOLATION_LIMIT * sizes.max() or target * EXTRAPOLATION_LIMIT < sizes.min():
+            warnings.append(
+                f"the target {axis} {target} is more than {EXTRAPOLATION_LIMIT:g}× beyond the measured "
+                f"{axis}s {sizes.min()}–{sizes.max()}: an extrapolation the study did not test"
+            )
+        if edge:
+            warnings.append(
+                f"the optimum sat on the edge of the swept lrs or settings at {axis} {edge}: there it is a bound"
+            )
+        if len(sizes) == 2:
+            warnings.append("two sizes: the line passes through both, no residual check")
+        t = choices[
+            (choices["strategy"] == "transfer (lr and setting)")
+            & (choices["rule"] == rule)
+            & (choices["proxy_size"] == sizes.min())
+        ]
+        gap = t.iloc[0] if len(t) else None
+        nan = float("nan")
+        laws.append(
+            JointLaw(
+                rule=rule, setting_name="tau" if rule in RULES and RULES[rule].takes == "tau" else "lambda",
+                sizes=tuple(int(v) for v in sizes), target_size=int(target), lr_slope=lr_slope, lr=lr, lr_lo=lr_lo,
+                lr_hi=lr_hi, setting_slope=s_slope, setting=st, setting_lo=s_lo, setting_hi=s_hi, edge=tuple(edge),
+                warning="; ".join(warnings), gap=float(gap["gap"]) if gap is not None else nan,
+                gap_lo=float(gap["lo"]) if gap is not None else nan,
+                gap_hi=float(gap["hi"]) if gap is not None else nan,
+            )
+        )  # fmt: skip
+    return laws
+
+
+def advise_joint(
+    runs: pd.DataFrame, target: int, metric: str = "val_loss", n_boot: int = 300, seed: int = 0
+) -> JointAdvice:
+    """A joint study's advice at `target`: every recipe's predicted (lr, setting) and the recipe
+    whose joint transfer was measured best ("not resolved" when the gap intervals overlap)."""
+    laws = joint_laws(runs, target, metric=metric, n_boot=n_boot, seed=seed)
+    ranked = sorted((law for law in laws if np.isfinite(law.gap)), key=lambda law: law.gap)
+    axis = str(runs["size_axis"].iloc[0])
+    optimizer = str(runs["optimizer"].iloc[0])
+    if not ranked:
+        return JointAdvice(laws, axis, int(target), "", False, "no recipe's transfer was measured", "", optimizer)
+    best = ranked[0]
+    why = (
+        f"{best.rule}: tuned jointly at {axis} {best.sizes[0]} and carried to {best.sizes[-1]}, it lost a measured "
+        f"{percent(best.gap)} [{percent(best.gap_lo)}, {percent(best.gap_hi)}] against the best trained there"
+    )
+    resolved = False
+    if len(ranked) > 1:
+        second = ranked[1]
+        resolved = bool(best.gap_hi < second.gap_lo)
+        why += (
+            f"; runner-up {second.rule} {percent(second.gap)} [{percent(second.gap_lo)}, {percent(second.gap_hi)}]: "
+            + ("resolved (the intervals do not overlap)" if resolved else "not resolved (the intervals overlap)")
+        )
+    cfg = _target_config(runs[runs["rule"] == best.rule], axis, int(target))
+    cfg["lr"] = float(f"{best.lr:.3g}")
+    call = _optimizer_call(best.rule, optimizer, best.setting_name, best.setting, cfg)
+    return JointAdvice(laws, axis, int(target), best.rule, resolved, why, call, optimizer)
+
+
+def render_joint(advice: JointAdvice) -> str:
+    axis, target = advice.axis, advice.target_size
+    out = [
+        f"advice for {axis} {target} from a joint (lr × setting) study (every lr and setting below is a "
+        "PREDICTION of a fitted law; nothing was trained there)"
+    ]
+    for law in advice.laws:
+        sym = setting_symbol(law.setting_name)
+        out.append(
+            f"  {law.rule:<12} lr* = {number(law.lr)} [{number(law.lr_lo)}, {number(law.lr_hi)}] "
+            f"(∝ {axis}^{number(law.lr_slope)}), {sym}* = {number(law.setting)} "
+            f"[{number(law.setting_lo)}, {number(law.setting_hi)}] (∝ {axis}^{number(law.setting_slope)}); "
+            f"measured joint transfer {law.sizes[0]} → {law.sizes[-1]}: {percent(law.gap)} "
+            f"[{percent(law.gap_lo)}, {percent(law.gap_hi)}]"
+        )
+        if law.warning:
+            out.append(f"    warning: {law.warning}")
+    out.append(f"recommended: {advice.why}" if advice.recommended else advice.why)
+    if advice.optimizer_call:
+        out.append(f"ready call (lr and setting predicted): {advice.optimizer_call}")
+    out.append(
+        "intervals: the wider of a whole-pipeline seed bootstrap and a residual bootstrap about the line "
+        "(see wdscale.study.advise)"
+    )
     return "\n".join(out)

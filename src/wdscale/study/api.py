@@ -13,11 +13,12 @@ from torch import nn
 
 from ..errors import WdscaleError, WdscaleTypeError
 from ..optim import OPTIMIZER_NAMES
-from .advise import Advice, Holdout, advise, holdout
+from .advise import Advice, Holdout, JointAdvice, advise, advise_joint, holdout
 from .analysis import StudyAnalysis, analyze
 from .backends import make_backend
 from .config import RunConfig, TaskData
 from .jobs import register_source
+from .joint import is_joint
 from .plan import StudyPlan, make_runs
 from .refine import RefineSummary, refine_study
 from .report import write_report
@@ -308,14 +309,16 @@ class Study:
         """
         return write_report(self.results(), self.out, title=title or f"wdscale study: {self.plan.task}")
 
-    def advise(self, target: int, metric: str = "val_loss") -> Advice:
+    def advise(self, target: int, metric: str = "val_loss") -> Union[Advice, JointAdvice]:
         """Each rule's optimum predicted at size `target` on the study's size axis, with its 90 %
         interval, and the rule with the smallest measured transfer regret (`advise.advise`);
         `print()` it. With a built-in task or your model_fn, the recommended rule's per-group
-        settings at the target are in its table."""
-        return advise(
-            self.results(), int(target), axis=self.plan.size_axis, model_factory=self.task.make_model, metric=metric
-        )
+        settings at the target are in its table. A joint study (lrs swept) predicts each recipe's
+        lr and setting (`advise.advise_joint`)."""
+        runs = self.results()
+        if is_joint(runs):
+            return advise_joint(runs, int(target), metric=metric)
+        return advise(runs, int(target), axis=self.plan.size_axis, model_factory=self.task.make_model, metric=metric)
 
     def holdout(self, metric: str = "val_loss") -> list[Holdout]:
         """The laws refitted without the largest size and checked against the runs trained there."""

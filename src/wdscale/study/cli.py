@@ -13,9 +13,10 @@ from typing import Any, Optional
 from ..checks import check_positive_int
 from ..errors import WdscaleError
 from ..loading import load_object
-from .advise import advise, holdout, render_holdout
+from .advise import advise, advise_joint, holdout, render_holdout
 from .api import Study
 from .backends import make_backend
+from .joint import fixed_lr_slice, is_joint
 from .plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs
 from .refine import PRUNING_NOTE, refine_study, stored_plan
 from .report import write_report
@@ -260,11 +261,50 @@ def cmd_advise(args: argparse.Namespace) -> None:
         axis, text = given[0]
         target = _whole(f"--target-{axis.replace('_', '-')}", text, None)
         assert target is not None
-        tasks = set(df["task"])
-        factory = get_task(next(iter(tasks))).make_model if len(tasks) == 1 and tasks <= set(TASKS) else None
-        print(advise(df, target, axis=axis, model_factory=factory if args.table else None, metric=args.metric))
+        if is_joint(df):
+            if axis != df["size_axis"].iloc[0]:
+                raise WdscaleError(
+                    f"the target is a {axis} but this study varies {df['size_axis'].iloc[0]}: "
+                    f"give --target-{str(df['size_axis'].iloc[0]).replace('_', '-')}"
+                )
+            print(advise_joint(df, target, metric=args.metric))
+        else:
+            tasks = set(df["task"])
+            factory = get_task(next(iter(tasks))).make_model if len(tasks) == 1 and tasks <= set(TASKS) else None
+            print(advise(df, target, axis=axis, model_factory=factory if args.table else None, metric=args.metric))
     if args.holdout:
-        print(render_holdout(holdout(df, metric=args.metric)))
+        print(render_holdout(holdout(fixed_lr_slice(df, _base_lr(out)) if is_joint(df) else df, metric=args.metric)))
+
+
+def _advise_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "advise",
+        help="predict each rule's optimum at a size you have not trained, and recommend a rule",
+        description="From a finished study: per rule, fit log(setting*) against log(size), predict the optimum "
+        "at the target size with a 90%% interval (labelled predictions), warn beyond 4× the largest measured "
+        "size or where a straight line in log-log is not supported, and recommend the rule with the smallest "
+        "measured transfer regret. --holdout refits without the largest size and checks the prediction "
+        "against the runs trained there.",
+    )
+    p.add_argument("dir", help="the study directory (its runs.sqlite, or runs.parquet)")
+    p.add_argument("--target-width", dest="target_width", help="the width to advise for (a width study)")
+    p.add_argument("--target-depth", dest="target_depth", help="the depth to advise for (a depth study)")
+    p.add_argument("--target-n-train", dest="target_n_train", help="training samples to advise for (an n_train study)")
+    p.add_argument(
+        "--target-batch-size", dest="target_batch_size", help="batch size to advise for (a batch_size study)"
+    )
+    p.add_argument(
+        "--holdout",
+        action="store_true",
+        help="refit without the largest size and compare the prediction with what was measured there",
+    )
+    p.add_argument(
+        "--table",
+        action="store_true",
+        help="also print the per-parameter settings table of the recommended rule (built-in tasks only)",
+    )
+    p.add_argument("--metric", default="val_loss", help="val_loss (default), best_val_loss, train_loss")
+    p.set_defaults(func=cmd_advise)
 
 
 def add_study_parser(sub: Any) -> None:
@@ -397,31 +437,5 @@ def add_study_parser(sub: Any) -> None:
     p.add_argument("dir", help="the study directory")
     p.set_defaults(func=cmd_status)
 
-    p = ssub.add_parser(
-        "advise",
-        help="predict each rule's optimum at a size you have not trained, and recommend a rule",
-        description="From a finished study: per rule, fit log(setting*) against log(size), predict the optimum "
-        "at the target size with a 90%% interval (labelled predictions), warn beyond 4× the largest measured "
-        "size or where a straight line in log-log is not supported, and recommend the rule with the smallest "
-        "measured transfer regret. --holdout refits without the largest size and checks the prediction "
-        "against the runs trained there.",
-    )
-    p.add_argument("dir", help="the study directory (its runs.sqlite, or runs.parquet)")
-    p.add_argument("--target-width", dest="target_width", help="the width to advise for (a width study)")
-    p.add_argument("--target-depth", dest="target_depth", help="the depth to advise for (a depth study)")
-    p.add_argument("--target-n-train", dest="target_n_train", help="training samples to advise for (an n_train study)")
-    p.add_argument(
-        "--target-batch-size", dest="target_batch_size", help="batch size to advise for (a batch_size study)"
-    )
-    p.add_argument(
-        "--holdout",
-        action="store_true",
-        help="refit without the largest size and compare the prediction with what was measured there",
-    )
-    p.add_argument(
-        "--table",
-        action="store_true",
-        help="also print the per-parameter settings table of the recommended rule (built-in tasks only)",
-    )
-    p.add_argument("--metric", default="val_loss", help="val_loss (default), best_val_loss, train_loss")
-    p.set_defaults(func=cmd_advise)
+    _advise_parser(ssub)
+    _advise_parser(sub)  # `wdscale advise DIR ...`: the same command at the top level

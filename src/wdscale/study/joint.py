@@ -161,6 +161,8 @@ class _Points:
 
 
 def _points(runs: pd.DataFrame, metric: str, n_boot: int, seed: int) -> _Points:
+    """Every trained point's seed losses, mean, s.e.m., compute and n_boot resampled means (seeds
+    drawn with replacement, the deviation scaled by √(n/(n−1)) so it varies as a fresh mean of n)."""
     runs = runs[runs["status"] != "failed"]
     runs = runs.assign(
         loss=run_losses(runs, metric),
@@ -177,7 +179,10 @@ def _points(runs: pd.DataFrame, metric: str, n_boot: int, seed: int) -> _Points:
         keys.append((str(rule), int(size), float(lr), float(setting)))
         losses.append(x)
         with np.errstate(invalid="ignore"):
-            boot.append(x[rng.integers(0, len(x), (n_boot, len(x)))].mean(axis=1))
+            b = x[rng.integers(0, len(x), (n_boot, len(x)))].mean(axis=1)
+            if len(x) > 1 and np.isfinite(x).all():  # as analysis.optimum_resamples: a fresh mean's spread
+                b = x.mean() + math.sqrt(len(x) / (len(x) - 1)) * (b - x.mean())
+            boot.append(b)
         core.append(float(g["core"].mean()))
         work.append(float(g["work"].mean()))
     mean = np.array([x.mean() for x in losses])
@@ -235,14 +240,18 @@ def _slope(sizes: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.sum((y - y.mean(axis=-1, keepdims=True)) * x, axis=-1) / np.sum(x**2)
 
 
-def _drift(p: _Points, rule: str, sizes: list[int], fixed_lr: float) -> JointDrift:
-    s = np.array(sizes, dtype=float)
+def _optimum_draws(p: _Points, rule: str, sizes: list[int], fixed_lr: float) -> dict[str, np.ndarray]:
+    """lr*, setting* and the fixed-lr view's setting* per size (rows) and resample (columns;
+    column 0: the measured seed means, then the whole-pipeline resamples)."""
     n_boot = p.boot.shape[1]
     point = {k: np.zeros((len(sizes), n_boot + 1)) for k in ("lr", "setting", "fixed")}
     for j, size in enumerate(sizes):
         idx = p.where(rule, size)
         fixed = p.where(rule, size, fixed_lr)
         for col, sel in (("lr", idx), ("fixed", fixed)):
+            if not len(sel):
+                point[col if col == "fixed" else "lr"][j] = math.nan
+                continue
             means = np.column_stack([p.mean[sel], p.boot[sel]])  # (points, 1 + B)
             best = sel[np.argmin(np.where(np.isnan(means), np.inf, means), axis=0)]
             if col == "lr":
@@ -250,6 +259,12 @@ def _drift(p: _Points, rule: str, sizes: list[int], fixed_lr: float) -> JointDri
                 point["setting"][j] = [p.keys[i][3] for i in best]
             else:
                 point["fixed"][j] = [p.keys[i][3] for i in best]
+    return point
+
+
+def _drift(p: _Points, rule: str, sizes: list[int], fixed_lr: float) -> JointDrift:
+    s = np.array(sizes, dtype=float)
+    point = _optimum_draws(p, rule, sizes, fixed_lr)
     tau = RULES[rule].takes == "tau" if rule in RULES else False
     product = point["lr"] * point["setting"]
 
@@ -450,6 +465,21 @@ def analyze_joint(
         metric=metric,
         notes=notes,
     )
+
+
+def joint_optimum_draws(
+    runs: pd.DataFrame, metric: str = "val_loss", n_boot: int = 300, seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per rule of a joint study: (sizes, lr*, setting*), the last two (1 + n_boot, sizes): row 0
+    the measured joint optimum at each size, then one row per whole-pipeline resample (every
+    point's seeds drawn again at every size, the optimum located again)."""
+    p = _points(runs, metric, n_boot, seed)
+    out = {}
+    for rule in sorted({k[0] for k in p.keys}):
+        sizes = sorted({k[1] for k in p.keys if k[0] == rule})
+        d = _optimum_draws(p, rule, sizes, math.nan)
+        out[rule] = (np.array(sizes), d["lr"].T, d["setting"].T)
+    return out
 
 
 def _coarse(p: _Points, rule: str, size: int) -> np.ndarray:

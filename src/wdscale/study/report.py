@@ -11,6 +11,8 @@ from typing import Optional, Union
 import numpy as np
 import pandas as pd
 
+from ..errors import WdscaleError
+from .advise import advise, advise_joint
 from .analysis import SERIES_KEYS, StudyAnalysis, analyze, mean_curves, setting_symbol, with_setting_names
 from .cost import SearchCost, search_cost
 from .document import Bullets, Figure, Heading, Paragraph, Table, exponent, number, to_html, to_markdown
@@ -302,6 +304,67 @@ def _blocks(
     return blocks
 
 
+# ----------------------------------------------------------------------------- advice
+
+ADVICE_FACTORS = (4, 16)
+
+ADVICE_TEXT = (
+    "What this study predicts for the next sizes, {factors}× its largest ({axis} {largest}): per rule, "
+    "the law fitted to the measured optima (a straight line in log-log), evaluated there. Every value "
+    "is a PREDICTION (nothing was trained there), with a 90 % interval; 16× is beyond the 4× this "
+    "tool extrapolates without a warning. `wdscale advise DIR --target-{flag} N` prints the same for "
+    "any size, with a ready `wdscale.optimizer(...)` call; `--holdout` checks the laws on the largest "
+    "size trained."
+)
+
+
+def _advice_blocks(runs: pd.DataFrame, joint: bool, metric: str) -> list:
+    axis = str(runs["size_axis"].iloc[0])
+    largest = int(runs["size"].max())
+    targets = [f * largest for f in ADVICE_FACTORS]
+    blocks: list = [
+        Heading("Advice for the next sizes", 2),
+        Paragraph(
+            ADVICE_TEXT.format(
+                factors=" and ".join(map(str, ADVICE_FACTORS)), axis=axis, largest=largest, flag=axis.replace("_", "-")
+            )
+        ),
+    ]
+    rows, whys = [], []
+    try:
+        for t in targets:
+            if joint:
+                ja = advise_joint(runs, t, metric=metric, n_boot=200)
+                rows += [
+                    (
+                        f"{axis} {t}", law.rule,
+                        f"lr {number(law.lr)} [{number(law.lr_lo)}, {number(law.lr_hi)}]; "
+                        f"{setting_symbol(law.setting_name)} {number(law.setting)} "
+                        f"[{number(law.setting_lo)}, {number(law.setting_hi)}]",
+                        law.warning or "–",
+                    )
+                    for law in ja.laws
+                ]  # fmt: skip
+                whys.append(f"{axis} {t}: " + (ja.why if ja.recommended else "no recommendation: " + ja.why))
+            else:
+                a = advise(runs, t, metric=metric, n_boot=300)
+                rows += [
+                    (
+                        f"{axis} {t}", law.rule,
+                        f"{setting_symbol(law.setting_name)} {number(law.predicted)} "
+                        f"[{number(law.lo)}, {number(law.hi)}]",
+                        law.warning or "–",
+                    )
+                    for law in a.laws
+                ]  # fmt: skip
+                whys.append(f"{axis} {t}: " + (a.why if a.recommended else "no recommendation: " + a.why))
+    except WdscaleError as e:
+        return blocks + [Paragraph(f"No advice: {e}")]
+    blocks.append(Table(("target", "rule", "predicted optimum [90%]", "warning"), tuple(rows)))
+    blocks.append(Bullets(tuple(f"Recommended at {w}" for w in whys)))
+    return blocks
+
+
 # ----------------------------------------------------------------------------- a joint study
 
 JOINT_TEXT = (
@@ -468,6 +531,7 @@ def write_report(
     (out / FIG_DIR).mkdir(parents=True, exist_ok=True)
     files: dict = {}
     joint: list = []
+    advice = _advice_blocks(runs, is_joint(runs), metric if analysis is None else analysis.metric)
     if is_joint(runs):
         joint = _joint_section(runs, out, plt, metric if analysis is None else analysis.metric, base_lr, files)
         runs = fixed_lr_slice(runs, base_lr)
@@ -515,6 +579,8 @@ def write_report(
     blocks = _blocks(runs, analysis, title, drift_figs, curve_figs, costs)
     if joint:
         blocks = blocks[:3] + joint + [Heading("The λ-only view at the fixed lr", 2)] + blocks[3:]
+    how = blocks.index(next(b for b in blocks if isinstance(b, Heading) and b.text == "How to read this"))
+    blocks = blocks[:how] + advice + blocks[how:]
     (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     (out / "report.html").write_text(to_html(blocks, title), encoding="utf-8")
     files["md"] = out / "report.md"
