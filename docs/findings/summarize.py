@@ -20,6 +20,7 @@ import pandas as pd
 from wdscale.study.advise import Holdout, holdout
 from wdscale.study.analysis import StudyAnalysis, analyze
 from wdscale.study.cost import SearchCost, search_cost
+from wdscale.study.joint import JointAnalysis, analyze_joint
 from wdscale.study.store import load_runs
 
 HERE = Path(__file__).resolve().parent
@@ -36,6 +37,16 @@ STUDIES = {
     "resmlp_depth": "depth · residual MLP (w 128) · AdamW",
     "resmlp_depth_completep": "depth · residual MLP, CompleteP branches · AdamW",
     "shakespeare_vectors": "width · char transformer · AdamW · vectors decayed",
+}
+
+
+# joint (lr × setting) studies (§6) -> what they vary, and the 1-D study of the same question whose
+# compute they are compared with (its runs at the same sizes and rules)
+JOINT_STUDIES = {
+    "joint_width": ("width · MNIST-1D MLP · AdamW", "full"),
+    "joint_digits": ("width · digits MLP · AdamW", "digits_width"),
+    "joint_shakespeare": ("width · char transformer · AdamW", "shakespeare_width"),
+    "joint_data": ("training-set size · MNIST-1D MLP (w 128) · AdamW", "mnist1d_data"),
 }
 
 
@@ -148,6 +159,90 @@ def holdout_table(rows: list[tuple[str, Holdout]]) -> str:
     return "\n".join(out)
 
 
+def pct(x: float, lo: float = np.nan, hi: float = np.nan) -> str:
+    if x == np.inf:
+        return "∞"
+    if not np.isfinite(x):
+        return "not measured"
+    ci = f" [{100 * lo:.1f}, {100 * hi:.1f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+    return f"{100 * x:.1f} %{ci}"
+
+
+def joint_table(j: JointAnalysis) -> str:
+    """Per recipe: the joint optimum at the smallest and largest size, its drift in lr, λ and η·λ,
+    the λ-only view's drift, and the measured gaps at the largest size."""
+    o = j.optima_frame()
+    c = j.choices_frame()
+    sizes = sorted(o["size"].unique())
+    out = [
+        rf"| recipe | (lr\*, setting\*) at {sizes[0]} → {sizes[-1]} | slope of lr\* | slope of setting\* "
+        r"| slope of η\*·λ\* | slope of λ\* at the fixed lr | recipe's best at the target, gap to the best "
+        f"| tuned jointly at {sizes[0]}, carried over | λ only at the fixed lr, carried over |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def tri(t: tuple) -> str:
+        return "–" if not np.isfinite(t[0]) else f"{fmt(t[0])} [{fmt(t[1])}, {fmt(t[2])}]"
+
+    def gap(strategy: str, rule: str) -> str:
+        r = c[(c["strategy"] == strategy) & (c["rule"] == rule) & (c["proxy_size"] == sizes[0])]
+        return pct(*r.iloc[0][["gap", "lo", "hi"]]) if len(r) else "–"
+
+    for d in j.drifts:
+        a = o[(o["rule"] == d.rule) & (o["size"] == sizes[0])].iloc[0]
+        b = o[(o["rule"] == d.rule) & (o["size"] == sizes[-1])].iloc[0]
+        edge = " (edge)" if b["lr_edge"] or b["setting_edge"] else ""
+        own = c[(c["strategy"] == "sweep at target") & (c["rule"] == d.rule)].iloc[0]
+        out.append(
+            f"| `{d.rule}` | ({a['lr']:.3g}, {a['setting']:.3g}) → ({b['lr']:.3g}, {b['setting']:.3g}){edge} "
+            f"| {tri(d.lr_slope)} | {tri(d.setting_slope)} | {tri(d.product_slope)} | {tri(d.fixed_lr_setting_slope)} "
+            f"| {b['loss']:.3f}, {pct(own['gap'], own['lo'], own['hi'])} "
+            f"| {gap('transfer (lr and setting)', d.rule)} | {gap('transfer (setting only, fixed lr)', d.rule)} |"
+        )
+    return "\n".join(out)
+
+
+def frontier_table(j: JointAnalysis, one_d_core_s: float) -> str:
+    """What each way of choosing the target's (lr, setting) lost there and cost, per recipe."""
+    c = j.choices_frame()
+    sizes = sorted(j.optima_frame()["size"].unique())
+    out = [
+        "| way of choosing | recipe | gap to the target's best [90%] | tuning core-s | params × samples |",
+        "|---|---|---|---|---|",
+    ]
+    order = ["sweep at target", "transfer (lr and setting)", "transfer (setting only, fixed lr)"]
+    rows = c[c["strategy"].isin(order) | c["strategy"].str.startswith("TPE")]
+    rows = rows[rows["proxy_size"].isna() | (rows["proxy_size"] == sizes[0])]
+    for _, r in rows.iterrows():
+        how = r["strategy"] if np.isnan(r["proxy_size"]) else f"{r['strategy']} from {int(r['proxy_size'])}"
+        median = " (median of 10 sampler seeds)" if r["strategy"].startswith("TPE") else ""
+        out.append(
+            f"| {how}{median} | `{r['rule']}` | {pct(r['gap'], r['lo'], r['hi'])} | {r['core_s']:.1f} "
+            f"| {r['params_samples']:.2g} |"
+        )
+    ratio = f"×{j.core_s / one_d_core_s:.1f}" if one_d_core_s else "–"
+    out.append("")
+    out.append(
+        f"Compute of the whole joint study (coarse grid and refinement): {j.core_s:.0f} core-s; its runs at "
+        f"the fixed lr {j.fixed_lr:g} (the λ-only study inside it): {j.fixed_lr_core_s:.0f} core-s; the 1-D "
+        f"study of the same sizes and rules in §1–2 (4 settings per decade, 3 seeds, recorded under the "
+        f"earlier execution design): {one_d_core_s:.0f} core-s — the joint study took {ratio} of it."
+    )
+    return "\n".join(out)
+
+
+def joint_blocks(name: str, runs: pd.DataFrame, one_d: pd.DataFrame | None) -> tuple[dict[str, str], JointAnalysis]:
+    import json
+
+    plan = json.loads((HERE / name / "plan.json").read_text())
+    j = analyze_joint(runs, base_lr=plan.get("lr"))
+    one_d_core_s = 0.0
+    if one_d is not None:
+        same = one_d[one_d["size"].isin(runs["size"].unique()) & one_d["rule"].isin(runs["rule"].unique())]
+        one_d_core_s = float(same["wall_time"].fillna(0).sum())
+    return {name: joint_table(j), f"{name}_frontier": frontier_table(j, one_d_core_s)}, j
+
+
 def fill(doc: str, blocks: dict[str, str]) -> str:
     """Replace the text between each block's markers; a block without markers is an error."""
     for name, body in blocks.items():
@@ -214,6 +309,13 @@ def main() -> int:
         if name == "full":
             blocks["cost"] = cost_table(search_cost(runs))
         held += [(name, h) for h in holdout(runs)]
+    for name, (_, one_d_name) in JOINT_STUDIES.items():
+        runs = load(HERE / name)
+        if runs is None or runs.empty:
+            missing.append(name)
+            continue
+        joint, _ = joint_blocks(name, runs, load(HERE / one_d_name))
+        blocks.update(joint)
     if {"shakespeare_width", "shakespeare_vectors"} <= set(analyses):
         blocks["vectors"] = vectors_table(analyses["shakespeare_width"], analyses["shakespeare_vectors"])
     blocks["holdout"] = holdout_table(held)
