@@ -66,3 +66,34 @@ def test_run_id_depends_on_every_field():
     assert config(seed=1).run_id != config().run_id
     assert config(setting=0.2).run_id != config().run_id
     assert RunConfig.from_dict(config().to_dict()) == config()
+
+
+def test_a_store_made_from_an_export_holds_the_same_runs(tmp_path):
+    import pandas as pd
+
+    from wdscale.errors import WdscaleError
+    from wdscale.study.store import load_runs, store_from_export
+
+    configs = [config(seed=s, setting=x) for s in (0, 1) for x in (0.1, 1.0)]
+    src = tmp_path / "src"
+    src.mkdir()
+    with Store(src / "runs.sqlite") as store:
+        for i, c in enumerate(configs[:3]):  # the fourth run was never trained
+            status = "diverged" if i == 2 else "ok"
+            store.add(c, RunResult(c.run_id, status, val_loss=1.0 + i if i < 2 else math.nan, history=[2.0, math.nan],
+                                   wall_time=0.5, path="batched-bmm", threads=1, n_params=123, steps=7))  # fmt: skip
+        exported = store.frame()
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    exported.to_parquet(dst / "runs.parquet")
+    assert store_from_export(dst, configs, {"task": "toy"}) == 3
+    again = load_runs(dst)  # read from the new store now
+    cols = ["run_id", "status", "val_loss", "wall_time", "path", "threads", "n_params", "steps", "setting", "seed"]
+    pd.testing.assert_frame_equal(again[cols], exported[cols])
+    assert list(again["history"][0]) == [2.0, None] and Store(dst / "runs.sqlite", readonly=True).plan() == {"task": "toy"}
+    with pytest.raises(WdscaleError, match="already has a store"):
+        store_from_export(dst, configs, {})
+    (tmp_path / "other").mkdir()
+    exported.to_parquet(tmp_path / "other" / "runs.parquet")
+    with pytest.raises(WdscaleError, match="not runs of its plan"):
+        store_from_export(tmp_path / "other", configs[:1], {})

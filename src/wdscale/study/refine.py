@@ -23,6 +23,7 @@ optimum.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -40,8 +41,8 @@ from .config import ModelFn
 from .jobs import Source
 from .plan import Point, StudyPlan, coarse_grids, fixed_lr, make_runs, points, refined_key, resolve, with_refined
 from .runner import keep_refined, run_study
-from .store import Store, load_runs
-from .tasks import Task, get_task
+from .store import Store, load_runs, store_from_export
+from .tasks import TASKS, Task, get_task
 
 # pruning_check on the committed studies (docs/findings/*/runs.parquet, per optimizer), held by
 # tests/study/test_refine.py::test_the_pruning_check_quoted_in_the_help_is_what_the_findings_give
@@ -230,8 +231,14 @@ def add_seeds(
 
 
 def stored_plan(out: Union[str, Path]) -> StudyPlan:
-    """The plan a study directory's store holds (else its plan.json)."""
+    """The plan a study directory's store holds. A directory with only an export (runs.parquet
+    and plan.json, as docs/findings keeps finished studies) first gets its store made from them."""
     path = Path(out)
+    if not (path / "runs.sqlite").exists() and (path / "runs.parquet").is_file() and (path / "plan.json").is_file():
+        plan = StudyPlan.from_dict(json.loads((path / "plan.json").read_text()))
+        if plan.task in TASKS:
+            n = store_from_export(path, make_runs(plan, get_task(plan.task)), plan.to_dict())
+            print(f"refine: made {path / 'runs.sqlite'} from runs.parquet ({n} runs) and plan.json", file=sys.stderr)
     if not (path / "runs.sqlite").is_file():
         raise WdscaleError(
             f"{str(path)!r} holds no study store (runs.sqlite): run `wdscale study run --out {path}` first"

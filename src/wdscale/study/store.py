@@ -12,6 +12,7 @@ with one clear error and never written to.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
+import numpy as np
 import pandas as pd
 
 from ..errors import WdscaleError
@@ -230,6 +232,40 @@ class Store:
             for m in _METRICS:
                 df[m] = df[m].astype(float)
         return df
+
+
+def store_from_export(study_dir: Union[str, Path], configs: Iterable[RunConfig], plan: dict[str, Any]) -> int:
+    """Make a study directory's store (runs.sqlite) from its runs.parquet export — how
+    docs/findings keeps finished studies — so the study can be refined or grown: every exported
+    run whose id is one of `configs` (the plan's runs) is stored with its metrics, history and how
+    it was executed, and `plan` set. Returns the runs stored. Refuses a directory that already has
+    a store, or an export with runs of another plan."""
+    out = Path(study_dir)
+    if (out / "runs.sqlite").exists():
+        raise WdscaleError(f"{str(out)!r} already has a store (runs.sqlite): nothing to import")
+    if not (out / "runs.parquet").is_file():
+        raise WdscaleError(f"{str(out)!r} has no runs.parquet export to import")
+    df = pd.read_parquet(out / "runs.parquet")
+    by_id = {c.run_id: c for c in configs}
+    foreign = sorted(set(df["run_id"]) - set(by_id))
+    if foreign:
+        raise WdscaleError(
+            f"{str(out)!r}: {len(foreign)} exported run(s) are not runs of its plan.json (e.g. {foreign[0]}): "
+            "the export and the plan do not belong together"
+        )
+    fields = {f.name for f in dataclasses.fields(RunResult)}
+    added = 0
+    with Store(out / "runs.sqlite") as store:
+        store.set_plan(plan)
+        for row in df.to_dict("records"):
+            kept = {k: v for k, v in row.items() if k in fields and not (isinstance(v, float) and np.isnan(v))}
+            kept["history"] = [float("nan") if h is None else float(h) for h in row.get("history", [])]
+            for k in ("steps", "threads", "n_params"):
+                if k in kept:
+                    kept[k] = int(kept[k])
+            kept["path"] = kept.get("path") or ""
+            added += store.add(by_id[row["run_id"]], RunResult(**kept))
+    return added
 
 
 def load_runs(study_dir: Union[str, Path]):
