@@ -187,26 +187,12 @@ def _law(key: tuple, opt: pd.DataFrame, steps: dict, target: int, n_boot: int, s
         )  # fmt: skip
     a, b = _fit(x, y)
     xt = np.log(float(target))
-    pred = float(np.exp(a + b * xt))
-    resid = y - (a + b * x)
-    lo = hi = nan
-    ends = []
-    if draws is not None:  # (1) the whole pipeline: every size's optimum from resampled seeds
+    resampled = np.empty((0, len(x)))
+    if draws is not None:  # every size's optimum from resampled seeds
         d_sizes, d_grid, d_fit = draws
-        d = d_fit if use_fit else d_grid
-        keep = np.isin(d_sizes, sizes)
-        d = d[:, keep][np.isfinite(d[:, keep]).all(1)]
-        if len(d):
-            ab, bb = _fit(x, d)
-            ends.append(np.quantile(ab + bb * xt, [(1 - CI) / 2, (1 + CI) / 2]))
-    if len(sizes) > 2 and n_boot > 0:  # (2) the optima's scatter about the line
-        rng = np.random.default_rng(seed)
-        scale = np.sqrt(len(x) / (len(x) - 2))
-        resampled = (a + b * x) + scale * resid[rng.integers(0, len(x), size=(n_boot, len(x)))]
-        ab, bb = _fit(x, resampled)
-        ends.append(np.quantile(ab + bb * xt, [(1 - CI) / 2, (1 + CI) / 2]))
-    if ends:
-        lo, hi = float(np.exp(min(e[0] for e in ends))), float(np.exp(max(e[1] for e in ends)))
+        resampled = (d_fit if use_fit else d_grid)[:, np.isin(d_sizes, sizes)]
+    _, pred, lo, hi = _predict(x, np.exp(np.vstack([y, resampled])), xt, n_boot, seed)
+    resid = y - (a + b * x)
     allowed = np.array(
         [
             0.5 * (np.log(h) - np.log(lo_)) + 0.5 * steps.get(tuple(key) + (int(s),), 0.0)
@@ -218,12 +204,7 @@ def _law(key: tuple, opt: pd.DataFrame, steps: dict, target: int, n_boot: int, s
     max_miss = float(np.nanmax(miss)) if len(sizes) > 2 and np.isfinite(miss).any() else 0.0
     straight = max_miss <= 1.0
     ratio = target / sizes.max()
-    warnings = []
-    if target > EXTRAPOLATION_LIMIT * sizes.max() or target * EXTRAPOLATION_LIMIT < sizes.min():
-        warnings.append(
-            f"the target {key[3]} {target} is more than {EXTRAPOLATION_LIMIT:g}× beyond the measured "
-            f"{key[3]}s {sizes.min()}–{sizes.max()}: an extrapolation the study did not test"
-        )
+    warnings = _extrapolation(key[3], target, sizes)
     if not straight:
         warnings.append("a straight line in log-log is not supported by the per-size optima")
     if len(sizes) == 2:
@@ -232,6 +213,16 @@ def _law(key: tuple, opt: pd.DataFrame, steps: dict, target: int, n_boot: int, s
         base, intercept=float(a), slope=float(b), predicted=pred, lo=lo, hi=hi, straight=bool(straight),
         max_miss=max_miss, extrapolation=float(ratio), warning="; ".join(warnings),
     )  # fmt: skip
+
+
+def _extrapolation(axis: str, target: int, sizes: np.ndarray) -> list[str]:
+    """The warning for a target more than EXTRAPOLATION_LIMIT× beyond the measured sizes, if it is."""
+    if target > EXTRAPOLATION_LIMIT * sizes.max() or target * EXTRAPOLATION_LIMIT < sizes.min():
+        return [
+            f"the target {axis} {target} is more than {EXTRAPOLATION_LIMIT:g}× beyond the measured "
+            f"{axis}s {sizes.min()}–{sizes.max()}: an extrapolation the study did not test"
+        ]
+    return []
 
 
 def _series_keys(runs: pd.DataFrame) -> list:
@@ -524,8 +515,9 @@ class JointAdvice:
 
 
 def _predict(x: np.ndarray, draws: np.ndarray, xt: float, n_boot: int, seed: int) -> tuple[float, float, float, float]:
-    """(slope, prediction, lo, hi) of log draws[0] on x at xt; the interval the wider of the
-    resampled rows' and a residual bootstrap's (more than two sizes)."""
+    """(slope, prediction, lo, hi) of log draws[0] (the measured optima) on x, at xt. The interval
+    is the wider of two 90 % intervals: the line refitted on each further row of draws (the whole
+    pipeline resampled) and a residual bootstrap about the line (more than two sizes)."""
     y = np.log(draws)
     a, b = _fit(x, y[0])
     pred = float(np.exp(a + b * xt))
@@ -567,12 +559,7 @@ def joint_laws(runs: pd.DataFrame, target: int, metric: str = "val_loss", n_boot
                 at["setting"].max(),
             ):
                 edge.append(int(size))
-        warnings = []
-        if target > EXTRAPOLATION_LIMIT * sizes.max() or target * EXTRAPOLATION_LIMIT < sizes.min():
-            warnings.append(
-                f"the target {axis} {target} is more than {EXTRAPOLATION_LIMIT:g}× beyond the measured "
-                f"{axis}s {sizes.min()}–{sizes.max()}: an extrapolation the study did not test"
-            )
+        warnings = _extrapolation(axis, int(target), sizes)
         if edge:
             warnings.append(
                 f"the optimum sat on the edge of the swept lrs or settings at {axis} {edge}: there it is a bound"
