@@ -90,7 +90,8 @@ def test_a_store_made_from_an_export_holds_the_same_runs(tmp_path):
     again = load_runs(dst)  # read from the new store now
     cols = ["run_id", "status", "val_loss", "wall_time", "path", "threads", "n_params", "steps", "setting", "seed"]
     pd.testing.assert_frame_equal(again[cols], exported[cols])
-    assert list(again["history"][0]) == [2.0, None] and Store(dst / "runs.sqlite", readonly=True).plan() == {"task": "toy"}
+    assert list(again["history"][0]) == [2.0, None]
+    assert Store(dst / "runs.sqlite", readonly=True).plan() == {"task": "toy"}
     with pytest.raises(WdscaleError, match="already has a store"):
         store_from_export(dst, configs, {})
     (tmp_path / "other").mkdir()
