@@ -408,11 +408,14 @@ def add_study_parser(sub: Any) -> None:
         "finer log grid out to one coarse step on each side; seeds up to --max-seeds at the optimum "
         "and at every setting within noise of it (2 standard errors); and the smallest size's optimum "
         "trained at every larger size with as many seeds as that size's optimum, so its transfer "
-        "regret is measured. The study's plan grows to hold these runs (kept in its store and "
-        "plan.json), so `study run` on it still works; nothing stored is trained again. Prints the "
-        f"runs added and their core-seconds against the coarse grid's. {PRUNING_NOTE}",
+        "regret is measured. In a joint study (lrs swept) the finer grid is a cross in lr and setting "
+        "through the joint optimum, and every smaller size's optimum is trained at the largest. The "
+        "study's plan grows to hold these runs (kept in its store and plan.json), so `study run` on it "
+        "still works; nothing stored is trained again. A directory with only runs.parquet and plan.json "
+        "(as docs/findings keeps studies) first gets its store made from them. Prints the runs added "
+        f"and their core-seconds against the coarse grid's. {PRUNING_NOTE}",
     )
-    p.add_argument("dir", help="the study directory (its runs.sqlite)")
+    p.add_argument("dir", help="the study directory (its runs.sqlite, or runs.parquet and plan.json)")
     p.add_argument("--points", help="fine steps per coarse grid step, ≥ 2 (default 3: two new settings per step)")
     p.add_argument("--max-seeds", dest="max_seeds", help="seeds at the optimum and the settings near it (default 6)")
     p.add_argument("--workers", help="worker processes (default: cores / --threads)")
