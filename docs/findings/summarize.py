@@ -257,6 +257,27 @@ def joint_blocks(name: str, runs: pd.DataFrame, one_d: pd.DataFrame | None) -> t
     return {name: joint_table(j), f"{name}_frontier": frontier_table(j, one_d_compute(runs, one_d))}, j
 
 
+def refined_row(name: str, runs: pd.DataFrame) -> str | None:
+    """A study's coarse grid against what `wdscale study refine` added: runs and core-seconds."""
+    import dataclasses
+    import json
+
+    from wdscale.study.plan import StudyPlan, make_runs
+    from wdscale.study.tasks import get_task
+
+    plan = StudyPlan.from_dict(json.loads((HERE / name / "plan.json").read_text()))
+    if not plan.refined:
+        return None
+    coarse_ids = {c.run_id for c in make_runs(dataclasses.replace(plan, refined={}), get_task(plan.task))}
+    core = runs["wall_time"].astype(float).fillna(0) * runs.get("threads", pd.Series(1, index=runs.index)).fillna(1)
+    is_coarse = runs["run_id"].isin(coarse_ids)
+    c, r = float(core[is_coarse].sum()), float(core[~is_coarse].sum())
+    return (
+        f"| `{name}` | {int(is_coarse.sum())} | {int((~is_coarse).sum())} | {c:.0f} | {r:.0f} | ×{(c + r) / c:.2f} "
+        f"| ×{len(runs) / is_coarse.sum():.2f} |"
+    )
+
+
 def fill(doc: str, blocks: dict[str, str]) -> str:
     """Replace the text between each block's markers; a block without markers is an error."""
     for name, body in blocks.items():
@@ -323,6 +344,15 @@ def main() -> int:
         if name == "full":
             blocks["cost"] = cost_table(search_cost(runs))
         held += [(name, h) for h in holdout(runs)]
+    refined = [row for name in STUDIES if (runs := load(HERE / name)) is not None and (row := refined_row(name, runs))]
+    blocks["refined"] = "\n".join(
+        [
+            "| study | coarse-grid runs | refined runs | coarse core-s (as recorded) | refined core-s "
+            "| compute × | runs × |",
+            "|---|---|---|---|---|---|---|",
+            *refined,
+        ]
+    )
     for name, (_, one_d_name) in JOINT_STUDIES.items():
         runs = load(HERE / name)
         if runs is None or runs.empty:
