@@ -387,7 +387,10 @@ CHOICES_TEXT = (
     "Compute is the search's: one seed per point searched (a transfer adds its one target run), "
     "in measured core-seconds and parameters × samples seen. Gap intervals of a transfer and a "
     "sweep are 90 % whole-pipeline bootstrap intervals (every point's seeds resampled at every "
-    "size, the choice made again). A gap whose interval reaches 0 is not resolved from 0."
+    "size, the choice made again); a best loss is a minimum over many noisy points, so resampled "
+    "bests sit lower and an interval may lie just above the measured gap. TPE searches the coarse "
+    "grid only (the points trained at every size): an optimum that refinement found outside it is "
+    "out of TPE's reach. A gap whose interval reaches 0 is not resolved from 0."
 )
 
 
@@ -395,7 +398,7 @@ def _triple(t: tuple) -> str:
     return f"{exponent(t[0])} [{exponent(t[1])}, {exponent(t[2])}]"
 
 
-def _joint_blocks(j: JointAnalysis, axis: str, lrs: list, figs: list) -> list:
+def _joint_blocks(j: JointAnalysis, axis: str, lrs: list, n_runs: int, figs: list) -> list:
     optima = j.optima_frame()
     rows = tuple(
         (
@@ -461,7 +464,11 @@ def _joint_blocks(j: JointAnalysis, axis: str, lrs: list, figs: list) -> list:
     )
     blocks: list = [
         Heading("λ and lr together", 2),
-        Paragraph(JOINT_TEXT.format(fixed=number(j.fixed_lr)) + f" Base lrs swept: {', '.join(map(number, lrs))}."),
+        Paragraph(
+            JOINT_TEXT.format(fixed=number(j.fixed_lr))
+            + f" Base lrs swept: {', '.join(map(number, lrs))}; {n_runs} runs in all (the list above counts "
+            "those at the fixed lr)."
+        ),
         Heading("Joint optimum per recipe and size", 3),
         optima_table,
         Heading("How the joint optimum moves", 3),
@@ -500,7 +507,7 @@ def _joint_section(runs: pd.DataFrame, out: Path, plt, metric: str, base_lr: Opt
         plot_joint_plane(plt, rule, means[means["rule"] == rule], optima[optima["rule"] == rule], axis, out / rel)
         files[rel] = out / rel
         figs.append(Figure(rel, f"loss over (lr, setting) — {rule}", f"{rule}: one panel per {axis}."))
-    return _joint_blocks(j, axis, sorted(runs["lr"].unique()), figs)
+    return _joint_blocks(j, axis, sorted(runs["lr"].unique()), len(runs), figs)
 
 
 # ----------------------------------------------------------------------------- public
