@@ -391,3 +391,18 @@ def test_more_seeds_at_some_settings_are_resampled_per_setting():
     a = analyze(pd.concat([df, extra], ignore_index=True), n_boot=50)
     assert a.optima[-1].n_seeds == 5 and a.optima[0].n_seeds == 3
     assert a.regrets[0].regret == pytest.approx(1.5 / 1.1 - 1)
+
+
+def test_a_setting_rounded_differently_at_the_target_is_still_the_proxys_setting():
+    """Refined grids are rounded to 4 digits around each size's optimum: 1.223 at the proxy and
+    1.224 at the target are one setting, and the regret is measured, not "not measured"."""
+    rows = []
+    for size, settings in ((1, (0.5, 1.223, 3.0)), (8, (0.5, 1.224, 3.0))):
+        for s in settings:
+            for seed in range(3):
+                loss = 1.0 + 0.1 * abs(np.log(s)) + (0.05 if size == 8 and s == 1.224 else 0.0) + 0.001 * seed
+                rows.append(dict(task="t", optimizer="adamw", rule="decoupled", size_axis="depth", size=size,
+                                 setting=s, seed=seed, status="ok", val_loss=loss))  # fmt: skip
+    r = analyze(pd.DataFrame(rows), n_boot=50).regrets[0]
+    assert r.proxy_setting == 1.223 and np.isfinite(r.regret) and r.reason == ""
+    assert r.transfer_loss == pytest.approx(1.0 + 0.1 * np.log(1.224) + 0.05 + 0.001)

@@ -186,9 +186,23 @@ def test_pruning_check_on_a_synthetic_study():
 
 
 def test_the_pruning_check_quoted_in_the_help_is_what_the_findings_give():
+    """On the coarse grids of the 10 one-dimensional findings studies (a refined study's coarse
+    runs are the ones it was checked on; the joint studies sweep lr too)."""
+    import dataclasses
+    import json
+
+    from wdscale.study.plan import StudyPlan, make_runs
+    from wdscale.study.tasks import get_task
+
     studies = sorted((Path(__file__).parents[2] / "docs" / "findings").glob("*/runs.parquet"))
+    studies = [p for p in studies if not p.parent.name.startswith("joint_")]
     assert len(studies) == 10
-    checks = [pruning_check(g) for path in studies for _, g in load_runs(path.parent).groupby("optimizer")]
+    checks = []
+    for path in studies:
+        plan = StudyPlan.from_dict(json.loads((path.parent / "plan.json").read_text()))
+        coarse = {c.run_id for c in make_runs(dataclasses.replace(plan, refined={}), get_task(plan.task))}
+        runs = load_runs(path.parent)
+        checks += [pruning_check(g) for _, g in runs[runs["run_id"].isin(coarse)].groupby("optimizer")]
     found = pd.concat(checks)
     assert (int(found.same.sum()), len(found)) == PRUNING_CHECKED
     assert found[~found.same].gap.max() <= 0.033
@@ -200,4 +214,14 @@ def test_refine_help_describes_every_flag():
     study = build_parser()._subparsers._group_actions[0].choices["study"]
     refine = study._subparsers._group_actions[0].choices["refine"]
     assert [a.dest for a in refine._actions if not a.help] == []
-    assert f"{PRUNING_CHECKED[0]} of {PRUNING_CHECKED[1]}" in refine.format_help()
+    assert f"{PRUNING_CHECKED[0]} of {PRUNING_CHECKED[1]}" in " ".join(refine.format_help().split())
+
+
+def test_fine_grids_around_different_optima_share_their_values():
+    from wdscale.study.refine import _finer
+
+    grid = [0.01, 0.1, 1.0, 10.0]
+    a = _finer(1.0, 1.0, 3, grid, anchor=0.01)
+    b = _finer(0.4642, 1.0, 3, grid, anchor=0.01)  # a fine point as the optimum at another size
+    # one lattice through the coarse grid: the same fine setting has the same value at both sizes
+    assert a == [0.2154, 0.4642, 2.154, 4.642] and b == [0.04642, 0.2154, 2.154, 4.642]

@@ -496,10 +496,15 @@ def _verdict(key: SeriesKey, name: str, data: list, drift: Drift, regret: Regret
     return mk(code, f"{sym}* {code} with {axis} (∝ {axis}^{drift.slope:.2f}){cheap}; {reg_txt}")
 
 
+SAME_SETTING_RTOL = 1e-3  # settings are stored to 4 significant digits: closer than this is one setting
+
+
 def _match(settings: np.ndarray, s: float) -> int:
-    """Index of setting s in a grid (relative tolerance 1e-9), -1 when it was not trained there."""
-    hit = np.flatnonzero(np.isclose(settings, s, rtol=1e-9, atol=0.0))
-    return int(hit[0]) if hit.size else -1
+    """Index of setting s in a grid, -1 when it was not trained there. Within 0.1 % is the same
+    setting: a refined grid is rounded to 4 digits around each size's optimum, so one fine setting
+    may read 1.223 at one size and 1.224 at another."""
+    hit = np.flatnonzero(np.isclose(settings, s, rtol=SAME_SETTING_RTOL, atol=0.0))
+    return int(hit[np.argmin(np.abs(np.log(settings[hit] / s)))]) if hit.size else -1
 
 
 def _regret(key: SeriesKey, name: str, data: list) -> Regret:

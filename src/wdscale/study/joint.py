@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..errors import WdscaleError
 from ..rules import RULES
-from .analysis import CI, MIN_SETTINGS, run_losses
+from .analysis import CI, MIN_SETTINGS, SAME_SETTING_RTOL, run_losses
 
 TPE_TRIALS = (4, 8, 16, 32)
 TPE_REPEATS = 10
@@ -285,6 +285,23 @@ def _drift(p: _Points, rule: str, sizes: list[int], fixed_lr: float) -> JointDri
 # ----------------------------------------------------------------------------- choices
 
 
+def _at(p: _Points, rule: str, size: int, lr: float, setting: float) -> int:
+    """The point trained at (rule, size) with this lr and setting (each within 0.1 %: refined grids
+    are rounded to 4 digits around each size's optimum), -1 if none."""
+    i = p.index.get((rule, size, lr, setting), -1)
+    if i >= 0:
+        return i
+    for j, (r, s, x, y) in enumerate(p.keys):
+        if (
+            r == rule
+            and s == size
+            and math.isclose(x, lr, rel_tol=SAME_SETTING_RTOL)
+            and math.isclose(y, setting, rel_tol=SAME_SETTING_RTOL)
+        ):
+            return j
+    return -1
+
+
 def _gap_boot(p: _Points, chosen_boot: np.ndarray, target_idx: np.ndarray) -> np.ndarray:
     """Per resample: the gap of the chosen point (index per resample, -1: not trained at the
     target) against that resample's best at the target."""
@@ -302,7 +319,7 @@ def _transfer(
     sel = p.where(rule, proxy, fixed_lr)
     means = np.column_stack([p.mean[sel], p.boot[sel]])
     picks = sel[np.argmin(np.where(np.isnan(means), np.inf, means), axis=0)]  # (1 + B,)
-    at_target = np.array([p.index.get((rule, target, p.keys[i][2], p.keys[i][3]), -1) for i in picks])
+    at_target = np.array([_at(p, rule, target, p.keys[i][2], p.keys[i][3]) for i in picks])
     i, t = picks[0], at_target[0]
     loss = float(p.mean[t]) if t >= 0 else math.nan
     lo, hi = _quantiles(_gap_boot(p, at_target[1:], target_idx))

@@ -118,13 +118,15 @@ def _refined(lrs: list[float], lr: float, setting: float) -> Point:
     return (None if len(lrs) == 1 else lr, setting)
 
 
-def _finer(best: float, step: float, points_per_step: int, existing: list[float]) -> list[float]:
+def _finer(best: float, step: float, points_per_step: int, existing: list[float], anchor: float) -> list[float]:
     """Values `step / points_per_step` decades apart out to one `step` each side of `best`,
-    without those `existing` already holds."""
+    without those `existing` already holds. They lie on one lattice through `anchor` (a coarse grid
+    point), so the fine grids of different sizes share their values exactly."""
     fine = step / points_per_step
+    centre = round(math.log10(best / anchor) / fine)
     out: list[float] = []
     for k in range(-points_per_step, points_per_step + 1):
-        v = float(f"{best * 10 ** (k * fine):.4g}")
+        v = float(f"{anchor * 10 ** ((centre + k) * fine):.4g}")
         if k and _snap(v, existing + out, fine / 4) is None:
             out.append(v)
     return out
@@ -152,14 +154,12 @@ def add_settings(
         if rule not in plan.rules or size not in sizes:
             continue
         planned = _planned(plan, grid, lrs, rule, size)
-        new = [
-            (lr, s)
-            for s in _finer(best, _log_step(grid[rule]), points_per_step, [s for (r_lr, s) in planned if r_lr == lr])
-        ]
+        at_lr = [s for (r_lr, s) in planned if r_lr == lr]
+        new = [(lr, s) for s in _finer(best, _log_step(grid[rule]), points_per_step, at_lr, min(grid[rule]))]
         if len(lrs) > 1:
             at_best = [r_lr for (r_lr, s) in planned if s == best]
             step = _log_step(lrs)
-            for x in _finer(lr, step, points_per_step, at_best):
+            for x in _finer(lr, step, points_per_step, at_best, min(lrs)):
                 x = _snap(x, known_lrs, step / points_per_step / 4) or x
                 if x not in at_best:
                     new.append((x, best))
