@@ -254,23 +254,32 @@ def joint_blocks(name: str, runs: pd.DataFrame, one_d: pd.DataFrame | None) -> t
 
     plan = json.loads((HERE / name / "plan.json").read_text())
     j = analyze_joint(runs, base_lr=plan.get("lr"))
+    if one_d is not None:  # its coarse grid: what a 1-D study of the question runs before any refinement
+        one_d = one_d[one_d["run_id"].isin(coarse_ids(HERE / JOINT_STUDIES[name][1]))]
     return {name: joint_table(j), f"{name}_frontier": frontier_table(j, one_d_compute(runs, one_d))}, j
 
 
-def refined_row(name: str, runs: pd.DataFrame) -> str | None:
-    """A study's coarse grid against what `wdscale study refine` added: runs and core-seconds."""
+def coarse_ids(study_dir: Path) -> set[str]:
+    """The run ids of a study's coarse grid (its plan without the refined points)."""
     import dataclasses
     import json
 
     from wdscale.study.plan import StudyPlan, make_runs
     from wdscale.study.tasks import get_task
 
-    plan = StudyPlan.from_dict(json.loads((HERE / name / "plan.json").read_text()))
-    if not plan.refined:
+    plan = StudyPlan.from_dict(json.loads((study_dir / "plan.json").read_text()))
+    return {c.run_id for c in make_runs(dataclasses.replace(plan, refined={}), get_task(plan.task))}
+
+
+def refined_row(name: str, runs: pd.DataFrame) -> str | None:
+    """A study's coarse grid against what `wdscale study refine` added: runs and core-seconds."""
+    import json
+
+    if not json.loads((HERE / name / "plan.json").read_text()).get("refined"):
         return None
-    coarse_ids = {c.run_id for c in make_runs(dataclasses.replace(plan, refined={}), get_task(plan.task))}
+    coarse = coarse_ids(HERE / name)
     core = runs["wall_time"].astype(float).fillna(0) * runs.get("threads", pd.Series(1, index=runs.index)).fillna(1)
-    is_coarse = runs["run_id"].isin(coarse_ids)
+    is_coarse = runs["run_id"].isin(coarse)
     c, r = float(core[is_coarse].sum()), float(core[~is_coarse].sum())
     return (
         f"| `{name}` | {int(is_coarse.sum())} | {int((~is_coarse).sum())} | {c:.0f} | {r:.0f} | ×{(c + r) / c:.2f} "
