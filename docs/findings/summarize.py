@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from wdscale.study.advise import Holdout, holdout
-from wdscale.study.analysis import StudyAnalysis, analyze
+from wdscale.study.analysis import StudyAnalysis, analyze, core_seconds
 from wdscale.study.cost import SearchCost, search_cost
 from wdscale.study.joint import JointAnalysis, analyze_joint
 from wdscale.study.store import load_runs
@@ -238,7 +238,7 @@ def one_d_compute(runs: pd.DataFrame, one_d: pd.DataFrame | None) -> dict[str, f
         return {"runs": np.nan, "equivalent": np.nan, "recorded": np.nan}
     one_d = one_d[one_d["size"].isin(runs["size"].unique())]
     counts = one_d.groupby(["rule", "size"]).size()
-    core = runs["wall_time"].astype(float) * runs.get("threads", pd.Series(1, index=runs.index)).fillna(1)
+    core = core_seconds(runs)
     per_run = runs.assign(core=core).groupby(["rule", "size"])["core"].mean()
     n = {k: float(counts.get(k, counts.median())) for k in per_run.index}
     same = one_d[one_d["rule"].isin(runs["rule"].unique())]
@@ -278,7 +278,7 @@ def refined_row(name: str, runs: pd.DataFrame) -> str | None:
     if not json.loads((HERE / name / "plan.json").read_text()).get("refined"):
         return None
     coarse = coarse_ids(HERE / name)
-    core = runs["wall_time"].astype(float).fillna(0) * runs.get("threads", pd.Series(1, index=runs.index)).fillna(1)
+    core = core_seconds(runs)
     is_coarse = runs["run_id"].isin(coarse)
     c, r = float(core[is_coarse].sum()), float(core[~is_coarse].sum())
     return (

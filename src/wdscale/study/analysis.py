@@ -233,6 +233,12 @@ def run_losses(runs: pd.DataFrame, metric: str = "val_loss") -> np.ndarray:
     return loss
 
 
+def core_seconds(runs: pd.DataFrame) -> pd.Series:
+    """Each run's compute: wall time × its intra-op threads (1 where not recorded)."""
+    threads = runs["threads"].fillna(1) if "threads" in runs else 1
+    return runs["wall_time"].astype(float).fillna(0.0) * threads
+
+
 def _describe(key: SeriesKey) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(SERIES_KEYS, key))
 

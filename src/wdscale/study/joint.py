@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..errors import WdscaleError
 from ..rules import RULES
-from .analysis import CI, MIN_SETTINGS, SAME_SETTING_RTOL, run_losses
+from .analysis import CI, MIN_SETTINGS, SAME_SETTING_RTOL, core_seconds, run_losses
 
 TPE_TRIALS = (4, 8, 16, 32)
 TPE_REPEATS = 10
@@ -166,8 +166,7 @@ def _points(runs: pd.DataFrame, metric: str, n_boot: int, seed: int) -> _Points:
     runs = runs[runs["status"] != "failed"]
     runs = runs.assign(
         loss=run_losses(runs, metric),
-        core=runs["wall_time"].astype(float).fillna(0.0)
-        * runs.get("threads", pd.Series(1, index=runs.index)).fillna(1),
+        core=core_seconds(runs),
         work=runs.get("n_params", pd.Series(0, index=runs.index)).fillna(0).astype(float)
         * runs["n_train"].astype(float)
         * runs["epochs"].astype(float),
@@ -469,7 +468,7 @@ def analyze_joint(
                 choices.append(_tpe(p, rule, coarse, n, best.loss, tpe_repeats))
     except ImportError:
         notes.append("TPE rows left out: Optuna is not installed (pip install optuna)")
-    core = runs["wall_time"].astype(float).fillna(0.0) * runs.get("threads", pd.Series(1, index=runs.index)).fillna(1)
+    core = core_seconds(runs)
     return JointAnalysis(
         target_size=target,
         best=best,

@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..checks import check_positive_int
 from ..errors import WdscaleError
-from .analysis import run_losses
+from .analysis import core_seconds, run_losses
 from .backends import Backend
 from .config import ModelFn
 from .jobs import Source
@@ -297,7 +297,7 @@ def refine_study(
         print(f"refine: {n_runs} seed runs added near the optima and at the proxy's optimum", file=sys.stderr)
         run_study(plan, out, **kw)  # type: ignore[arg-type]
     df = load_runs(out)
-    core_s = df["wall_time"].astype(float).fillna(0.0) * df.get("threads", pd.Series(1, index=df.index)).fillna(1)
+    core_s = core_seconds(df)
     coarse_ids = {c.run_id for c in make_runs(dataclasses.replace(plan, refined={}), task, model_fn)}
     is_new = ~df["run_id"].isin(before_ids)
     is_coarse = df["run_id"].isin(coarse_ids)
