@@ -357,7 +357,7 @@ def _fit_vertex(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(found, x[idx] + vert, np.nan)
 
 
-def _slopes(log_size: np.ndarray, log_star: np.ndarray) -> np.ndarray:
+def log_slopes(log_size: np.ndarray, log_star: np.ndarray) -> np.ndarray:
     """Least-squares slope of each row of log_star (B, n) on log_size (n,); NaN if any NaN."""
     xc = log_size - log_size.mean()
     yc = log_star - log_star.mean(-1, keepdims=True)
@@ -374,9 +374,9 @@ def _quantiles(a: np.ndarray) -> tuple:
     return float(q[0]), float(q[1])
 
 
-def _order_quantiles(a: np.ndarray) -> tuple:
-    """As _quantiles, but from order statistics (the lower end rounded down, the upper end up), so
-    each end is a value that occurred (a grid point for a setting); +inf entries (a diverged
+def order_quantiles(a: np.ndarray) -> tuple:
+    """The 90 % interval as _quantiles gives it, but from order statistics (the lower end rounded
+    down, the upper end up), so each end is a value that occurred (a grid point for a setting); +inf entries (a diverged
     seed drawn) count as the largest values and NaN entries are left out."""
     a = np.sort(a[~np.isnan(a)])
     if a.size == 0:
@@ -556,7 +556,7 @@ def _regret(key: SeriesKey, name: str, data: list) -> Regret:
     bb = np.where(ok, target.boot[rows, bt.clip(0)], np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         rb = np.where(ok & (bb != 0), tr / bb - 1, np.nan)
-    lo, hi = _order_quantiles(rb)
+    lo, hi = order_quantiles(rb)
     boot_measured = float(np.mean(~np.isnan(rb))) if len(rb) else nan
 
     acc_regret = nan
@@ -586,7 +586,7 @@ def _analyze_series(key: SeriesKey, g: pd.DataFrame, n_boot: int, seed: int) -> 
         i = int(_argmin(d.y))
         bi = _argmin(d.boot)
         boot_log_star[:, n] = np.where(bi >= 0, d.x[bi.clip(0)], np.nan)
-        lo, hi = _order_quantiles(np.where(bi >= 0, d.settings[bi.clip(0)], np.nan))
+        lo, hi = order_quantiles(np.where(bi >= 0, d.settings[bi.clip(0)], np.nan))
         if i >= 0:
             log_star[n] = d.x[i]
             yk = np.where(np.isnan(d.y), np.inf, d.y)  # untrained settings cannot be the minimum
@@ -612,9 +612,9 @@ def _analyze_series(key: SeriesKey, g: pd.DataFrame, n_boot: int, seed: int) -> 
     log_size = np.log([d.size for d in data]).astype(float)
     nan = float("nan")
     if len(data) >= 2 and np.isfinite(log_star).all():
-        slope = float(_slopes(log_size, log_star[None])[0])
-        lo, hi = _quantiles(_slopes(log_size, boot_log_star)) if n_boot > 0 else (nan, nan)
-        slope_fit = float(_slopes(log_size, log_fit[None])[0])
+        slope = float(log_slopes(log_size, log_star[None])[0])
+        lo, hi = _quantiles(log_slopes(log_size, boot_log_star)) if n_boot > 0 else (nan, nan)
+        slope_fit = float(log_slopes(log_size, log_fit[None])[0])
     else:
         slope, lo, hi, slope_fit = nan, nan, nan, nan
     fold = float(np.exp(log_star[-1] - log_star[0]))
@@ -657,6 +657,15 @@ def analyze(runs: pd.DataFrame, metric: str = "val_loss", n_boot: int = 500, see
     return StudyAnalysis(optima, drifts, regrets, verdicts, metric, n_boot, counts)
 
 
+def fresh_spread(mean: np.ndarray, resampled: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Resampled seed means widened to the spread of a fresh mean of n seeds: a bootstrap mean of n
+    draws varies by (n−1)/n of a fresh mean's variance, so each deviation from the seed mean is
+    scaled by √(n/(n−1)) (left alone where n = 1 or a value is not finite)."""
+    scale = np.sqrt(n / np.maximum(n - 1, 1))
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(mean) & np.isfinite(resampled), mean + scale * (resampled - mean), resampled)
+
+
 def optimum_resamples(
     runs: pd.DataFrame, metric: str = "val_loss", n_boot: int = 500, seed: int = 0
 ) -> dict[SeriesKey, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -674,10 +683,7 @@ def optimum_resamples(
         for size, gs in g.groupby("size", sort=True):
             ss = np.random.SeedSequence([seed, zlib.crc32(repr(key).encode()), int(size), 1])
             d = _size_data(gs, int(size), n_boot, np.random.default_rng(ss), False)
-            n = (~np.isnan(d.m)).sum(0)
-            scale = np.sqrt(n / np.maximum(n - 1, 1))
-            with np.errstate(invalid="ignore"):
-                boot = np.where(np.isfinite(d.y) & np.isfinite(d.boot), d.y + scale * (d.boot - d.y), d.boot)
+            boot = fresh_spread(d.y, d.boot, (~np.isnan(d.m)).sum(0))
             yk = np.where(np.isnan(boot), np.inf, boot)
             i = _argmin(yk)
             sizes.append(int(size))

@@ -31,7 +31,15 @@ import pandas as pd
 
 from ..errors import WdscaleError
 from ..rules import RULES
-from .analysis import CI, MIN_SETTINGS, SAME_SETTING_RTOL, core_seconds, run_losses
+from .analysis import (
+    MIN_SETTINGS,
+    SAME_SETTING_RTOL,
+    core_seconds,
+    fresh_spread,
+    log_slopes,
+    order_quantiles,
+    run_losses,
+)
 
 TPE_TRIALS = (4, 8, 16, 32)
 TPE_REPEATS = 10
@@ -179,9 +187,7 @@ def _points(runs: pd.DataFrame, metric: str, n_boot: int, seed: int) -> _Points:
         losses.append(x)
         with np.errstate(invalid="ignore"):
             b = x[rng.integers(0, len(x), (n_boot, len(x)))].mean(axis=1)
-            if len(x) > 1 and np.isfinite(x).all():  # as analysis.optimum_resamples: a fresh mean's spread
-                b = x.mean() + math.sqrt(len(x) / (len(x) - 1)) * (b - x.mean())
-            boot.append(b)
+        boot.append(fresh_spread(np.full(n_boot, x.mean()), b, np.full(n_boot, len(x))))
         core.append(float(g["core"].mean()))
         work.append(float(g["work"].mean()))
     mean = np.array([x.mean() for x in losses])
@@ -196,14 +202,6 @@ def _points(runs: pd.DataFrame, metric: str, n_boot: int, seed: int) -> _Points:
 
 def _argmin(values: np.ndarray) -> int:
     return int(np.argmin(np.where(np.isnan(values), np.inf, values)))
-
-
-def _quantiles(x: np.ndarray) -> tuple[float, float]:
-    x = x[~np.isnan(x)]
-    if not len(x):
-        return (math.nan, math.nan)
-    # order statistics, not interpolation: a gap may be +inf (the choice diverged in a resample)
-    return (float(np.quantile(x, (1 - CI) / 2, method="lower")), float(np.quantile(x, (1 + CI) / 2, method="higher")))
 
 
 # ----------------------------------------------------------------------------- optima and drift
@@ -230,13 +228,6 @@ def _optimum(p: _Points, idx: np.ndarray, fixed_lr: float) -> JointOptimum:
         product=math.nan if tau else lr * setting,
         fixed_lr_setting=fixed_setting,
     )
-
-
-def _slope(sizes: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Least-squares slope of log value against log size (per resample: rows of `values`)."""
-    x = np.log(sizes) - np.log(sizes).mean()
-    y = np.log(values)
-    return np.sum((y - y.mean(axis=-1, keepdims=True)) * x, axis=-1) / np.sum(x**2)
 
 
 def _optimum_draws(p: _Points, rule: str, sizes: list[int], fixed_lr: float) -> dict[str, np.ndarray]:
@@ -268,8 +259,8 @@ def _drift(p: _Points, rule: str, sizes: list[int], fixed_lr: float) -> JointDri
     product = point["lr"] * point["setting"]
 
     def fit(values: np.ndarray) -> tuple[float, float, float]:
-        slopes = _slope(s, values.T)
-        return (float(slopes[0]), *_quantiles(slopes[1:]))
+        slopes = log_slopes(np.log(s), np.log(values.T))
+        return (float(slopes[0]), *order_quantiles(slopes[1:]))
 
     nan3 = (math.nan, math.nan, math.nan)
     return JointDrift(
@@ -318,10 +309,12 @@ def _transfer(
     sel = p.where(rule, proxy, fixed_lr)
     means = np.column_stack([p.mean[sel], p.boot[sel]])
     picks = sel[np.argmin(np.where(np.isnan(means), np.inf, means), axis=0)]  # (1 + B,)
-    at_target = np.array([_at(p, rule, target, p.keys[i][2], p.keys[i][3]) for i in picks])
+    # the proxy chooses among a handful of points over all resamples: look each up once
+    chosen, where = np.unique(picks, return_inverse=True)
+    at_target = np.array([_at(p, rule, target, p.keys[i][2], p.keys[i][3]) for i in chosen])[where.ravel()]
     i, t = picks[0], at_target[0]
     loss = float(p.mean[t]) if t >= 0 else math.nan
-    lo, hi = _quantiles(_gap_boot(p, at_target[1:], target_idx))
+    lo, hi = order_quantiles(_gap_boot(p, at_target[1:], target_idx))
     return Choice(
         strategy="transfer (lr and setting)" if fixed_lr is None else "transfer (setting only, fixed lr)",
         rule=rule,
@@ -341,7 +334,7 @@ def _transfer(
 def _sweep(p: _Points, idx: np.ndarray, rule: str, best_loss: float, target_idx: np.ndarray) -> Choice:
     means = np.column_stack([p.mean[idx], p.boot[idx]])
     picks = idx[np.argmin(np.where(np.isnan(means), np.inf, means), axis=0)]
-    lo, hi = _quantiles(_gap_boot(p, picks[1:], target_idx))
+    lo, hi = order_quantiles(_gap_boot(p, picks[1:], target_idx))
     i = picks[0]
     return Choice(
         strategy="sweep at target",
@@ -404,7 +397,7 @@ def _tpe(p: _Points, rule: str, coarse: np.ndarray, n_trials: int, best_loss: fl
         cores.append(core)
         works.append(work)
     g = np.array(gaps)
-    lo, hi = _quantiles(g)
+    lo, hi = order_quantiles(g)
     return Choice(
         strategy=f"TPE at target ({n_trials} trials)",
         rule=rule,
