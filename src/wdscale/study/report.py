@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import WdscaleError
-from .advise import advise, advise_joint
+from .advise import JointLaw, Law, advise, advise_joint
 from .analysis import SERIES_KEYS, StudyAnalysis, analyze, mean_curves, setting_symbol, with_setting_names
 from .cost import SearchCost, search_cost
 from .document import Bullets, Figure, Heading, Paragraph, Table, exponent, number, to_html, to_markdown
@@ -318,6 +318,17 @@ ADVICE_TEXT = (
 )
 
 
+def _predicted(law: Union[Law, JointLaw]) -> str:
+    """A law's prediction with its interval: the setting, and for a joint study the lr too."""
+    sym = setting_symbol(law.setting_name)
+    if isinstance(law, JointLaw):
+        return (
+            f"lr {number(law.lr)} [{number(law.lr_lo)}, {number(law.lr_hi)}]; "
+            f"{sym} {number(law.setting)} [{number(law.setting_lo)}, {number(law.setting_hi)}]"
+        )
+    return f"{sym} {number(law.predicted)} [{number(law.lo)}, {number(law.hi)}]"
+
+
 def _advice_blocks(runs: pd.DataFrame, joint: bool, metric: str) -> list:
     axis = str(runs["size_axis"].iloc[0])
     largest = int(runs["size"].max())
@@ -333,31 +344,13 @@ def _advice_blocks(runs: pd.DataFrame, joint: bool, metric: str) -> list:
     rows, whys = [], []
     try:
         for t in targets:
-            if joint:
-                ja = advise_joint(runs, t, metric=metric, n_boot=200)
-                rows += [
-                    (
-                        f"{axis} {t}", law.rule,
-                        f"lr {number(law.lr)} [{number(law.lr_lo)}, {number(law.lr_hi)}]; "
-                        f"{setting_symbol(law.setting_name)} {number(law.setting)} "
-                        f"[{number(law.setting_lo)}, {number(law.setting_hi)}]",
-                        law.warning or "–",
-                    )
-                    for law in ja.laws
-                ]  # fmt: skip
-                whys.append(f"{axis} {t}: " + (ja.why if ja.recommended else "no recommendation: " + ja.why))
-            else:
-                a = advise(runs, t, metric=metric, n_boot=300)
-                rows += [
-                    (
-                        f"{axis} {t}", law.rule,
-                        f"{setting_symbol(law.setting_name)} {number(law.predicted)} "
-                        f"[{number(law.lo)}, {number(law.hi)}]",
-                        law.warning or "–",
-                    )
-                    for law in a.laws
-                ]  # fmt: skip
-                whys.append(f"{axis} {t}: " + (a.why if a.recommended else "no recommendation: " + a.why))
+            advice = (
+                advise_joint(runs, t, metric=metric, n_boot=200)
+                if joint
+                else advise(runs, t, metric=metric, n_boot=300)
+            )
+            rows += [(f"{axis} {t}", law.rule, _predicted(law), law.warning or "–") for law in advice.laws]
+            whys.append(f"{axis} {t}: " + (advice.why if advice.recommended else "no recommendation: " + advice.why))
     except WdscaleError as e:
         return blocks + [Paragraph(f"No advice: {e}")]
     blocks.append(Table(("target", "rule", "predicted optimum [90%]", "warning"), tuple(rows)))
