@@ -10,6 +10,8 @@ study is read from its runs.parquet (or runs.sqlite); a study directory that is 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import sys
 from pathlib import Path
@@ -21,7 +23,9 @@ from wdscale.study.advise import Holdout, holdout
 from wdscale.study.analysis import StudyAnalysis, analyze, core_seconds
 from wdscale.study.cost import SearchCost, search_cost
 from wdscale.study.joint import JointAnalysis, analyze_joint
+from wdscale.study.plan import StudyPlan, make_runs
 from wdscale.study.store import load_runs
+from wdscale.study.tasks import get_task
 
 HERE = Path(__file__).resolve().parent
 
@@ -250,8 +254,6 @@ def one_d_compute(runs: pd.DataFrame, one_d: pd.DataFrame | None) -> dict[str, f
 
 
 def joint_blocks(name: str, runs: pd.DataFrame, one_d: pd.DataFrame | None) -> tuple[dict[str, str], JointAnalysis]:
-    import json
-
     plan = json.loads((HERE / name / "plan.json").read_text())
     j = analyze_joint(runs, base_lr=plan.get("lr"))
     if one_d is not None:  # its coarse grid: what a 1-D study of the question runs before any refinement
@@ -261,20 +263,12 @@ def joint_blocks(name: str, runs: pd.DataFrame, one_d: pd.DataFrame | None) -> t
 
 def coarse_ids(study_dir: Path) -> set[str]:
     """The run ids of a study's coarse grid (its plan without the refined points)."""
-    import dataclasses
-    import json
-
-    from wdscale.study.plan import StudyPlan, make_runs
-    from wdscale.study.tasks import get_task
-
     plan = StudyPlan.from_dict(json.loads((study_dir / "plan.json").read_text()))
     return {c.run_id for c in make_runs(dataclasses.replace(plan, refined={}), get_task(plan.task))}
 
 
 def refined_row(name: str, runs: pd.DataFrame) -> str | None:
     """A study's coarse grid against what `wdscale study refine` added: runs and core-seconds."""
-    import json
-
     if not json.loads((HERE / name / "plan.json").read_text()).get("refined"):
         return None
     coarse = coarse_ids(HERE / name)
