@@ -11,12 +11,18 @@ import pytest
 from toy import TINY, TINY_FLAGS
 
 from wdscale.cli import main
+from wdscale.errors import WdscaleError
 from wdscale.study import StudyPlan, run_study
 from wdscale.study.backends import LocalBackend
 from wdscale.study.refine import (
+    DESIGNS,
     PRUNING_CHECKED,
+    SEEDS_AT_CHECKED,
+    SEEDS_AT_COMPUTE,
     add_seeds,
     add_settings,
+    design_mask,
+    design_replay,
     measured_optima,
     pruning_check,
     refine_study,
@@ -225,3 +231,98 @@ def test_fine_grids_around_different_optima_share_their_values():
     b = _finer(0.4642, 1.0, 3, grid, anchor=0.01)  # a fine point as the optimum at another size
     # one lattice through the coarse grid: the same fine setting has the same value at both sizes
     assert a == [0.2154, 0.4642, 2.154, 4.642] and b == [0.04642, 0.2154, 2.154, 4.642]
+
+
+# -- where the seeds go, and cheaper designs replayed -----------------------------------------------
+
+
+def test_seeds_at_the_ends_skip_the_middle_sizes_but_still_measure_the_proxys_choice_there():
+    plan = StudyPlan(sizes=[8, 16, 32], rules=["decoupled"], seeds=2, settings=GRID)
+    tie = {0.01: [1.00, 1.02], 0.1: [0.99, 1.01], 1.0: [1.50, 1.52], 10.0: [2.0, 2.0], 0.001: [1.9, 1.9]}
+    middle = {0.01: [0.90, 0.92], 0.1: [0.95, 0.97], 1.0: [1.50, 1.52], 10.0: [2.0, 2.0], 0.001: [1.9, 1.9]}
+    df = pd.concat([_frame(tie, 8), _frame(middle, 16), _frame(tie, 32)])
+    every, n_every = add_seeds(plan, df, GRID, [8, 16, 32], max_seeds=6)
+    ends, n_ends = add_seeds(plan, df, GRID, [8, 16, 32], max_seeds=6, seeds_at="ends")
+    assert dict(map(tuple, every.refined["decoupled@16"])) == {0.01: 6, 0.1: 6}
+    # at 16 no extra seeds: its optimum keeps 2, and the proxy's choice (0.1) is trained with as many
+    assert "decoupled@16" not in ends.refined or all(n == 2 for _, n in ends.refined["decoupled@16"])
+    assert dict(map(tuple, ends.refined["decoupled@8"])) == dict(map(tuple, every.refined["decoupled@8"]))
+    assert dict(map(tuple, ends.refined["decoupled@32"])) == dict(map(tuple, every.refined["decoupled@32"]))
+    assert n_ends == n_every - 2 * 4
+
+
+def test_refine_refuses_an_unknown_seeds_at(tmp_path):
+    run_study(StudyPlan(**PLAN), tmp_path, backend=LocalBackend(workers=1), progress=False)
+    with pytest.raises(WdscaleError, match="seeds_at='middle' is not allowed: one of 'all', 'ends'"):
+        _refine(tmp_path, seeds_at="middle")
+
+
+def _refined_frame() -> tuple[pd.DataFrame, set[str]]:
+    """Two sizes, 7 coarse settings at 3 seeds (optimum at 1.0, index 3), seeds 3–5 added at the
+    optimum of each and one refined setting between grid points."""
+    settings = [10.0**k for k in range(-3, 4)]
+    coarse = pd.concat([_frame({s: [1 + 0.1 * abs(math.log10(s)) + 0.01 * i for i in range(3)] for s in settings}, n)
+                        for n in (8, 16, 32)])  # fmt: skip
+    extra = pd.concat([_frame({1.0: [1.0] * 6, 3.0: [1.05] * 3}, n) for n in (8, 16, 32)])
+    extra = extra[~extra.run_id.isin(coarse.run_id)]
+    df = pd.concat([coarse, extra], ignore_index=True)
+    df = df.assign(wall_time=1.0, threads=1, task="t", optimizer="adamw", size_axis="width")
+    return df, set(coarse.run_id)
+
+
+def test_design_masks_drop_what_each_design_would_not_have_trained():
+    df, coarse = _refined_frame()
+    keep = {d: design_mask(df, d, coarse, base_seeds=3) for d in DESIGNS}
+    assert keep["as run"].all()
+    assert set(df[keep["max seeds 4"]].seed) == {0, 1, 2, 3}
+    assert set(df[keep["no extra seeds"]].seed) == {0, 1, 2}
+    middle_extra = (df["size"] == 16) & (df.seed >= 3)
+    assert (
+        not keep["extra seeds at the ends"][middle_extra].any() and keep["extra seeds at the ends"][~middle_extra].all()
+    )
+    # the half grid keeps indices 0, 2, 4, 6 and the two beside their optimum (0.1 and 10 tie at
+    # 1.1; the first, index 2, wins), so it keeps 1 and 3 and drops 5 (100); every refined run stays
+    half = df[keep["half coarse grid"]]
+    dropped = sorted(set(df[df.run_id.isin(coarse)].setting) - set(half[half.run_id.isin(coarse)].setting))
+    assert dropped == [100.0]
+    assert set(df.run_id) - set(coarse) <= set(half.run_id)
+    with pytest.raises(WdscaleError, match="design='thirds' is not allowed"):
+        design_mask(df, "thirds", coarse, base_seeds=3)
+
+
+def test_design_replay_counts_compute_against_the_coarse_grid_and_compares_verdicts():
+    df, coarse = _refined_frame()
+    r = design_replay(df, coarse, base_seeds=3, designs=("no extra seeds",), n_boot=50)
+    assert list(r.design.unique()) == ["as run", "no extra seeds"]
+    as_run = r[r.design == "as run"].iloc[0]
+    n_coarse = len(coarse)
+    assert as_run.compute == pytest.approx(len(df) / n_coarse) and as_run.runs == pytest.approx(len(df) / n_coarse)
+    assert bool(as_run.same_regret) and bool(as_run.same_drift)
+    cut = r[r.design == "no extra seeds"].iloc[0]
+    assert cut.runs == pytest.approx((df.seed < 3).sum() / n_coarse)
+    # the target's optimum and the proxy's choice are both 1.0: no regret either way
+    assert as_run.regret == 0 and cut.regret == 0
+
+
+def test_the_seeds_at_note_is_what_the_findings_replay_gives():
+    import dataclasses
+
+    from wdscale.study.plan import make_runs
+    from wdscale.study.tasks import get_task
+
+    findings = Path(__file__).parents[2] / "docs" / "findings"
+    same, series, ratios = 0, 0, []
+    studied = 0
+    for path in sorted(findings.glob("*/plan.json")):
+        plan = StudyPlan.from_dict(json.loads(path.read_text()))
+        if not plan.refined or path.parent.name.startswith("joint_"):
+            continue
+        studied += 1
+        coarse = {c.run_id for c in make_runs(dataclasses.replace(plan, refined={}), get_task(plan.task))}
+        r = design_replay(load_runs(path.parent), coarse, plan.seeds, designs=("extra seeds at the ends",))
+        ends, as_run = r[r.design != "as run"], r[r.design == "as run"]
+        same += int((ends.same_regret & ends.same_drift).sum())
+        series += len(ends)
+        ratios.append(ends.compute.iloc[0] / as_run.compute.iloc[0])
+    assert (studied, same, series) == SEEDS_AT_CHECKED
+    assert (round(min(ratios), 2), round(max(ratios), 2)) == SEEDS_AT_COMPUTE

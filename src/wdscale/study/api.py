@@ -20,7 +20,7 @@ from .config import RunConfig, TaskData
 from .jobs import register_source
 from .joint import is_joint
 from .plan import StudyPlan, make_runs
-from .refine import RefineSummary, refine_study
+from .refine import RefineSummary, SeedsAt, refine_study
 from .report import write_report
 from .runner import RunSummary, run_study
 from .store import load_runs
@@ -263,11 +263,14 @@ class Study:
             retry_failed=retry_failed,
         )
 
-    def refine(self, *, points: int = 3, max_seeds: int = 6, progress: bool = True) -> RefineSummary:
+    def refine(
+        self, *, points: int = 3, max_seeds: int = 6, seeds_at: SeedsAt = "all", progress: bool = True
+    ) -> RefineSummary:
         """Add runs where the decision is made, after `run`: a finer grid (`points` steps per
         coarse step) out to one coarse step around each size's measured optimum; seeds up to
-        `max_seeds` at the optimum and the settings within noise of it; the proxy's (smallest
-        size's) optimum trained at every larger size. The plan grows to hold them (kept in the
+        `max_seeds` at the optimum and the settings within noise of it (at every size, or with
+        `seeds_at="ends"` only at the smallest and largest); the proxy's (smallest size's)
+        optimum trained at every larger size. The plan grows to hold them (kept in the
         store); nothing stored is trained again. See `wdscale.study.refine`.
 
         Returns:
@@ -281,6 +284,7 @@ class Study:
             self.out,
             points=points,
             max_seeds=max_seeds,
+            seeds_at=seeds_at,
             source=self.source,
             task=self.task,
             model_fn=self.model_fn,

@@ -18,7 +18,7 @@ from .api import Study
 from .backends import make_backend
 from .joint import fixed_lr_slice, is_joint
 from .plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs
-from .refine import PRUNING_NOTE, refine_study, stored_plan
+from .refine import PRUNING_NOTE, SEEDS_AT, SEEDS_AT_NOTE, refine_study, stored_plan
 from .report import write_report
 from .runner import run_study
 from .store import Store, load_runs
@@ -238,6 +238,7 @@ def cmd_refine(args: argparse.Namespace) -> None:
         out,
         points=points,
         max_seeds=max_seeds,
+        seeds_at=args.seeds_at,
         backend=make_backend("local", workers=workers),
         threads=threads,
         progress=not args.no_progress,
@@ -418,6 +419,14 @@ def add_study_parser(sub: Any) -> None:
     p.add_argument("dir", help="the study directory (its runs.sqlite, or runs.parquet and plan.json)")
     p.add_argument("--points", help="fine steps per coarse grid step, ≥ 2 (default 3: two new settings per step)")
     p.add_argument("--max-seeds", dest="max_seeds", help="seeds at the optimum and the settings near it (default 6)")
+    p.add_argument(
+        "--seeds-at",
+        dest="seeds_at",
+        choices=SEEDS_AT,
+        default="all",
+        help="where those seeds go: every size (default), or only the smallest and largest, whose losses a "
+        f"regret compares ({SEEDS_AT_NOTE})",
+    )
     p.add_argument("--workers", help="worker processes (default: cores / --threads)")
     p.add_argument("--threads", help="torch intra-op threads per run, recorded with each run (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

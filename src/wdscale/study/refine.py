@@ -9,7 +9,8 @@ so the store still holds one plan and nothing stored is trained again):
    coarse step on each side (in a joint study, a cross: finer settings at the optimum's lr and
    finer lrs at its setting);
 2. seeds: up to `max_seeds` at the optimum and at every point whose seed-mean is within noise of
-   it (within 2 standard errors of the difference), and the proxy's (smallest size's) optimum
+   it (within 2 standard errors of the difference) — at every size, or with `seeds_at="ends"`
+   only at the smallest and largest, the two sizes a regret compares — and the proxy's (smallest size's) optimum
    trained at every larger size with as many seeds as that size's optimum, so its transfer regret
    is measured, not read off a curve (in a joint study also the proxy's optimum over settings at
    the fixed lr: the λ-only transfer). Stage 2 repeats until it adds nothing (the optimum may
@@ -28,14 +29,14 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 import numpy as np
 import pandas as pd
 
 from ..checks import check_positive_int
 from ..errors import WdscaleError
-from .analysis import core_seconds, run_losses
+from .analysis import analyze, core_seconds, run_losses
 from .backends import Backend
 from .config import ModelFn
 from .jobs import Source
@@ -52,6 +53,17 @@ PRUNING_NOTE = (
     f"dropped neighbours of that optimum) found the full grid's optimum in {PRUNING_CHECKED[0]} of "
     f"{PRUNING_CHECKED[1]} cases (rule × size); the 2 misses, in the SGD width study, cost ≤ 3.3 %."
 )
+# design_replay on the refined findings studies: "extra seeds at the ends" against "as run", held by
+# tests/study/test_refine.py::test_the_seeds_at_note_is_what_the_findings_replay_gives
+SEEDS_AT_CHECKED = (7, 32, 32)  # studies; series whose regret resolution and drift verdict both held; series
+SEEDS_AT_COMPUTE = (0.91, 0.95)  # its compute over the refinement as run's, lowest and highest study
+SEEDS_AT_NOTE = (
+    f"replayed on the {SEEDS_AT_CHECKED[0]} refined studies of docs/findings: the regret's resolution and the "
+    f"drift's verdict unchanged in {SEEDS_AT_CHECKED[1]} of {SEEDS_AT_CHECKED[2]} rule series, at "
+    f"{SEEDS_AT_COMPUTE[0]:.2f}–{SEEDS_AT_COMPUTE[1]:.2f} of the compute"
+)
+SEEDS_AT = ("all", "ends")
+SeedsAt = Literal["all", "ends"]
 NOISE_SE = 2.0  # a setting is "within noise" of the optimum when its mean is within this many s.e.
 MAX_SEED_ROUNDS = 5  # stage 2 repeats until nothing is added; this bounds it
 
@@ -179,11 +191,13 @@ def add_seeds(
     metric: str = "val_loss",
     lrs: Optional[list[float]] = None,
     fixed: Optional[float] = None,
+    seeds_at: SeedsAt = "all",
 ) -> tuple[StudyPlan, int]:
-    """Stage 2: seeds up to `max_seeds` at each optimum and the points within noise of it, and
-    the proxy's optimum at every larger size with as many seeds as that size's optimum (in a
-    joint study also the proxy's best setting at the `fixed` lr, the λ-only transfer). Returns
-    the grown plan and how many runs it adds."""
+    """Stage 2: seeds up to `max_seeds` at each optimum and the points within noise of it (at
+    every size, or with `seeds_at="ends"` only at the smallest and largest, whose losses the
+    regret compares), and the proxy's optimum at every larger size with as many seeds as that
+    size's optimum (in a joint study also the proxy's best setting at the `fixed` lr, the λ-only
+    transfer). Returns the grown plan and how many runs it adds."""
     lrs = lrs if lrs is not None else sorted(df["lr"].unique())
     means = setting_means(df, metric)
     additions: dict[str, dict[Point, int]] = {}
@@ -209,6 +223,8 @@ def add_seeds(
         if fixed is not None and len(lrs) > 1 and (m["lr"] == fixed).any():
             at = m[m["lr"] == fixed]
             sliced[(rule, size)] = (fixed, float(at.loc[at["mean"].idxmin(), "setting"]))
+        if seeds_at == "ends" and size not in (sizes[0], sizes[-1]):
+            continue
         close = m[(m["mean"] - best["mean"]) <= NOISE_SE * np.sqrt(m["sem"] ** 2 + best["sem"] ** 2)]
         for lr, s in zip(close["lr"], close["setting"]):
             want(rule, size, (float(lr), float(s)), max(max_seeds, plan.seeds))
@@ -256,6 +272,7 @@ def refine_study(
     *,
     points: int = 3,
     max_seeds: int = 6,
+    seeds_at: SeedsAt = "all",
     metric: str = "val_loss",
     source: Optional[Source] = None,
     task: Optional[Task] = None,
@@ -271,6 +288,8 @@ def refine_study(
     if check_positive_int("points", points) < 2:
         raise WdscaleError(f"points={points!r} is not allowed: points must be a whole number ≥ 2 (fine steps per step)")
     check_positive_int("max_seeds", max_seeds)
+    if seeds_at not in SEEDS_AT:
+        raise WdscaleError(f"seeds_at={seeds_at!r} is not allowed: one of {', '.join(map(repr, SEEDS_AT))}")
     out = Path(out_dir)
     task = task if task is not None else get_task(plan.task)
     plan = keep_refined(plan, out)
@@ -291,7 +310,7 @@ def refine_study(
     run_study(plan, out, **kw)  # type: ignore[arg-type]
     # stage 2, until nothing is added
     for _ in range(MAX_SEED_ROUNDS):
-        plan, n_runs = add_seeds(plan, load_runs(out), grid, sizes, max_seeds, metric, lrs, fixed)
+        plan, n_runs = add_seeds(plan, load_runs(out), grid, sizes, max_seeds, metric, lrs, fixed, seeds_at)
         if not n_runs:
             break
         print(f"refine: {n_runs} seed runs added near the optima and at the proxy's optimum", file=sys.stderr)
@@ -342,3 +361,98 @@ def pruning_check(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
             )
         )
     return pd.DataFrame(rows, columns=["rule", "size", "full", "coarse", "refined", "same", "gap"])
+
+
+# the designs `design_replay` compares with the refinement as run (a coarse grid, then refined):
+# its seeds capped, no seeds beyond the coarse grid's, extra seeds only at the sizes whose regret is
+# measured (the smallest, where the choice is made, and the largest, where it is paid), and a coarse
+# grid of every other setting (the pruning check's search: the dropped neighbours of its optimum
+# kept), alone and with extra seeds only at the ends
+DESIGNS = (
+    "as run",
+    "max seeds 4",
+    "no extra seeds",
+    "extra seeds at the ends",
+    "half coarse grid",
+    "half coarse grid, extra seeds at the ends",
+)
+
+
+def _half_grid_drops(df: pd.DataFrame, coarse: pd.Series, base_seeds: int, metric: str) -> pd.Series:
+    """The coarse-grid runs a coarse grid of every other setting would not have trained: per
+    (rule, size, lr), the odd-numbered coarse settings other than the two beside the optimum of
+    the even-numbered ones (seed-means over the coarse seeds)."""
+    first = df[coarse & (df["seed"].astype(int) < base_seeds)]
+    means = setting_means(first, metric)
+    dropped = []
+    for (rule, size, lr), m in means.groupby(["rule", "size", "lr"]):
+        m = m.sort_values("setting").reset_index(drop=True)
+        kept = list(range(0, len(m), 2))
+        best = min(kept, key=lambda i: m["mean"][i])
+        dropped += [(rule, size, lr, m["setting"][i]) for i in range(1, len(m), 2) if abs(i - best) > 1]
+    key = pd.MultiIndex.from_frame(df[["rule", "size", "lr", "setting"]])
+    return pd.Series(key.isin(dropped), index=df.index) & coarse
+
+
+def design_mask(df: pd.DataFrame, design: str, coarse_ids: set[str], base_seeds: int, metric: str = "val_loss"):
+    """The runs of a refined study that `design` (one of DESIGNS) would have kept. Seeds are
+    numbered 0, 1, ... at every point, so a cap keeps the lowest-numbered ones."""
+    if design not in DESIGNS:
+        raise WdscaleError(f"design={design!r} is not allowed: one of {', '.join(DESIGNS)}")
+    seed, sizes = df["seed"].astype(int), df["size"].astype(int)
+    extra = seed >= base_seeds
+    keep = pd.Series(True, index=df.index)
+    if design == "max seeds 4":
+        keep &= seed < max(4, base_seeds)
+    if design == "no extra seeds":
+        keep &= ~extra
+    if design.endswith("extra seeds at the ends"):
+        keep &= ~extra | sizes.isin([sizes.min(), sizes.max()])
+    if design.startswith("half coarse grid"):
+        keep &= ~_half_grid_drops(df, df["run_id"].isin(coarse_ids), base_seeds, metric)
+    return keep
+
+
+def design_replay(
+    df: pd.DataFrame,
+    coarse_ids: set[str],
+    base_seeds: int,
+    designs: tuple[str, ...] = DESIGNS,
+    n_boot: int = 200,
+    metric: str = "val_loss",
+) -> pd.DataFrame:
+    """Replay cheaper designs on a refined study: drop the runs a design would not have trained
+    and analyse what is left. One row per (design, rule) of "as run" and `designs`: the design's compute against the coarse
+    grid's (core-seconds and runs, counted as `RefineSummary` counts them), the measured regret
+    with its interval and resolution, the drift's slope and verdict code, and whether the regret's
+    resolution and the drift's verdict are the ones the refinement as run reached. A replay, not
+    a rerun: a cheaper design would choose its refined points from fewer runs, so it could have
+    put some of them elsewhere, and a proxy choice it moved may read "not measured" here where a
+    rerun would have trained it."""
+    core = core_seconds(df)
+    is_coarse = df["run_id"].isin(coarse_ids)
+    coarse_core, coarse_runs = float(core[is_coarse].sum()), int(is_coarse.sum())
+    rows: list[dict] = []
+    reference: dict[str, tuple[str, str]] = {}
+    for design in ("as run", *(d for d in designs if d != "as run")):
+        keep = design_mask(df, design, coarse_ids, base_seeds, metric)
+        for t in analyze(df[keep], metric=metric, n_boot=n_boot).table().itertuples():
+            reference.setdefault(t.rule, (t.resolution, t.code))  # the first design is the refinement as run
+            rows.append(
+                dict(
+                    design=design,
+                    rule=t.rule,
+                    compute=float(core[keep].sum()) / coarse_core if coarse_core else math.nan,
+                    runs=int(keep.sum()) / coarse_runs if coarse_runs else math.nan,
+                    regret=t.regret,
+                    lo=t.regret_lo,
+                    hi=t.regret_hi,
+                    detectable=t.detectable,
+                    resolution=t.resolution,
+                    slope=t.slope,
+                    code=t.code,
+                    same_regret=t.resolution == reference[t.rule][0],
+                    same_drift=t.code == reference[t.rule][1],
+                )
+            )
+    return pd.DataFrame(rows)
