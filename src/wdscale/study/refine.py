@@ -422,13 +422,13 @@ def design_replay(
     metric: str = "val_loss",
 ) -> pd.DataFrame:
     """Replay cheaper designs on a refined study: drop the runs a design would not have trained
-    and analyse what is left. One row per (design, rule) of "as run" and `designs`: the design's compute against the coarse
-    grid's (core-seconds and runs, counted as `RefineSummary` counts them), the measured regret
-    with its interval and resolution, the drift's slope and verdict code, and whether the regret's
-    resolution and the drift's verdict are the ones the refinement as run reached. A replay, not
-    a rerun: a cheaper design would choose its refined points from fewer runs, so it could have
-    put some of them elsewhere, and a proxy choice it moved may read "not measured" here where a
-    rerun would have trained it."""
+    and analyse what is left. One row per (design, rule) of "as run" and `designs`: the design's
+    compute against the coarse grid's (core-seconds and runs, counted as `RefineSummary` counts
+    them), the measured regret with its interval and resolution, the drift's slope and verdict
+    code, and whether the regret's resolution and the drift's verdict are the ones the refinement
+    as run reached. A replay, not a rerun: a cheaper design would choose its refined points from
+    fewer runs, so it could have put some of them elsewhere, and a proxy choice it moved may read
+    "not measured" here where a rerun would have trained it."""
     core = core_seconds(df)
     is_coarse = df["run_id"].isin(coarse_ids)
     coarse_core, coarse_runs = float(core[is_coarse].sum()), int(is_coarse.sum())
