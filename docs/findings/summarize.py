@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 
 from wdscale.study.advise import Holdout, holdout
-from wdscale.study.analysis import StudyAnalysis, analyze, core_seconds
+from wdscale.study.analysis import StudyAnalysis, analyze, core_seconds, with_setting_names
 from wdscale.study.cost import SearchCost, search_cost
 from wdscale.study.joint import JointAnalysis, analyze_joint
 from wdscale.study.plan import StudyPlan, make_runs
+from wdscale.study.refine import DESIGNS, design_replay, setting_means
 from wdscale.study.store import load_runs
 from wdscale.study.tasks import get_task
 
@@ -281,6 +282,61 @@ def refined_row(name: str, runs: pd.DataFrame) -> str | None:
     )
 
 
+def designs_row(name: str, runs: pd.DataFrame) -> str | None:
+    """A refined study's cheaper designs replayed (`design_replay`): each design's compute against
+    the coarse grid's, and in how many rule series the regret's resolution and the drift's verdict
+    are the ones the refinement as run reached."""
+    plan = StudyPlan.from_dict(json.loads((HERE / name / "plan.json").read_text()))
+    if not plan.refined:
+        return None
+    r = design_replay(runs, coarse_ids(HERE / name), plan.seeds)
+    cells = [
+        f"×{g.compute.iloc[0]:.2f} ({int((g.same_regret & g.same_drift).sum())}/{len(g)})"
+        for _, g in r.groupby("design", sort=False)
+    ]
+    return f"| `{name}` | " + " | ".join(cells) + " |"
+
+
+# rules that are the same optimizer on a study's axis (tests/test_rules.py checks the identities):
+# their runs at settings that differ only by grid rounding are replicates
+REPLICATE_PAIRS = {"full": [("sum", "per_sample"), ("mup", "timescale")]}
+
+
+def replicate_table(runs: pd.DataFrame, coarse: set[str], pairs: list[tuple[str, str]], near: float = 0.05) -> str:
+    """Replicate noise: per pair of rules that are one optimizer, the seed-mean losses at matching
+    settings (same size and seed count, settings equal to 0.2 % after mapping one rule's grid onto
+    the other's through their coarse grids' centres; a τ-rule maps inversely) within `near` of the
+    size's best. Runs whose settings coincide exactly are identical and counted apart."""
+    means = setting_means(runs)
+    best = means.groupby(["rule", "size"])["mean"].transform("min")
+    means = means[means["mean"] <= (1 + near) * best]
+    names = dict(zip(runs["rule"], with_setting_names(runs)["setting_name"]))
+    out = [
+        "| same optimizer | points compared | identical | differ: median | 90th percentile | largest |",
+        "|---|---|---|---|---|---|",
+    ]
+    for a, b in pairs:
+        grid = runs[runs["run_id"].isin(coarse)]
+        centre = {r: float(np.exp(np.log(grid.loc[grid["rule"] == r, "setting"].unique()).mean())) for r in (a, b)}
+        inverse = names[a] != names[b]
+        diffs = []
+        for size, x in means[means["rule"] == a].groupby("size"):
+            y = means[(means["rule"] == b) & (means["size"] == size)]
+            for s, mean, n in zip(x["setting"], x["mean"], x["n"]):
+                mapped = centre[a] * centre[b] / s if inverse else s * centre[b] / centre[a]
+                j = int(np.argmin(np.abs(np.log(y["setting"].to_numpy() / mapped)))) if len(y) else -1
+                if j >= 0 and abs(math.log(y["setting"].iloc[j] / mapped)) < 2e-3 and y["n"].iloc[j] == n:
+                    other = float(y["mean"].iloc[j])
+                    diffs.append(abs(mean - other) / min(mean, other))
+        d = np.array(diffs)
+        moved = d[d > 1e-9]
+        out.append(
+            f"| `{a}` / `{b}` | {len(d)} | {len(d) - len(moved)} | {100 * np.median(moved):.2f} % "
+            f"| {100 * np.quantile(moved, 0.9):.2f} % | {100 * moved.max():.2f} % |"
+        )
+    return "\n".join(out)
+
+
 def fill(doc: str, blocks: dict[str, str]) -> str:
     """Replace the text between each block's markers; a block without markers is an error."""
     for name, body in blocks.items():
@@ -346,6 +402,8 @@ def main() -> int:
         blocks[name] = study_table(rows)
         if name == "full":
             blocks["cost"] = cost_table(search_cost(runs))
+        if name in REPLICATE_PAIRS:
+            blocks[f"{name}_replicates"] = replicate_table(runs, coarse_ids(HERE / name), REPLICATE_PAIRS[name])
         held += [(name, h) for h in holdout(runs)]
     refined = [row for name in STUDIES if (runs := load(HERE / name)) is not None and (row := refined_row(name, runs))]
     blocks["refined"] = "\n".join(
@@ -355,6 +413,10 @@ def main() -> int:
             "|---|---|---|---|---|---|---|",
             *refined,
         ]
+    )
+    designs = [row for name in STUDIES if (runs := load(HERE / name)) is not None and (row := designs_row(name, runs))]
+    blocks["designs"] = "\n".join(
+        ["| study | " + " | ".join(DESIGNS) + " |", "|---|" + "---|" * len(DESIGNS), *designs]
     )
     for name, (_, one_d_name) in JOINT_STUDIES.items():
         runs = load(HERE / name)
