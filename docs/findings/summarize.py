@@ -364,13 +364,18 @@ def figure(verdicts: list[dict], path: Path) -> None:
         g = df[df["study"] == s].sort_values("regret", ascending=False)
         y = np.arange(len(g))
         floor = 1e-3  # a measured 0 % sits at the left edge of the log axis
-        reg = 100 * g["regret"].clip(lower=floor).to_numpy(float)
-        lo = 100 * g["regret_lo"].fillna(g["regret"]).clip(lower=floor).to_numpy(float)
-        hi = 100 * g["regret_hi"].fillna(g["regret"]).clip(lower=floor).to_numpy(float)
+        finite = np.isfinite(g["regret"].to_numpy(float))
+        reg = 100 * g["regret"].where(finite, floor).clip(lower=floor).to_numpy(float)
+        lo = 100 * g["regret_lo"].fillna(g["regret"]).where(finite, floor).clip(lower=floor).to_numpy(float)
+        hi = 100 * g["regret_hi"].fillna(g["regret"]).where(finite, floor).clip(lower=floor).to_numpy(float)
         colors = ["#bbbbbb" if e else "#3b6ea8" for e in g["edge"]]
         err = np.vstack([np.maximum(reg - lo, 0), np.maximum(hi - reg, 0)])
         ax.barh(y, reg, color=colors, xerr=err, ecolor="#444444", capsize=2)
         ax.set_yticks(y, g["rule"])
+        for yi, r in zip(y, g["regret"].to_numpy(float)):
+            if not np.isfinite(r):  # no bar: say why, so an empty row does not read as 0 %
+                text = "diverges or does not learn" if r > 0 else "not measured"
+                ax.text(0.12, yi, text, va="center", fontsize=7, color="#aa3333")
         ax.set_xscale("log")
         ax.set_xlim(0.1, 200)
         ax.set_title(g["label"].iloc[0], fontsize=9)
