@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import threading
 from typing import Callable, Optional, Sequence
 
 from torch import nn
@@ -135,22 +133,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("wdscale: interrupted; finished runs are kept in the store", file=sys.stderr)
-        _exit_if_exit_hangs(130)
         return 130
     return 0
-
-
-EXIT_GRACE_S = 10.0  # after an interrupt, how long exiting may take before the process is ended
-
-
-def _exit_if_exit_hangs(status: int) -> None:
-    """End the process with `status` if it is still alive EXIT_GRACE_S from now. After Ctrl-C the
-    study's store is closed and its workers killed, but interpreter exit joins the process pool's
-    manager thread, which (rarely, seen once in CI) stays blocked on a queue the killed workers no
-    longer read. A daemon timer does not hold exit up itself, and in a normal exit never fires."""
-    timer = threading.Timer(EXIT_GRACE_S, lambda: (sys.stderr.flush(), os._exit(status)))
-    timer.daemon = True
-    timer.start()
 
 
 if __name__ == "__main__":
