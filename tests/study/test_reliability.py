@@ -210,7 +210,11 @@ def test_workers_die_with_their_driver(tmp_path, sig):
         "2",
         "--no-progress",
     ]
-    driver = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    # a shell running this suite in the background starts it with SIGINT ignored, which the driver
+    # would inherit (and rightly keep): give it the default disposition, as a terminal would
+    driver = subprocess.Popen(
+        cmd, stderr=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
     try:
         deadline = time.time() + 60
         workers: list[int] = []
