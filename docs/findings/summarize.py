@@ -268,11 +268,8 @@ def coarse_ids(study_dir: Path) -> set[str]:
     return {c.run_id for c in make_runs(dataclasses.replace(plan, refined={}), get_task(plan.task))}
 
 
-def refined_row(name: str, runs: pd.DataFrame) -> str | None:
+def refined_row(name: str, runs: pd.DataFrame, coarse: set[str]) -> str:
     """A study's coarse grid against what `wdscale study refine` added: runs and core-seconds."""
-    if not json.loads((HERE / name / "plan.json").read_text()).get("refined"):
-        return None
-    coarse = coarse_ids(HERE / name)
     core = core_seconds(runs)
     is_coarse = runs["run_id"].isin(coarse)
     c, r = float(core[is_coarse].sum()), float(core[~is_coarse].sum())
@@ -282,14 +279,11 @@ def refined_row(name: str, runs: pd.DataFrame) -> str | None:
     )
 
 
-def designs_row(name: str, runs: pd.DataFrame) -> str | None:
+def designs_row(name: str, runs: pd.DataFrame, coarse: set[str], base_seeds: int) -> str:
     """A refined study's cheaper designs replayed (`design_replay`): each design's compute against
     the coarse grid's, and in how many rule series the regret's resolution and the drift's verdict
     are the ones the refinement as run reached."""
-    plan = StudyPlan.from_dict(json.loads((HERE / name / "plan.json").read_text()))
-    if not plan.refined:
-        return None
-    r = design_replay(runs, coarse_ids(HERE / name), plan.seeds)
+    r = design_replay(runs, coarse, base_seeds)
     cells = [
         f"×{g.compute.iloc[0]:.2f} ({int((g.same_regret & g.same_drift).sum())}/{len(g)})"
         for _, g in r.groupby("design", sort=False)
@@ -396,11 +390,18 @@ def figure(verdicts: list[dict], path: Path) -> None:
 def main() -> int:
     verdicts, blocks, missing, analyses = [], {}, [], {}
     held: list[tuple[str, Holdout]] = []
+    loaded: dict[str, pd.DataFrame | None] = {}
+    refined, designs = [], []
     for name, label in STUDIES.items():
-        runs = load(HERE / name)
+        runs = loaded[name] = load(HERE / name)
         if runs is None or runs.empty:
             missing.append(name)
             continue
+        plan = StudyPlan.from_dict(json.loads((HERE / name / "plan.json").read_text()))
+        coarse = coarse_ids(HERE / name)
+        if plan.refined:
+            refined.append(refined_row(name, runs, coarse))
+            designs.append(designs_row(name, runs, coarse, plan.seeds))
         analyses[name] = analyze(runs)
         rows = verdict_rows(name, label, analyses[name])
         verdicts += rows
@@ -408,9 +409,8 @@ def main() -> int:
         if name == "full":
             blocks["cost"] = cost_table(search_cost(runs))
         if name in REPLICATE_PAIRS:
-            blocks[f"{name}_replicates"] = replicate_table(runs, coarse_ids(HERE / name), REPLICATE_PAIRS[name])
+            blocks[f"{name}_replicates"] = replicate_table(runs, coarse, REPLICATE_PAIRS[name])
         held += [(name, h) for h in holdout(runs)]
-    refined = [row for name in STUDIES if (runs := load(HERE / name)) is not None and (row := refined_row(name, runs))]
     blocks["refined"] = "\n".join(
         [
             "| study | coarse-grid runs | refined runs | coarse core-s (as recorded) | refined core-s "
@@ -419,7 +419,6 @@ def main() -> int:
             *refined,
         ]
     )
-    designs = [row for name in STUDIES if (runs := load(HERE / name)) is not None and (row := designs_row(name, runs))]
     blocks["designs"] = "\n".join(
         ["| study | " + " | ".join(DESIGNS) + " |", "|---|" + "---|" * len(DESIGNS), *designs]
     )
@@ -428,7 +427,7 @@ def main() -> int:
         if runs is None or runs.empty:
             missing.append(name)
             continue
-        joint, _ = joint_blocks(name, runs, load(HERE / one_d_name))
+        joint, _ = joint_blocks(name, runs, loaded.get(one_d_name))
         blocks.update(joint)
     if {"shakespeare_width", "shakespeare_vectors"} <= set(analyses):
         blocks["vectors"] = vectors_table(analyses["shakespeare_width"], analyses["shakespeare_vectors"])

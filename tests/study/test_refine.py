@@ -297,7 +297,6 @@ def test_design_replay_counts_compute_against_the_coarse_grid_and_compares_verdi
     as_run = r[r.design == "as run"].iloc[0]
     n_coarse = len(coarse)
     assert as_run.compute == pytest.approx(len(df) / n_coarse) and as_run.runs == pytest.approx(len(df) / n_coarse)
-    assert bool(as_run.same_regret) and bool(as_run.same_drift)
     cut = r[r.design == "no extra seeds"].iloc[0]
     assert cut.runs == pytest.approx((df.seed < 3).sum() / n_coarse)
     # the target's optimum and the proxy's choice are both 1.0: no regret either way

@@ -333,6 +333,15 @@ def refine_study(
     return summary
 
 
+def _half_grid_search(means: np.ndarray) -> tuple[int, list[int]]:
+    """A search over a grid (seed-means in setting order) that trains every other setting (the
+    first, third, ...), then the two beside the best of those. Returns that best index and every
+    index searched."""
+    kept = list(range(0, len(means), 2))
+    coarse = min(kept, key=lambda i: means[i])
+    return coarse, sorted({*kept, *(i for i in (coarse - 1, coarse + 1) if 0 <= i < len(means))})
+
+
 def pruning_check(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
     """Per (rule, size) of a finished study: does a coarse-then-refine search find the full grid's
     optimum? The coarse search keeps every other setting (the first, third, ...); the refine step
@@ -345,9 +354,7 @@ def pruning_check(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
         if len(m) < 3:
             continue
         full = int(m["mean"].idxmin())
-        kept = list(range(0, len(m), 2))
-        coarse = min(kept, key=lambda i: m["mean"][i])
-        searched = sorted({*kept, *(i for i in (coarse - 1, coarse + 1) if 0 <= i < len(m))})
+        coarse, searched = _half_grid_search(m["mean"].to_numpy(float))
         refined = min(searched, key=lambda i: m["mean"][i])
         rows.append(
             dict(
@@ -387,9 +394,8 @@ def _half_grid_drops(df: pd.DataFrame, coarse: pd.Series, base_seeds: int, metri
     dropped = []
     for (rule, size, lr), m in means.groupby(["rule", "size", "lr"]):
         m = m.sort_values("setting").reset_index(drop=True)
-        kept = list(range(0, len(m), 2))
-        best = min(kept, key=lambda i: m["mean"][i])
-        dropped += [(rule, size, lr, m["setting"][i]) for i in range(1, len(m), 2) if abs(i - best) > 1]
+        _, searched = _half_grid_search(m["mean"].to_numpy(float))
+        dropped += [(rule, size, lr, m["setting"][i]) for i in range(len(m)) if i not in searched]
     key = pd.MultiIndex.from_frame(df[["rule", "size", "lr", "setting"]])
     return pd.Series(key.isin(dropped), index=df.index) & coarse
 
