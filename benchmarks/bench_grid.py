@@ -21,9 +21,9 @@ import time
 import torch
 
 import wdscale
-from wdscale.study.engine import BatchedTrainer
-from wdscale.study.models import MLP
-from wdscale.study.train import gather, per_model_loss
+from wdscale.study.plan.models import MLP
+from wdscale.study.train.engine import BatchedTrainer
+from wdscale.study.train.loop import gather, per_model_loss
 
 IN, OUT, BATCH, N = 40, 10, 128, 4096
 

@@ -20,7 +20,7 @@ import time
 import torch
 
 import wdscale
-from wdscale.study.models import MLP
+from wdscale.study.plan.models import MLP
 
 CASES = [  # (optimizer name, rule, torch class built by hand)
     ("adamw", "decoupled", torch.optim.AdamW),

@@ -1,6 +1,13 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
+
+# the study tests' shared helpers (toy.py: a tiny plan; user_model.py: a user's model and data) sit in
+# tests/study/, beside the folders that mirror src/wdscale/study/
+sys.path.insert(0, str(Path(__file__).parent / "study"))
 
 
 class TinyMLP(nn.Module):

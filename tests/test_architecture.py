@@ -12,52 +12,70 @@ import pytest
 
 SRC = Path(__file__).parent.parent / "src"
 
-# lowest first: core (groups → rules → optim) ← study (plan → jobs → backends → store → analysis →
-# report) ← faces (cli, api)
-LAYERS = [
-    # core
-    "wdscale.errors",
-    "wdscale.checks",
-    "wdscale.sgdw",
-    "wdscale.groups",
-    "wdscale.rules",
-    "wdscale.optim",
-    # study: what a run is, what it trains on, the plan
-    "wdscale.study.config",
-    "wdscale.study.models",
-    "wdscale.study.tasks",
-    "wdscale.study.plan",
-    # study: training one run, and K runs at once
-    "wdscale.study.train",
-    "wdscale.study.stack",
-    "wdscale.study.batched_step",
-    "wdscale.study.mlp_forward",
-    "wdscale.study.engine",
-    # study: jobs, where they run, where results go, the driver
-    "wdscale.study.jobs",
-    "wdscale.study.ray_backend",
-    "wdscale.study.backends",
-    "wdscale.study.store",
-    "wdscale.study.runner",
-    # study: what the runs say (analysis is pure pandas), and refine, which reads the measured
-    # optima and drives the runner again where the decision is made
-    "wdscale.study.analysis",
-    "wdscale.study.refine",
-    "wdscale.study.cost",
-    "wdscale.study.joint",
-    "wdscale.study.document",
-    "wdscale.study.advise",
-    "wdscale.study.figures",
-    "wdscale.study.report",
-    # faces
-    "wdscale.loading",
-    "wdscale.study.api",
-    "wdscale.study.cli",
-    "wdscale.cli",
-    "wdscale.__main__",
-]
-PACKAGES = {"wdscale", "wdscale.study"}
-FACES = {"wdscale.loading", "wdscale.study.api", "wdscale.study.cli", "wdscale.cli", "wdscale.__main__"}
+# lowest first: core (groups → rules → optim) ← study, a folder per layer (plan → train → run → analysis →
+# search → report) ← faces (cli, api). Inside a layer, modules in the order they may import each other.
+LAYER_MODULES = {
+    "core": [
+        "wdscale.errors",
+        "wdscale.checks",
+        "wdscale.sgdw",
+        "wdscale.schedules",
+        "wdscale.groups",
+        "wdscale.rules",
+        "wdscale.optim",
+    ],
+    # what a run is, what it trains on, the plan
+    "plan": [
+        "wdscale.study.plan.config",
+        "wdscale.study.plan.models",
+        "wdscale.study.plan.tasks",
+        "wdscale.study.plan.study_plan",
+    ],
+    # training one run, and K runs at once
+    "train": [
+        "wdscale.study.train.loop",
+        "wdscale.study.train.stack",
+        "wdscale.study.train.batched_step",
+        "wdscale.study.train.mlp_forward",
+        "wdscale.study.train.engine",
+    ],
+    # jobs, where they run, where results go, the driver
+    "run": [
+        "wdscale.study.run.jobs",
+        "wdscale.study.run.ray_backend",
+        "wdscale.study.run.backends",
+        "wdscale.study.run.execution",
+        "wdscale.study.run.store",
+        "wdscale.study.run.runner",
+    ],
+    # what the runs say: pure pandas, never trains
+    "analysis": [
+        "wdscale.study.analysis.study_analysis",
+        "wdscale.study.analysis.cost",
+        "wdscale.study.analysis.joint",
+        "wdscale.study.analysis.advise",
+    ],
+    # more runs where the decision is made: reads the measured optima, drives the runner again
+    "search": [
+        "wdscale.study.search.refine",
+    ],
+    "report": [
+        "wdscale.study.report.document",
+        "wdscale.study.report.figures",
+        "wdscale.study.report.study_report",
+    ],
+    "faces": [
+        "wdscale.loading",
+        "wdscale.study.api",
+        "wdscale.study.cli",
+        "wdscale.cli",
+        "wdscale.__main__",
+    ],
+}
+LAYERS = [m for modules in LAYER_MODULES.values() for m in modules]
+STUDY_FOLDERS = ["plan", "train", "run", "analysis", "search", "report"]
+PACKAGES = {"wdscale", "wdscale.study"} | {f"wdscale.study.{f}" for f in STUDY_FOLDERS}
+FACES = set(LAYER_MODULES["faces"])
 # imported inside a function only where the dependency is optional or platform-bound: a Ray
 # cluster, the plotting backend (chosen before pyplot loads), the POSIX lock, a task's data
 # package, the study extra from the core's command line, and Optuna (a joint study's TPE baseline)
@@ -103,6 +121,17 @@ KNOWN = {module_name(p) for p in FILES}
 
 def test_every_module_has_a_layer():
     assert KNOWN - PACKAGES == set(LAYERS), "give a new module its layer here and in docs/architecture.md"
+
+
+def test_a_study_module_sits_in_the_folder_of_its_layer():
+    for layer in STUDY_FOLDERS:
+        for m in LAYER_MODULES[layer]:
+            assert m.startswith(f"wdscale.study.{layer}."), f"{m} belongs in study/{layer}/"
+    for m in LAYER_MODULES["core"] + LAYER_MODULES["faces"]:
+        assert m.count(".") <= 2 and not any(m.startswith(f"wdscale.study.{f}.") for f in STUDY_FOLDERS), m
+    assert set(STUDY_FOLDERS) == {
+        p.name for p in (SRC / "wdscale" / "study").iterdir() if p.is_dir() and p.name[0] != "_"
+    }
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: module_name(p))

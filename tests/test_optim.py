@@ -1,3 +1,4 @@
+import dataclasses
 import inspect
 import math
 import subprocess
@@ -425,3 +426,20 @@ def test_python_dash_m_wdscale_runs_the_command():
 
     done = subprocess.run([sys.executable, "-m", "wdscale", "rules"], capture_output=True, text=True, check=True)
     assert "source: " + wdscale.get_rule("timescale").source in done.stdout
+
+
+@pytest.mark.parametrize("fn", [wdscale.apply_rule, wdscale.param_groups, wdscale.explain, wdscale.optimizer])
+def test_the_shared_keywords_are_written_once_and_shown_everywhere(fn):
+    """help() shows and describes every argument, though the keywords are written once (RuleArgs)."""
+    from wdscale.optim import RuleArgs
+
+    names = [f.name for f in dataclasses.fields(RuleArgs) if not (fn is wdscale.optimizer and f.name == "optimizer")]
+    params = inspect.signature(fn).parameters
+    assert [n for n in params if n in names] == names
+    assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in names)
+    for n in ["model", *names]:
+        assert f"\n        {n}: " in fn.__doc__, f"{fn.__name__}'s docstring does not describe {n}"
+    with pytest.raises(TypeError, match="weight_dacay"):
+        fn(torch.nn.Linear(2, 2), rule="sum", lr=1e-3, weight_dacay=0.1) if fn is not wdscale.optimizer else fn(
+            torch.nn.Linear(2, 2), "sgd", rule="sum", lr=1e-3, weight_dacay=0.1
+        )

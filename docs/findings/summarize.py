@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wdscale.study.advise import Holdout, holdout
-from wdscale.study.analysis import StudyAnalysis, analyze, core_seconds, with_setting_names
-from wdscale.study.cost import SearchCost, search_cost
-from wdscale.study.joint import JointAnalysis, analyze_joint
-from wdscale.study.plan import StudyPlan, make_runs
-from wdscale.study.refine import DESIGNS, design_replay, setting_means
-from wdscale.study.store import load_runs
-from wdscale.study.tasks import get_task
+from wdscale.study.analysis.advise import Holdout, holdout
+from wdscale.study.analysis.cost import SearchCost, search_cost
+from wdscale.study.analysis.joint import JointAnalysis, analyze_joint
+from wdscale.study.analysis.study_analysis import StudyAnalysis, analyze, core_seconds, with_setting_names
+from wdscale.study.plan.study_plan import StudyPlan, make_runs
+from wdscale.study.plan.tasks import get_task
+from wdscale.study.run.store import load_runs
+from wdscale.study.search.refine import DESIGNS, design_replay, setting_means
 
 HERE = Path(__file__).resolve().parent
 

@@ -41,7 +41,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> object:
     # the study needs the `study` extra (scipy, matplotlib, ...): import it only when asked for
-    if name in ("Study", "StudyPlan", "TaskData"):
+    if name in ("Execution", "Study", "StudyPlan", "TaskData"):
         from . import study
 
         return getattr(study, name)
@@ -80,6 +80,7 @@ __all__ = [
     "register_rule",
     "setting_kind",
     "setting_kwargs",
+    "Execution",
     "Study",
     "StudyPlan",
     "TaskData",

@@ -17,7 +17,7 @@ from .rules import RULES, DataFacts, get_rule
 
 def _model_factory(spec: str) -> Callable[..., nn.Module]:
     if ":" not in spec:  # a built-in task's model family
-        from .study.tasks import get_task
+        from .study.plan.tasks import get_task
 
         try:
             task = get_task(spec)

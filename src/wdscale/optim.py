@@ -6,8 +6,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
+import inspect
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, TypeVar, Union
@@ -24,6 +28,7 @@ from .sgdw import SGDW
 __all__ = [
     "OPTIMIZER_NAMES",
     "RULE_KEYWORDS",
+    "RuleArgs",
     "TORCH_KEYWORDS",
     "WIDTH_RULES",
     "Assignment",
@@ -42,9 +47,6 @@ __all__ = [
 # (and without mup's infshape) they would silently be the plain optimizer. A rule's `needs_base`
 # says it for every rule, registered ones included.
 WIDTH_RULES = tuple(name for name, r in RULES.items() if r.needs_base)
-
-# the keyword arguments of `optimizer()` that go to the rule (`apply_rule`), in signature order
-RULE_KEYWORDS = ("weight_decay", "tau", "base", "data", "decay_vectors", "depth_mult", "alpha", "no_decay")
 
 # the torch constructor arguments `optimizer()` passes through, per update: SGDW takes SGD's, and
 # Adam and AdamW take the same (lr and weight_decay come from the rule; decoupled_weight_decay is
@@ -130,35 +132,87 @@ _ARGS_DOC = """
         no_decay: a parameter or module name, or a list of them, never to decay."""
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+@dataclass(frozen=True)
+class RuleArgs:
+    """What applying a rule takes besides the model: written once here, taken as keywords by
+    `apply_rule`, `param_groups`, `explain` and `optimizer` (whose signatures are made from these
+    fields, so help() lists every one). The values are checked by `apply_rule`."""
+
+    rule: str
+    lr: float
+    weight_decay: Optional[float] = None
+    tau: Optional[float] = None
+    base: Optional[nn.Module] = None
+    data: Optional[DataFacts] = None
+    optimizer: str = "adamw"
+    decay_vectors: bool = False
+    depth_mult: float = 1.0
+    alpha: float = 1.0
+    no_decay: Union[str, Iterable[str]] = ()
 
 
-def _with_args(fn: F) -> F:
-    """Put `_ARGS_DOC` where the docstring says {ARGS}, so help() lists every argument.
+# the keyword arguments of `optimizer()` that go to the rule (`apply_rule`), in signature order
+RULE_KEYWORDS = tuple(f.name for f in dataclasses.fields(RuleArgs) if f.name not in ("rule", "lr", "optimizer"))
 
-    apply_rule, param_groups and explain take the same arguments: they are described once.
-    """
-    if fn.__doc__ is not None:  # None under `python -OO`
-        fn.__doc__ = fn.__doc__.replace("{ARGS}", _ARGS_DOC.strip())
-    return fn
+# one entry per argument, by name (continuation lines indented further)
+_ARG_DOCS = dict(re.findall(r"^ {8}(\w+): (.*(?:\n {12}.*)*)", _ARGS_DOC, flags=re.M))
+
+R = TypeVar("R")
+_MODEL = inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="nn.Module")
 
 
-@_with_args
-def apply_rule(
-    model: nn.Module,
-    *,
-    rule: str,
-    lr: float,
-    weight_decay: Optional[float] = None,
-    tau: Optional[float] = None,
-    base: Optional[nn.Module] = None,
-    data: Optional[DataFacts] = None,
-    optimizer: str = "adamw",
-    decay_vectors: bool = False,
-    depth_mult: float = 1.0,
-    alpha: float = 1.0,
-    no_decay: Union[str, Iterable[str]] = (),
-) -> RuleOutcome:
+def _rule_keywords(
+    *leading: tuple[inspect.Parameter, str],
+    without: tuple[str, ...] = (),
+    var_keyword: Optional[tuple[str, str]] = None,
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Give `fn(model, *leading, args: RuleArgs, **rest)` the public signature
+    `(model, *leading, *, <RuleArgs' fields but `without`>, **var_keyword)`, and put `_ARGS_DOC`
+    where its docstring says {ARGS}, so help() shows and describes every argument."""
+    keywords = [
+        inspect.Parameter(
+            f.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default,
+            annotation=f.type,
+        )
+        for f in dataclasses.fields(RuleArgs)
+        if f.name not in without
+    ]
+    tail = [inspect.Parameter(var_keyword[0], inspect.Parameter.VAR_KEYWORD, annotation="Any")] if var_keyword else []
+    docs = [("model", _ARG_DOCS["model"]), *((p.name, doc) for p, doc in leading)]
+    docs += [(k.name, _ARG_DOCS[k.name]) for k in keywords]
+    docs += [(f"**{var_keyword[0]}", var_keyword[1])] if var_keyword else []
+    args_doc = "\n        ".join(f"{name}: {doc}" for name, doc in docs)
+
+    def decorate(fn: Callable[..., R]) -> Callable[..., R]:
+        sig = inspect.Signature(
+            [_MODEL, *(p for p, _ in leading), *keywords, *tail],
+            return_annotation=inspect.signature(fn).return_annotation,
+        )
+        own = [p.name for p, _ in leading]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> R:
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            given = bound.arguments
+            rest = given.pop(var_keyword[0], {}) if var_keyword else {}
+            lead = [given.pop(name) for name in own]
+            model = given.pop("model")
+            return fn(model, *lead, RuleArgs(**given), **rest)
+
+        del wrapper.__wrapped__  # help() and inspect show the public signature, not fn's
+        wrapper.__signature__ = sig  # type: ignore[attr-defined]
+        if wrapper.__doc__ is not None:  # None under `python -OO`
+            wrapper.__doc__ = wrapper.__doc__.replace("{ARGS}", args_doc)
+        return wrapper
+
+    return decorate
+
+
+@_rule_keywords()
+def apply_rule(model: nn.Module, args: RuleArgs) -> RuleOutcome:
     """Check every argument, classify the model and apply the rule to each trainable parameter.
 
     The step behind `param_groups`, `optimizer` and `explain`. Unlike them it does not refuse a
@@ -181,8 +235,9 @@ def apply_rule(
     Warns:
         ShrinkWarning: a decoupled group gets lr·weight_decay >= 1.
     """
+    rule, lr, weight_decay, tau, data = args.rule, args.lr, args.weight_decay, args.tau, args.data
     r = get_rule(rule)
-    opt = _optimizer_name(optimizer)
+    opt = _optimizer_name(args.optimizer)
     if opt not in r.optimizers:
         raise WdscaleError(f"rule {rule!r} is defined for optimizers {', '.join(r.optimizers)}, not {opt!r}")
     lr = check_positive("lr", lr)
@@ -195,10 +250,10 @@ def apply_rule(
     setting = check_setting(r.takes, given[r.takes])
     if data is not None and not isinstance(data, DataFacts):
         raise WdscaleTypeError(f"data must be a wdscale.DataFacts, got {type(data).__name__}")
-    depth_mult = check_positive("depth_mult", depth_mult)
-    alpha = check_number("alpha", alpha)
+    depth_mult = check_positive("depth_mult", args.depth_mult)
+    alpha = check_number("alpha", args.alpha)
 
-    infos = classify(model, base, decay_vectors=decay_vectors, no_decay=no_decay)
+    infos = classify(model, args.base, decay_vectors=args.decay_vectors, no_decay=args.no_decay)
     ctx = Context(
         lr=lr,
         setting=setting,
@@ -238,39 +293,13 @@ def apply_rule(
     return RuleOutcome(rule=r, optimizer=opt, mode=mode, assignments=assignments, data=data)
 
 
-def _apply_rule_with_base(
-    model: nn.Module,
-    rule: str,
-    lr: float,
-    weight_decay: Optional[float],
-    tau: Optional[float],
-    base: Optional[nn.Module],
-    data: Optional[DataFacts],
-    optimizer: str,
-    decay_vectors: bool,
-    depth_mult: float,
-    alpha: float,
-    no_decay: Union[str, Iterable[str]],
-) -> RuleOutcome:
-    """`apply_rule` (same arguments, in its order), refusing a width rule without a base.
+def _apply_rule_with_base(model: nn.Module, args: RuleArgs) -> RuleOutcome:
+    """`apply_rule`, refusing a width rule without a base.
 
     Such a rule with neither a base nor mup's infshape would silently be the plain optimizer.
     """
-    outcome = apply_rule(
-        model,
-        rule=rule,
-        lr=lr,
-        weight_decay=weight_decay,
-        tau=tau,
-        base=base,
-        data=data,
-        optimizer=optimizer,
-        decay_vectors=decay_vectors,
-        depth_mult=depth_mult,
-        alpha=alpha,
-        no_decay=no_decay,
-    )
-    if not outcome.rule.needs_base or base is not None:
+    outcome = apply_rule(model, **{f.name: getattr(args, f.name) for f in dataclasses.fields(args)})
+    if not outcome.rule.needs_base or args.base is not None:
         return outcome
     if any(hasattr(p, "infshape") for p in unwrap(model).parameters() if p.requires_grad):
         return outcome
@@ -298,22 +327,8 @@ def _groups(outcome: RuleOutcome) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
-@_with_args
-def param_groups(
-    model: nn.Module,
-    *,
-    rule: str,
-    lr: float,
-    weight_decay: Optional[float] = None,
-    tau: Optional[float] = None,
-    base: Optional[nn.Module] = None,
-    data: Optional[DataFacts] = None,
-    optimizer: str = "adamw",
-    decay_vectors: bool = False,
-    depth_mult: float = 1.0,
-    alpha: float = 1.0,
-    no_decay: Union[str, Iterable[str]] = (),
-) -> list[dict[str, Any]]:
+@_rule_keywords()
+def param_groups(model: nn.Module, args: RuleArgs) -> list[dict[str, Any]]:
     """Parameter groups for a torch optimizer, one per (kind, lr, weight_decay).
 
     Every trainable parameter lands in exactly one group. Whether `weight_decay` is coupled or
@@ -333,10 +348,7 @@ def param_groups(
     Warns:
         ShrinkWarning: a decoupled group gets lr·weight_decay >= 1.
     """
-    outcome = _apply_rule_with_base(
-        model, rule, lr, weight_decay, tau, base, data, optimizer, decay_vectors, depth_mult, alpha, no_decay
-    )
-    return _groups(outcome)
+    return _groups(_apply_rule_with_base(model, args))
 
 
 def _optimizer_class(name: OptimizerName, mode: DecayMode) -> type[torch.optim.Optimizer]:
@@ -369,22 +381,20 @@ def _check_torch_keywords(opt: OptimizerName, cls_name: str, rule: Rule, torch_k
         )
 
 
-def optimizer(
-    model: nn.Module,
-    name: str,
-    *,
-    rule: str,
-    lr: float,
-    weight_decay: Optional[float] = None,
-    tau: Optional[float] = None,
-    base: Optional[nn.Module] = None,
-    data: Optional[DataFacts] = None,
-    decay_vectors: bool = False,
-    depth_mult: float = 1.0,
-    alpha: float = 1.0,
-    no_decay: Union[str, Iterable[str]] = (),
-    **torch_kwargs: Any,
-) -> torch.optim.Optimizer:
+@_rule_keywords(
+    (
+        inspect.Parameter("name", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="str"),
+        'the update: "sgd", "adam" or "adamw" (any case).',
+    ),
+    without=("optimizer",),
+    var_keyword=(
+        "torch_kwargs",
+        """passed to the torch constructor; those `TORCH_KEYWORDS[name]` lists:
+            sgd: momentum, dampening, nesterov; adam/adamw: betas, eps, amsgrad, capturable;
+            all: maximize, foreach, differentiable, fused.""",
+    ),
+)
+def optimizer(model: nn.Module, name: str, args: RuleArgs, **torch_kwargs: Any) -> torch.optim.Optimizer:
     """A stock torch optimizer (SGD, Adam, AdamW; or wdscale.SGDW) with the rule's per-group lr and λ.
 
     `name` picks the update (sgd, adam, adamw); the rule picks coupled or decoupled decay, so
@@ -392,22 +402,7 @@ def optimizer(
     SGDW. `explain` shows what it decided.
 
     Args:
-        model: the model (DDP, DataParallel and torch.compile wrappers are looked through).
-        name: the update: "sgd", "adam" or "adamw" (any case).
-        rule: a rule name (`wdscale rules` lists them, `register_rule` adds one).
-        lr: the base learning rate η, a finite number > 0; also the optimizer's default lr.
-        weight_decay: the setting λ (>= 0), for rules that take it.
-        tau: the setting τ in epochs (> 0), for rules that take it (timescale, power_lines).
-        base: the same model at the width where the setting was tuned; the width rules (mup,
-            sqrt_width, completep) need it unless the parameters carry mup's infshape.
-        data: facts about the data and run, for rules that need them (N, B, T).
-        decay_vectors: decay biases and norm gains too.
-        depth_mult: m_L = depth / base depth (completep), > 0.
-        alpha: CompleteP's depth exponent.
-        no_decay: a parameter or module name, or a list of them, never to decay.
-        **torch_kwargs: passed to the torch constructor; those `TORCH_KEYWORDS[name]` lists:
-            sgd: momentum, dampening, nesterov; adam/adamw: betas, eps, amsgrad, capturable;
-            all: maximize, foreach, differentiable, fused.
+        {ARGS}
 
     Returns:
         torch.optim.SGD, wdscale.SGDW, torch.optim.Adam or torch.optim.AdamW, its param_groups
@@ -421,14 +416,12 @@ def optimizer(
     Warns:
         ShrinkWarning: a decoupled group gets lr·weight_decay >= 1.
     """
-    r, opt = get_rule(rule), _optimizer_name(name)
+    r, opt = get_rule(args.rule), _optimizer_name(name)
     cls = _optimizer_class(opt, r.decay_mode(opt))
     _check_torch_keywords(opt, cls.__name__, r, torch_kwargs)
-    outcome = _apply_rule_with_base(
-        model, rule, lr, weight_decay, tau, base, data, opt, decay_vectors, depth_mult, alpha, no_decay
-    )
+    outcome = _apply_rule_with_base(model, dataclasses.replace(args, optimizer=opt))
     build: Callable[..., torch.optim.Optimizer] = cls  # torch's subclasses take lr; the base class does not
-    return build(_groups(outcome), lr=float(lr), **torch_kwargs)
+    return build(_groups(outcome), lr=float(args.lr), **torch_kwargs)
 
 
 # -- explain --------------------------------------------------------------------------------------
@@ -518,22 +511,8 @@ class Explanation:
         return "\n".join(out)
 
 
-@_with_args
-def explain(
-    model: nn.Module,
-    *,
-    rule: str,
-    lr: float,
-    weight_decay: Optional[float] = None,
-    tau: Optional[float] = None,
-    base: Optional[nn.Module] = None,
-    data: Optional[DataFacts] = None,
-    optimizer: str = "adamw",
-    decay_vectors: bool = False,
-    depth_mult: float = 1.0,
-    alpha: float = 1.0,
-    no_decay: Union[str, Iterable[str]] = (),
-) -> Explanation:
+@_rule_keywords()
+def explain(model: nn.Module, args: RuleArgs) -> Explanation:
     """A table a person reads: per parameter its group, kind, fan_in, width multiplier, lr, λ,
     per-step shrink factor and timescale τ in steps and epochs.
 
@@ -550,9 +529,7 @@ def explain(
     Warns:
         ShrinkWarning: a decoupled group gets lr·weight_decay >= 1 (the table flags it too).
     """
-    outcome = _apply_rule_with_base(
-        model, rule, lr, weight_decay, tau, base, data, optimizer, decay_vectors, depth_mult, alpha, no_decay
-    )
+    outcome = _apply_rule_with_base(model, args)
     index: dict[tuple[ParamKind, float, float], int] = {}
     has_factor = outcome.mode == "decoupled" or outcome.optimizer == "sgd"
     rows = []

@@ -4,8 +4,8 @@
 import pytest
 import torch
 
-from wdscale.study.config import RunConfig, TaskData
-from wdscale.study.models import MLP
+from wdscale.study.plan.config import RunConfig, TaskData
+from wdscale.study.plan.models import MLP
 
 
 def toy_data() -> TaskData:

@@ -4,8 +4,20 @@ plan -> runs -> store -> analysis -> report
 """
 
 from .api import Study
-from .config import RunConfig, RunResult, TaskData
-from .plan import PRESETS, StudyPlan, make_runs, preset
-from .runner import run_study
+from .plan.config import RunConfig, RunResult, TaskData
+from .plan.study_plan import PRESETS, StudyPlan, make_runs, preset
+from .run.execution import Execution
+from .run.runner import run_study
 
-__all__ = ["PRESETS", "RunConfig", "RunResult", "Study", "StudyPlan", "TaskData", "make_runs", "preset", "run_study"]
+__all__ = [
+    "Execution",
+    "PRESETS",
+    "RunConfig",
+    "RunResult",
+    "Study",
+    "StudyPlan",
+    "TaskData",
+    "make_runs",
+    "preset",
+    "run_study",
+]

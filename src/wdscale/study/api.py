@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 from pathlib import Path
@@ -13,18 +14,18 @@ from torch import nn
 
 from ..errors import WdscaleError, WdscaleTypeError
 from ..optim import OPTIMIZER_NAMES
-from .advise import Advice, Holdout, JointAdvice, advise, advise_joint, holdout
-from .analysis import StudyAnalysis, analyze
-from .backends import make_backend
-from .config import RunConfig, TaskData
-from .jobs import register_source
-from .joint import is_joint
-from .plan import StudyPlan, make_runs
-from .refine import RefineSummary, SeedsAt, refine_study
-from .report import write_report
-from .runner import RunSummary, run_study
-from .store import load_runs
-from .tasks import Task, get_task
+from .analysis.advise import Advice, Holdout, JointAdvice, advise, advise_joint, holdout
+from .analysis.joint import is_joint
+from .analysis.study_analysis import StudyAnalysis, analyze
+from .plan.config import RunConfig, TaskData
+from .plan.study_plan import StudyPlan, make_runs
+from .plan.tasks import Task, get_task
+from .report.study_report import write_report
+from .run.execution import Execution
+from .run.jobs import register_source
+from .run.runner import RunSummary, run_study
+from .run.store import load_runs
+from .search.refine import RefineSummary, SeedsAt, refine_study
 
 
 def as_task_data(data: Any) -> TaskData:
@@ -122,12 +123,8 @@ class Study:
             (`Study.refine` adds them; a store's refined points are kept when it runs again).
         out: the study directory (its store, plan and report).
         name: your study's name (letters, digits, '_', '-', '.'); the task column of its runs.
-        backend: "local" (worker processes) or "ray".
-        workers: worker processes (default: cores / threads).
-        address: a Ray cluster's address (default: start a local Ray).
-        device: "cpu", "cuda" or "cuda:N" (default: cuda if available).
-        batch: train same-shaped runs of small models together (the batched engine).
-        threads: torch intra-op threads per run, the same in every backend.
+        execution: where and how the runs train: backend, workers, device, batching, threads,
+            progress bar (`wdscale.Execution`; default: local worker processes, one per core).
 
     Raises:
         WdscaleError: a bad combination (model_fn without data, task with model_fn), a missing
@@ -166,22 +163,16 @@ class Study:
         refined: Optional[dict[str, list[list[float]]]] = None,
         out: Union[str, Path] = "wdscale-study",
         name: str = "custom",
-        backend: str = "local",
-        workers: Optional[int] = None,
-        address: Optional[str] = None,
-        device: Optional[str] = None,
-        batch: bool = True,
-        threads: int = 1,
+        execution: Optional[Execution] = None,
     ) -> None:
         if (model_fn is None) != (data is None):
             raise WdscaleError("give both model_fn and data (your own model), or neither (a built-in task)")
         if model_fn is not None and task is not None:
             raise WdscaleError("give either task= or model_fn/data, not both")
         self.out = Path(out)
-        self.device = device
-        self.batch = batch
-        self.threads = threads
-        self.backend = make_backend(backend, workers=workers, address=address)
+        if execution is not None and not isinstance(execution, Execution):
+            raise WdscaleTypeError(f"execution must be a wdscale.Execution, not {type(execution).__name__}")
+        self.execution = execution or Execution()
         plan: dict[str, Any] = dict(
             size_axis=size_axis, sizes=sizes, optimizer=optimizer, seeds=seeds, settings=settings,
             extend=extend or {}, points_per_decade=points_per_decade, decades=decades,
@@ -236,11 +227,11 @@ class Study:
         """
         return make_runs(self.plan, self.task, self.model_fn)
 
-    def run(self, *, progress: bool = True, retry_failed: bool = False) -> RunSummary:
+    def run(self, *, progress: Optional[bool] = None, retry_failed: bool = False) -> RunSummary:
         """Train every planned run not yet in the store (the same call again resumes).
 
         Args:
-            progress: show a progress bar.
+            progress: show a progress bar (default: the study's `execution.progress`).
             retry_failed: train again the runs stored as failed.
 
         Returns:
@@ -255,23 +246,19 @@ class Study:
             source=self.source,
             task=self.task,
             model_fn=self.model_fn,
-            backend=self.backend,
-            device=self.device,
-            batch=self.batch,
-            threads=self.threads,
-            progress=progress,
+            execution=self._execution(progress),
             retry_failed=retry_failed,
         )
 
     def refine(
-        self, *, points: int = 3, max_seeds: int = 6, seeds_at: SeedsAt = "all", progress: bool = True
+        self, *, points: int = 3, max_seeds: int = 6, seeds_at: SeedsAt = "all", progress: Optional[bool] = None
     ) -> RefineSummary:
         """Add runs where the decision is made, after `run`: a finer grid (`points` steps per
         coarse step) out to one coarse step around each size's measured optimum; seeds up to
         `max_seeds` at the optimum and the settings within noise of it (at every size, or with
         `seeds_at="ends"` only at the smallest and largest); the proxy's (smallest size's)
         optimum trained at every larger size. The plan grows to hold them (kept in the
-        store); nothing stored is trained again. See `wdscale.study.refine`.
+        store); nothing stored is trained again. See `wdscale.study.search.refine`.
 
         Returns:
             The grown plan, the runs added and their core-seconds against the coarse grid's.
@@ -288,14 +275,13 @@ class Study:
             source=self.source,
             task=self.task,
             model_fn=self.model_fn,
-            backend=self.backend,
-            device=self.device,
-            batch=self.batch,
-            threads=self.threads,
-            progress=progress,
+            execution=self._execution(progress),
         )
         self.plan = summary.plan
         return summary
+
+    def _execution(self, progress: Optional[bool]) -> Execution:
+        return self.execution if progress is None else dataclasses.replace(self.execution, progress=progress)
 
     def results(self) -> pd.DataFrame:
         """All stored runs, one row each (from the store, or its runs.parquet export)."""

@@ -13,16 +13,16 @@ from typing import Any, Optional
 from ..checks import check_positive_int
 from ..errors import WdscaleError
 from ..loading import load_object
-from .advise import advise, advise_joint, holdout, render_holdout
+from .analysis.advise import advise, advise_joint, holdout, render_holdout
+from .analysis.joint import fixed_lr_slice, is_joint
 from .api import Study
-from .backends import make_backend
-from .joint import fixed_lr_slice, is_joint
-from .plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs
-from .refine import PRUNING_NOTE, SEEDS_AT, SEEDS_AT_NOTE, refine_study, stored_plan
-from .report import write_report
-from .runner import run_study
-from .store import Store, load_runs
-from .tasks import TASKS, get_task
+from .plan.study_plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs
+from .plan.tasks import TASKS, get_task
+from .report.study_report import write_report
+from .run.execution import Execution
+from .run.runner import run_study
+from .run.store import Store, load_runs
+from .search.refine import PRUNING_NOTE, SEEDS_AT, SEEDS_AT_NOTE, refine_study, stored_plan
 
 
 def _ints(s: str) -> list[int]:
@@ -98,6 +98,15 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
 def cmd_run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     plan = build_plan(args)
+    execution = Execution(
+        backend=args.backend,
+        workers=args.workers,
+        address=args.address,
+        device=args.device,
+        batch=not args.no_batch,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
     if args.model or args.data:
         if not (args.model and args.data):
             raise WdscaleError("--model and --data go together: module:factory and module:loader")
@@ -106,27 +115,12 @@ def cmd_run(args: argparse.Namespace) -> None:
             load_object(args.data, "--data"),
             out=out,
             name=args.task or "custom",
-            backend=args.backend,
-            workers=args.workers,
-            address=args.address,
-            device=args.device,
-            batch=not args.no_batch,
-            threads=args.threads,
+            execution=execution,
             **{k: v for k, v in plan.to_dict().items() if k != "task"},
         )
-        study.run(progress=not args.no_progress, retry_failed=args.retry_failed)
+        study.run(retry_failed=args.retry_failed)
         return
-    backend = make_backend(args.backend, workers=args.workers, address=args.address)
-    run_study(
-        plan,
-        out,
-        backend=backend,
-        device=args.device,
-        batch=not args.no_batch,
-        threads=args.threads,
-        retry_failed=args.retry_failed,
-        progress=not args.no_progress,
-    )
+    run_study(plan, out, execution=execution, retry_failed=args.retry_failed)
 
 
 def _check_writable(directory: Path, flag: str) -> None:
@@ -239,9 +233,7 @@ def cmd_refine(args: argparse.Namespace) -> None:
         points=points,
         max_seeds=max_seeds,
         seeds_at=args.seeds_at,
-        backend=make_backend("local", workers=workers),
-        threads=threads,
-        progress=not args.no_progress,
+        execution=Execution(workers=workers, threads=threads, progress=not args.no_progress),
     )
 
 

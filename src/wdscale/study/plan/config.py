@@ -1,0 +1,114 @@
+"""The data that flows through a study: one run's config, its data, and its result.
+
+plan -> [RunConfig] -> runs -> [RunResult] -> store -> analysis -> report
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Optional
+
+import torch
+from torch import nn
+
+from ...errors import WdscaleError
+
+SIZE_AXES = ("width", "depth", "n_train", "batch_size")
+# what a task's model predicts: a class per sample, or the next token at every position
+Objective = Literal["classification", "lm"]
+# a study's model family: model_fn(width, depth) -> a fresh module
+ModelFn = Callable[[int, int], nn.Module]
+STATUSES = ("ok", "not_learned", "diverged", "failed")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one training run. Its hash is the run's key in the store."""
+
+    task: str
+    size_axis: str  # which knob the study scales: one of SIZE_AXES
+    size: int  # the value of that knob for this run
+    width: int
+    depth: int
+    n_train: int  # training samples used
+    batch_size: int
+    base_width: int  # the size where the decay setting is tuned (for rules that need a base)
+    base_depth: int
+    rule: str
+    setting: float  # the size-free decay setting the study sweeps: λ, or τ for τ-rules
+    optimizer: str  # "sgd" | "adam" | "adamw"
+    lr: float
+    epochs: int
+    seed: int
+    momentum: float = 0.0  # SGD only
+    decay_vectors: bool = False
+    task_options: tuple[tuple[str, Any], ...] = ()  # extra task knobs, kept hashable
+
+    @property
+    def run_id(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["task_options"] = [list(kv) for kv in self.task_options]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        d = dict(d)
+        d["task_options"] = tuple(tuple(kv) for kv in d.get("task_options", ()))
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class RunResult:
+    """What one run produced. status: one of STATUSES —
+    "ok"; "not_learned" (finished, but its final training loss is not below its initial one, or
+    its validation loss is no better than chance: kept, with the reason in `error`, and left out
+    of the fits); "diverged" (loss became NaN/inf); "failed" (raised, the message in `error`).
+    path and threads say how it was executed: "sequential", "batched-bmm" or "batched-vmap", and
+    torch's intra-op thread count (the same config on the same machine, path and threads gives
+    the same numbers; last-bit differences grow into percent-level ones over a run)."""
+
+    run_id: str
+    status: str
+    train_loss: float = float("nan")  # final training loss (mean over the last epoch)
+    val_loss: float = float("nan")  # final validation loss
+    best_val_loss: float = float("nan")
+    val_acc: float = float("nan")  # final validation accuracy, NaN where undefined
+    best_val_acc: float = float("nan")
+    steps: int = 0
+    wall_time: float = 0.0
+    error: Optional[str] = None
+    history: list[float] = field(default_factory=list)  # validation loss after each epoch
+    path: str = ""
+    threads: int = 0
+    n_params: int = 0  # trainable parameters of the run's model (0: not known)
+
+
+@dataclass
+class TaskData:
+    """Tensors of one task. objective "classification": x (N, ...), y (N,) class ids;
+    objective "lm": x (N, T) token ids, y (N, T) next-token ids."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    n_classes: int
+    objective: Objective = "classification"
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    def subset(self, n_train: int) -> TaskData:
+        """The first n_train training samples (the data-size axis); validation is unchanged."""
+        if n_train > self.n_train:
+            raise WdscaleError(f"n_train={n_train} is more than the {self.n_train} training samples this task has")
+        return dataclasses.replace(self, x_train=self.x_train[:n_train], y_train=self.y_train[:n_train])

@@ -1,0 +1,537 @@
+"""A study plan: sizes × decay settings × rules × seeds, checked before any run starts.
+
+The decay grid of each rule is centred on the same effective decay at the base size: the hidden
+weights' per-step decay η_g·λ_g times the run's steps equals `anchor_total_decay` (Adam with coupled
+L2 has no per-step factor; its centre is shifted by `COUPLED_ADAM_SHIFT`, measured on the built-in
+tasks). So rules in different units (λ, λ/P, 1/σ², τ) sweep comparable ranges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import torch
+import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, before it joined the standard library
+    import tomli as tomllib
+
+from ...checks import check_fraction, check_number, check_positive, check_positive_int
+from ...errors import WdscaleError
+from ...groups import classify
+from ...optim import OPTIMIZER_NAMES, apply_rule
+from ...rules import DataFacts, get_rule, setting_kwargs
+from .config import SIZE_AXES, RunConfig
+
+# Adam + coupled L2: the L2 gradient λw is divided by Adam's RMS gradient, so the same λ decays far
+# harder than in AdamW. Measured on mnist1d_mlp / digits_mlp at the base width: the optimal coupled
+# λ sat about 2.5 decades below the optimal decoupled λ.
+COUPLED_ADAM_SHIFT = 10**-2.5
+
+
+@dataclass
+class StudyPlan:
+    """Everything a study runs. Fields left None take the task's defaults."""
+
+    task: str = "mnist1d_mlp"
+    size_axis: str = "width"
+    sizes: Optional[list[int]] = None
+    rules: list[str] = field(default_factory=lambda: ["sum", "mean", "decoupled", "timescale", "mup"])
+    optimizer: str = "adamw"
+    seeds: int = 3
+    settings: Optional[dict[str, list[float]]] = None  # explicit grid per rule; else the centred grid
+    # decades added to one end of a rule's centred grid: +3 adds 3 decades of larger decay (λ up,
+    # τ down), -1 one decade of smaller decay. For a rule whose optimum is expected to move far
+    # with size (`mean` at λ ∝ P over a width study).
+    extend: dict[str, float] = field(default_factory=dict)
+    points_per_decade: int = 4
+    decades: float = 3.0
+    anchor_total_decay: float = 3.0  # η_g λ_g × total steps at the grid centre, base size, hidden weights
+    lr: Optional[float] = None  # the base lr; with an lr grid, the fixed lr of the λ-only view
+    # a joint study (lr × setting): `lrs` gives the lr grid, or `lr_decades` > 0 centres one on `lr`
+    # (`lr_points_per_decade` per decade). Rules carry their own lr scaling (mup: hidden η/m), so
+    # each rule is a recipe: a parameterisation with a decay rule, tuned on the same base lrs.
+    lrs: Optional[list[float]] = None
+    lr_decades: float = 0.0
+    lr_points_per_decade: int = 2
+    momentum: float = 0.9  # SGD only
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    n_train: Optional[int] = None
+    width: Optional[int] = None  # fixed width when the size axis is not width
+    depth: Optional[int] = None
+    base_size: Optional[int] = None  # the size where the setting is tuned; default: the smallest
+    decay_vectors: bool = False
+    task_options: dict[str, Any] = field(default_factory=dict)
+    # points added by `wdscale study refine` where the decision is made: "rule@size" → a list of
+    # [setting, seeds] (a joint study: [setting, seeds, lr]); a point already in the grid gets
+    # seeds 0..seeds-1 (if more than `seeds`), a new one is trained at those seeds. Part of the
+    # plan, so the store holds one plan still.
+    refined: dict[str, list[list[float]]] = field(default_factory=dict)
+
+    # -- (de)serialisation --
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StudyPlan:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise WdscaleError(
+                f"unknown plan key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(names))}"
+            )
+        d = dict(d)
+        # a config file may write a list as one comma-separated string, as the command line does
+        if isinstance(d.get("sizes"), str):
+            d["sizes"] = _int_list("sizes", d["sizes"])
+        if isinstance(d.get("lrs"), str):
+            d["lrs"] = _float_list("lrs", d["lrs"])
+        if isinstance(d.get("rules"), str):
+            d["rules"] = [r.strip() for r in d["rules"].split(",") if r.strip()]
+        return cls(**d)
+
+    def save(self, path: Union[str, Path]) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+
+# what the MNIST-1D presets share: 2000 training samples (overfit at every width, so the decay
+# setting matters at every size), 40 epochs, lr 0.01, 3 seeds, 4 decades of grid
+_MNIST1D: dict[str, Any] = dict(task="mnist1d_mlp", lr=0.01, epochs=40, n_train=2000, seeds=3, decades=4.0)
+_WIDTH_RULES = ["sum", "mean", "per_sample", "decoupled", "timescale", "mup"]
+_DEPTHS: dict[str, Any] = dict(size_axis="depth", sizes=[1, 2, 4, 8], width=128)
+_JOINT: dict[str, Any] = dict(lr_decades=2.0, lr_points_per_decade=2, points_per_decade=2, decades=4.0, seeds=2)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # a few minutes on 2 CPU cores (`make demo`)
+    "quick": {**_MNIST1D, "sizes": [16, 64, 256], "rules": ["sum", "mean", "decoupled", "timescale", "mup"],
+              "decades": 2.5},
+    # the published figures (docs/findings.md): 64x in width, a grid wide enough for `mean`
+    "full": {**_MNIST1D, "sizes": [16, 32, 64, 128, 256, 512, 1024], "rules": [*_WIDTH_RULES, "sqrt_width",
+             "power_lines"], "extend": {"mean": 3.0}},
+    # the same width study under SGD + momentum (sqrt_width is an Adam rule); 32x to keep it under 20 min
+    "sgd_width": {**_MNIST1D, "sizes": [16, 32, 64, 128, 256, 512], "optimizer": "sgd", "lr": 0.1,
+                  "rules": _WIDTH_RULES, "extend": {"mean": 3.0}},
+    # the other findings (docs/findings.md); 5-45 min each on 2 cores, resumable from the store
+    "digits_width": dict(task="digits_mlp", sizes=[32, 64, 128, 256, 512], rules=[*_WIDTH_RULES, "sqrt_width"],
+                         epochs=50, seeds=3, decades=4.0, points_per_decade=3, extend={"mean": 3.0}),
+    # widths 8-128: a width-256 run takes ~30 core-s. On a width axis per_sample is sum with λ×N and
+    # timescale is mup with λ = 1/(η τ_iter) (same AdamW groups), so those two are left out here.
+    "shakespeare_width": dict(task="shakespeare_char", sizes=[8, 16, 32, 64, 128],
+                              rules=["sum", "mean", "decoupled", "mup", "sqrt_width"], seeds=3, decades=4.0,
+                              points_per_decade=3, extend={"mean": 3.0}),
+    # the transformer study's `mup` with the vectors (biases, LayerNorm gains and shifts) decayed too
+    "shakespeare_vectors": dict(task="shakespeare_char", sizes=[8, 16, 32, 64, 128], rules=["mup"],
+                                decay_vectors=True, seeds=3, decades=4.0, points_per_decade=3),
+    "mnist1d_data": {**_MNIST1D, "size_axis": "n_train", "sizes": [250, 500, 1000, 2000, 4000], "width": 128,
+                     "n_train": None,
+                     "rules": ["sum", "per_sample", "per_minibatch", "normalized", "timescale", "power_lines"]},
+    "mnist1d_batch": {**_MNIST1D, "size_axis": "batch_size", "sizes": [16, 32, 64, 128, 256], "width": 128,
+                      "rules": ["sum", "per_sample", "per_minibatch", "normalized", "timescale"]},
+    "mnist1d_depth": {**_MNIST1D, **_DEPTHS, "rules": ["sum", "decoupled", "mup", "completep"]},
+    # depth on residual nets: CompleteP's optimizer half at fixed width and α = 1 is plain AdamW, so
+    # the rule is tested with its forward half (branches × 1/depth) against the usual residual net
+    "resmlp_depth": {**_MNIST1D, **_DEPTHS, "task": "mnist1d_resmlp", "rules": ["sum", "decoupled"]},
+    "resmlp_depth_completep": {**_MNIST1D, **_DEPTHS, "task": "mnist1d_resmlp_completep",
+                               "rules": ["sum", "completep"]},
+    # λ and lr together (docs/findings.md §6): each rule is a recipe, tuned jointly on an lr ×
+    # setting grid (2 per decade in both) at every size, 2 seeds; `wdscale study refine` then
+    # adds points and seeds where the joint optimum is
+    "joint_width": {**_MNIST1D, **_JOINT, "sizes": [32, 128, 512], "rules": ["sum", "decoupled", "mup"]},
+    "joint_digits": dict(task="digits_mlp", sizes=[32, 128, 512], rules=["sum", "decoupled", "mup"], epochs=50,
+                         **_JOINT),
+    "joint_shakespeare": dict(task="shakespeare_char", sizes=[8, 32, 64], rules=["decoupled", "mup"],
+                              **{**_JOINT, "lr_decades": 1.0}),
+    "joint_data": {**_MNIST1D, **_JOINT, "size_axis": "n_train", "sizes": [250, 1000, 4000], "width": 128,
+                   "n_train": None, "rules": ["per_sample", "decoupled", "timescale"]},
+}  # fmt: skip
+
+
+# one line per preset, for `wdscale study run --help`
+PRESET_HELP: dict[str, str] = {
+    "quick": "MNIST-1D MLP, widths 16-256, 5 rules (`make demo`, ~2 min on 2 cores)",
+    "full": "MNIST-1D MLP, widths 16-1024, 8 rules (the findings' width study, ~40 min)",
+    "sgd_width": "the width study under SGD + momentum, widths 16-512",
+    "digits_width": "scikit-learn digits MLP, widths 32-512, 7 rules",
+    "shakespeare_width": "character-level transformer on Shakespeare, widths 8-128",
+    "shakespeare_vectors": "the transformer's mup study with biases and LayerNorm decayed too",
+    "mnist1d_data": "MNIST-1D MLP, training set 250-4000 samples",
+    "mnist1d_batch": "MNIST-1D MLP, batch size 16-256",
+    "mnist1d_depth": "MNIST-1D MLP, depth 1-8",
+    "resmlp_depth": "residual MLP, depth 1-8",
+    "resmlp_depth_completep": "residual MLP with CompleteP's 1/depth branches, depth 1-8",
+    "joint_width": "lr × decay jointly: MNIST-1D MLP, widths 32-512, sum / decoupled / mup",
+    "joint_digits": "lr × decay jointly: digits MLP, widths 32-512, sum / decoupled / mup",
+    "joint_shakespeare": "lr × decay jointly: character transformer, widths 8-64, decoupled / mup",
+    "joint_data": "lr × decay jointly: MNIST-1D MLP (w 128), n_train 250-4000, per_sample / decoupled / timescale",
+}
+assert set(PRESET_HELP) == set(PRESETS)
+
+
+def preset(name: str, **overrides: Any) -> StudyPlan:
+    if name not in PRESETS:
+        raise WdscaleError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+    d = dict(PRESETS[name])
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    return StudyPlan.from_dict(d)
+
+
+def _int_list(name: str, text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise WdscaleError(f'{name} must be whole numbers, e.g. [16, 64, 256] or "16,64,256"; got {text!r}') from None
+
+
+def _float_list(name: str, text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise WdscaleError(
+            f'{name} must be numbers, e.g. [0.003, 0.01, 0.03] or "0.003,0.01,0.03"; got {text!r}'
+        ) from None
+
+
+def load_plan_file(path: Union[str, Path]) -> dict[str, Any]:
+    """A TOML or YAML file of plan keys (the same names as StudyPlan's fields)."""
+    p = Path(path)
+    if not p.is_file():
+        raise WdscaleError(
+            f"config file {str(p)!r} does not exist" if not p.exists() else f"config file {str(p)!r} is not a file"
+        )
+    if p.suffix not in (".toml", ".yaml", ".yml"):
+        raise WdscaleError(f"config file {str(p)!r}: use .toml, .yaml or .yml")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise WdscaleError(f"config file {str(p)!r} cannot be read: {e}") from None
+    if p.suffix == ".toml":
+        try:
+            d = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise WdscaleError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+    else:
+        try:
+            d = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise WdscaleError(f"config file {str(p)!r} is not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(d, dict):
+        raise WdscaleError(f"config file {str(p)!r} must hold a table of plan keys")
+    return d
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A plan with the task's defaults filled in."""
+
+    plan: StudyPlan
+    sizes: list[int]
+    lr: float  # the base lr (the λ-only view's fixed lr in a joint study)
+    lrs: list[float]  # the lr grid: [lr] unless the study is joint
+    epochs: int
+    batch_size: int
+    n_train: int
+    width: int
+    depth: int
+    base_size: int
+
+
+def resolve(plan: StudyPlan, task) -> Resolved:
+    """Fill defaults from `task` (a wdscale.study.plan.tasks.Task or a custom stand-in) and check everything."""
+    if plan.size_axis not in SIZE_AXES:
+        raise WdscaleError(f"unknown size axis {plan.size_axis!r}; allowed: {', '.join(SIZE_AXES)}")
+    if plan.optimizer not in OPTIMIZER_NAMES:
+        raise WdscaleError(f"unsupported optimizer {plan.optimizer!r}; supported: {', '.join(OPTIMIZER_NAMES)}")
+    if not plan.rules:
+        raise WdscaleError("the plan has no rules: the grid is empty")
+    for r in plan.rules:
+        rule = get_rule(r)
+        if plan.optimizer not in rule.optimizers:
+            raise WdscaleError(
+                f"rule {r!r} is defined for {', '.join(rule.optimizers)}, not optimizer {plan.optimizer!r}"
+            )
+    if len(set(plan.rules)) != len(plan.rules):
+        raise WdscaleError(f"rules repeat: {plan.rules}")
+    check_positive_int("seeds", plan.seeds)
+    check_positive_int("points_per_decade", plan.points_per_decade)
+    check_positive("decades", plan.decades)
+    default_sizes = {"width": list(task.default_widths)}.get(plan.size_axis)
+    sizes = plan.sizes if plan.sizes is not None else default_sizes
+    if not sizes:
+        raise WdscaleError(f"give sizes for the {plan.size_axis!r} axis: the grid is empty")
+    for s in sizes:
+        check_positive_int("sizes", s)
+    sizes = sorted(set(sizes))
+    if len(sizes) < 2:
+        raise WdscaleError(f"a study needs at least two sizes to see a drift, got {sizes}")
+    lr = check_positive("lr", plan.lr if plan.lr is not None else task.default_lr[plan.optimizer])
+    epochs = check_positive_int("epochs", plan.epochs if plan.epochs is not None else task.default_epochs)
+    batch_size = check_positive_int(
+        "batch_size", plan.batch_size if plan.batch_size is not None else task.default_batch_size
+    )
+    n_train = check_positive_int("n_train", plan.n_train if plan.n_train is not None else task.default_n_train)
+    width = check_positive_int("width", plan.width if plan.width is not None else task.base_width)
+    depth = check_positive_int("depth", plan.depth if plan.depth is not None else task.default_depth)
+    base_size = plan.base_size if plan.base_size is not None else sizes[0]
+    check_positive_int("base_size", base_size)
+    if plan.optimizer == "sgd":
+        check_fraction("momentum", plan.momentum)
+    for rule_name, dec in plan.extend.items():
+        if rule_name not in plan.rules:
+            raise WdscaleError(f"extend names rule {rule_name!r}, which is not in the plan's rules {plan.rules}")
+        if check_number(f"extend[{rule_name!r}]", dec) == 0:
+            raise WdscaleError(f"extend[{rule_name!r}] must be a non-zero number of decades, got {dec!r}")
+    if plan.settings is not None:
+        unknown = sorted(set(plan.settings) - set(plan.rules))
+        if unknown:
+            raise WdscaleError(f"settings given for rule(s) not in the plan: {', '.join(unknown)}")
+        for r, grid in plan.settings.items():
+            if len(grid) < 3:
+                raise WdscaleError(f"settings for rule {r!r} need at least 3 values to locate an optimum, got {grid}")
+            for v in grid:
+                check_positive(f"settings[{r!r}]", v)
+    for key, points in plan.refined.items():
+        rule_name, _, size_text = key.partition("@")
+        if rule_name not in plan.rules or not size_text.isdigit() or int(size_text) not in sizes:
+            raise WdscaleError(
+                f"refined names {key!r}; keys are RULE@SIZE with a rule of {plan.rules} and a size of {sizes}"
+            )
+        for point in points:
+            if len(point) not in (2, 3):
+                raise WdscaleError(
+                    f"refined[{key!r}] holds {point!r}; each point is [setting, seeds] or [setting, seeds, lr]"
+                )
+            check_positive(f"refined[{key!r}] setting", point[0])
+            check_positive_int(f"refined[{key!r}] seeds", point[1])
+            if len(point) == 3:
+                check_positive(f"refined[{key!r}] lr", point[2])
+    lrs = lr_grid(plan, float(lr))
+    resolved = Resolved(plan, sizes, float(lr), lrs, epochs, batch_size, n_train, width, depth, int(base_size))
+    for size in sizes:
+        knobs = size_knobs(resolved, size)
+        if knobs["batch_size"] > knobs["n_train"]:
+            raise WdscaleError(
+                f"batch_size={knobs['batch_size']} is larger than n_train={knobs['n_train']} at "
+                f"{plan.size_axis}={size}: a batch cannot hold more samples than the data has"
+            )
+    return resolved
+
+
+def lr_grid(plan: StudyPlan, lr: float) -> list[float]:
+    """The base lrs a study sweeps: `plan.lrs`, else `lr_decades` of log-spaced lrs centred on
+    `lr`, else just `lr` (a 1-D study)."""
+    check_positive_int("lr_points_per_decade", plan.lr_points_per_decade)
+    if plan.lrs is not None:
+        if plan.lr_decades:
+            raise WdscaleError("give the lr grid one way: lrs or lr_decades, not both")
+        if len(plan.lrs) < 3:
+            raise WdscaleError(f"lrs needs at least 3 values to locate an optimum, got {plan.lrs}")
+        for v in plan.lrs:
+            check_positive("lrs", v)
+        return sorted({float(v) for v in plan.lrs})
+    if check_number("lr_decades", plan.lr_decades) < 0:
+        raise WdscaleError(f"lr_decades must be ≥ 0 (0: a fixed lr), got {plan.lr_decades!r}")
+    half = round(plan.lr_decades * plan.lr_points_per_decade / 2)
+    if plan.lr_decades and half < 1:
+        raise WdscaleError(
+            f"lr_decades={plan.lr_decades:g} at {plan.lr_points_per_decade} per decade gives one lr: widen it"
+        )
+    return [float(f"{lr * 10 ** (k / plan.lr_points_per_decade):.4g}") for k in range(-half, half + 1)]
+
+
+def fixed_lr(lrs: Sequence[float], base_lr: Optional[float] = None) -> float:
+    """The lr of the λ-only view (the one definition, for plans and for stored runs): of the lrs
+    swept, the one nearest the base lr in log; without a known base lr, the middle one (a centred
+    grid's centre is the base lr)."""
+    grid = sorted(lrs)
+    if not grid:
+        raise WdscaleError("no lr to take the λ-only view at")
+    if base_lr is None:
+        return grid[(len(grid) - 1) // 2]
+    return min(grid, key=lambda v: abs(math.log(v / base_lr)))
+
+
+def size_knobs(r: Resolved, size: int) -> dict[str, int]:
+    """width, depth, n_train, batch_size and the base width/depth of a run at `size`."""
+    axis = r.plan.size_axis
+    knobs = dict(
+        width=r.width, depth=r.depth, n_train=r.n_train, batch_size=r.batch_size, base_width=r.width, base_depth=r.depth
+    )
+    knobs[axis] = size
+    if axis == "width":
+        knobs["base_width"] = r.base_size
+    if axis == "depth":
+        knobs["base_depth"] = r.base_size
+    return knobs
+
+
+def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
+    """Log-spaced settings centred where the base model's hidden weights get the anchor decay."""
+    knobs = size_knobs(r, r.base_size)
+    with torch.random.fork_rng():  # only shapes are needed; leave the global RNG alone
+        model = model_fn(knobs["width"], knobs["depth"])
+    data = DataFacts(n_samples=knobs["n_train"], batch_size=knobs["batch_size"], epochs=r.epochs)
+    rule_obj = get_rule(rule)
+    outcome = apply_rule(
+        model,
+        rule=rule,
+        lr=r.lr,
+        **setting_kwargs(rule, 1.0),
+        data=data,
+        optimizer=r.plan.optimizer,
+        decay_vectors=r.plan.decay_vectors,
+    )
+    decayed = [a for a in outcome.assignments if a.weight_decay > 0]
+    if not decayed:
+        raise WdscaleError(f"rule {rule!r} decays no parameter of this model")
+    a = max(decayed, key=lambda a: (a.info.kind == "hidden", a.info.numel))
+    total_steps = r.epochs * math.ceil(knobs["n_train"] / knobs["batch_size"])
+    target_wd = r.plan.anchor_total_decay / (a.lr * total_steps)  # torch weight_decay at the centre
+    if outcome.mode == "coupled" and r.plan.optimizer != "sgd":
+        target_wd *= COUPLED_ADAM_SHIFT
+    # λ-rules: weight_decay ∝ setting; τ-rules: weight_decay ∝ 1/τ
+    centre = target_wd / a.weight_decay if rule_obj.takes == "weight_decay" else a.weight_decay / target_wd
+    half = round(r.plan.decades * r.plan.points_per_decade / 2)
+    lo, hi = -half, half
+    # `extend` is in decades of decay strength; for τ-rules stronger decay is a smaller τ
+    more = round(r.plan.extend.get(rule, 0.0) * r.plan.points_per_decade)
+    if rule_obj.takes != "weight_decay":
+        more = -more
+    lo, hi = min(lo, lo + more), max(hi, hi + more)
+    return [float(f"{centre * 10 ** (k / r.plan.points_per_decade):.4g}") for k in range(lo, hi + 1)]
+
+
+def check_models(r: Resolved, model_fn) -> None:
+    """Build the model (shapes only) at every size, and its base: a model_fn that fails at some
+    size, or a base that does not match, is reported before any run starts."""
+    for size in r.sizes:
+        knobs = size_knobs(r, size)
+        where = f"{r.plan.size_axis}={size}"
+        try:
+            # real (CPU) modules, not the meta device: a model_fn may load or cache data as it
+            # builds, and tensors it made under a meta-device context would be unusable later
+            with torch.random.fork_rng():
+                model = model_fn(knobs["width"], knobs["depth"])
+                base = model_fn(knobs["base_width"], knobs["depth"])
+        except Exception as e:
+            raise WdscaleError(f"the model factory failed at {where}: {type(e).__name__}: {e}") from e
+        if not isinstance(model, torch.nn.Module):
+            raise WdscaleError(f"the model factory returned {type(model).__name__} at {where}, not a torch.nn.Module")
+        try:
+            classify(model, base)
+        except (ValueError, TypeError) as e:
+            raise WdscaleError(f"at {where}: {e}") from e
+
+
+def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
+    """Every run of the plan, in a stable order (size, rule, setting, seed)."""
+    r = resolve(plan, task)
+    model_fn = model_fn or task.make_model
+    check_models(r, model_fn)
+    grids = {rule: (plan.settings or {}).get(rule) or centred_grid(r, rule, model_fn) for rule in plan.rules}
+    options = tuple(sorted(plan.task_options.items()))
+    runs = []
+    for size in r.sizes:
+        knobs = size_knobs(r, size)
+        for rule in plan.rules:
+            for (lr, setting), n_seeds in points(plan, grids[rule], rule, size, r.lrs).items():
+                for seed in range(n_seeds):
+                    runs.append(
+                        RunConfig(
+                            task=plan.task,
+                            size_axis=plan.size_axis,
+                            size=size,
+                            rule=rule,
+                            setting=float(setting),
+                            optimizer=plan.optimizer,
+                            lr=lr,
+                            epochs=r.epochs,
+                            seed=seed,
+                            momentum=plan.momentum if plan.optimizer == "sgd" else 0.0,
+                            decay_vectors=plan.decay_vectors,
+                            task_options=options,
+                            **knobs,
+                        )
+                    )
+    return runs
+
+
+Point = tuple[Optional[float], float]  # (lr, setting); lr None: the study's one lr (a 1-D study)
+
+
+def refined_point(entry: Sequence[float]) -> Point:
+    return (float(entry[2]) if len(entry) == 3 else None, float(entry[0]))
+
+
+def with_refined(plan: StudyPlan, additions: dict[str, dict[Point, int]]) -> StudyPlan:
+    """The plan with ((lr, setting) → seeds) points added to its refined entries, keyed RULE@SIZE
+    (a point's seeds only grow: the most any entry asks). lr None: the 1-D study's one lr."""
+    refined = {k: [list(p) for p in v] for k, v in plan.refined.items()}
+    for key, pts in additions.items():
+        have = {refined_point(e): int(e[1]) for e in refined.get(key, [])}
+        for p, n in pts.items():
+            have[p] = max(have.get(p, 0), int(n))
+        refined[key] = [
+            [s, n] if lr is None else [s, n, lr]
+            for (lr, s), n in sorted(have.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1]))
+        ]
+    return dataclasses.replace(plan, refined=refined)
+
+
+def refined_key(rule: str, size: int) -> str:
+    """The key of a rule and size in `StudyPlan.refined`."""
+    return f"{rule}@{size}"
+
+
+def points(
+    plan: StudyPlan, grid: Sequence[float], rule: str, size: int, lrs: Sequence[float]
+) -> dict[tuple[float, float], int]:
+    """(lr, setting) → seeds of one rule at one size, in order: the grid (lrs × settings) at
+    `plan.seeds` seeds, with the refined points merged in (a point's seeds are the most any entry
+    asks; a refined point without an lr is at the study's one lr)."""
+    seeds = {(float(lr), float(s)): plan.seeds for lr in lrs for s in grid}
+    for entry in plan.refined.get(refined_key(rule, size), []):
+        lr, s = refined_point(entry)
+        if lr is None:
+            if len(lrs) != 1:
+                raise WdscaleError(
+                    f"refined[{refined_key(rule, size)!r}] point {entry!r} has no lr, "
+                    f"but the study sweeps lrs {list(lrs)}"
+                )
+            lr = lrs[0]
+        seeds[(lr, s)] = max(seeds.get((lr, s), 0), int(entry[1]))
+    return dict(sorted(seeds.items()))
+
+
+def coarse_grids(plan: StudyPlan, task, model_fn=None) -> dict[str, list[float]]:
+    """The coarse grid of every rule (without the refined points)."""
+    r = resolve(plan, task)
+    model_fn = model_fn or task.make_model
+    return {rule: (plan.settings or {}).get(rule) or centred_grid(r, rule, model_fn) for rule in plan.rules}
+
+
+def describe(runs: Sequence[RunConfig]) -> str:
+    sizes = sorted({c.size for c in runs})
+    rules = sorted({c.rule for c in runs})
+    per_point: dict[tuple, int] = {}
+    for c in runs:
+        key = (c.size, c.rule, c.lr, c.setting)
+        per_point[key] = per_point.get(key, 0) + 1
+    lo, hi = min(per_point.values()), max(per_point.values())
+    seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    c = runs[0]
+    lrs = sorted({c.lr for c in runs})
+    lr = f"lr {lrs[0]:g}" if len(lrs) == 1 else f"{len(lrs)} lrs {lrs[0]:g}-{lrs[-1]:g}"
+    return (
+        f"{len(runs)} runs: task {c.task}, {c.size_axis} {sizes}, rules {', '.join(rules)}, "
+        f"{c.optimizer} {lr}, {c.epochs} epochs, batch {c.batch_size}, {seeds} seeds"
+    )

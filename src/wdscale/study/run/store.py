@@ -1,0 +1,285 @@
+"""SQLite store: one row per finished run, keyed by the hash of its config; one plan per store.
+
+Only the driver writes. Each result is committed in its own transaction as soon as it arrives, so
+a study killed at any moment (even SIGKILL) keeps every run that finished; the primary key makes a
+second write of the same run impossible, and a re-run skips what is already here.
+
+A store is opened for writing (`Store(path)`, the driver) or for reading (`Store(path,
+readonly=True)`: report, export, status; works on a read-only directory). Either way it is checked
+first — a file that is not SQLite, a damaged database or another program's database is refused
+with one clear error and never written to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from ...errors import WdscaleError
+from ..plan.config import RunConfig, RunResult
+
+# columns of the first store version; later columns are added by ALTER TABLE when a writer opens it
+_RUN_COLUMNS = (
+    ("run_id", "TEXT PRIMARY KEY"),
+    ("task", "TEXT NOT NULL"),
+    ("size_axis", "TEXT NOT NULL"),
+    ("size", "INTEGER NOT NULL"),
+    ("rule", "TEXT NOT NULL"),
+    ("setting", "REAL NOT NULL"),
+    ("optimizer", "TEXT NOT NULL"),
+    ("seed", "INTEGER NOT NULL"),
+    ("status", "TEXT NOT NULL"),
+    ("train_loss", "REAL"),
+    ("val_loss", "REAL"),
+    ("best_val_loss", "REAL"),
+    ("val_acc", "REAL"),
+    ("best_val_acc", "REAL"),
+    ("steps", "INTEGER"),
+    ("wall_time", "REAL"),
+    ("error", "TEXT"),
+    ("config", "TEXT NOT NULL"),
+    ("history", "TEXT NOT NULL"),
+    ("finished_at", "REAL NOT NULL"),
+)
+# how each run was executed: "sequential" | "batched-bmm" | "batched-vmap", and torch's intra-op threads
+_ADDED_COLUMNS = (("path", "TEXT"), ("threads", "INTEGER"), ("n_params", "INTEGER"))
+_COLUMNS = tuple(n for n, _ in _RUN_COLUMNS + _ADDED_COLUMNS)
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs ({", ".join(f"{n} {t}" for n, t in _RUN_COLUMNS + _ADDED_COLUMNS)});
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_METRICS = ("train_loss", "val_loss", "best_val_loss", "val_acc", "best_val_acc")
+
+
+class StoreError(WdscaleError):
+    """A store that cannot be used: not SQLite, damaged, another program's, or not writable."""
+
+
+def _sql_float(x: float) -> Optional[float]:
+    """SQLite has no NaN (it reads back as NULL) but keeps ±inf; NULL means "not measured"."""
+    return None if x != x else float(x)
+
+
+class Store:
+    def __init__(self, path: Union[str, Path], *, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            if not self.path.is_file():
+                raise StoreError(f"{str(self.path)!r} does not exist: no study has been run there")
+            self._db = self._connect_readonly()
+        else:
+            if self.path.exists() and not self.path.is_file():
+                raise StoreError(f"{str(self.path)!r} is not a file: cannot use it as a study store")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the study directory {str(self.path.parent)!r}: {e.strerror}") from None
+            if not os.access(self.path.parent, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
+                raise StoreError(
+                    f"{str(self.path.parent)!r} is not writable: a study needs to write its store there "
+                    "(report, export and status can still read it)"
+                )
+            self._db = sqlite3.connect(str(self.path), timeout=60)
+        try:
+            self._check()
+            if not readonly:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed row survives a kill
+                self._db.executescript(_SCHEMA)
+                have = self._columns("runs")
+                for name, sql_type in _ADDED_COLUMNS:  # an older store: add the new columns, NULL for old runs
+                    if name not in have:
+                        self._db.execute(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}")
+                self._db.commit()
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise StoreError(
+                f"{str(self.path)!r} is not a usable wdscale store ({e}); "
+                "move it aside, or restore the study from its runs.parquet export"
+            ) from None
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        uri = self.path.resolve().as_uri()
+        writable = os.access(self.path.parent, os.W_OK) and os.access(self.path, os.W_OK)
+        # mode=ro still needs the WAL's -shm file; in a read-only directory no writer can be
+        # active, so the file is read as immutable
+        return sqlite3.connect(f"{uri}?{'mode=ro' if writable else 'immutable=1'}", uri=True, timeout=60)
+
+    def _columns(self, table: str) -> set[str]:
+        return {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+
+    def _check(self) -> None:
+        """Refuse a damaged database and one that holds other tables than a wdscale store's."""
+        problems = [" ".join(str(r[0]).split()) for r in self._db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise StoreError(
+                f"{str(self.path)!r} is damaged (SQLite quick_check: {'; '.join(problems[:3])}); "
+                "move it aside, or restore the study from its runs.parquet export"
+            )
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            return  # new (or empty) file
+        foreign = sorted(tables - {"runs", "meta"})
+        missing = [c for c, _ in _RUN_COLUMNS if c not in self._columns("runs")] if "runs" in tables else ["runs"]
+        if foreign or missing:
+            raise StoreError(
+                f"{str(self.path)!r} is not a wdscale store (tables: {', '.join(sorted(tables))}); "
+                "it was left untouched: use another --out"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing (driver only) --
+
+    def add(self, config: RunConfig, result: RunResult) -> bool:
+        """Record one finished run; False (and nothing written) if it is already stored."""
+        if result.run_id != config.run_id:
+            raise AssertionError(f"result {result.run_id} does not belong to config {config.run_id}")
+        values = (
+            config.run_id,
+            config.task,
+            config.size_axis,
+            config.size,
+            config.rule,
+            config.setting,
+            config.optimizer,
+            config.seed,
+            result.status,
+            *(_sql_float(getattr(result, m)) for m in _METRICS),
+            result.steps,
+            result.wall_time,
+            result.error,
+            json.dumps(config.to_dict()),
+            json.dumps([_sql_float(h) for h in result.history]),
+            time.time(),
+            result.path or None,
+            result.threads or None,
+            result.n_params or None,
+        )
+        with self._db:
+            cur = self._db.execute(
+                f"INSERT OR IGNORE INTO runs ({', '.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})", values
+            )
+        return cur.rowcount == 1
+
+    def forget(self, run_ids: Iterable[str]) -> int:
+        """Delete runs (e.g. failed ones, to retry them)."""
+        with self._db:
+            return sum(self._db.execute("DELETE FROM runs WHERE run_id=?", (r,)).rowcount for r in run_ids)
+
+    def set_plan(self, plan: dict[str, Any]) -> None:
+        """The plan this store's runs belong to (the latest, when a plan grew)."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('plan', ?)", (json.dumps(plan),))
+
+    # -- reading --
+
+    def plan(self) -> Optional[dict[str, Any]]:
+        row = self._db.execute("SELECT value FROM meta WHERE key='plan'").fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def done_ids(self, statuses: Optional[Iterable[str]] = None) -> set[str]:
+        if statuses is None:
+            return {r[0] for r in self._db.execute("SELECT run_id FROM runs")}
+        statuses = list(statuses)
+        q = f"SELECT run_id FROM runs WHERE status IN ({','.join('?' * len(statuses))})"
+        return {r[0] for r in self._db.execute(q, statuses)}
+
+    def configs(self, run_ids: Iterable[str]) -> list[RunConfig]:
+        """The stored configs of some runs (to say how they differ from a plan)."""
+        out = []
+        for r in run_ids:
+            row = self._db.execute("SELECT config FROM runs WHERE run_id=?", (r,)).fetchone()
+            if row is not None:
+                out.append(RunConfig.from_dict(json.loads(row[0])))
+        return out
+
+    def frame(self):
+        """All runs as a pandas DataFrame, one row per run, config fields flattened into columns."""
+        cur = self._db.execute("SELECT * FROM runs ORDER BY task, optimizer, rule, size, setting, seed")
+        cols = [c[0] for c in cur.description]
+        rows = []
+        for values in cur.fetchall():
+            row = dict(zip(cols, values))
+            config = json.loads(row.pop("config"))
+            row["history"] = json.loads(row["history"])
+            for k, v in config.items():
+                row.setdefault(k, v)
+            rows.append(row)
+        df = pd.DataFrame(rows)
+        if not df.empty:
+            for m in _METRICS:
+                df[m] = df[m].astype(float)
+        return df
+
+
+def store_from_export(study_dir: Union[str, Path], configs: Iterable[RunConfig], plan: dict[str, Any]) -> int:
+    """Make a study directory's store (runs.sqlite) from its runs.parquet export — how
+    docs/findings keeps finished studies — so the study can be refined or grown: every exported
+    run whose id is one of `configs` (the plan's runs) is stored with its metrics, history and how
+    it was executed, and `plan` set. Returns the runs stored. Refuses a directory that already has
+    a store, or an export with runs of another plan."""
+    out = Path(study_dir)
+    if (out / "runs.sqlite").exists():
+        raise WdscaleError(f"{str(out)!r} already has a store (runs.sqlite): nothing to import")
+    if not (out / "runs.parquet").is_file():
+        raise WdscaleError(f"{str(out)!r} has no runs.parquet export to import")
+    df = pd.read_parquet(out / "runs.parquet")
+    by_id = {c.run_id: c for c in configs}
+    foreign = sorted(set(df["run_id"]) - set(by_id))
+    if foreign:
+        raise WdscaleError(
+            f"{str(out)!r}: {len(foreign)} exported run(s) are not runs of its plan.json (e.g. {foreign[0]}): "
+            "the export and the plan do not belong together"
+        )
+    fields = {f.name for f in dataclasses.fields(RunResult)}
+    added = 0
+    with Store(out / "runs.sqlite") as store:
+        store.set_plan(plan)
+        for row in df.to_dict("records"):
+            kept = {k: v for k, v in row.items() if k in fields and not (isinstance(v, float) and np.isnan(v))}
+            kept["history"] = [float("nan") if h is None else float(h) for h in row.get("history", [])]
+            for k in ("steps", "threads", "n_params"):
+                if k in kept:
+                    kept[k] = int(kept[k])
+            kept["path"] = kept.get("path") or ""
+            added += store.add(by_id[row["run_id"]], RunResult(**kept))
+    return added
+
+
+def load_runs(study_dir: Union[str, Path]):
+    """Every stored run of the study in `study_dir`, one row each (a pandas DataFrame): from its
+    runs.sqlite (opened read-only), or from its runs.parquet export when the store is not there
+    (docs/findings keeps finished studies that way)."""
+    out = Path(study_dir)
+    if not out.exists():
+        raise WdscaleError(f"{str(out)!r} does not exist: run `wdscale study run --out {out}` first")
+    if not out.is_dir():
+        raise WdscaleError(f"{str(out)!r} is a file, not a study directory")
+    if (out / "runs.sqlite").exists():
+        with Store(out / "runs.sqlite", readonly=True) as store:
+            return store.frame()
+    if (out / "runs.parquet").exists():
+        return pd.read_parquet(out / "runs.parquet")
+    raise WdscaleError(f"{str(out)!r} holds no study (no runs.sqlite): run `wdscale study run --out {out}` first")

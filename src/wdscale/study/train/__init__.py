@@ -1,0 +1,6 @@
+"""Train: one run in the reference loop (`train_run`), or K runs at once in the batched engine."""
+
+from .engine import BatchedTrainer, choose_path, train_batched
+from .loop import train_run
+
+__all__ = ["BatchedTrainer", "choose_path", "train_batched", "train_run"]

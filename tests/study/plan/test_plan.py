@@ -1,0 +1,194 @@
+import math
+
+import pytest
+from torch import nn
+
+from wdscale.study.plan.study_plan import StudyPlan, load_plan_file, make_runs, preset, resolve
+from wdscale.study.plan.tasks import get_task
+
+TASK = get_task("mnist1d_mlp")
+
+
+def test_quick_preset_meets_the_study_requirements():
+    runs = make_runs(preset("quick"), TASK)
+    sizes = sorted({c.size for c in runs})
+    assert sizes[-1] / sizes[0] >= 16
+    assert len({c.seed for c in runs}) >= 3
+    for rule in {c.rule for c in runs}:
+        grid = sorted({c.setting for c in runs if c.rule == rule})
+        per_decade = (len(grid) - 1) / math.log10(grid[-1] / grid[0])
+        assert per_decade >= 3.9, (rule, grid)
+    assert len({c.run_id for c in runs}) == len(runs)  # every run has its own key
+
+
+def test_grids_are_centred_on_the_same_effective_decay():
+    """sum's λ and mean's λ/P and timescale's τ all map to the same hidden decay at the base size."""
+    plan = StudyPlan(sizes=[32, 512], rules=["sum", "mean", "decoupled", "timescale"], optimizer="sgd", epochs=10)
+    runs = make_runs(plan, TASK)
+    grid = {r: sorted({c.setting for c in runs if c.rule == r}) for r in plan.rules}
+    mid = {r: g[len(g) // 2] for r, g in grid.items()}
+    assert mid["sum"] == pytest.approx(mid["decoupled"], rel=1e-3)
+    model = TASK.make_model(32)
+    p = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+    assert mid["mean"] == pytest.approx(mid["sum"] * p, rel=1e-3)
+    r = resolve(plan, TASK)
+    steps_per_epoch = r.n_train / r.batch_size
+    assert mid["timescale"] == pytest.approx(1 / (r.lr * mid["sum"] * steps_per_epoch), rel=1e-3)
+
+
+def test_extend_adds_decades_of_stronger_decay_at_one_end():
+    """+1 decade on mean adds 4 larger λ; on timescale it adds 4 smaller τ (stronger decay too)."""
+    base = StudyPlan(sizes=[32, 64], rules=["mean", "timescale", "sum"], epochs=2, decades=2.0)
+    wide = StudyPlan(
+        sizes=[32, 64],
+        rules=["mean", "timescale", "sum"],
+        epochs=2,
+        decades=2.0,
+        extend={"mean": 1.0, "timescale": 1.0, "sum": -0.5},
+    )
+    grids = [{r: sorted({c.setting for c in make_runs(p, TASK) if c.rule == r}) for r in p.rules} for p in (base, wide)]
+    old, new = grids
+    assert new["mean"][: len(old["mean"])] == old["mean"]
+    assert len(new["mean"]) == len(old["mean"]) + 4
+    assert new["mean"][-1] == pytest.approx(old["mean"][-1] * 10, rel=1e-3)
+    assert new["timescale"][-len(old["timescale"]) :] == old["timescale"]
+    assert new["timescale"][0] == pytest.approx(old["timescale"][0] / 10, rel=1e-3)
+    assert new["sum"][0] == pytest.approx(old["sum"][0] / 10**0.5, rel=1e-3)
+    assert new["sum"][-1] == old["sum"][-1]
+
+
+def test_size_axes_set_the_right_knob():
+    runs = make_runs(StudyPlan(size_axis="n_train", sizes=[250, 4000], rules=["sum"], seeds=1, width=64), TASK)
+    assert {(c.n_train, c.width, c.base_width) for c in runs} == {(250, 64, 64), (4000, 64, 64)}
+    runs = make_runs(StudyPlan(size_axis="depth", sizes=[1, 4], rules=["completep"], seeds=1), TASK)
+    assert {(c.depth, c.base_depth) for c in runs} == {(1, 1), (4, 1)}
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(rules=[]), "no rules: the grid is empty"),
+        (dict(rules=["sum", "nope"]), "unknown rule 'nope'"),
+        (dict(task="nope"), "unknown task 'nope'"),
+        (dict(optimizer="lion"), "unsupported optimizer 'lion'"),
+        (dict(sizes=[32, -64]), "sizes=-64 is not allowed: sizes must be a positive integer"),
+        (dict(sizes=[32, 0]), "sizes=0 is not allowed"),
+        (dict(sizes=[64]), "at least two sizes"),
+        (dict(sizes=[]), "give sizes"),
+        (dict(size_axis="height"), "unknown size axis 'height'"),
+        (dict(settings={"sum": [0.1, -1.0, 1.0]}), r"settings\['sum'\]=-1.0 is not allowed"),
+        (dict(settings={"sum": [0.1, 0.0, 1.0]}), r"settings\['sum'\]=0.0 is not allowed"),
+        (dict(settings={"sum": [0.1, 1.0]}), "at least 3 values"),
+        (dict(settings={"mean": [0.1, 0.2, 1.0]}, rules=["sum"]), "rule\\(s\\) not in the plan: mean"),
+        (dict(seeds=0), "seeds must be a positive integer"),
+        (dict(extend={"per_sample": 2.0}), "extend names rule 'per_sample', which is not in the plan"),
+        (dict(extend={"mean": 0}), r"extend\['mean'\] must be a non-zero number of decades, got 0"),
+        (dict(lr=-1.0), "lr must be a finite number > 0"),
+        (dict(rules=["sqrt_width"], optimizer="sgd"), "'sqrt_width' is defined for adam, adamw"),
+    ],
+)
+def test_bad_plans_fail_before_any_run(kwargs, match):
+    task = TASK
+    if "task" in kwargs:
+        with pytest.raises(ValueError, match=match):
+            get_task(kwargs["task"])
+        return
+    with pytest.raises(ValueError, match=match):
+        make_runs(StudyPlan(**kwargs), task)
+
+
+def test_model_fn_failing_at_some_width_is_named():
+    def model_fn(width, depth):
+        if width > 100:
+            raise RuntimeError("out of memory")
+        return nn.Sequential(nn.Linear(40, width), nn.ReLU(), nn.Linear(width, 10))
+
+    with pytest.raises(ValueError, match=r"model factory failed at width=128: RuntimeError: out of memory"):
+        make_runs(StudyPlan(sizes=[32, 128], rules=["sum"]), TASK, model_fn)
+
+
+def test_plan_files_toml_and_yaml(tmp_path):
+    (tmp_path / "p.toml").write_text('task = "digits_mlp"\nsizes = [32, 512]\nrules = ["sum", "mup"]\nseeds = 2\n')
+    (tmp_path / "p.yaml").write_text("task: digits_mlp\nsizes: [32, 512]\nrules: [sum, mup]\nseeds: 2\n")
+    assert load_plan_file(tmp_path / "p.toml") == load_plan_file(tmp_path / "p.yaml")
+    (tmp_path / "bad.toml").write_text("sizez = [1, 2]\n")
+    with pytest.raises(ValueError, match="unknown plan key\\(s\\) 'sizez'"):
+        StudyPlan.from_dict(load_plan_file(tmp_path / "bad.toml"))
+    with pytest.raises(ValueError, match="does not exist"):
+        load_plan_file(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("name", sorted(__import__("wdscale.study.plan.study_plan", fromlist=["PRESETS"]).PRESETS))
+def test_every_preset_plans_a_valid_grid(name):
+    plan = preset(name)
+    runs = make_runs(plan, get_task(plan.task))
+    sizes = sorted({c.size for c in runs})
+    # a joint preset's coarse lr × setting grid has 2 seeds; `refine` adds them where it matters
+    joint = len({c.lr for c in runs}) > 1
+    assert sizes[-1] / sizes[0] >= 4 and len({c.seed for c in runs}) >= (2 if joint else 3)
+    if plan.size_axis in ("width", "n_train", "batch_size"):
+        assert sizes[-1] / sizes[0] >= (8 if joint else 16)
+    if joint:
+        assert len({c.lr for c in runs}) >= 3 and resolve(plan, get_task(plan.task)).lr in {c.lr for c in runs}
+
+
+def test_planning_leaves_cached_task_data_usable():
+    """Planning builds every model; a model_fn that loads and caches data while it builds (the
+    char transformer reads its vocabulary) must leave real tensors in the cache, not meta ones."""
+    from wdscale.study.plan import tasks
+
+    tasks._DATA_CACHE.clear()
+    for fn in (tasks._shakespeare_corpus, tasks.shakespeare_vocab):
+        if hasattr(fn, "cache_clear"):
+            fn.cache_clear()
+    make_runs(preset("shakespeare_width"), get_task("shakespeare_char"))
+    data = get_task("shakespeare_char").load(0)
+    assert data.x_train.device.type == "cpu" and int(data.x_train[:2].sum()) >= 0
+
+
+def test_cli_extend_flag_adds_to_the_presets_extension(capsys):
+    from wdscale.cli import build_parser
+    from wdscale.study.cli import build_plan
+
+    args = build_parser().parse_args(["study", "run", "--out", "x", "--preset", "full", "--extend", "sum=-1, mean=2"])
+    assert build_plan(args).extend == {"mean": 2.0, "sum": -1.0}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["study", "run", "--out", "x", "--extend", "mean:2"])
+    err = capsys.readouterr().err
+    assert "expected RULE=DECADES" in err and "'mean:2'" in err
+
+
+def test_refined_points_add_settings_and_seeds_and_are_checked():
+    plan = StudyPlan(sizes=[32, 64], rules=["sum"], seeds=2, epochs=2, settings={"sum": [0.01, 0.1, 1.0]})
+    base = make_runs(plan, TASK)
+    plan.refined = {"sum@64": [[0.1, 4], [0.2154, 2]], "sum@32": [[0.1, 1]]}
+    runs = make_runs(plan, TASK)
+    assert {c.run_id for c in base} <= {c.run_id for c in runs}  # a refined plan only grows
+    at: dict = {}
+    for c in runs:
+        at.setdefault((c.size, c.setting), []).append(c.seed)
+    assert at[(64, 0.1)] == [0, 1, 2, 3] and at[(64, 0.2154)] == [0, 1] and at[(32, 0.1)] == [0, 1]
+    assert (32, 0.2154) not in at
+    sixty_four = [c.setting for c in runs if c.size == 64 and c.seed == 0]
+    assert sixty_four == sorted(sixty_four)  # settings in order, fine points among the coarse ones
+    for refined, match in [
+        ({"mean@64": [[0.1, 2]]}, "refined names 'mean@64'"),
+        ({"sum@128": [[0.1, 2]]}, "refined names 'sum@128'"),
+        ({"sum@64": [[0.1]]}, r"each point is \[setting, seeds\]"),
+        ({"sum@64": [[-0.1, 2]]}, "setting=-0.1 is not allowed"),
+        ({"sum@64": [[0.1, 0]]}, "seeds=0 is not allowed"),
+    ]:
+        plan.refined = refined
+        with pytest.raises(ValueError, match=match):
+            make_runs(plan, TASK)
+
+
+def test_the_fixed_lr_has_one_definition_for_plans_and_stored_runs():
+    from wdscale.study.plan.study_plan import fixed_lr, resolve
+
+    assert fixed_lr([0.1, 0.01, 0.001], 0.02) == 0.01  # nearest in log, not in value
+    assert fixed_lr([0.1, 0.01, 0.001]) == 0.01  # no base lr known: the centre
+    assert fixed_lr([0.1, 0.01, 0.001, 0.0001]) == 0.001  # the lower of two middles
+    plan = StudyPlan(task="digits_mlp", sizes=[8, 16], rules=["sum"], lr=0.01, lr_decades=2, lr_points_per_decade=1)
+    r = resolve(plan, get_task("digits_mlp"))
+    assert fixed_lr(r.lrs, r.lr) == 0.01

@@ -1,0 +1,165 @@
+"""report.write_report writes a readable, self-consistent report: md, html and PNGs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wdscale.study.analysis.study_analysis import analyze
+from wdscale.study.report.study_report import (
+    Bullets,
+    Figure,
+    Heading,
+    Paragraph,
+    Table,
+    to_html,
+    to_markdown,
+    write_report,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+GRID = 10 ** np.arange(-5, 0 + 1e-9, 0.5)
+
+
+def small_study() -> pd.DataFrame:
+    """Two λ-rules (one drifting, one flat), one τ-rule whose optimum leaves the grid,
+    a diverged tail and one failed run; 3 sizes × 11 settings × 2 seeds."""
+    r = np.random.default_rng(1)
+    rules = {"indep": ("lambda", 1e-3, 1.0), "flat": ("lambda", 3e-3, 0.0), "tau_rule": ("tau", 3e-2, 3.0)}
+    rows = []
+    for rule, (name, c, k) in rules.items():
+        for size in (16, 32, 64):
+            for s in GRID:
+                for seed in (0, 1):
+                    d2 = (np.log(s) - np.log(c * (size / 16) ** k)) ** 2
+                    rows.append(
+                        dict(
+                            task="toy",
+                            optimizer="sgd",
+                            rule=rule,
+                            size_axis="width",
+                            size=size,
+                            setting=float(s),
+                            setting_name=name,
+                            seed=seed,
+                            status="ok",
+                            val_loss=1 + 0.05 * d2 + 0.003 * r.standard_normal(),
+                            val_acc=0.9 - 0.01 * d2,
+                            wall_time=3.0,
+                            steps=10,
+                            batch_size=4,
+                        )
+                    )
+    df = pd.DataFrame(rows)
+    tail = (df["rule"] == "flat") & (df["setting"] >= 0.3)
+    df.loc[tail, ["status", "val_loss"]] = ["diverged", np.nan]
+    df.loc[0, "status"] = "failed"
+    return df
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> tuple:
+    runs = small_study()
+    out = tmp_path_factory.mktemp("report") / "nested" / "dir"  # created on demand
+    files = write_report(runs, out, title="toy study", analysis=analyze(runs, n_boot=100))
+    return runs, out, files
+
+
+def test_writes_all_files(report):
+    _, out, files = report
+    assert files["md"] == out / "report.md" and files["html"] == out / "report.html"
+    pngs = {k for k in files if k.endswith(".png")}
+    # one loss-vs-setting figure per series, one drift figure per (task, optimizer, axis)
+    assert pngs == {
+        "figures/curves_toy_sgd_flat_width.png",
+        "figures/curves_toy_sgd_indep_width.png",
+        "figures/curves_toy_sgd_tau_rule_width.png",
+        "figures/drift_toy_sgd_width.png",
+    }
+    for rel, path in files.items():
+        assert path.is_file() and path.stat().st_size > 0
+        if rel.endswith(".png"):
+            assert path.read_bytes()[:8] == PNG_MAGIC
+            assert path.stat().st_size > 10_000  # a real plot, not an empty canvas
+
+
+def test_markdown_content(report):
+    runs, out, _ = report
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert md.startswith("# toy study")
+    for rule in ("indep", "flat", "tau_rule"):
+        assert f"| toy | sgd | width | {rule} |" in md  # verdict row and per-size rows
+        assert len(re.findall(rf"\| {rule} \| (16|32|64) \|", md)) == 3
+    assert ("Runs: 198 — 185 ok, 0 did not learn and 12 diverged (counted as infinite loss), 1 failed (excluded)") in md
+    assert "Seeds: 2 (0, 1)" in md and "16, 32, 64" in md
+    assert "Total wall time: 9 min 54 s" in md
+    assert "transfers" in md and "grows with width" in md
+    assert "inconclusive: optimum at grid edge" in md and "EDGE" in md
+    assert "τ\\*" in md  # τ-rules talk about τ*, escaped for markdown
+    assert "## How to read this" in md
+    # it ends (before how to read it) with the advice for 4× and 16× the largest width, predictions
+    advice = md[md.index("## Advice for the next sizes") : md.index("## How to read this")]
+    assert "| width 256 | indep | λ " in advice and "| width 1024 | flat | λ " in advice
+    assert "PREDICTION" in advice and "more than 4× beyond" in advice and "Recommended at width 256" in advice
+    # indep's λ* doubles per doubling of width from 1e-3 at 16: 1.6e-2 at 256, well inside its interval
+    row = next(line for line in advice.splitlines() if line.startswith("| width 256 | indep |"))
+    pred, lo, hi = map(float, re.findall(r"λ ([\d.e+-]+) \[([\d.e+-]+), ([\d.e+-]+)\]", row)[0])
+    assert lo <= 1.6e-2 <= hi and pred == pytest.approx(1.6e-2, rel=0.3)
+    # measured regret with its interval and the detectable threshold; fitted columns say so
+    assert "| transfer regret, measured [90% CI] | detectable regret | noise (seed s.e.m.) |" in md
+    assert "| drift exponent (fit) |" in md and "| optimum (fit) | best loss (trained) |" in md
+    assert "| 0.00% [0.00%, 0.00%] |" in md  # flat: the same grid point at both ends
+    assert "-0.00" not in md
+    assert "with 3 seeds a setting's mean takes only 10 distinct values" in md
+    # cost of finding λ: 11 proxy runs of 3 s + one target run, vs 11 target runs (one seed)
+    assert "| toy | sgd | indep | width 16 → 64 | 11 |" in md and "| 36 / 33 | ×0.9 |" in md
+    assert "saved (params × samples)" not in md  # a toy task's parameter count is unknown
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+        assert (out / link).is_file()
+
+
+def test_html_is_standalone_and_images_resolve(report):
+    _, out, files = report
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page and "</html>" in page
+    assert page.count("<table>") == 4 and "<th>verdict</th>" in page  # verdicts, optima, cost, advice
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(srcs) == 4
+    for src in srcs:
+        assert not Path(src).is_absolute() and (out / src).is_file()
+    assert "<td>tau_rule</td>" in page
+
+
+def test_no_cost_table_on_the_batch_size_axis(tmp_path):
+    runs = small_study().assign(size_axis="batch_size")
+    write_report(runs, tmp_path, analysis=analyze(runs, n_boot=10))
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "## Verdict per rule" in md and "Cost of finding the setting" not in md
+
+
+def test_runs_analysis_itself_when_not_given(tmp_path):
+    runs = small_study()
+    files = write_report(runs[runs["rule"] != "tau_rule"], tmp_path)
+    assert files["md"] == tmp_path / "report.md" and files["md"].is_file()
+    assert "figures/drift_toy_sgd_width.png" in files
+
+
+def test_renderers_share_one_content():
+    blocks = [
+        Heading("T <1>", 1),
+        Paragraph("λ* and λ* | x"),
+        Bullets(("a", "b")),
+        Table(("h1", "h2"), (("x|y", "1"),)),
+        Figure("figures/a.png", "alt", "cap"),
+    ]
+    md = to_markdown(blocks)
+    assert md.splitlines()[0] == "# T <1>"
+    assert "λ\\* and λ\\* | x" in md and "- a\n- b" in md
+    assert "| x\\|y | 1 |" in md and "![alt](figures/a.png)" in md
+    page = to_html(blocks, "T")
+    assert "<h1>T &lt;1&gt;</h1>" in page and "<li>a</li>" in page
+    assert "<td>x|y</td>" in page and '<img src="figures/a.png" alt="alt">' in page

@@ -1,0 +1,401 @@
+"""What wdscale promises a demanding user (docs/reliability.md): a run's numbers follow from its
+config, one store holds one plan and one driver, runs that did not learn are marked, workers die
+with their driver, and bad input or a damaged store gives one clear error and changes nothing."""
+
+import hashlib
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from toy import TINY, TINY_FLAGS
+from user_model import load
+
+from wdscale.cli import main
+from wdscale.study import Study, StudyPlan, make_runs, run_study
+from wdscale.study.plan.tasks import get_task
+from wdscale.study.run import jobs
+from wdscale.study.run.execution import Execution
+from wdscale.study.run.runner import study_lock
+from wdscale.study.run.store import Store
+
+TESTS = Path(__file__).parents[1]
+
+
+def frame(out: Path):
+    with Store(out / "runs.sqlite", readonly=True) as store:
+        return store.frame().set_index("run_id").sort_index()
+
+
+def digest(directory: Path) -> dict[str, str]:
+    """Every file's hash, but the driver's lock file (it holds only who runs the study) and the
+    sidecar files SQLite makes for any reader of a WAL database (the WAL must stay empty)."""
+    wal = directory / "runs.sqlite-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    return {
+        p.name: hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name != ".wdscale.lock" and not p.name.endswith(("-shm", "-wal"))
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "study"
+    run_study(StudyPlan(**TINY), out, execution=Execution(workers=1, progress=False))
+    return out
+
+
+def cli(*argv: str) -> int:
+    return main(list(argv))
+
+
+# -- 1, 2: a run's numbers follow from its config -----------------------------------------------------
+
+
+def test_worker_count_and_the_drivers_threads_do_not_change_a_runs_numbers(tmp_path):
+    plan = StudyPlan(**TINY)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the driver's own setting must not reach the in-process runs
+    try:
+        run_study(plan, tmp_path / "one", execution=Execution(workers=1, progress=False))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.get_num_threads() == before
+    run_study(plan, tmp_path / "two", execution=Execution(workers=2, progress=False))
+    a, b = frame(tmp_path / "one"), frame(tmp_path / "two")
+    assert list(a.index) == list(b.index) and len(a) == 24
+    assert (a.threads == 1).all() and (b.threads == 1).all()
+    assert a.path.tolist() == b.path.tolist() and set(a.path) == {"batched-bmm"}
+    assert a.status.tolist() == b.status.tolist()
+    assert a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-9)
+
+
+def test_a_study_resumed_after_losing_jobs_re_forms_them_with_the_same_numbers(tmp_path, monkeypatch):
+    # jobs of at most 4 runs: each group of 6 is cut into 4 + 2 in plan order, whatever the workers
+    monkeypatch.setattr(jobs, "MAX_RUNS_PER_JOB", 4)
+    plan = StudyPlan(**TINY)
+    run_study(plan, tmp_path / "once", execution=Execution(workers=2, progress=False))
+    run_study(plan, tmp_path / "resumed", execution=Execution(workers=1, progress=False))
+    # a kill loses the jobs in flight, whole (a job's runs are stored together): drop two of them
+    cut, _ = jobs.cut_jobs(make_runs(plan, get_task("digits_mlp")), jobs.Source("digits_mlp"), device="cpu", batch=True)
+    assert sorted(len(j.configs) for j in cut) == [2] * 4 + [4] * 4
+    lost = [c.run_id for j in (cut[0], cut[-1]) for c in j.configs]
+    with Store(tmp_path / "resumed" / "runs.sqlite") as store:
+        assert store.forget(lost) == 6
+    summary = run_study(plan, tmp_path / "resumed", execution=Execution(workers=2, progress=False))
+    assert summary.ran == 6
+    a, b = frame(tmp_path / "resumed"), frame(tmp_path / "once")
+    assert list(a.index) == list(b.index) and a.path.tolist() == b.path.tolist()
+    assert a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-9)
+
+
+def test_the_path_is_chosen_by_rule_and_no_batch_is_recorded(tmp_path):
+    plan = StudyPlan(**{**TINY, "rules": ["decoupled"], "seeds": 1})
+    run_study(plan, tmp_path, execution=Execution(workers=1, batch=False, progress=False))
+    assert set(frame(tmp_path).path) == {"sequential"}
+
+
+# -- 3, 4: one store, one plan, one driver ------------------------------------------------------------
+
+
+def test_reusing_out_with_another_plan_is_refused_and_nothing_is_mixed(tiny_study, tmp_path, capsys):
+    out = tmp_path / "study"
+    shutil.copytree(tiny_study, out)
+    before = digest(out)
+    with pytest.raises(ValueError, match=r"holds 24 run\(s\) of another plan \(.*epochs 2 there, 3 here"):
+        run_study(StudyPlan(**{**TINY, "epochs": 3}), out, execution=Execution(workers=1, progress=False))
+    assert digest(out) == before  # plan.json untouched, no run added
+    assert cli("study", "status", str(out)) == 0
+    assert capsys.readouterr().out.startswith("24 of 24 runs stored")
+
+
+def test_a_second_driver_on_the_same_study_is_refused(tmp_path):
+    with study_lock(tmp_path):
+        with pytest.raises(ValueError, match="another `wdscale study run` .*pid"):
+            run_study(StudyPlan(**TINY), tmp_path, execution=Execution(workers=1, progress=False))
+    assert not (tmp_path / "runs.sqlite").exists()
+
+
+def test_two_drivers_started_together_train_every_run_once(tmp_path):
+    # 20 epochs: the first driver to take the lock still holds it when the second one asks
+    cmd = [sys.executable, "-m", "wdscale", "study", "run", "--out", str(tmp_path), *TINY_FLAGS, "--epochs", "20"]
+    procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], errs
+    assert any("another `wdscale study run`" in e for e in errs)
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        assert db.execute("SELECT COUNT(*), COUNT(DISTINCT run_id) FROM runs").fetchone() == (12, 12)
+
+
+# -- 5: no silent wrong results ----------------------------------------------------------------------
+
+
+def test_a_batch_larger_than_the_data_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"batch_size=500 is larger than n_train=300 at width=8"):
+        run_study(
+            StudyPlan(**{**TINY, "batch_size": 500, "n_train": 300}), tmp_path, execution=Execution(progress=False)
+        )
+    assert not tmp_path.joinpath("plan.json").exists()
+
+
+def test_runs_that_do_not_learn_are_marked_and_counted_in_the_report(tmp_path):
+    plan = StudyPlan(**{**TINY, "rules": ["sum"], "sizes": [8, 16], "seeds": 1, "lr": 1e6})
+    run_study(plan, tmp_path, execution=Execution(workers=1, progress=False))
+    df = frame(tmp_path)
+    learned = df[df.status == "ok"]
+    assert (df.status != "failed").all() and len(learned) < len(df)
+    stuck = df[df.status == "not_learned"]
+    assert stuck.error.str.contains("not below|no better than chance").all()
+    assert stuck.train_loss.notna().all()  # the numbers are kept
+    assert cli("study", "report", str(tmp_path)) == 0
+    md = (tmp_path / "report.md").read_text()
+    assert f"{len(stuck)} did not learn" in md
+
+
+# -- 6: workers die with their driver -----------------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_workers_die_with_their_driver(tmp_path, sig):
+    cmd = [
+        sys.executable,
+        "-m",
+        "wdscale",
+        "study",
+        "run",
+        "--out",
+        str(tmp_path),
+        "--task",
+        "digits_mlp",
+        "--sizes",
+        "64,128",
+        "--rules",
+        "sum",
+        "--seeds",
+        "4",
+        "--epochs",
+        "200",
+        "--depth",
+        "2",
+        "--no-batch",
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
+    # a shell running this suite in the background starts it with SIGINT ignored, which the driver
+    # would inherit (and rightly keep): give it the default disposition, as a terminal would
+    driver = subprocess.Popen(
+        cmd, stderr=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
+    try:
+        deadline = time.time() + 60
+        workers: list[int] = []
+        while time.time() < deadline and len(workers) < 2:
+            time.sleep(0.2)
+            workers = [p for p in children(driver.pid) if alive(p)]
+        assert len(workers) >= 2, "the study's workers did not start"
+        time.sleep(1.0)
+        driver.send_signal(sig)
+        driver.wait(timeout=30)
+        deadline = time.time() + 15
+        while time.time() < deadline and any(alive(p) for p in workers):
+            time.sleep(0.2)
+        assert not any(alive(p) for p in workers), f"orphaned workers after {sig.name}"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+
+
+# -- 7: one clear error, and nothing written ----------------------------------------------------------
+
+
+def test_read_only_studies_report_export_and_status_without_writing(tiny_study, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "study"
+    shutil.copytree(tiny_study, out)
+    before = digest(out)
+    real_access = os.access
+    # tests run as root, for whom chmod does not stop a write: make the study directory look read-only
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode, **kw: (
+            False
+            if (mode & os.W_OK and Path(p).resolve().is_relative_to(out.resolve()))
+            else real_access(p, mode, **kw)
+        ),
+    )
+    assert cli("study", "status", str(out)) == 0
+    assert "24 of 24 runs stored" in capsys.readouterr().out
+    assert cli("study", "report", str(out)) == 2
+    assert "give --to DIR elsewhere" in capsys.readouterr().err
+    assert cli("study", "report", str(out), "--to", str(tmp_path / "rep")) == 0
+    assert (tmp_path / "rep" / "report.md").exists()
+    assert cli("study", "export", str(out), "--to", str(tmp_path / "runs.csv")) == 0
+    assert cli("study", "run", "--out", str(out), "--preset", "quick") == 2
+    assert "not writable" in capsys.readouterr().err
+    assert digest(out) == before
+
+
+@pytest.mark.parametrize("content", [b"this is not a database" * 100, "foreign", "damaged"])
+def test_a_garbage_foreign_or_damaged_store_is_refused_and_left_untouched(tiny_study, tmp_path, capsys, content):
+    out = tmp_path / "study"
+    out.mkdir()
+    store = out / "runs.sqlite"
+    if content == "foreign":
+        with sqlite3.connect(store) as db:
+            db.execute("CREATE TABLE invoices (id INTEGER, amount REAL)")
+    elif content == "damaged":
+        shutil.copy(tiny_study / "runs.sqlite", store)
+        data = bytearray(store.read_bytes())
+        data[8192:12288] = b"\xab" * 4096
+        store.write_bytes(bytes(data))
+    else:
+        store.write_bytes(content)
+    before = digest(out)
+    args = TINY_FLAGS
+    assert cli("study", "run", "--out", str(out), *args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and (
+        "not a wdscale store" in err or "not a usable wdscale store" in err or "is damaged" in err
+    ), err
+    for command in ("status", "report", "export"):
+        assert cli("study", command, str(out)) == 2, command
+        assert "wdscale store" in capsys.readouterr().err or "damaged" in err
+    assert digest(out) == before
+
+
+def test_a_model_whose_output_does_not_fit_the_classes_is_refused_up_front(tmp_path):
+    def wrong(width):
+        return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 7))
+
+    study = Study(wrong, load, out=tmp_path, sizes=[8, 16], rules=["sum"], seeds=1, lr=1e-2, epochs=1, batch_size=50)
+    with pytest.raises(ValueError, match=r"returns \(2, 7\) .* 10 classes needs logits of shape \(2, 10\)"):
+        study.run(progress=False)
+    assert not (tmp_path / "runs.sqlite").exists()
+
+
+def test_a_data_loader_that_raises_is_one_clear_error():
+    def broken():
+        raise FileNotFoundError("no such file: data.npz")
+
+    with pytest.raises(ValueError, match="the data loader 'broken' failed: FileNotFoundError: no such file"):
+        Study(lambda w: nn.Linear(4, 2), broken, sizes=[8, 16], lr=1e-2, epochs=1, batch_size=4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where CUDA is missing")
+def test_device_cuda_without_cuda_is_refused_before_anything_is_written(tmp_path, capsys):
+    assert cli("study", "run", "--out", str(tmp_path / "s"), "--preset", "quick", "--device", "cuda") == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+    assert cli("study", "run", "--out", str(tmp_path / "s"), "--preset", "quick", "--device", "tpu") == 2
+    assert "not a torch device" in capsys.readouterr().err or "cpu or cuda" in capsys.readouterr().err
+
+
+def test_out_that_is_a_file_and_a_malformed_config_are_one_clear_error(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert cli("study", "run", "--out", str(f), "--preset", "quick") == 2
+    assert "is a file" in capsys.readouterr().err
+    bad_yaml = tmp_path / "plan.yaml"
+    bad_yaml.write_text("sizes: [8, 16\nrules: sum\n")
+    assert cli("study", "run", "--out", str(tmp_path / "s"), "--config", str(bad_yaml)) == 2
+    err = capsys.readouterr().err
+    assert "plan.yaml" in err and "not valid YAML" in err and err.count("\n") == 1
+    bad_toml = tmp_path / "plan.toml"
+    bad_toml.write_text("sizes = [8, 16\n")
+    assert cli("study", "run", "--out", str(tmp_path / "s"), "--config", str(bad_toml)) == 2
+    err = capsys.readouterr().err
+    assert "plan.toml" in err and "not valid TOML" in err
+
+
+def test_export_of_a_study_with_no_runs_is_an_error(tmp_path, capsys):
+    Store(tmp_path / "runs.sqlite").close()
+    assert cli("study", "export", str(tmp_path)) == 2
+    assert "no finished runs" in capsys.readouterr().err
+
+
+# -- 8: small things -----------------------------------------------------------------------------------
+
+
+def test_python_m_wdscale_and_version():
+    done = subprocess.run([sys.executable, "-m", "wdscale", "--version"], capture_output=True, text=True, timeout=60)
+    import wdscale
+
+    assert done.returncode == 0 and done.stdout.strip() == f"wdscale {wdscale.__version__}"
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--workers", "0"], "expected a whole number ≥ 1, got '0'"),
+        (["--workers", "-3"], "expected a whole number ≥ 1, got '-3'"),
+        (["--threads", "0"], "expected a whole number ≥ 1"),
+        (
+            ["--optimizer", "sgd", "--momentum", "-5"],
+            "momentum=-5.0 is not allowed: momentum must be a number in [0, 1)",
+        ),
+        (["--sizes", "-8,16"], "sizes=-8 is not allowed: sizes must be a positive integer"),
+    ],
+)
+def test_bad_flags_are_one_clear_error_before_any_run(tmp_path, capsys, flags, message):
+    code = None
+    try:
+        code = cli("study", "run", "--out", str(tmp_path / "s"), "--preset", "quick", *flags)
+    except SystemExit as e:  # argparse's own errors exit 2 with a usage line
+        code = e.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s" / "runs.sqlite").exists()
+
+
+def test_a_comma_separated_sizes_string_in_a_config_file(tmp_path):
+    cfg = tmp_path / "plan.toml"
+    cfg.write_text('task = "digits_mlp"\nsizes = "8,16"\nrules = "sum, decoupled"\n')
+    from wdscale.study.plan.study_plan import load_plan_file
+
+    plan = StudyPlan.from_dict(load_plan_file(cfg))
+    assert plan.sizes == [8, 16] and plan.rules == ["sum", "decoupled"]
+
+
+def test_study_run_help_describes_every_flag_and_preset():
+    from wdscale.cli import build_parser
+    from wdscale.study.plan.study_plan import PRESETS
+
+    parser = build_parser()
+    run = parser._subparsers._group_actions[0].choices["study"]._subparsers._group_actions[0].choices["run"]
+    undocumented = [a.dest for a in run._actions if not a.help]
+    assert undocumented == []
+    text = run.format_help()
+    for name in PRESETS:
+        assert f"{name}:" in text

@@ -1,0 +1,100 @@
+import math
+
+import pytest
+
+from wdscale.study.plan.config import RunConfig, RunResult
+from wdscale.study.run.store import Store
+
+
+def config(seed=0, setting=0.1):
+    return RunConfig(
+        task="t",
+        size_axis="width",
+        size=32,
+        width=32,
+        depth=2,
+        n_train=100,
+        batch_size=10,
+        base_width=32,
+        base_depth=2,
+        rule="sum",
+        setting=setting,
+        optimizer="sgd",
+        lr=0.1,
+        epochs=2,
+        seed=seed,
+    )
+
+
+def test_a_run_is_stored_once_and_read_back(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        c = config()
+        r = RunResult(
+            c.run_id,
+            "ok",
+            train_loss=0.5,
+            val_loss=0.7,
+            best_val_loss=0.6,
+            val_acc=0.8,
+            best_val_acc=0.81,
+            steps=20,
+            wall_time=1.0,
+            history=[0.9, 0.7],
+        )
+        assert store.add(c, r)
+        assert not store.add(c, RunResult(c.run_id, "ok", val_loss=123.0))  # never twice
+        d = RunResult(config(seed=1).run_id, "diverged", val_loss=math.inf, history=[math.nan])
+        assert store.add(config(seed=1), d)
+    with Store(tmp_path / "s.sqlite") as store:  # survives reopening
+        df = store.frame()
+        assert len(df) == 2 and len(store.done_ids()) == 2
+        row = df[df.seed == 0].iloc[0]
+        assert (row.val_loss, row.history, row.width) == (0.7, [0.9, 0.7], 32)
+        div = df[df.seed == 1].iloc[0]
+        assert div.status == "diverged" and div.val_loss == math.inf and math.isnan(div.val_acc)
+        assert store.done_ids(["diverged"]) == {config(seed=1).run_id}
+
+
+def test_result_must_match_its_config(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        with pytest.raises(AssertionError, match="does not belong"):  # a bug, not bad input
+            store.add(config(), RunResult("abc", "ok"))
+
+
+def test_run_id_depends_on_every_field():
+    assert config().run_id == config().run_id
+    assert config(seed=1).run_id != config().run_id
+    assert config(setting=0.2).run_id != config().run_id
+    assert RunConfig.from_dict(config().to_dict()) == config()
+
+
+def test_a_store_made_from_an_export_holds_the_same_runs(tmp_path):
+    import pandas as pd
+
+    from wdscale.errors import WdscaleError
+    from wdscale.study.run.store import load_runs, store_from_export
+
+    configs = [config(seed=s, setting=x) for s in (0, 1) for x in (0.1, 1.0)]
+    src = tmp_path / "src"
+    src.mkdir()
+    with Store(src / "runs.sqlite") as store:
+        for i, c in enumerate(configs[:3]):  # the fourth run was never trained
+            status = "diverged" if i == 2 else "ok"
+            store.add(c, RunResult(c.run_id, status, val_loss=1.0 + i if i < 2 else math.nan, history=[2.0, math.nan],
+                                   wall_time=0.5, path="batched-bmm", threads=1, n_params=123, steps=7))  # fmt: skip
+        exported = store.frame()
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    exported.to_parquet(dst / "runs.parquet")
+    assert store_from_export(dst, configs, {"task": "toy"}) == 3
+    again = load_runs(dst)  # read from the new store now
+    cols = ["run_id", "status", "val_loss", "wall_time", "path", "threads", "n_params", "steps", "setting", "seed"]
+    pd.testing.assert_frame_equal(again[cols], exported[cols])
+    assert list(again["history"][0]) == [2.0, None]
+    assert Store(dst / "runs.sqlite", readonly=True).plan() == {"task": "toy"}
+    with pytest.raises(WdscaleError, match="already has a store"):
+        store_from_export(dst, configs, {})
+    (tmp_path / "other").mkdir()
+    exported.to_parquet(tmp_path / "other" / "runs.parquet")
+    with pytest.raises(WdscaleError, match="not runs of its plan"):
+        store_from_export(tmp_path / "other", configs[:1], {})

@@ -1,0 +1,241 @@
+"""The batched engine must train K models exactly as K sequential torch.optim runs would."""
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from toy import mlp_fn, one_thread, toy_config  # noqa: F401 (one_thread: autouse fixture)
+from toy import toy_data as classification_data
+
+from wdscale.sgdw import SGDW
+from wdscale.study.plan.config import TaskData
+from wdscale.study.plan.models import MLP, CharTransformer
+from wdscale.study.train.batched_step import BatchedOptimizer, read_optimizer
+from wdscale.study.train.engine import BatchedTrainer, can_batch, check_batch, choose_k, choose_path, train_batched
+from wdscale.study.train.loop import train_run
+from wdscale.study.train.stack import Layout
+
+
+def config(**kw):
+    return toy_config(**{"lr": 3e-3, **kw})
+
+
+class TinyMLP(nn.Module):
+    """Not a plain chain of modules (activations in forward): trained through vmap(functional_call)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(8, 16)
+        self.hid = nn.Linear(16, 16)
+        self.out = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.hid(torch.relu(self.inp(x)))))
+
+
+def tiny_sequential():
+    """A plain chain: trained through the hand-written bmm forward."""
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 4))
+
+
+def torch_optimizer(kind, model, lr, wd):
+    """Per-group lr and λ that differ between groups: matrices vs vectors."""
+    mats = [p for p in model.parameters() if p.ndim == 2]
+    vecs = [p for p in model.parameters() if p.ndim == 1]
+    groups = [
+        {"params": mats, "lr": lr, "weight_decay": wd},
+        {"params": vecs, "lr": lr * 0.5, "weight_decay": wd * 0.1},
+    ]
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9)
+    if kind == "sgdw":
+        return SGDW(groups, lr=lr, momentum=0.9)
+    if kind == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+LRS = {"sgd": 0.05, "sgdw": 0.05, "adam": 3e-3, "adamw": 3e-3}
+
+
+@pytest.mark.parametrize("arch", [TinyMLP, tiny_sequential], ids=["vmap", "bmm"])
+@pytest.mark.parametrize("kind", ["sgd", "sgdw", "adam", "adamw"])
+def test_stacked_training_matches_torch_optim(kind, arch):
+    """K=3 models, different seeds, lr and λ, 200 float64 steps: engine vs torch.optim one by one."""
+    dt = torch.float64
+    seeds, lrs, wds = [0, 1, 2], [LRS[kind], 2 * LRS[kind], 0.5 * LRS[kind]], [1e-2, 5e-2, 0.2]
+    models = []
+    for s in seeds:
+        torch.manual_seed(s)
+        models.append(arch().to(dt))
+    refs = [copy.deepcopy(m) for m in models]
+    trainer = BatchedTrainer(models, [torch_optimizer(kind, m, lr, wd) for m, lr, wd in zip(models, lrs, wds)])
+    assert trainer.native == (arch is tiny_sequential)
+    ref_opts = [torch_optimizer(kind, m, lr, wd) for m, lr, wd in zip(refs, lrs, wds)]
+    g = torch.Generator().manual_seed(123)
+    x, y = torch.randn(64, 8, generator=g, dtype=dt), torch.randint(0, 4, (64,), generator=g)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    for step in range(200):
+        if step % 4 == 0:
+            perms = [torch.randperm(64, generator=gen) for gen in gens]
+        idx = torch.stack([p[(step % 4) * 16 : (step % 4 + 1) * 16] for p in perms])
+        trainer.step(x[idx], y[idx])
+        for k, (m, opt) in enumerate(zip(refs, ref_opts)):
+            loss = F.cross_entropy(m(x[idx[k]]), y[idx[k]])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    diff = max(
+        (trainer.member(k)[n] - p).abs().max().item() for k, m in enumerate(refs) for n, p in m.named_parameters()
+    )
+    assert diff <= 1e-10
+
+
+@pytest.mark.parametrize("kind", ["sgd", "sgdw", "adam", "adamw"])
+@pytest.mark.parametrize("dt", [torch.float64, torch.float32])
+def test_functional_step_is_torch_step(kind, dt):
+    """Given the same gradients, the batched step is torch's single-tensor step: bitwise on x86
+    CPUs (where torch's `add(alpha=)` and `addcmul` are the same fused multiply-add)."""
+    torch.manual_seed(0)
+    k, lrs, wds = 3, [0.1, 0.02, 0.3], [0.5, 0.0, 0.05]
+    models = [nn.Linear(5, 7).to(dt) for _ in range(k)]
+    opts = [torch_optimizer(kind, m, lr, wd) for m, lr, wd in zip(models, lrs, wds)]
+    rule, _, _ = read_optimizer(opts[0], models[0])
+    per = [read_optimizer(o, m) for o, m in zip(opts, models)]
+    layout = Layout(("weight", "bias"), (torch.Size([7, 5]), torch.Size([7])))
+    table = lambda i: torch.tensor([[d[i][n] for n in layout.names] for d in per], dtype=torch.float64)  # noqa: E731
+    stepper = BatchedOptimizer(rule, layout, table(1), table(2), dt)
+    flat = layout.stack([dict(m.named_parameters()) for m in models]).detach().clone()
+    for _ in range(50):
+        grads = [{n: torch.randn_like(p) for n, p in m.named_parameters()} for m in models]
+        for m, o, gr in zip(models, opts, grads):
+            for n, p in m.named_parameters():
+                p.grad = gr[n].clone()
+            o.step()
+        stepper.step(flat, layout.stack(grads))
+    want = layout.stack([{n: p.detach() for n, p in m.named_parameters()} for m in models])
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        assert torch.equal(flat, want)
+    else:
+        assert torch.allclose(flat, want, rtol=1e-12, atol=1e-12)
+
+
+# -- train_batched vs train_run ------------------------------------------------------------------------
+
+
+def assert_same(a, b, tol=1e-9):
+    assert a.run_id == b.run_id and a.status == b.status and a.steps == b.steps
+    assert len(a.history) == len(b.history)
+    for x, y in zip(a.history + [a.best_val_loss, a.val_acc], b.history + [b.best_val_loss, b.val_acc]):
+        assert abs(x - y) <= tol or (x != x and y != y)
+    if a.status == "ok":
+        assert abs(a.val_loss - b.val_loss) <= tol and abs(a.train_loss - b.train_loss) <= tol
+
+
+@pytest.mark.parametrize(
+    "optimizer,rules,lr,momentum",
+    [
+        ("adamw", ["decoupled", "timescale"], 3e-3, 0.0),  # decoupled: AdamW; timescale takes τ
+        ("sgd", ["sum", "mean"], 0.05, 0.9),  # coupled: SGD + momentum
+    ],
+)
+def test_train_batched_matches_train_run(optimizer, rules, lr, momentum):
+    data = classification_data()
+    configs = [
+        config(
+            optimizer=optimizer,
+            rule=rules[i % 2],
+            seed=i,
+            lr=lr * (1 + i),
+            momentum=momentum,
+            setting=2.0 if rules[i % 2] == "timescale" else 1e-2 * (i + 1),
+        )
+        for i in range(3)
+    ]
+    batched = train_batched(configs, data, mlp_fn, dtype=torch.float64)
+    for c, b in zip(configs, batched):
+        assert b.status == "ok" and b.steps == 3 * 6 and len(b.history) == 3
+        assert b.path == "batched-bmm" and b.n_params == 8 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4
+        assert_same(b, train_run(c, data, mlp_fn, dtype=torch.float64))
+
+
+def test_lm_transformer_through_vmap_matches_train_run():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 11, (40, 9), generator=g)
+    data = TaskData(ids[:32, :-1], ids[:32, 1:], ids[32:, :-1], ids[32:, 1:], n_classes=11, objective="lm")
+    fn = lambda w, d: CharTransformer(11, 8, w, d)  # noqa: E731
+    configs = [
+        config(
+            width=16,
+            depth=1,
+            base_width=16,
+            base_depth=1,
+            n_train=32,
+            batch_size=8,
+            epochs=2,
+            seed=s,
+            lr=1e-2 * (s + 1),
+        )
+        for s in range(2)
+    ]
+    batched = train_batched(configs, data, fn, dtype=torch.float64)
+    for c, b in zip(configs, batched):
+        ref = train_run(c, data, fn, dtype=torch.float64)
+        assert b.status == "ok" and 0 <= b.val_acc <= 1
+        assert_same(b, ref)
+
+
+def test_diverged_member_is_dropped_and_the_others_are_unaffected():
+    data = classification_data()
+    configs = [config(optimizer="sgd", rule="sum", momentum=0.9, lr=0.05, seed=i) for i in range(3)]
+    configs[1] = dataclasses.replace(configs[1], lr=1e6)
+    batched = train_batched(configs, data, mlp_fn, dtype=torch.float64)
+    assert [r.status for r in batched] == ["ok", "diverged", "ok"]
+    assert [r.run_id for r in batched] == [c.run_id for c in configs]
+    alone = train_run(configs[1], data, mlp_fn, dtype=torch.float64)
+    assert alone.status == "diverged" and batched[1].steps == alone.steps < 18
+    healthy = train_batched([configs[0], configs[2]], data, mlp_fn, dtype=torch.float64)
+    for b, h in zip([batched[0], batched[2]], healthy):
+        assert_same(b, h, tol=0.0)
+
+
+def test_batch_must_differ_only_in_hyperparameters():
+    with pytest.raises(ValueError, match="width"):
+        check_batch([config(), config(width=32, seed=1)])
+    with pytest.raises(ValueError, match="decay mode"):
+        check_batch([config(rule="decoupled"), config(rule="sum")])
+    check_batch([config(rule="decoupled", seed=0, lr=1e-3), config(rule="timescale", setting=2.0, seed=1)])
+
+
+# -- can_batch, choose_k, choose_path -----------------------------------------------------------------
+
+
+def test_can_batch():
+    assert can_batch(MLP(8, 4, 16, 2))[0]
+    ok, why = can_batch(nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Linear(16, 4)))
+    assert not ok and "buffers" in why
+    ok, why = can_batch(nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.1), nn.Linear(16, 4)))
+    assert not ok and "Dropout" in why
+    assert can_batch(CharTransformer(11, 8, 16, 1))[0]
+
+
+def test_choose_k_grows_with_the_budget():
+    model = MLP(40, 10, 64, 2)
+    small, big = choose_k(model, (128, 40), 1 << 20), choose_k(model, (128, 40), 1 << 30)
+    assert 1 <= small < big
+    assert choose_k(model, (128, 40), 1) == 1
+
+
+def test_the_path_is_a_rule_of_the_model_and_device_not_a_timing():
+    small, wide = MLP(40, 10, 64, 2), MLP(40, 10, 1024, 2)
+    assert choose_path(small)[0] == "batched-bmm"
+    assert choose_path(small) == choose_path(MLP(40, 10, 64, 2))  # the same answer every time
+    path, why = choose_path(wide)
+    assert path == "sequential" and "parameters >" in why
+    assert choose_path(CharTransformer(11, 8, 16, 1))[0] == "batched-vmap"
+    assert choose_path(nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Linear(16, 4)))[0] == "sequential"
+    # on a GPU every batchable model batches
+    assert choose_path(wide, "cuda")[0] == "batched-bmm"
