@@ -34,6 +34,7 @@ from .rules import (
     setting_kind,
     setting_kwargs,
 )
+from .schedules import SCHEDULE_NAMES, Schedule, check_keeps_ratios, lr_scheduler
 from .sgdw import SGDW
 
 __version__ = "0.1.0"
@@ -63,7 +64,9 @@ __all__ = [
     "Rule",
     "RuleMode",
     "RuleOutcome",
+    "SCHEDULE_NAMES",
     "SGDW",
+    "Schedule",
     "SettingKind",
     "ShrinkWarning",
     "TORCH_KEYWORDS",
@@ -71,10 +74,12 @@ __all__ = [
     "WdscaleError",
     "WdscaleTypeError",
     "apply_rule",
+    "check_keeps_ratios",
     "classify",
     "decay_mode",
     "explain",
     "get_rule",
+    "lr_scheduler",
     "optimizer",
     "param_groups",
     "register_rule",

@@ -121,6 +121,12 @@ class Study:
         refined: points added where the decision is made, "rule@size" → [[setting, seeds], ...]
             ([setting, seeds, lr] in a joint study)
             (`Study.refine` adds them; a store's refined points are kept when it runs again).
+        schedule: the lr schedule of every run: "constant", "cosine", "linear" (to zero) or "wsd"
+            (warmup-stable-decay); one multiplier of every group's lr per step, so each rule's
+            per-group ratios hold (`wdscale.schedules`).
+        warmup: linear warmup, as a fraction of a run's steps.
+        final_lr: cosine, wsd: the lr at the end as a fraction of the peak.
+        decay_fraction: wsd: the fraction of a run's steps in the final decay.
         out: the study directory (its store, plan and report).
         name: your study's name (letters, digits, '_', '-', '.'); the task column of its runs.
         execution: where and how the runs train: backend, workers, device, batching, threads,
@@ -161,6 +167,10 @@ class Study:
         decay_vectors: bool = False,
         task_options: Optional[dict[str, Any]] = None,
         refined: Optional[dict[str, list[list[float]]]] = None,
+        schedule: str = "constant",
+        warmup: float = 0.0,
+        final_lr: float = 0.0,
+        decay_fraction: float = 0.2,
         out: Union[str, Path] = "wdscale-study",
         name: str = "custom",
         execution: Optional[Execution] = None,
@@ -180,6 +190,7 @@ class Study:
             lr_points_per_decade=lr_points_per_decade, momentum=momentum, epochs=epochs,
             batch_size=batch_size, n_train=n_train, width=width, depth=depth, base_size=base_size,
             decay_vectors=decay_vectors, task_options=task_options or {}, refined=refined or {},
+            schedule=schedule, warmup=warmup, final_lr=final_lr, decay_fraction=decay_fraction,
         )  # fmt: skip
         if rules is not None:
             plan["rules"] = rules

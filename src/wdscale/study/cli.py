@@ -13,6 +13,7 @@ from typing import Any, Optional
 from ..checks import check_positive_int
 from ..errors import WdscaleError
 from ..loading import load_object
+from ..schedules import SCHEDULE_NAMES
 from .analysis.advise import advise, advise_joint, holdout, render_holdout
 from .analysis.joint import fixed_lr_slice, is_joint
 from .api import Study
@@ -359,6 +360,25 @@ def add_study_parser(sub: Any) -> None:
         help="lr grid points per decade with --lr-decades (default 2)",
     )
     p.add_argument("--momentum", type=float, help="SGD momentum, in [0, 1) (default 0.9)")
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULE_NAMES,
+        help="the lr schedule of every run: one multiplier of every group's lr per step, so the rules' "
+        "per-group ratios hold (default constant)",
+    )
+    p.add_argument("--warmup", type=float, help="linear warmup, as a fraction of a run's steps (default 0)")
+    p.add_argument(
+        "--final-lr",
+        dest="final_lr",
+        type=float,
+        help="cosine, wsd: the lr at the end as a fraction of the peak (default 0)",
+    )
+    p.add_argument(
+        "--decay-fraction",
+        dest="decay_fraction",
+        type=float,
+        help="wsd: the fraction of a run's steps in the final decay (default 0.2)",
+    )
     p.add_argument("--epochs", type=int, help="epochs per run (default: the task's)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="samples per step (default: the task's)")
     p.add_argument("--n-train", dest="n_train", type=int, help="training samples used (default: the task's)")

@@ -2,6 +2,9 @@
 
 import copy
 import dataclasses
+import hashlib
+import json
+import math
 
 import pytest
 import torch
@@ -15,7 +18,7 @@ from wdscale.study.plan.config import TaskData
 from wdscale.study.plan.models import MLP, CharTransformer
 from wdscale.study.train.batched_step import BatchedOptimizer, read_optimizer
 from wdscale.study.train.engine import BatchedTrainer, can_batch, check_batch, choose_k, choose_path, train_batched
-from wdscale.study.train.loop import train_run
+from wdscale.study.train.loop import build, train_run
 from wdscale.study.train.stack import Layout
 
 
@@ -239,3 +242,85 @@ def test_the_path_is_a_rule_of_the_model_and_device_not_a_timing():
     assert choose_path(nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Linear(16, 4)))[0] == "sequential"
     # on a GPU every batchable model batches
     assert choose_path(wide, "cuda")[0] == "batched-bmm"
+
+
+# -- lr schedules: both paths are torch.optim + LambdaLR ------------------------------------------------
+
+SCHEDULES = [
+    dict(schedule="cosine", warmup=0.1, final_lr=0.1),
+    dict(schedule="linear", warmup=0.2),
+    dict(schedule="wsd", warmup=0.1, decay_fraction=0.3, final_lr=0.0),
+]
+
+
+def _hand_multiplier(s, t, total):
+    """The schedules worked by hand (not through wdscale.schedules): the reference's LambdaLR."""
+    w = round(s.get("warmup", 0) * total)
+    if t < w:
+        return (t + 1) / w
+    p, f = (t - w) / (total - w), s.get("final_lr", 0.0)
+    if s["schedule"] == "cosine":
+        return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * p))
+    if s["schedule"] == "linear":
+        return 1 - p
+    d = round(s["decay_fraction"] * total)
+    return 1.0 if t < total - d else f + (1 - f) * (1 - (t - (total - d)) / d)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=lambda s: s["schedule"])
+@pytest.mark.parametrize(
+    "optimizer,rule,lr,momentum,setting",
+    [("adamw", "decoupled", 3e-3, 0.0, 0.05), ("sgd", "decoupled", 0.05, 0.9, 0.05), ("sgd", "sum", 0.05, 0.9, 1e-2)],
+)
+def test_a_scheduled_run_is_torch_optim_with_lambda_lr(schedule, optimizer, rule, lr, momentum, setting):
+    """train_run and train_batched under a schedule equal a hand-written loop of the same torch
+    optimizer stepped by torch's LambdaLR with the schedule worked by hand (float64)."""
+    data = classification_data()
+    configs = [
+        config(optimizer=optimizer, rule=rule, lr=lr * (1 + i), momentum=momentum, setting=setting, seed=i, **schedule)
+        for i in range(2)
+    ]
+    batched = train_batched(configs, data, mlp_fn, dtype=torch.float64)
+    for c, b in zip(configs, batched):
+        seq = train_run(c, data, mlp_fn, dtype=torch.float64)
+        assert_same(b, seq)
+        # the reference: the same build (seeded model, rule's optimizer), then torch's LambdaLR
+        model, opt = build(c, c.n_train, mlp_fn, dtype=torch.float64)
+        total = c.total_steps
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t, total=total: _hand_multiplier(schedule, t, total))
+        d = dataclasses.replace(data, x_train=data.x_train[: c.n_train].double(), y_train=data.y_train[: c.n_train])
+        gen = torch.Generator().manual_seed(c.seed)
+        lrs_seen = []
+        for _ in range(c.epochs):
+            perm = torch.randperm(c.n_train, generator=gen)
+            for i in range(0, c.n_train, c.batch_size):
+                idx = perm[i : i + c.batch_size]
+                loss = F.cross_entropy(model(d.x_train[idx]), d.y_train[idx])
+                opt.zero_grad()
+                loss.backward()
+                lrs_seen.append(opt.param_groups[0]["lr"])
+                opt.step()
+                sched.step()
+        assert len(lrs_seen) == total == seq.steps and lrs_seen[0] < lrs_seen[len(lrs_seen) // 4]  # warmed up
+        with torch.no_grad():
+            want = F.cross_entropy(model(data.x_val.double()), data.y_val).item()
+        assert abs(seq.val_loss - want) <= 1e-9 and abs(b.val_loss - want) <= 1e-9
+
+
+def test_a_schedule_changes_the_run_and_its_id_but_constant_keeps_the_old_id():
+    old = config()
+    assert dataclasses.replace(old, schedule="constant").run_id == old.run_id
+    # the id of a constant-lr run is what it was before schedules existed (a committed store's runs)
+    legacy = {k: v for k, v in old.to_dict().items() if k not in ("schedule", "warmup", "final_lr", "decay_fraction")}
+    blob = json.dumps({**legacy, "task_options": []}, sort_keys=True, default=str)
+    assert hashlib.sha1(blob.encode()).hexdigest()[:16] == old.run_id
+    cos = config(schedule="cosine", final_lr=0.1)
+    assert cos.run_id != old.run_id
+    data = classification_data()
+    a, b = train_run(old, data, mlp_fn), train_run(cos, data, mlp_fn)
+    assert a.steps == b.steps and a.val_loss != b.val_loss
+
+
+def test_a_batch_never_mixes_schedules():
+    with pytest.raises(ValueError, match="schedule"):
+        check_batch([config(), config(schedule="cosine", seed=1)])

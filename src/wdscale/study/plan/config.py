@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from ...errors import WdscaleError
+from ...schedules import Schedule
 
 SIZE_AXES = ("width", "depth", "n_train", "batch_size")
 # what a task's model predicts: a class per sample, or the next token at every position
@@ -22,6 +24,10 @@ Objective = Literal["classification", "lm"]
 # a study's model family: model_fn(width, depth) -> a fresh module
 ModelFn = Callable[[int, int], nn.Module]
 STATUSES = ("ok", "not_learned", "diverged", "failed")
+# the training regime's RunConfig fields, added after runs were stored: left out of the run id at
+# their defaults, so a run of the old regime (a constant lr) keeps the id it was stored under, and
+# filled in with them where an older store or export has no such column
+REGIME_DEFAULTS = {"schedule": "constant", "warmup": 0.0, "final_lr": 0.0, "decay_fraction": 0.2}
 
 
 @dataclass(frozen=True)
@@ -46,11 +52,33 @@ class RunConfig:
     momentum: float = 0.0  # SGD only
     decay_vectors: bool = False
     task_options: tuple[tuple[str, Any], ...] = ()  # extra task knobs, kept hashable
+    # the lr schedule (`wdscale.schedules.Schedule`): one multiplier of every group's lr per step
+    schedule: str = "constant"
+    warmup: float = 0.0
+    final_lr: float = 0.0
+    decay_fraction: float = 0.2
 
     @property
     def run_id(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        d = dataclasses.asdict(self)
+        for name, default in REGIME_DEFAULTS.items():  # fields added later: old runs keep their ids
+            if d[name] == default:
+                del d[name]
+        blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    @property
+    def lr_schedule(self) -> Schedule:
+        return Schedule(self.schedule, self.warmup, self.final_lr, self.decay_fraction)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n_train / self.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        """The optimizer steps the run takes (what its schedule spans)."""
+        return self.epochs * self.steps_per_epoch
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -29,6 +29,7 @@ from ...errors import WdscaleError
 from ...groups import classify
 from ...optim import OPTIMIZER_NAMES, apply_rule
 from ...rules import DataFacts, get_rule, setting_kwargs
+from ...schedules import Schedule
 from .config import SIZE_AXES, RunConfig
 
 # Adam + coupled L2: the L2 gradient λw is divided by Adam's RMS gradient, so the same λ decays far
@@ -76,6 +77,18 @@ class StudyPlan:
     # seeds 0..seeds-1 (if more than `seeds`), a new one is trained at those seeds. Part of the
     # plan, so the store holds one plan still.
     refined: dict[str, list[list[float]]] = field(default_factory=dict)
+    # the lr schedule every run trains under (`wdscale.schedules`): constant (the default), cosine,
+    # linear (to zero) or wsd (warmup-stable-decay); warmup: fraction of a run's steps; final_lr:
+    # fraction of the peak at the end (cosine, wsd); decay_fraction: wsd's final decay
+    schedule: str = "constant"
+    warmup: float = 0.0
+    final_lr: float = 0.0
+    decay_fraction: float = 0.2
+
+    @property
+    def lr_schedule(self) -> Schedule:
+        """The plan's schedule, checked (a bad name or fraction raises, naming it)."""
+        return Schedule(self.schedule, self.warmup, self.final_lr, self.decay_fraction)
 
     # -- (de)serialisation --
 
@@ -155,6 +168,19 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "n_train": None, "rules": ["per_sample", "decoupled", "timescale"]},
 }  # fmt: skip
 
+# the answer under a schedule (docs/findings.md §8): warmup then cosine to 10 % of the peak (the
+# decaying schedules the published weight-decay laws were fitted under), and for `full` also
+# warmup then linear decay to zero; each with the design the findings' replay recommended: every
+# other setting of its constant-lr twin's coarse grid (same centre, half the points per decade),
+# refined with `--seeds-at ends`. The joint studies keep their twin's grids.
+_COSINE: dict[str, Any] = dict(schedule="cosine", warmup=0.05, final_lr=0.1)
+_LINEAR: dict[str, Any] = dict(schedule="linear", warmup=0.05)
+for _name in ("full", "mnist1d_data", "mnist1d_batch"):
+    PRESETS[f"{_name}_cosine"] = {**PRESETS[_name], **_COSINE, "points_per_decade": 2}
+PRESETS["full_linear"] = {**PRESETS["full"], **_LINEAR, "points_per_decade": 2}
+for _name in ("joint_width", "joint_shakespeare"):
+    PRESETS[f"{_name}_cosine"] = {**PRESETS[_name], **_COSINE}
+
 
 # one line per preset, for `wdscale study run --help`
 PRESET_HELP: dict[str, str] = {
@@ -173,6 +199,12 @@ PRESET_HELP: dict[str, str] = {
     "joint_digits": "lr × decay jointly: digits MLP, widths 32-512, sum / decoupled / mup",
     "joint_shakespeare": "lr × decay jointly: character transformer, widths 8-64, decoupled / mup",
     "joint_data": "lr × decay jointly: MNIST-1D MLP (w 128), n_train 250-4000, per_sample / decoupled / timescale",
+    **{
+        f"{name}_cosine": f"`{name}` under warmup + cosine to a tenth of the peak lr"
+        + (", every other setting of its grid" if name.startswith("mnist1d") or name == "full" else "")
+        for name in ("full", "mnist1d_data", "mnist1d_batch", "joint_width", "joint_shakespeare")
+    },
+    "full_linear": "`full` under warmup + linear decay to zero, every other setting of its grid",
 }
 assert set(PRESET_HELP) == set(PRESETS)
 
@@ -314,6 +346,7 @@ def resolve(plan: StudyPlan, task) -> Resolved:
             check_positive_int(f"refined[{key!r}] seeds", point[1])
             if len(point) == 3:
                 check_positive(f"refined[{key!r}] lr", point[2])
+    plan.lr_schedule  # noqa: B018 (checks the schedule's name and fractions)
     lrs = lr_grid(plan, float(lr))
     resolved = Resolved(plan, sizes, float(lr), lrs, epochs, batch_size, n_train, width, depth, int(base_size))
     for size in sizes:
@@ -439,6 +472,7 @@ def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
     check_models(r, model_fn)
     grids = {rule: (plan.settings or {}).get(rule) or centred_grid(r, rule, model_fn) for rule in plan.rules}
     options = tuple(sorted(plan.task_options.items()))
+    s = plan.lr_schedule
     runs = []
     for size in r.sizes:
         knobs = size_knobs(r, size)
@@ -459,6 +493,10 @@ def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
                             momentum=plan.momentum if plan.optimizer == "sgd" else 0.0,
                             decay_vectors=plan.decay_vectors,
                             task_options=options,
+                            schedule=s.name,
+                            warmup=s.warmup,
+                            final_lr=s.final_lr,
+                            decay_fraction=s.decay_fraction,
                             **knobs,
                         )
                     )
@@ -533,5 +571,5 @@ def describe(runs: Sequence[RunConfig]) -> str:
     lr = f"lr {lrs[0]:g}" if len(lrs) == 1 else f"{len(lrs)} lrs {lrs[0]:g}-{lrs[-1]:g}"
     return (
         f"{len(runs)} runs: task {c.task}, {c.size_axis} {sizes}, rules {', '.join(rules)}, "
-        f"{c.optimizer} {lr}, {c.epochs} epochs, batch {c.batch_size}, {seeds} seeds"
+        f"{c.optimizer} {lr} ({c.lr_schedule.describe()}), {c.epochs} epochs, batch {c.batch_size}, {seeds} seeds"
     )

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import WdscaleError
+from ...schedules import Schedule
 from ..analysis.advise import JointLaw, Law, advise, advise_joint
 from ..analysis.cost import SearchCost, search_cost
 from ..analysis.joint import JointAnalysis, analyze_joint, fixed_lr_slice, is_joint, point_means
@@ -25,6 +26,7 @@ from ..analysis.study_analysis import (
     setting_symbol,
     with_setting_names,
 )
+from ..plan.config import REGIME_DEFAULTS
 from .document import Bullets, Figure, Heading, Paragraph, Table, to_html, to_markdown
 from .figures import plot_curves, plot_drift, plot_frontier, plot_joint_plane
 
@@ -64,6 +66,7 @@ def _what_was_run(runs: pd.DataFrame, a: StudyAnalysis) -> Bullets:
             f"Grid for {rule}: {len(s)} values of {setting_symbol(names.get(rule, 'lambda'))} "
             f"from {number(s[0])} to {number(s[-1])} ({number(per_dec, 2)} per decade)"
         )
+    items.append(_regime(runs))
     seeds = sorted(runs["seed"].unique())
     items.append(f"Seeds: {len(seeds)} ({', '.join(map(str, seeds[:10]))}{', …' if len(seeds) > 10 else ''})")
     c = a.counts
@@ -80,6 +83,23 @@ def _what_was_run(runs: pd.DataFrame, a: StudyAnalysis) -> Bullets:
         "(seeds drawn per size and setting), 90% intervals"
     )
     return Bullets(tuple(items))
+
+
+def _regime(runs: pd.DataFrame) -> str:
+    """How the runs trained: the lr schedule, epochs and optimizer steps (part of each run's config;
+    runs stored before schedules existed trained at a constant lr)."""
+    runs = runs.assign(**{k: runs[k] if k in runs else v for k, v in REGIME_DEFAULTS.items()})
+    cols = [*REGIME_DEFAULTS, *(["epochs"] if "epochs" in runs else [])]
+    parts = []
+    for key, g in runs.groupby(cols, sort=True):
+        d = dict(zip(cols, key))
+        s = Schedule(str(d["schedule"]), float(d["warmup"]), float(d["final_lr"]), float(d["decay_fraction"]))
+        what = ["constant lr" if s.is_constant else f"lr schedule {s.describe()}"]
+        what += [f"{int(d['epochs'])} epochs"] if "epochs" in d else []
+        steps = g.loc[g["status"] == "ok", "steps"] if "steps" in g else pd.Series(dtype=float)
+        what += [f"{int(steps.median())} optimizer steps (median run)"] if len(steps) else []
+        parts.append(", ".join(what) + (f" ({len(g)} runs)" if len(g) < len(runs) else ""))
+    return "Training regime: " + "; ".join(parts)
 
 
 def _execution(runs: pd.DataFrame) -> str:

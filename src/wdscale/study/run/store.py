@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import WdscaleError
-from ..plan.config import RunConfig, RunResult
+from ..plan.config import REGIME_DEFAULTS, RunConfig, RunResult
 
 # columns of the first store version; later columns are added by ALTER TABLE when a writer opens it
 _RUN_COLUMNS = (
@@ -268,6 +268,15 @@ def store_from_export(study_dir: Union[str, Path], configs: Iterable[RunConfig],
     return added
 
 
+def _with_regime(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs stored before the training regime was part of a run's config trained at a constant lr."""
+    if df.empty:
+        return df
+    for name, default in REGIME_DEFAULTS.items():
+        df[name] = df[name].fillna(default) if name in df else default
+    return df
+
+
 def load_runs(study_dir: Union[str, Path]):
     """Every stored run of the study in `study_dir`, one row each (a pandas DataFrame): from its
     runs.sqlite (opened read-only), or from its runs.parquet export when the store is not there
@@ -279,7 +288,7 @@ def load_runs(study_dir: Union[str, Path]):
         raise WdscaleError(f"{str(out)!r} is a file, not a study directory")
     if (out / "runs.sqlite").exists():
         with Store(out / "runs.sqlite", readonly=True) as store:
-            return store.frame()
+            return _with_regime(store.frame())
     if (out / "runs.parquet").exists():
-        return pd.read_parquet(out / "runs.parquet")
+        return _with_regime(pd.read_parquet(out / "runs.parquet"))
     raise WdscaleError(f"{str(out)!r} holds no study (no runs.sqlite): run `wdscale study run --out {out}` first")

@@ -78,13 +78,21 @@ class BatchedOptimizer:
     computes `(s·m)/d`, so it becomes `addcdiv_(s·m, d)`. Scalars are formed in float64 (as Python
     does) and then cast to the parameter dtype (as torch casts a Python scalar).
 
-    `lr` and `weight_decay` are (K, n_params) tables: one value per member and parameter."""
+    `lr` and `weight_decay` are (K, n_params) tables: one value per member and parameter.
+
+    An lr schedule is torch's `LambdaLR`: before each step `set_multiplier(m)` makes every lr
+    initial lr × m (in float64, as LambdaLR forms it), and the decoupled factor 1 − lr·λ and SGD's
+    −lr follow; those per-step values are applied block by block (one scalar per member and
+    parameter, broadcast), so a schedule adds no full-size table per step."""
 
     def __init__(
         self, update: TorchUpdate, layout: Layout, lr: torch.Tensor, weight_decay: torch.Tensor, dtype: torch.dtype
     ) -> None:
         lr, weight_decay = lr.double(), weight_decay.double()
         self.update, self.layout, self.dtype = update, layout, dtype
+        self.lr, self.weight_decay = lr, weight_decay  # the initial (peak) lr: what a schedule multiplies
+        self.multiplier = 1.0
+        self.scheduled = False  # True once a multiplier other than 1 was set: per-step block scalars
         self.steps = 0
         self.decays = bool((weight_decay != 0).any())
         self.neg_lr = -lr  # (K, n_params), float64: Adam forms -lr/bc1 from it every step
@@ -98,6 +106,25 @@ class BatchedOptimizer:
     def k(self) -> int:
         return self.neg_lr.shape[0]
 
+    def set_multiplier(self, m: float) -> None:
+        """The schedule's multiplier for the next step: lr = initial lr × m for every member and
+        parameter (torch's LambdaLR), and with it the decoupled decay factor and SGD's step."""
+        if m == self.multiplier:
+            return
+        self.multiplier, self.scheduled = m, True
+        lr = self.lr * m
+        self.neg_lr = -lr
+        self.neg_lr_block = self.neg_lr.to(self.dtype)  # SGD: p.add_(g, alpha=-lr), per block
+        self.decay_block = (1 - lr * self.weight_decay if self.update.decoupled else self.weight_decay).to(self.dtype)
+
+    def _per_block(self, op: str, p: torch.Tensor, table: torch.Tensor, *args: torch.Tensor) -> None:
+        """p_i.op(*args_i, table[:, i]) for every parameter block i, the scalar broadcast per member."""
+        k = self.k
+        views = [self.layout.blocks(a, k) for a in args]
+        for i, block in enumerate(self.layout.blocks(p, k)):
+            scalar = table[:, i].view(k, *[1] * (block.dim() - 1))
+            getattr(block, op)(*(v[i] for v in views), scalar)
+
     @torch.no_grad()
     def step(self, p: torch.Tensor, grad: torch.Tensor) -> None:
         r = self.update
@@ -105,9 +132,12 @@ class BatchedOptimizer:
         g = grad
         if self.decays:
             if r.decoupled:
-                p.mul_(self.decay)
+                if self.scheduled:
+                    self._per_block("mul_", p, self.decay_block)
+                else:
+                    p.mul_(self.decay)
             else:
-                g = torch.addcmul(grad, p, self.decay)
+                g = torch.addcmul(grad, p, self.decay)  # coupled L2: λp, not scaled by the schedule
         if r.family == "sgd":
             if r.momentum != 0:
                 buf = self.state.get("momentum_buffer")
@@ -116,7 +146,10 @@ class BatchedOptimizer:
                 else:
                     buf.mul_(r.momentum).add_(g)
                 g = buf
-            p.addcmul_(g, self.neg_lr_flat)
+            if self.scheduled:
+                self._per_block("addcmul_", p, self.neg_lr_block, g)
+            else:
+                p.addcmul_(g, self.neg_lr_flat)
             return
         beta1, beta2 = r.betas
         if not self.state:
@@ -141,6 +174,9 @@ class BatchedOptimizer:
         """Keep the listed members' lr, λ and state (see `Layout.select`)."""
         k = self.k
         self.neg_lr = self.neg_lr[members]
+        self.lr, self.weight_decay = self.lr[members], self.weight_decay[members]
+        if self.scheduled:
+            self.neg_lr_block, self.decay_block = self.neg_lr_block[members], self.decay_block[members]
         self.neg_lr_flat = self.layout.select(self.neg_lr_flat, k, members)
         self.decay = self.layout.select(self.decay, k, members)
         self.state = {n: self.layout.select(t, k, members) for n, t in self.state.items()}

@@ -318,6 +318,8 @@ def train_batched(
     history: list[list[float]] = [[] for _ in configs]
     accs: list[list[float]] = [[] for _ in configs]
     initial: list[float] = []  # each member's loss on its first batch, before any step
+    schedule = c0.lr_schedule  # one for the batch: check_batch keeps the configs' schedules equal
+    multipliers = None if schedule.is_constant else schedule.multipliers(c0.total_steps)
     done = 0
     for _ in range(c0.epochs):
         if not alive:
@@ -326,6 +328,8 @@ def train_batched(
         losses = torch.empty(len(alive), len(sizes), dtype=torch.float64, device=device)
         for s, i in enumerate(range(0, n, bs)):
             idx = perms[:, i : i + bs]
+            if multipliers is not None:
+                trainer.optimizer.set_multiplier(multipliers[done + s])
             losses[:, s] = trainer.step(gather(d.x_train, idx), gather(d.y_train, idx))
         if not initial:
             initial = losses[:, 0].tolist()

@@ -13,6 +13,7 @@ from typing import Any, Callable, Union
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from ...optim import optimizer
 from ...rules import DataFacts, setting_kwargs
@@ -201,6 +202,10 @@ def train_run(
         d = prepare(data, config.n_train, device, dtype)
         model, opt = build(config, d.n_train, model_fn, device=device, dtype=dtype)
         n, bs = d.n_train, config.batch_size
+        # torch's own scheduler: one multiplier of every group's initial lr per step (the
+        # engine re-does exactly this); a constant schedule leaves the optimizer untouched
+        schedule = config.lr_schedule
+        scheduler = None if schedule.is_constant else LambdaLR(opt, schedule.lr_lambda(config.total_steps))
         gen = torch.Generator().manual_seed(config.seed)
         history: list[float] = []
         accs: list[float] = []
@@ -223,6 +228,8 @@ def train_run(
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                if scheduler is not None:
+                    scheduler.step()
                 steps += 1
                 losses.append(value)
                 sizes.append(len(idx))
