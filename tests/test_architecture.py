@@ -38,6 +38,7 @@ LAYER_MODULES = {
         "wdscale.study.train.batched_step",
         "wdscale.study.train.mlp_forward",
         "wdscale.study.train.engine",
+        "wdscale.study.train.user_loop",
     ],
     # jobs, where they run, where results go, the driver
     "run": [

@@ -30,18 +30,18 @@ def two_group_adamw(seed: int = 0) -> tuple[nn.Linear, torch.optim.AdamW]:
 
 def test_hand_worked_multipliers():
     cos = [0.5 * (1 + math.cos(math.pi * k / 8)) for k in range(8)]  # cosine to 0 over T − W = 8 steps
-    assert Schedule("cosine", warmup=0.2).multipliers(10) == pytest.approx([0.5, 1.0, *cos], abs=1e-15)
+    assert Schedule("cosine", warmup=0.2).multipliers(10) == pytest.approx([1 / 3, 2 / 3, *cos], abs=1e-15)
     floor = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
     assert Schedule("cosine", final_lr=0.1).multipliers(4) == pytest.approx(floor, abs=1e-15)
     assert Schedule("linear").multipliers(5) == pytest.approx([1, 0.8, 0.6, 0.4, 0.2], abs=1e-15)
     assert Schedule("linear", warmup=0.25).multipliers(8) == pytest.approx(
-        [0.5, 1, 1, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6]
+        [1 / 3, 2 / 3, 1, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6]
     )
     assert Schedule("constant").multipliers(3) == [1.0, 1.0, 1.0]
-    assert Schedule("constant", warmup=0.3).multipliers(10) == pytest.approx([1 / 3, 2 / 3] + [1.0] * 8)
+    assert Schedule("constant", warmup=0.3).multipliers(10) == pytest.approx([1 / 4, 2 / 4, 3 / 4] + [1.0] * 7)
     # W = 2, D = 3: stable until step 7 (the decay's first step is still at the peak), then toward 0.1
     wsd = Schedule("wsd", warmup=0.2, final_lr=0.1, decay_fraction=0.3)
-    assert wsd.multipliers(10) == pytest.approx([0.5, 1, 1, 1, 1, 1, 1, 1, 0.7, 0.4])
+    assert wsd.multipliers(10) == pytest.approx([1 / 3, 2 / 3, 1, 1, 1, 1, 1, 1, 0.7, 0.4])
     # wsd with one decay phase over the whole run is the linear schedule
     assert Schedule("wsd", decay_fraction=1).multipliers(7) == Schedule("linear").multipliers(7)
 
@@ -49,9 +49,9 @@ def test_hand_worked_multipliers():
 def test_edge_steps():
     s = Schedule("cosine", warmup=0.5)
     assert s.multipliers(1) == [1.0]  # T = 1: no warmup step fits
-    assert s.multipliers(2) == [1.0, 1.0]  # W = 1, then cosine's first step
-    assert Schedule("linear", warmup=0.01).multipliers(10)[:2] == [1.0, 1.0]  # warmup > 0 gives W >= 1
-    assert Schedule("linear", warmup=0.999).multipliers(4) == pytest.approx([1 / 3, 2 / 3, 1, 1])  # W < T
+    assert s.multipliers(2) == [0.5, 1.0]  # W = 1: half the peak, then cosine's first step
+    assert Schedule("linear", warmup=0.01).multipliers(10)[:2] == [0.5, 1.0]  # warmup > 0 gives W >= 1
+    assert Schedule("linear", warmup=0.999).multipliers(4) == pytest.approx([1 / 4, 2 / 4, 3 / 4, 1])  # W < T
     # past the end: the last step's value, not an error
     assert s.multiplier(10, 10) == s.multiplier(9, 10) == s.multiplier(50, 10)
     assert s.lr_lambda(10)(11) == s.multiplier(9, 10)

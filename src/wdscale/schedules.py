@@ -8,7 +8,8 @@ and optimizer step t+1 uses lr = peak × multiplier(t, T); build the scheduler b
 `optimizer.step()` and call `scheduler.step()` after each one. With W warmup steps (warmup × T
 rounded half up; at least 1 when warmup > 0 and T ≥ 2; always < T):
 
-- t < W: (t + 1) / W, so step 0 is not at lr 0 and step W − 1 is at the peak (W = 1: no ramp);
+- t < W: (t + 1) / (W + 1), a ramp that starts above 0 and reaches the peak at step W (so even
+  W = 1 warms up: step 0 at half the peak);
 - t ≥ W, with progress p = (t − W) / (T − W) in [0, 1), and f = final_lr:
   constant: 1; cosine: f + (1 − f)·½(1 + cos πp) (Loshchilov & Hutter 2017, SGDR);
   linear: 1 − p, the last step at 1/(T − W), no step wasted at lr 0 (Bergsma et al. 2025,
@@ -109,7 +110,7 @@ class Schedule:
             raise _refuse("step", step, "step must be an integer >= 0 (optimizer steps already taken)")
         t = min(int(step), total - 1)
         if t < warm:
-            return (t + 1) / warm
+            return (t + 1) / (warm + 1)
         p, f = (t - warm) / (total - warm), self.final_lr
         if self.name == "cosine":
             return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * p))

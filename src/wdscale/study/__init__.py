@@ -8,10 +8,12 @@ from .plan.config import RunConfig, RunResult, TaskData
 from .plan.study_plan import PRESETS, StudyPlan, make_runs, preset
 from .run.execution import Execution
 from .run.runner import run_study
+from .train.user_loop import Run
 
 __all__ = [
     "Execution",
     "PRESETS",
+    "Run",
     "RunConfig",
     "RunResult",
     "Study",

@@ -26,6 +26,7 @@ from .run.jobs import register_source
 from .run.runner import RunSummary, run_study
 from .run.store import load_runs
 from .search.refine import RefineSummary, SeedsAt, refine_study
+from .train.user_loop import TrainFn
 
 
 def as_task_data(data: Any) -> TaskData:
@@ -58,6 +59,12 @@ def as_task_data(data: Any) -> TaskData:
     )
 
 
+def _needs_data(data: Optional[TaskData]) -> TaskData:
+    if data is None:  # a study with your training function: it loads its own data
+        raise WdscaleError("this study trains with your train_fn, which loads its own data: wdscale has none")
+    return data
+
+
 def _two_arg(model_fn: Callable[..., nn.Module], size_axis: str) -> Callable[[int, int], nn.Module]:
     """The runner calls model_fn(width, depth); users write model_fn(size) or model_fn(width, depth)."""
     try:
@@ -88,8 +95,14 @@ class Study:
     Args:
         model_fn: your model family, called with the size (`model_fn(width)`, or
             `model_fn(width, depth)`); None for a built-in task.
-        data: your data: a TaskData, a function returning one, or (x_train, y_train, x_val, y_val)
-            tensors of class ids; None for a built-in task.
+        data: your data for wdscale's own loop: a TaskData, a function returning one, or
+            (x_train, y_train, x_val, y_val) tensors of class ids; None for a built-in task or
+            with `train_fn`.
+        train_fn: your training: `train_fn(run) -> final validation loss`, called once per run
+            with `run.model`, `run.optimizer` (the rule's groups), `run.config`, `run.steps`,
+            `run.device`, `run.lr_lambda` and `run.report(step, val_loss)`; it loads its own data
+            (then give n_train=, batch_size=, epochs= and lr=: the rules' data facts and the
+            schedule's steps). See docs/your-training.md.
         task: a built-in task (default "mnist1d_mlp"); not with model_fn.
         size_axis: "width", "depth", "n_train" or "batch_size".
         sizes: the sizes along that axis (required for your own model).
@@ -142,6 +155,7 @@ class Study:
         model_fn: Optional[Callable[..., nn.Module]] = None,
         data: Any = None,
         *,
+        train_fn: Optional[TrainFn] = None,
         task: Optional[str] = None,
         size_axis: str = "width",
         sizes: Optional[list[int]] = None,
@@ -175,8 +189,17 @@ class Study:
         name: str = "custom",
         execution: Optional[Execution] = None,
     ) -> None:
-        if (model_fn is None) != (data is None):
-            raise WdscaleError("give both model_fn and data (your own model), or neither (a built-in task)")
+        if train_fn is not None and not callable(train_fn):
+            raise WdscaleTypeError(f"train_fn must be a function train_fn(run) -> float, not {type(train_fn).__name__}")
+        if train_fn is not None and model_fn is None:
+            raise WdscaleError(
+                "train_fn trains your model: give model_fn too (your model family, called with the size)"
+            )
+        if train_fn is None and (model_fn is None) != (data is None):
+            raise WdscaleError(
+                "give both model_fn and data (your own model), model_fn and train_fn (your own training), or "
+                "neither (a built-in task)"
+            )
         if model_fn is not None and task is not None:
             raise WdscaleError("give either task= or model_fn/data, not both")
         self.out = Path(out)
@@ -202,33 +225,41 @@ class Study:
             return
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise WdscaleError(f"name {name!r} may hold letters, digits, '_', '-' and '.' only")
-        task_data = as_task_data(data)
+        task_data = as_task_data(data) if data is not None else None
         if not sizes:
             raise WdscaleError("give sizes=[...] for your own model (e.g. widths 64 to 1024)")
         width = width or (min(sizes) if size_axis == "width" else None)
         if width is None:
             raise WdscaleError(f"give width= (the fixed width) for a study along {size_axis!r}")
-        for key, value in (("lr", lr), ("epochs", epochs), ("batch_size", batch_size)):
+        needed: list[tuple[str, Any]] = [("lr", lr), ("epochs", epochs), ("batch_size", batch_size)]
+        if task_data is None:  # the rules' data facts: wdscale does not see your training's data
+            needed.append(("n_train", n_train if size_axis != "n_train" else sizes))
+        for key, value in needed:
             if value is None:
-                raise WdscaleError(f"give {key}= for your own model (the built-in tasks have defaults, yours does not)")
+                why = (
+                    "the rules' data facts (N, B, epochs) and the schedule's steps come from the study's arguments"
+                    if task_data is None
+                    else "the built-in tasks have defaults, yours does not"
+                )
+                raise WdscaleError(f"give {key}= for your own {'training' if task_data is None else 'model'} ({why})")
         assert lr is not None and epochs is not None and batch_size is not None  # checked just above
         self.model_fn = _two_arg(model_fn, size_axis)
         self.plan = StudyPlan(task=name, **{**plan, "width": width})
         self.task = Task(
             name=name,
             description="your own model and data",
-            objective=task_data.objective,
+            objective=task_data.objective if task_data is not None else "classification",
             default_widths=tuple(sizes),
             base_width=width,
             default_depth=depth or 1,
-            default_n_train=task_data.n_train,
+            default_n_train=task_data.n_train if task_data is not None else int(n_train or max(sizes)),
             default_batch_size=batch_size,
             default_epochs=epochs,
             default_lr=dict.fromkeys(OPTIMIZER_NAMES, lr),
-            loader=lambda seed=0: task_data,
+            loader=lambda seed=0: _needs_data(task_data),
             model_factory=self.model_fn,
         )
-        self.source = register_source(name, task_data, self.model_fn)
+        self.source = register_source(name, self.model_fn, task_data, train_fn)
 
     def runs(self) -> list[RunConfig]:
         """The planned runs.

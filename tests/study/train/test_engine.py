@@ -257,7 +257,7 @@ def _hand_multiplier(s, t, total):
     """The schedules worked by hand (not through wdscale.schedules): the reference's LambdaLR."""
     w = round(s.get("warmup", 0) * total)
     if t < w:
-        return (t + 1) / w
+        return (t + 1) / (w + 1)
     p, f = (t - w) / (total - w), s.get("final_lr", 0.0)
     if s["schedule"] == "cosine":
         return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * p))

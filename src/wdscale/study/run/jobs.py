@@ -22,6 +22,7 @@ from ..plan.config import ModelFn, RunConfig, RunResult, TaskData
 from ..plan.tasks import get_task
 from ..train.engine import choose_k, choose_path, train_batched
 from ..train.loop import train_run
+from ..train.user_loop import TrainFn, train_user_run
 
 log = logging.getLogger("wdscale.study")
 
@@ -42,34 +43,47 @@ class Source:
     custom: Optional[str] = None
 
 
-# a user's (data, model_fn) by name: filled in the driver, and on Ray workers from what the job carries
-_REGISTRY: dict[str, tuple[TaskData, ModelFn]] = {}
+@dataclass(frozen=True)
+class Origin:
+    """What a run trains on: its model family, and either data for the built-in loop or the
+    user's own training function (which brings its own data)."""
+
+    model_fn: ModelFn
+    data: Optional[TaskData] = None
+    train_fn: Optional[TrainFn] = None
 
 
-def register_source(name: str, data: TaskData, model_fn: ModelFn) -> Source:
-    """Make a user's data and model family findable by workers; returns its Source."""
-    _REGISTRY[name] = (data, model_fn)
+# a user's model family and data or training function, by name: filled in the driver, and on Ray
+# workers from what the job carries
+_REGISTRY: dict[str, Origin] = {}
+
+
+def register_source(
+    name: str, model_fn: ModelFn, data: Optional[TaskData] = None, train_fn: Optional[TrainFn] = None
+) -> Source:
+    """Make a user's model family and data (or training function) findable by workers; returns its Source."""
+    _REGISTRY[name] = Origin(model_fn, data, train_fn)
     return Source(task=name, custom=name)
 
 
-def registered(source: Source) -> Optional[tuple[TaskData, ModelFn]]:
+def registered(source: Source) -> Optional[Origin]:
     """What a custom source registered (for a backend to ship to its workers); None for a task."""
     return None if source.custom is None else _REGISTRY[source.custom]
 
 
-def install(source: Source, entry: Optional[tuple[TaskData, ModelFn]]) -> None:
+def install(source: Source, entry: Optional[Origin]) -> None:
     """On a worker that did not inherit the registry: put a shipped entry back."""
     if source.custom is not None and entry is not None:
         _REGISTRY[source.custom] = entry
 
 
-def resolve_source(source: Source, config: RunConfig) -> tuple[TaskData, ModelFn]:
-    """The data and model family a run trains on."""
+def resolve_source(source: Source, config: RunConfig) -> Origin:
+    """The model family and data (or training function) a run trains on."""
     if source.custom is not None:
         return _REGISTRY[source.custom]
     task = get_task(config.task)
     # seed 0: every run of a study sees the same data; the run's seed drives init and batch order
-    return task.load(0, **dict(config.task_options)), task.make_model
+    return Origin(task.make_model, task.load(0, **dict(config.task_options)))
 
 
 # -- jobs -------------------------------------------------------------------------------------------
@@ -98,6 +112,10 @@ def batch_key(c: RunConfig) -> tuple:
         c.epochs,
         c.momentum,
         c.decay_vectors,
+        c.schedule,
+        c.warmup,
+        c.final_lr,
+        c.decay_fraction,
         decay_mode(c.rule, c.optimizer),
     )
 
@@ -116,10 +134,15 @@ def intra_op_threads(n: int) -> Iterator[None]:
 def execute(job: Job, source: Source, device: str, threads: int = 1) -> list[RunResult]:
     """Run one job (in whichever process the backend chose) on `threads` intra-op threads.
     Never raises for a run's own failure."""
-    data, model_fn = resolve_source(source, job.configs[0])
+    origin = resolve_source(source, job.configs[0])
     with intra_op_threads(threads):
         results = None
-        if job.batched:
+        if origin.train_fn is not None:
+            train_fn = origin.train_fn
+            results = [train_user_run(c, train_fn, origin.model_fn, device=device) for c in job.configs]
+        elif job.batched:
+            data, model_fn = origin.data, origin.model_fn
+            assert data is not None  # a source without a training function has data
             try:
                 results = train_batched(job.configs, data, model_fn, device=device)
             except Exception as e:  # the engine could not take this batch: fall back (path "sequential")
@@ -130,7 +153,8 @@ def execute(job: Job, source: Source, device: str, threads: int = 1) -> list[Run
                     e,
                 )
         if results is None:
-            results = [train_run(c, data, model_fn, device=device) for c in job.configs]
+            assert origin.data is not None
+            results = [train_run(c, origin.data, origin.model_fn, device=device) for c in job.configs]
     return [dataclasses.replace(r, threads=threads) for r in results]
 
 
@@ -159,11 +183,14 @@ def cut_jobs(
         groups.setdefault(batch_key(c), []).append(c)
     jobs: list[Job] = []
     notes: list[str] = []
+    own = source.custom is not None and resolve_source(source, todo[0]).train_fn is not None if todo else False
     for configs in groups.values():
         c0 = configs[0]
         what = f"{c0.size_axis}={c0.size} ({decay_mode(c0.rule, c0.optimizer)} decay, {len(configs)} runs)"
         path, why, size = "sequential", "batched engine switched off (--no-batch)", 1
-        if batch:
+        if own:
+            why = "your training function trains one run at a time"
+        elif batch:
             path, why, size = _decide(configs, source, device, memory_budget, max_k or MAX_RUNS_PER_JOB)
         if path != "sequential":
             jobs += [Job(configs[i : i + size], True) for i in range(0, len(configs), size)]
@@ -178,7 +205,9 @@ def cut_jobs(
 def _decide(configs, source, device, memory_budget, max_k) -> tuple[str, str, int]:
     """The group's path (a rule of the model's size) and its runs per job (as many as the memory
     budget allows, at most max_k)."""
-    data, model_fn = resolve_source(source, configs[0])
+    origin = resolve_source(source, configs[0])
+    data, model_fn = origin.data, origin.model_fn
+    assert data is not None  # the built-in loop's data
     c0 = configs[0]
     with torch.random.fork_rng():
         model = model_fn(c0.width, c0.depth)

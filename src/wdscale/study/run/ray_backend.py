@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from ...errors import WdscaleError
-from ..plan.config import ModelFn, RunResult, TaskData
-from .jobs import Job, OnResult, Source, execute, install, registered
+from ..plan.config import RunResult
+from .jobs import Job, OnResult, Origin, Source, execute, install, registered
 
 
 def _ray():
@@ -26,10 +26,8 @@ def _ray():
     return ray
 
 
-def _run_job(
-    job: Job, source: Source, device: str, custom: Optional[tuple[TaskData, ModelFn]], threads: int
-) -> list[RunResult]:
-    """The Ray task: a custom source's data and model_fn travel with it (cloudpickle); it trains
+def _run_job(job: Job, source: Source, device: str, custom: Optional[Origin], threads: int) -> list[RunResult]:
+    """The Ray task: a custom source's model_fn and data or train_fn travel with it (cloudpickle); it trains
     on the study's intra-op thread count, whatever Ray set for the worker."""
     install(source, custom)
     return execute(job, source, device, threads)

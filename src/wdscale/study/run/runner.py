@@ -190,12 +190,14 @@ def run_study(
     source = source or Source(plan.task)
     plan = keep_refined(plan, out)
     runs = make_runs(plan, task, model_fn)
-    data, fn = resolve_source(source, runs[0])
-    most = max(c.n_train for c in runs)
-    if most > data.n_train:
-        raise WdscaleError(f"n_train={most} is more than the {data.n_train} training samples of task {plan.task!r}")
-    with torch.random.fork_rng():
-        check_output(data, fn(runs[0].width, runs[0].depth), f"{runs[0].size_axis}={runs[0].size}")
+    origin = resolve_source(source, runs[0])
+    data = origin.data
+    if data is not None:  # the built-in loop's data (a user's training function brings its own)
+        most = max(c.n_train for c in runs)
+        if most > data.n_train:
+            raise WdscaleError(f"n_train={most} is more than the {data.n_train} training samples of task {plan.task!r}")
+        with torch.random.fork_rng():
+            check_output(data, origin.model_fn(runs[0].width, runs[0].depth), f"{runs[0].size_axis}={runs[0].size}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

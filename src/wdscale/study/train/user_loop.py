@@ -1,0 +1,137 @@
+"""Your training: a study's run trained by the user's own function, `train_fn(run) -> val_loss`.
+
+wdscale builds what the study decides — the model at the run's size (seeded by the run's seed),
+the rule's per-group optimizer at the run's lr and setting, the plan's lr schedule — and hands it
+over; the function owns everything else (data loading, loss, clipping, precision, accumulation,
+evaluation) and returns the final validation loss. What comes back is checked and recorded like
+any run: a float is the run's loss, NaN or inf is "diverged", an exception is "failed" with its
+message, anything else is "failed" naming what came back. The optimizer steps actually taken are
+counted (a hook on the optimizer), and a run that took another number than the plan's is flagged:
+the rules' data facts (N, B, epochs) assume the plan's steps.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from ...schedules import Schedule
+from ..plan.config import ModelFn, RunConfig, RunResult
+from .loop import build, one_line, trainable_params
+
+PATH = "user"  # a run's `path` when the user's function trained it
+
+
+@dataclass
+class Run:
+    """One run of a study, for your training function.
+
+    Attributes:
+        model: the model at the run's size, built by your `model_fn`, seeded by the run's seed, on
+            `device`.
+        optimizer: the rule's per-group torch optimizer at the run's lr and setting (its groups'
+            lr ratios are the rule's: step it with `lr_scheduler()`, or any scheduler that scales
+            every group alike).
+        config: everything the run depends on (size, width, depth, rule, setting, lr, seed,
+            epochs, batch_size, n_train, schedule, warmup, final_lr, ...).
+        steps: the optimizer steps the plan assumes (epochs × ⌈n_train / batch_size⌉): what the
+            schedule spans and what the rules' data facts assume.
+        device: where to train.
+        lr_lambda: the plan's schedule as a multiplier of the step, for torch's `LambdaLR`.
+        history: what `report` recorded, (step, validation loss) pairs.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    config: RunConfig
+    steps: int
+    device: torch.device
+    lr_lambda: Callable[[int], float]
+    history: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def schedule(self) -> Schedule:
+        return self.config.lr_schedule
+
+    def lr_scheduler(self) -> LambdaLR:
+        """torch's `LambdaLR` on `optimizer` with the plan's schedule (call `.step()` after each
+        `optimizer.step()`); every group's lr is its initial lr × the multiplier, so the rule's
+        per-group ratios hold."""
+        return LambdaLR(self.optimizer, self.lr_lambda)
+
+    def report(self, step: int, val_loss: float) -> None:
+        """Record a validation loss at an optimizer step (the report plots the history)."""
+        self.history.append((int(step), float(val_loss)))
+
+
+TrainFn = Callable[[Run], Union[float, torch.Tensor]]
+
+
+def _as_loss(value: object) -> float:
+    """The function's return value as a float, or a ValueError naming what came back."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.detach().item())
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    shown = repr(value) if len(repr(value)) < 60 else f"a {type(value).__name__}"
+    raise ValueError(
+        f"train_fn returned {shown} ({type(value).__name__}); it must return the run's final validation loss as a "
+        "float (NaN or inf: the run diverged)"
+    )
+
+
+def train_user_run(config: RunConfig, train_fn: TrainFn, model_fn: ModelFn, *, device: str = "cpu") -> RunResult:
+    """Train one run with the user's function; never raises for the run's own failure."""
+    start = time.perf_counter()
+    taken = [0]
+    n_params = 0
+    try:
+        model, opt = build(config, config.n_train, model_fn, device=device)
+        n_params = trainable_params(model)
+        opt.register_step_post_hook(lambda *_: taken.__setitem__(0, taken[0] + 1))
+        run = Run(
+            model=model,
+            optimizer=opt,
+            config=config,
+            steps=config.total_steps,
+            device=torch.device(device),
+            lr_lambda=config.lr_schedule.lr_lambda(config.total_steps),
+        )
+        loss = _as_loss(train_fn(run))
+    except Exception as e:  # the study goes on; the store records why this run failed
+        return RunResult(
+            run_id=config.run_id,
+            status="failed",
+            steps=taken[0],
+            wall_time=time.perf_counter() - start,
+            error=one_line(e),
+            path=PATH,
+            n_params=n_params,
+        )
+    history = [v for _, v in run.history]
+    error = None
+    if taken[0] != run.steps:
+        error = (
+            f"took {taken[0]} optimizer steps, the plan assumes {run.steps} "
+            f"({config.epochs} epochs × {config.steps_per_epoch}): the rules' data facts and the schedule "
+            "assume the plan's"
+        )
+    return RunResult(
+        run_id=config.run_id,
+        status="ok" if math.isfinite(loss) else "diverged",
+        val_loss=loss if math.isfinite(loss) else float("nan"),
+        best_val_loss=min([loss, *(v for v in history if math.isfinite(v))]) if math.isfinite(loss) else float("nan"),
+        steps=taken[0],
+        wall_time=time.perf_counter() - start,
+        error=error,
+        history=history,
+        path=PATH,
+        n_params=n_params,
+    )

@@ -1,0 +1,134 @@
+"""A study whose runs train in the user's own function: what it gets, and what comes back."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+from user_model import load, make
+
+import wdscale
+from wdscale.study import Run
+from wdscale.study.run.execution import Execution
+
+ONE = Execution(workers=1, progress=False)
+
+
+def digits_loader(batch_size):
+    x, y, xv, yv = load()
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True), (xv, yv)
+
+
+def my_training(run: Run) -> float:
+    """The user's loop: a DataLoader, warmup + cosine through the plan's schedule, clipping."""
+    assert run.model.training and next(run.model.parameters()).device == run.device
+    loader, (xv, yv) = digits_loader(run.config.batch_size)
+    scheduler = run.lr_scheduler()
+    step = 0
+    for _ in range(run.config.epochs):
+        for x, y in loader:
+            loss = F.cross_entropy(run.model(x), y)
+            run.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
+            run.optimizer.step()
+            scheduler.step()
+            step += 1
+        with torch.no_grad():
+            val = F.cross_entropy(run.model(xv), yv).item()
+        run.report(step, val)
+    return val
+
+
+def study(tmp_path, train_fn, **kw):
+    args = dict(
+        out=tmp_path / "s", sizes=[8, 16], rules=["sum", "mup"], seeds=1, decades=1, points_per_decade=2, lr=1e-2,
+        epochs=2, batch_size=50, n_train=300, schedule="cosine", warmup=0.1, final_lr=0.1, execution=ONE,
+    )  # fmt: skip
+    return wdscale.Study(make, train_fn=train_fn, **{**args, **kw})
+
+
+def test_a_study_runs_the_users_training_function(tmp_path):
+    s = study(tmp_path, my_training)
+    summary = s.run()
+    df = s.results()
+    assert summary.ran == len(s.runs()) == 12 and (df["status"] == "ok").all()
+    assert (df["path"] == "user").all() and df["error"].isna().all()
+    assert (df["steps"] == 2 * math.ceil(300 / 50)).all()  # what the plan assumes, taken
+    assert (df["history"].map(len) == 2).all() and (df["schedule"] == "cosine").all()
+    assert df["val_loss"].between(0.05, 3).all()
+    # resumes: nothing trained twice
+    assert s.run().ran == 0
+
+
+def test_the_run_holds_the_rules_optimizer_the_seeded_model_and_the_schedule(tmp_path):
+    seen = []
+
+    def inspect(run):
+        seen.append(run)
+        return 1.0
+
+    s = study(tmp_path, inspect, rules=["mup"], sizes=[8, 32], seeds=2)
+    s.run()
+    run = next(r for r in seen if r.config.size == 32 and r.config.seed == 1)
+    assert run.steps == run.config.total_steps == 12
+    base = make(8)
+    want = wdscale.param_groups(
+        make(32), rule="mup", lr=run.config.lr, weight_decay=run.config.setting, base=base,
+        data=wdscale.DataFacts(n_samples=300, batch_size=50, epochs=2),
+    )  # fmt: skip
+    assert sorted((g["lr"], g["weight_decay"]) for g in run.optimizer.param_groups) == sorted(
+        (g["lr"], g["weight_decay"]) for g in want
+    )
+    torch.manual_seed(1)
+    fresh = make(32)
+    assert all(torch.equal(p, q) for p, q in zip(run.model.parameters(), fresh.parameters()))
+    lambdas = [run.lr_lambda(t) for t in range(12)]
+    assert lambdas == [run.schedule.multiplier(t, 12) for t in range(12)] and lambdas[0] < 1 and lambdas[-1] < 0.2
+
+
+@pytest.mark.parametrize(
+    "returns, status, message",
+    [
+        (lambda run: "0.5", "failed", "train_fn returned '0.5' (str); it must return the run's final validation loss"),
+        (lambda run: float("nan"), "diverged", None),
+        (lambda run: torch.tensor(0.25), "ok", None),
+        (lambda run: 1 / 0, "failed", "ZeroDivisionError: division by zero"),
+    ],
+    ids=["a string", "nan", "a tensor", "raises"],
+)
+def test_each_outcome_of_the_function_is_recorded_with_one_clear_message(tmp_path, returns, status, message):
+    s = study(tmp_path, returns, rules=["sum"])
+    s.run()
+    df = s.results()
+    assert (df["status"] == status).all()
+    if message:
+        assert df["error"].str.contains(message, regex=False).all()
+    if status == "ok":
+        assert (df["val_loss"] == 0.25).all()
+
+
+def test_a_run_that_took_other_steps_than_the_plan_is_flagged(tmp_path):
+    def one_epoch_short(run):
+        loader, (xv, yv) = digits_loader(run.config.batch_size)
+        for x, y in loader:  # one epoch of two
+            run.optimizer.zero_grad()
+            F.cross_entropy(run.model(x), y).backward()
+            run.optimizer.step()
+        return F.cross_entropy(run.model(xv), yv).item()
+
+    s = study(tmp_path, one_epoch_short, rules=["sum"])
+    s.run()
+    df = s.results()
+    assert (df["status"] == "ok").all() and (df["steps"] == 6).all()
+    assert df["error"].str.contains("took 6 optimizer steps, the plan assumes 12").all()
+
+
+def test_bad_arguments_are_refused_by_name(tmp_path):
+    with pytest.raises(wdscale.WdscaleError, match="give n_train="):
+        study(tmp_path, my_training, n_train=None)
+    with pytest.raises(wdscale.WdscaleError, match="give model_fn too"):
+        wdscale.Study(train_fn=my_training, sizes=[8, 16])
+    with pytest.raises(wdscale.WdscaleError, match="train_fn must be a function"):
+        study(tmp_path, "my_training")
