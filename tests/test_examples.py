@@ -64,3 +64,72 @@ def test_docs_explain_output_is_what_the_command_prints(monkeypatch, capsys):
     for command, shown in blocks:
         assert main(command.split()[1:]) == 0, command
         assert capsys.readouterr().out.strip() == shown.strip(), command
+
+
+GPT2 = "examples/gpt2_your_training.py"
+TINY_GPT2 = (
+    "--sizes 8,16 --rules decoupled,mup --seeds 1 --decades 1 --points-per-decade 2 --n-train 64 --batch-size 16 "
+    "--epochs 1 --lr 0.003 --schedule cosine --warmup 0.1 --final-lr 0.1 --workers 1 --no-progress"
+).split()
+
+
+def _stored(db):
+    import sqlite3
+
+    try:
+        with sqlite3.connect(db) as c:
+            return c.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_gpt2_in_your_own_loop_runs_survives_kill_resumes_refines_and_advises(tmp_path):
+    """Your training function (DataLoader, warmup + cosine, clipping) behind the command line: a
+    SIGKILL mid-study loses no finished run, the resume trains the rest once, refine and advise work."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from wdscale.cli import main
+    from wdscale.study.run.store import load_runs
+
+    out = tmp_path / "gpt2"
+    own = ["--model", f"{GPT2}:gpt2", "--train", f"{GPT2}:train"]
+    cmd = [sys.executable, "-m", "wdscale.cli", "study", "run", "--out", str(out), *own, *TINY_GPT2]
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while _stored(out / "runs.sqlite") < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _stored(out / "runs.sqlite")
+    assert 3 <= before < 12, "the kill should land mid-study"
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # the --model/--train paths are relative to the repository
+    try:
+        assert main(["study", "run", "--out", str(out), *own, *TINY_GPT2]) == 0
+        df = load_runs(out)
+        assert len(df) == 12 and df["run_id"].is_unique and (df["status"] == "ok").all()
+        assert (df["path"] == "user").all() and (df["steps"] == 4).all() and (df["schedule"] == "cosine").all()
+        refine = ["study", "refine", str(out), *own, "--max-seeds", "2", "--seeds-at", "ends", "--workers", "1"]
+        assert main([*refine, "--no-progress"]) == 0
+        assert len(load_runs(out)) > 12
+        assert main(["advise", str(out), "--target-width", "64"]) == 0
+        assert main(["study", "report", str(out)]) == 0
+    finally:
+        os.chdir(cwd)
+
+
+def test_gpt2_through_the_transformers_trainer_keeps_the_rules_groups_and_the_plans_steps(tmp_path):
+    pytest.importorskip("accelerate")
+    example = load("gpt2_your_training")
+    s = example.study(
+        out=str(tmp_path / "t"), sizes=[8, 16], rules=["mup"], seeds=1, decades=1, n_train=32, epochs=1,
+        batch_size=16, execution=wdscale.Execution(workers=1, progress=False),
+        train_fn=example.train_with_trainer,
+    )  # fmt: skip
+    s.run()
+    df = s.results()
+    assert len(df) == 6 and (df["status"] == "ok").all() and (df["steps"] == 2).all() and df["error"].isna().all()

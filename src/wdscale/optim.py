@@ -12,6 +12,8 @@ import functools
 import inspect
 import math
 import re
+import sys
+import types
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, TypeVar, Union
@@ -288,9 +290,19 @@ def apply_rule(model: nn.Module, args: RuleArgs) -> RuleOutcome:
             "zeroes or flips the weights every step; lr·weight_decay < 1 is needed to shrink them "
             "(a weaker decay, a larger tau, or a smaller lr)",
             ShrinkWarning,
-            stacklevel=3,
+            stacklevel=_first_caller_outside(),
         )
     return RuleOutcome(rule=r, optimizer=opt, mode=mode, assignments=assignments, data=data)
+
+
+def _first_caller_outside() -> int:
+    """The warning's stack level that names the first caller outside this module (apply_rule is
+    reached through wrappers and param_groups/explain/optimizer)."""
+    frame: Optional[types.FrameType] = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _apply_rule_with_base(model: nn.Module, args: RuleArgs) -> RuleOutcome:

@@ -108,20 +108,30 @@ def cmd_run(args: argparse.Namespace) -> None:
         threads=args.threads,
         progress=not args.no_progress,
     )
-    if args.model or args.data:
-        if not (args.model and args.data):
-            raise WdscaleError("--model and --data go together: module:factory and module:loader")
-        study = Study(
-            load_object(args.model, "--model"),
-            load_object(args.data, "--data"),
-            out=out,
-            name=args.task or "custom",
-            execution=execution,
-            **{k: v for k, v in plan.to_dict().items() if k != "task"},
-        )
-        study.run(retry_failed=args.retry_failed)
+    if args.model or args.data or args.train:
+        _own_study(args, plan, out, execution, args.task or "custom").run(retry_failed=args.retry_failed)
         return
     run_study(plan, out, execution=execution, retry_failed=args.retry_failed)
+
+
+def _own_study(args: argparse.Namespace, plan: StudyPlan, out: Path, execution: Execution, name: str) -> Study:
+    """A study of the user's model family with their data (`--data`) or their training (`--train`)."""
+    if not args.model:
+        raise WdscaleError("give --model module:factory (your model family) with --data or --train")
+    if bool(args.data) == bool(args.train):
+        raise WdscaleError(
+            "give --data module:loader (wdscale's loop on your data) or --train module:function (your own "
+            "training), one of the two, with --model"
+        )
+    return Study(
+        load_object(args.model, "--model"),
+        load_object(args.data, "--data") if args.data else None,
+        train_fn=load_object(args.train, "--train") if args.train else None,
+        out=out,
+        name=name,
+        execution=execution,
+        **{k: v for k, v in plan.to_dict().items() if k != "task"},
+    )
 
 
 def _check_writable(directory: Path, flag: str) -> None:
@@ -223,19 +233,17 @@ def cmd_refine(args: argparse.Namespace) -> None:
     if points < 2:
         raise WdscaleError(f"--points={points} is not allowed: --points must be a whole number ≥ 2")
     plan = stored_plan(out)
+    execution = Execution(workers=workers, threads=threads, progress=not args.no_progress)
+    if args.model or args.data or args.train:
+        study = _own_study(args, plan, out, execution, plan.task)
+        study.refine(points=points, max_seeds=max_seeds, seeds_at=args.seeds_at)
+        return
     if plan.task not in TASKS:
         raise WdscaleError(
-            f"the study in {str(out)!r} runs your own model ({plan.task!r}), which the command line cannot "
-            "rebuild: refine it from Python with wdscale.Study(model_fn, data, ...).refine()"
+            f"the study in {str(out)!r} runs your own model ({plan.task!r}): give the same --model and --data "
+            "(or --train) it was run with"
         )
-    refine_study(
-        plan,
-        out,
-        points=points,
-        max_seeds=max_seeds,
-        seeds_at=args.seeds_at,
-        execution=Execution(workers=workers, threads=threads, progress=not args.no_progress),
-    )
+    refine_study(plan, out, points=points, max_seeds=max_seeds, seeds_at=args.seeds_at, execution=execution)
 
 
 def cmd_advise(args: argparse.Namespace) -> None:
@@ -389,6 +397,11 @@ def add_study_parser(sub: Any) -> None:
     p.add_argument("--model", help="your own model family: module:factory, called with the size")
     p.add_argument("--data", help="your own data: module:loader returning (x_train, y_train, x_val, y_val)")
     p.add_argument(
+        "--train",
+        help="your own training: module:function, called as function(run) for every run, returning its final "
+        "validation loss (docs/your-training.md); give --n-train, --batch-size, --epochs and --lr with it",
+    )
+    p.add_argument(
         "--backend",
         default="local",
         choices=["local", "ray"],
@@ -441,6 +454,9 @@ def add_study_parser(sub: Any) -> None:
     )
     p.add_argument("--workers", help="worker processes (default: cores / --threads)")
     p.add_argument("--threads", help="torch intra-op threads per run, recorded with each run (default 1)")
+    p.add_argument("--model", help="a study of your own model: the --model it was run with (module:factory)")
+    p.add_argument("--data", help="... and its --data (module:loader)")
+    p.add_argument("--train", help="... or its --train (module:function)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_refine)
 

@@ -35,6 +35,7 @@ from ...errors import WdscaleError
 from ..plan.config import ModelFn, RunConfig, RunResult, TaskData
 from ..plan.study_plan import StudyPlan, describe, make_runs, refined_point, with_refined
 from ..plan.tasks import Task, get_task
+from ..train.loop import logits_of
 from .execution import DEFAULT_EXECUTION, Execution
 from .jobs import Source, cut_jobs, resolve_source
 from .store import Store
@@ -57,7 +58,7 @@ def check_output(data: TaskData, model: nn.Module, where: str) -> None:
     x, y = data.x_train[:2], data.y_train[:2]
     try:
         with torch.no_grad():
-            out = model(x)
+            out = logits_of(model(x))
     except Exception as e:
         raise WdscaleError(
             f"the model at {where} fails on the data's inputs {tuple(x.shape)}: "

@@ -66,6 +66,13 @@ def prepare(data: TaskData, n_train: int, device: Device, dtype: torch.dtype) ->
     )
 
 
+def logits_of(out: Any) -> torch.Tensor:
+    """A model's logits: its output, or the output's `.logits` (Hugging Face models return a
+    ModelOutput), so a stock model needs no wrapper."""
+    logits = getattr(out, "logits", None)
+    return logits if isinstance(logits, torch.Tensor) else out
+
+
 def gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """x[idx] for an index tensor of any shape; index_select is ~5x faster than advanced indexing."""
     return x.index_select(0, idx.reshape(-1)).view(*idx.shape, *x.shape[1:])
@@ -112,7 +119,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = EV
     was_training = model.training
     model.eval()
     try:
-        loss, acc = metrics(lambda xc: model(xc).unsqueeze(0), x, y, chunk)
+        loss, acc = metrics(lambda xc: logits_of(model(xc)).unsqueeze(0), x, y, chunk)
     finally:
         model.train(was_training)
     return float(loss[0]), float(acc[0])
@@ -216,9 +223,8 @@ def train_run(
             model.train()
             for i in range(0, n, bs):
                 idx = perm[i : i + bs]
-                loss = per_model_loss(model(gather(d.x_train, idx)).unsqueeze(0), gather(d.y_train, idx).unsqueeze(0))[
-                    0
-                ]
+                logits = logits_of(model(gather(d.x_train, idx)))
+                loss = per_model_loss(logits.unsqueeze(0), gather(d.y_train, idx).unsqueeze(0))[0]
                 value = loss.item()
                 if steps == 0:
                     initial_loss = value
