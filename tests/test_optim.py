@@ -443,3 +443,28 @@ def test_the_shared_keywords_are_written_once_and_shown_everywhere(fn):
         fn(torch.nn.Linear(2, 2), rule="sum", lr=1e-3, weight_dacay=0.1) if fn is not wdscale.optimizer else fn(
             torch.nn.Linear(2, 2), "sgd", rule="sum", lr=1e-3, weight_dacay=0.1
         )
+
+
+def test_explain_under_a_schedule_averages_tau_over_the_run():
+    """τ at the peak lr stays in the table; under a schedule the decay applied over the run is
+    Σ_t η_t·λ (worked here step by step from torch's LambdaLR), so the run-averaged τ is τ/m̄."""
+    model = nn.Linear(8, 8)
+    data = wdscale.DataFacts(n_samples=100, batch_size=10, epochs=3)  # 30 steps
+    table = wdscale.explain(model, rule="timescale", lr=0.01, tau=2.0, data=data)
+    under = table.under(wdscale.Schedule("cosine", warmup=0.1, final_lr=0.1))
+    assert under.total_steps == 30 and under.rows == table.rows
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    sched = wdscale.lr_scheduler(opt, "cosine", 30, warmup=0.1, final_lr=0.1)
+    lrs = []
+    for _ in range(30):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    hidden = next(r for r in table.rows if r.decayed)
+    applied = sum(lr * hidden.weight_decay for lr in lrs)  # Σ_t η_t·λ
+    mean = sum(lrs) / 30 / 0.01
+    text = str(under)
+    assert f"τ {hidden.tau_steps:.4g} → {hidden.tau_steps / mean:.4g} steps" in text
+    assert f"{hidden.tau_epochs:.4g} → {2.0 / mean:.4g} epochs" in text and f"over the run {applied:.4g}" in text
+    with pytest.raises(wdscale.WdscaleError, match="give total_steps"):
+        wdscale.explain(model, rule="decoupled", lr=0.01, weight_decay=0.1).under(wdscale.Schedule("linear"))

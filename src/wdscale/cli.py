@@ -13,6 +13,7 @@ from .errors import WdscaleError
 from .loading import UsageError, load_object
 from .optim import explain
 from .rules import RULES, DataFacts, get_rule
+from .schedules import SCHEDULE_NAMES, Schedule
 
 
 def _model_factory(spec: str) -> Callable[..., nn.Module]:
@@ -46,6 +47,12 @@ def cmd_rules(args: argparse.Namespace) -> None:
         takes = "τ" if rule.takes == "tau" else "λ"
         print(f"{rule.name.ljust(width)}  [{takes}, {rule.mode}]  {rule.formula}")
         print(f"{' ' * width}  {rule.summary}")
+        if rule.takes == "tau":
+            pad = " " * width
+            print(
+                f"{pad}  τ is read at the peak lr (per-step η_g·λ_g at the schedule's peak), as the source writes it;"
+            )
+            print(f"{' ' * width}  `wdscale explain --schedule ...` shows τ averaged over a scheduled run")
         print(f"{' ' * width}  source: {rule.source}\n")
 
 
@@ -63,19 +70,21 @@ def cmd_explain(args: argparse.Namespace) -> None:
         if args.n_samples is None or args.batch_size is None:
             raise UsageError("give both --n-samples and --batch-size (and --epochs or --steps where the rule needs it)")
         data = DataFacts(n_samples=args.n_samples, batch_size=args.batch_size, epochs=args.epochs, steps=args.steps)
-    print(
-        explain(
-            model,
-            rule=args.rule,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            tau=args.tau,
-            base=base,
-            data=data,
-            optimizer=args.optimizer,
-            decay_vectors=args.decay_vectors,
-        )
+    table = explain(
+        model,
+        rule=args.rule,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        tau=args.tau,
+        base=base,
+        data=data,
+        optimizer=args.optimizer,
+        decay_vectors=args.decay_vectors,
     )
+    if args.schedule is not None:
+        schedule = Schedule(args.schedule, args.warmup, args.final_lr, args.decay_fraction)
+        table = table.under(schedule, args.steps if data is None else None)
+    print(table)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=float)
     p.add_argument("--steps", type=int)
     p.add_argument("--decay-vectors", action="store_true", help="decay biases and norm gains too")
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULE_NAMES,
+        help="an lr schedule: also show what it makes of each group's τ over the run (needs the run's length)",
+    )
+    p.add_argument("--warmup", type=float, default=0.0, help="with --schedule: warmup fraction of the steps")
+    p.add_argument("--final-lr", dest="final_lr", type=float, default=0.0, help="with --schedule: end lr / peak")
+    p.add_argument("--decay-fraction", dest="decay_fraction", type=float, default=0.2, help="with --schedule wsd")
     p.set_defaults(func=cmd_explain)
 
     try:

@@ -25,6 +25,7 @@ from .checks import check_non_negative, check_number, check_positive
 from .errors import WdscaleError, WdscaleTypeError
 from .groups import ParamInfo, ParamKind, canonical_name, classify, unwrap
 from .rules import OPTIMIZER_NAMES, RULES, Context, DataFacts, DecayMode, OptimizerName, Rule, get_rule
+from .schedules import Schedule
 from .sgdw import SGDW
 
 __all__ = [
@@ -466,6 +467,55 @@ class Explanation:
     mode: DecayMode
     rows: list[ExplainRow]
     frozen: list[str] = field(default_factory=list)  # requires_grad=False: in no group, not counted
+    data: Optional[DataFacts] = None
+    schedule: Optional[Schedule] = None  # set by `under`: what the schedule makes of τ over the run
+    total_steps: Optional[int] = None
+
+    def under(self, schedule: Schedule, total_steps: Optional[int] = None) -> Explanation:
+        """The same table with what an lr schedule makes of each group's timescale over a run.
+
+        The τ columns stay at the peak lr — the rules' definition, as the papers write it (Power
+        Lines, Wang & Aitchison). Torch's decoupled decay is η_t·λ_g per step with η_t the
+        *scheduled* lr, so over T steps the decay applied is m̄·T·η_g·λ_g (m̄ the schedule's mean
+        multiplier): the run-averaged timescale is τ/m̄.
+
+        Args:
+            schedule: the run's lr schedule.
+            total_steps: the run's optimizer steps; default: from the data facts (epochs × N/B, or steps).
+
+        Raises:
+            WdscaleError: no run length (neither `total_steps` nor data facts with epochs or steps).
+        """
+        if total_steps is None:
+            epochs = self.data.total_epochs if self.data is not None else None
+            if epochs is None or self.data is None:
+                raise WdscaleError("give total_steps, or data facts with epochs or steps: a schedule spans a run")
+            total_steps = max(1, round(epochs * self.data.steps_per_epoch))
+        return dataclasses.replace(self, schedule=schedule, total_steps=total_steps)
+
+    def _schedule_lines(self) -> list[str]:
+        if self.schedule is None or self.total_steps is None:
+            return []
+        mean = self.schedule.mean_multiplier(self.total_steps)
+        out = [
+            f"\nunder the lr schedule {self.schedule.describe()} over {self.total_steps} steps: every group's lr, "
+            f"and with it its per-step decay η_t·λ, is scaled by the schedule (mean multiplier {mean:.3g}); the τ "
+            "columns above are at the peak lr (the rules' definition); over the run the decay applied is "
+            f"{mean:.3g}× that at the peak, so τ averaged over the run is τ/{mean:.3g}:"
+        ]
+        seen = set()
+        for r in self.rows:
+            if r.group in seen or r.tau_steps is None:
+                continue
+            seen.add(r.group)
+            ep = f", {r.tau_epochs:.4g} → {r.tau_epochs / mean:.4g} epochs" if r.tau_epochs is not None else ""
+            out.append(
+                f"  grp {r.group}: τ {r.tau_steps:.4g} → {r.tau_steps / mean:.4g} steps{ep}; "
+                f"Σ_t η_t·λ over the run {mean * self.total_steps / r.tau_steps:.4g}"
+            )
+        if self.mode == "coupled" and self.optimizer != "sgd":
+            out.append("  (Adam + coupled L2 has no per-step shrink factor to average)")
+        return out
 
     def __str__(self) -> str:
         head = (
@@ -520,6 +570,7 @@ class Explanation:
             )
         if self.frozen:
             out.append(f"\nfrozen (requires_grad=False; in no group, not counted in P): {', '.join(self.frozen)}")
+        out += self._schedule_lines()
         return "\n".join(out)
 
 
@@ -568,4 +619,4 @@ def explain(model: nn.Module, args: RuleArgs) -> Explanation:
             )
         )
     frozen = [canonical_name(n) for n, q in unwrap(model).named_parameters() if not q.requires_grad]
-    return Explanation(outcome.rule, outcome.optimizer, outcome.mode, rows, frozen)
+    return Explanation(outcome.rule, outcome.optimizer, outcome.mode, rows, frozen, data=outcome.data)

@@ -95,6 +95,12 @@ def _regime(runs: pd.DataFrame) -> str:
         d = dict(zip(cols, key))
         s = Schedule(str(d["schedule"]), float(d["warmup"]), float(d["final_lr"]), float(d["decay_fraction"]))
         what = ["constant lr" if s.is_constant else f"lr schedule {s.describe()}"]
+        if not s.is_constant and "steps" in g and (g["status"] == "ok").any():
+            mean = s.mean_multiplier(int(g.loc[g["status"] == "ok", "steps"].median()))
+            what += [
+                f"mean lr multiplier {mean:.3g} (a τ, read at the peak lr as the rules define it, is τ/{mean:.3g} "
+                "averaged over the run)"
+            ]
         what += [f"{int(d['epochs'])} epochs"] if "epochs" in d else []
         steps = g.loc[g["status"] == "ok", "steps"] if "steps" in g else pd.Series(dtype=float)
         what += [f"{int(steps.median())} optimizer steps (median run)"] if len(steps) else []
