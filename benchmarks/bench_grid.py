@@ -8,6 +8,7 @@ the two paths are timed A/B interleaved and the best of `--repeats` is kept for 
     .venv/bin/python benchmarks/bench_grid.py            # K in {8, 32, 128} x width in {64, 256, 1024}
     .venv/bin/python benchmarks/bench_grid.py --quick    # K=32, width 64 only, fewer steps
     .venv/bin/python benchmarks/bench_grid.py --threads 1
+    .venv/bin/python benchmarks/bench_grid.py --quick --schedule cosine   # both paths under warmup + cosine
 
 The last line is `speedup_k32_w64=<ratio>` (sequential time / batched time at K=32, width 64).
 """
@@ -38,7 +39,9 @@ def make(k: int, width: int):
     return models, opts
 
 
-def bench(k: int, width: int, steps: int, repeats: int, seq_models: int, vmap: bool) -> dict[str, float]:
+def bench(
+    k: int, width: int, steps: int, repeats: int, seq_models: int, vmap: bool, schedule: str = "constant"
+) -> dict[str, float]:
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(N, IN, generator=g), torch.randint(0, OUT, (N,), generator=g)
     idx = torch.randint(0, N, (steps, k, BATCH), generator=g)
@@ -47,10 +50,16 @@ def bench(k: int, width: int, steps: int, repeats: int, seq_models: int, vmap: b
     if vmap:
         paths["vmap"] = BatchedTrainer(models, opts, native=False)
     m = min(k, seq_models)  # sequential cost is linear in K: time m models, scale to K
+    # a schedule as a study runs it: the engine sets each step's multiplier, the loop steps LambdaLR
+    sched = None if schedule == "constant" else wdscale.Schedule(schedule, warmup=0.1, final_lr=0.1)
+    mults = sched.multipliers(steps) if sched is not None else None
+    lambdas = [wdscale.lr_scheduler(o, sched, steps) for o in opts[:m]] if sched is not None else None
 
     def batched(trainer):
         def run():
             for s in range(steps):
+                if mults is not None:
+                    trainer.optimizer.set_multiplier(mults[s] * (1 + 1e-12 * (s % 2)))  # never a cached no-op
                 trainer.step(gather(x, idx[s]), gather(y, idx[s]))
 
         return run
@@ -65,6 +74,8 @@ def bench(k: int, width: int, steps: int, repeats: int, seq_models: int, vmap: b
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                if lambdas is not None:
+                    lambdas[j].step()
 
     runs = {name: batched(t) for name, t in paths.items()}
     runs["seq"] = sequential
@@ -87,11 +98,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-vmap", action="store_true", help="skip the vmap(functional_call) column")
+    ap.add_argument(
+        "--schedule", default="constant", choices=wdscale.SCHEDULE_NAMES, help="an lr schedule on both paths"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     grid = [(32, 64)] if args.quick else [(k, w) for w in (64, 256, 1024) for k in (8, 32, 128)]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, AdamW, MLP {IN}->w->w->{OUT}, batch {BATCH}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, AdamW, MLP {IN}->w->w->{OUT}, batch {BATCH}, "
+        f"lr schedule {args.schedule}"
+    )
     print(
         f"{'K':>4} {'width':>6} {'seq steps/s':>12} {'bmm steps/s':>12} {'vmap steps/s':>13} "
         f"{'bmm/seq':>8} {'vmap/seq':>9}"
@@ -100,7 +117,7 @@ def main() -> None:
     for k, w in grid:
         steps = 5 if args.quick else max(2, min(20, 4096 // (k * max(1, w // 64))))
         seq_models = k if w <= 256 else 8
-        r = bench(k, w, steps, 3 if args.quick else args.repeats, seq_models, vmap=not args.no_vmap)
+        r = bench(k, w, steps, 3 if args.quick else args.repeats, seq_models, not args.no_vmap, args.schedule)
         ratios[(k, w)] = r["bmm"] / r["seq"]
         v = r.get("vmap", float("nan"))
         print(
