@@ -55,8 +55,23 @@ JOINT_STUDIES = {
 }
 
 
+# studies rerun under an lr schedule (§8) -> their constant-lr twin and the schedule, in words
+SCHEDULE_STUDIES = {
+    "mnist1d_data_cosine": ("mnist1d_data", "warmup 5 % + cosine to 10 %"),
+    "mnist1d_batch_cosine": ("mnist1d_batch", "warmup 5 % + cosine to 10 %"),
+    "full_cosine": ("full", "warmup 5 % + cosine to 10 %"),
+    "full_linear": ("full", "warmup 5 % + linear to 0"),
+}
+SCHEDULE_JOINT_STUDIES = {"joint_width_cosine": "joint_width", "joint_shakespeare_cosine": "joint_shakespeare"}
+
+
 def load(d: Path) -> pd.DataFrame | None:
     return load_runs(d) if (d / "runs.parquet").exists() or (d / "runs.sqlite").exists() else None
+
+
+def exported(d: Path) -> pd.DataFrame | None:
+    """A study's committed export only (its store may be a run still in progress)."""
+    return pd.read_parquet(d / "runs.parquet") if (d / "runs.parquet").exists() else None
 
 
 def fmt(x: float, digits: int = 2) -> str:
@@ -111,6 +126,38 @@ def study_table(rows: list[dict]) -> str:
         out.append(
             f"| `{r['rule']}` | {r['sizes']} | {r['drift']} | {r['fold']} | {r['regret_txt']} | {r['detectable']} "
             f"| {r['resolution']} | {r['best']} |"
+        )
+    return "\n".join(out)
+
+
+def _optimum_text(a: StudyAnalysis, rule: str) -> str:
+    """The best trained setting at the smallest and the largest size (≥/≤ where on the grid's edge)."""
+    o = a.optima_frame()
+    o = o[o["rule"] == rule].sort_values("size")
+    if o.empty:
+        return "–"
+    ends = [o.iloc[0], o.iloc[-1]]
+    return " → ".join(f"{'edge ' if r['at_edge'] else ''}{r['setting_star']:.3g}" for r in ends)
+
+
+def schedule_table(constant: StudyAnalysis, scheduled: StudyAnalysis) -> str:
+    """Each rule under a constant lr and under a schedule, side by side: the optimum at the two
+    ends, its drift, the measured transfer regret and what the design could detect."""
+    by_rule = {r["rule"]: r for r in verdict_rows("", "", constant)}
+    out = [
+        "| rule | best setting, smallest → largest: constant · scheduled | drift [90% CI]: constant · scheduled "
+        "| transfer regret [90% CI]: constant · scheduled | detectable: constant · scheduled | verdict changes? |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in sorted(verdict_rows("", "", scheduled), key=lambda r: (r["regret"], r["rule"])):
+        c = by_rule.get(s["rule"])
+        if c is None:
+            continue
+        change = "same" if c["resolution"] == s["resolution"] else f"{c['resolution']} → {s['resolution']}"
+        out.append(
+            f"| `{s['rule']}` | {_optimum_text(constant, s['rule'])} · {_optimum_text(scheduled, s['rule'])} "
+            f"| {c['drift']} · {s['drift']} | {c['regret_txt']} · {s['regret_txt']} "
+            f"| {c['detectable']} · {s['detectable']} | {change} |"
         )
     return "\n".join(out)
 
@@ -428,6 +475,21 @@ def main() -> int:
             missing.append(name)
             continue
         joint, _ = joint_blocks(name, runs, loaded.get(one_d_name))
+        blocks.update(joint)
+    for name, (twin, _) in SCHEDULE_STUDIES.items():
+        runs = exported(HERE / name)
+        if runs is None or runs.empty or twin not in analyses:
+            missing.append(name)
+            continue
+        scheduled = analyze(runs)
+        blocks[name] = study_table(verdict_rows(name, STUDIES[twin], scheduled))
+        blocks[f"{name}_vs_constant"] = schedule_table(analyses[twin], scheduled)
+    for name in SCHEDULE_JOINT_STUDIES:
+        runs = exported(HERE / name)
+        if runs is None or runs.empty:
+            missing.append(name)
+            continue
+        joint, _ = joint_blocks(name, runs, None)
         blocks.update(joint)
     if {"shakespeare_width", "shakespeare_vectors"} <= set(analyses):
         blocks["vectors"] = vectors_table(analyses["shakespeare_width"], analyses["shakespeare_vectors"])
