@@ -131,3 +131,27 @@ def test_cli_advises_from_a_committed_study(capsys):
     assert "predicted λ*" in out and "recommended" in out and "hold-out" in out
     assert main(["study", "advise", str(study), "--target-width", "512"]) == 2
     assert "--target-depth" in capsys.readouterr().err
+
+
+def test_an_optimum_on_the_grids_edge_is_warned_and_gets_no_ready_call():
+    """λ* runs off the grid's strong end at the largest sizes: the law through a bound is a bound."""
+    runs = synthetic({"steep": (1e-3, 2.0)})  # λ* = 1e-3·size²: > 1 (the grid's end) from size 32 on
+    advice = advise(runs, 512)
+    law = law_of(advice.laws, "steep")
+    assert law.edge and "edge of the swept grid" in law.warning and "a bound" in law.warning
+    assert advice.optimizer_call == "" and "no ready call" in advice.why
+
+
+def test_one_seed_per_point_never_reads_resolved():
+    runs = synthetic({"indep": LAWS["indep"], "flat": LAWS["flat"]}, seeds=(0,))
+    advice = advise(runs, 512)
+    assert advice.resolved is False and "one seed per point" in advice.why
+    assert all(law.min_seeds == 1 for law in advice.laws)
+    with_seeds = advise(synthetic(), 512)
+    assert all(law.min_seeds == 3 for law in with_seeds.laws)
+
+
+def test_a_slope_beyond_what_the_sizes_support_is_flagged():
+    runs = synthetic({"wild": (1e-6, 3.0)}, sizes=(32, 36, 40), rng=1)  # ∝ size^3 over ×1.25
+    law = law_of(fit_laws(runs, 160), "wild")
+    assert abs(law.slope) > 2.5 and "beyond what these sizes support" in law.warning

@@ -53,6 +53,7 @@ from .study_analysis import CI, SERIES_KEYS, analyze, mean_curves, number, optim
 
 AXES = ("width", "depth", "n_train", "batch_size")
 EXTRAPOLATION_LIMIT = 4.0  # a target further than this factor beyond the measured sizes: warned
+MAX_SUPPORTED_SLOPE = 2.5  # a steeper law is flagged: mean square's λ ∝ P ∝ width² is the steepest rule
 N_BOOT = 2000
 
 ModelFactory = Callable[[int, int], nn.Module]  # (width, depth) -> a fresh model
@@ -70,7 +71,9 @@ class Law:
     max_miss: the largest |log residual| over allowed at that size (> 1 means not supported).
     extrapolation: target_size / largest measured size; warning: text, empty when none.
     regret, regret_lo, regret_hi: the MEASURED transfer regret of the rule (analysis: the
-    smallest size's best trained setting reused at the largest), for the recommendation."""
+    smallest size's best trained setting reused at the largest), for the recommendation.
+    edge: sizes whose optimum is on the grid's edge (a bound, and the law through it is one too);
+    min_seeds: the fewest seeds behind a size's optimum (one seed measures no seed noise)."""
 
     task: str
     optimizer: str
@@ -92,6 +95,8 @@ class Law:
     regret: float
     regret_lo: float
     regret_hi: float
+    edge: tuple = ()  # sizes whose optimum sat on the edge of the swept grid: there it is a bound
+    min_seeds: int = 0  # the fewest seeds behind any size's optimum
 
 
 @dataclass(frozen=True)
@@ -174,9 +179,11 @@ def _law(key: tuple, opt: pd.DataFrame, steps: dict, target: int, n_boot: int, s
     y = np.log(fit_vals if use_fit else opt["setting_star"].to_numpy(float))
     x = np.log(sizes.astype(float))
     nan = float("nan")
+    edge = tuple(int(s) for s in opt.loc[opt["at_edge"].astype(bool), "size"])
     base: dict[str, Any] = dict(
         zip(SERIES_KEYS, key), setting_name=str(opt["setting_name"].iloc[0]), source=source,
-        sizes=tuple(int(s) for s in sizes), target_size=int(target),
+        sizes=tuple(int(s) for s in sizes), target_size=int(target), edge=edge,
+        min_seeds=int(opt["n_seeds"].min()),
     )  # fmt: skip
     if len(sizes) < 2 or not np.isfinite(y).all():
         why = "fewer than two sizes with an optimum" if np.isfinite(y).all() else "a size without an optimum"
@@ -208,6 +215,17 @@ def _law(key: tuple, opt: pd.DataFrame, steps: dict, target: int, n_boot: int, s
         warnings.append("a straight line in log-log is not supported by the per-size optima")
     if len(sizes) == 2:
         warnings.append("two sizes: the line passes through both, no interval and no check")
+    if edge:
+        warnings.append(
+            f"the optimum sat on the edge of the swept grid at {key[3]} {list(edge)}: there it is a bound, and "
+            "so is the law through it (widen the grid: --extend, or refine)"
+        )
+    if abs(b) > MAX_SUPPORTED_SLOPE:
+        warnings.append(
+            f"a slope of {b:.2g} is beyond what these sizes support (no rule here moves faster than ∝ size^"
+            f"{MAX_SUPPORTED_SLOPE:g}; mean square's λ ∝ P ∝ width² is the steepest): read it as noise or an edge, "
+            "not a law"
+        )
     return dict(
         base, intercept=float(a), slope=float(b), predicted=pred, lo=lo, hi=hi, straight=bool(straight),
         max_miss=max_miss, extrapolation=float(ratio), warning="; ".join(warnings),
@@ -273,6 +291,15 @@ def recommend(laws: list) -> tuple:
     second = ranked[1]
     resolved = bool(np.isfinite(best.regret_hi) and np.isfinite(second.regret_lo) and best.regret_hi < second.regret_lo)
     vs = f"runner-up {second.rule} {percent(second.regret)} [{percent(second.regret_lo)}, {percent(second.regret_hi)}]"
+    if min(best.min_seeds, second.min_seeds) < 2:
+        return (
+            best.rule,
+            False,
+            (
+                f"{text}; {vs}: not resolved (one seed per point measures no seed noise: its intervals say nothing; "
+                "run at least 2 seeds)"
+            ),
+        )
     if resolved:
         return best.rule, True, f"{text}; {vs}: resolved (the intervals do not overlap)"
     return best.rule, False, f"{text}; {vs}: not resolved (the intervals overlap)"
@@ -333,6 +360,9 @@ def advise(
     rule, resolved, why = recommend(laws)
     table, call = "", ""
     chosen = [law for law in laws if law.rule == rule and np.isfinite(law.predicted)]
+    if chosen and (chosen[0].edge or abs(chosen[0].slope) > MAX_SUPPORTED_SLOPE):
+        why += "; no ready call: its law rests on a bound (see its warning)"
+        chosen = []
     if chosen:
         law = chosen[0]
         cfg = _target_config(runs[runs["rule"] == rule], study_axis, int(target))
