@@ -59,6 +59,7 @@ LAYER_MODULES = {
     # more runs where the decision is made: reads the measured optima, drives the runner again
     "search": [
         "wdscale.study.search.refine",
+        "wdscale.study.search.tune",
     ],
     "report": [
         "wdscale.study.report.document",

@@ -26,6 +26,7 @@ from .run.jobs import register_source
 from .run.runner import RunSummary, run_study
 from .run.store import load_runs
 from .search.refine import RefineSummary, SeedsAt, refine_study
+from .search.tune import TuneResult, tune_study
 from .train.user_loop import TrainFn
 
 
@@ -321,6 +322,53 @@ class Study:
         )
         self.plan = summary.plan
         return summary
+
+    def tune(
+        self,
+        target: int,
+        *,
+        rungs: Optional[list[int]] = None,
+        seeds: int = 2,
+        max_seeds: int = 4,
+        budget: Optional[float] = None,
+        progress: Optional[bool] = None,
+    ) -> TuneResult:
+        """The best (lr, setting) for size `target`, by climbing a ladder of sizes (default
+        target/16, target/4, target): a joint grid per recipe (each rule) at the bottom, a few
+        points placed at each rung above from what the rungs below measured, 2–4 candidates at the
+        target with seeds enough to tell them apart. The study's sizes are replaced by the ladder;
+        its lr grid (`lrs`, `lr_decades`; default 2 decades) and setting grid are the bottom
+        rung's. Resumable like `run` (see `wdscale.study.search.tune`).
+
+        Args:
+            target: the size to tune for, on the study's size axis.
+            rungs: the sizes climbed, ending at the target.
+            seeds: seeds per candidate at the target.
+            max_seeds: the most a candidate at the target gets while the best two are within noise.
+            budget: stop adding seeds once the climb's compute exceeds this fraction of one
+                recipe's sweep at the target.
+            progress: show progress bars (default: the study's execution).
+
+        Returns:
+            The recommended recipe and point, its loss measured at the target with a 90 %
+            interval, the candidates, the compute spent and a sweep's.
+
+        Raises:
+            WdscaleError: a bad value, or no candidate that trained at the target.
+        """
+        return tune_study(
+            self.plan,
+            self.out,
+            int(target),
+            rungs=rungs,
+            seeds=seeds,
+            max_seeds=max_seeds,
+            budget=budget,
+            source=self.source,
+            task=self.task,
+            model_fn=self.model_fn,
+            execution=self._execution(progress),
+        )
 
     def _execution(self, progress: Optional[bool]) -> Execution:
         return self.execution if progress is None else dataclasses.replace(self.execution, progress=progress)

@@ -24,6 +24,7 @@ from .run.execution import Execution
 from .run.runner import run_study
 from .run.store import Store, load_runs
 from .search.refine import PRUNING_NOTE, SEEDS_AT, SEEDS_AT_NOTE, refine_study, stored_plan
+from .search.tune import ladder, tune_study
 
 
 def _ints(s: str) -> list[int]:
@@ -70,7 +71,7 @@ def _floats(s: str) -> list[float]:
 # plan fields a flag sets by the same name; these three are combined with the preset and config
 # file by hand (a rule's grid, decades added to a grid, a switch), and two have no flag
 _COMBINED_FLAGS = ("settings", "extend", "decay_vectors")
-_NO_FLAG = ("anchor_total_decay", "task_options", "refined")
+_NO_FLAG = ("anchor_total_decay", "task_options", "refined", "grid_sizes")
 
 
 def build_plan(args: argparse.Namespace) -> StudyPlan:
@@ -309,18 +310,8 @@ def _advise_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_advise)
 
 
-def add_study_parser(sub: Any) -> None:
-    study = sub.add_parser("study", help="run, report and export studies of λ across sizes")
-    ssub = study.add_subparsers(dest="study_command", required=True)
-
-    presets = "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items())
-    p = ssub.add_parser(
-        "run",
-        help="run (or resume) a study grid",
-        description="Run a study: sizes × decay settings × rules × seeds, stored as each run "
-        "finishes; the same command again resumes. Flags override --config, which "
-        "overrides --preset; what none sets takes the task's default.",
-    )
+def _plan_arguments(p: argparse.ArgumentParser, presets: str) -> None:
+    """The plan and execution flags `study run` and `tune` share."""
     # "-8,16" is a value (rejected by the plan's checks with a clear message), not an unknown flag
     p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$")
     p.add_argument("--out", required=True, help="directory for the store (runs.sqlite), plan and report")
@@ -424,6 +415,50 @@ def add_study_parser(sub: Any) -> None:
     )
     p.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    plan = build_plan(args)
+    execution = Execution(
+        backend=args.backend,
+        workers=args.workers,
+        address=args.address,
+        device=args.device,
+        batch=not args.no_batch,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
+    given = [(axis, getattr(args, f"target_{axis}")) for axis in ("width", "depth", "n_train", "batch_size")]
+    given = [(axis, v) for axis, v in given if v is not None]
+    if len(given) != 1:
+        raise WdscaleError("give one target: --target-width, --target-depth, --target-n-train or --target-batch-size")
+    axis, target = given[0]
+    plan = dataclasses.replace(plan, size_axis=axis)
+    kw = dict(rungs=args.rungs, seeds=args.target_seeds, max_seeds=args.max_seeds, budget=args.budget)
+    if args.model or args.data or args.train:
+        study = _own_study(
+            args, dataclasses.replace(plan, sizes=args.rungs or ladder(target)), out, execution, args.task or "custom"
+        )
+        result = study.tune(target, **kw)
+    else:
+        result = tune_study(plan, out, target, execution=execution, **kw)
+    print(result)
+
+
+def add_study_parser(sub: Any) -> None:
+    study = sub.add_parser("study", help="run, report and export studies of λ across sizes")
+    ssub = study.add_subparsers(dest="study_command", required=True)
+
+    presets = "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items())
+    p = ssub.add_parser(
+        "run",
+        help="run (or resume) a study grid",
+        description="Run a study: sizes × decay settings × rules × seeds, stored as each run "
+        "finishes; the same command again resumes. Flags override --config, which "
+        "overrides --preset; what none sets takes the task's default.",
+    )
+    _plan_arguments(p, presets)
     p.set_defaults(func=cmd_run)
 
     p = ssub.add_parser(
@@ -479,3 +514,39 @@ def add_study_parser(sub: Any) -> None:
 
     _advise_parser(ssub)
     _advise_parser(sub)  # `wdscale advise DIR ...`: the same command at the top level
+
+    p = sub.add_parser(
+        "tune",
+        help="the best lr and decay setting for a target size, by climbing a ladder of sizes",
+        description="Climb a ladder of sizes (default target/16, target/4, target) to the target's best "
+        "(lr, setting): a joint lr × setting grid per recipe (each --rules entry) at the bottom rung, a few "
+        "points placed at each rung above from what the rungs below measured, and 2-4 candidates at the "
+        "target with seeds enough to tell them apart. Every number it prints is measured at the target. "
+        "Resumable: the same command again re-derives the same placements and trains only what is missing.",
+    )
+    _plan_arguments(p, "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items()))
+    for axis in ("width", "depth", "n_train", "batch_size"):
+        p.add_argument(
+            f"--target-{axis.replace('_', '-')}", dest=f"target_{axis}", type=int, help=f"tune for this {axis}"
+        )
+    p.add_argument(
+        "--rungs", type=_ints, help="the sizes climbed, ending at the target (default target/16, /4, target)"
+    )
+    p.add_argument(
+        "--target-seeds",
+        dest="target_seeds",
+        type=_positive,
+        default=2,
+        help="seeds per candidate at the target (default 2)",
+    )
+    p.add_argument(
+        "--max-seeds",
+        dest="max_seeds",
+        type=_positive,
+        default=4,
+        help="the most seeds a candidate gets while the best two are within noise (default 4)",
+    )
+    p.add_argument(
+        "--budget", type=float, help="stop adding seeds past this fraction of one recipe's sweep at the target"
+    )
+    p.set_defaults(func=cmd_tune)

@@ -84,6 +84,9 @@ class StudyPlan:
     warmup: float = 0.0
     final_lr: float = 0.0
     decay_fraction: float = 0.2
+    # the sizes where the coarse grid is trained (None: every size); elsewhere only the refined
+    # points are (`wdscale tune` trains the grid at the bottom of its ladder and places the rest)
+    grid_sizes: Optional[list[int]] = None
 
     @property
     def lr_schedule(self) -> Schedule:
@@ -347,6 +350,10 @@ def resolve(plan: StudyPlan, task) -> Resolved:
             if len(point) == 3:
                 check_positive(f"refined[{key!r}] lr", point[2])
     plan.lr_schedule  # noqa: B018 (checks the schedule's name and fractions)
+    if plan.grid_sizes is not None:
+        outside = sorted(set(plan.grid_sizes) - set(sizes))
+        if outside or not plan.grid_sizes:
+            raise WdscaleError(f"grid_sizes {plan.grid_sizes} must be some of the sizes {sizes}")
     lrs = lr_grid(plan, float(lr))
     resolved = Resolved(plan, sizes, float(lr), lrs, epochs, batch_size, n_train, width, depth, int(base_size))
     for size in sizes:
@@ -536,7 +543,8 @@ def points(
     """(lr, setting) → seeds of one rule at one size, in order: the grid (lrs × settings) at
     `plan.seeds` seeds, with the refined points merged in (a point's seeds are the most any entry
     asks; a refined point without an lr is at the study's one lr)."""
-    seeds = {(float(lr), float(s)): plan.seeds for lr in lrs for s in grid}
+    on_grid = plan.grid_sizes is None or size in plan.grid_sizes
+    seeds = {(float(lr), float(s)): plan.seeds for lr in lrs for s in grid} if on_grid else {}
     for entry in plan.refined.get(refined_key(rule, size), []):
         lr, s = refined_point(entry)
         if lr is None:

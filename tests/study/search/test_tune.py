@@ -1,0 +1,78 @@
+"""wdscale tune: a ladder of sizes climbed to the target's best (lr, setting), measured there."""
+
+import math
+
+import pytest
+import torch
+
+import wdscale
+from wdscale.cli import main
+from wdscale.study.run.store import load_runs
+from wdscale.study.search.tune import ladder
+
+LR0, LAM0 = 0.2, 2e-3  # the known law: lr*(w) = LR0 / w, λ*(w) = LAM0 · w (η·λ fixed: AdamW's ridge)
+SETTINGS = [float(f"{10 ** (k / 2):.4g}") for k in range(-8, 3)]  # 1e-4 … 10, half-decade steps
+
+
+def bowl(run) -> float:
+    """A training function whose loss is a known bowl in (log lr, log λ) around the law, plus a
+    little seed noise; it takes the plan's one step so the run is not flagged."""
+    w, c = run.config.width, run.config
+    run.optimizer.zero_grad()
+    run.optimizer.step()
+    noise = 1e-3 * torch.randn(1, generator=torch.Generator().manual_seed(1000 * c.seed + w)).item()
+    return 1 + math.log(c.lr * w / LR0) ** 2 + 0.5 * math.log(c.setting / (LAM0 * w)) ** 2 + noise
+
+
+def study(tmp_path, **kw):
+    args = dict(
+        sizes=[16, 64], rules=["decoupled"], settings={"decoupled": SETTINGS}, seeds=1, lr=0.01, lr_decades=2,
+        lr_points_per_decade=2, n_train=10, batch_size=10, epochs=1, out=tmp_path / "t",
+        execution=wdscale.Execution(workers=1, progress=False),
+    )  # fmt: skip
+    net = lambda w: torch.nn.Sequential(torch.nn.Linear(2, w), torch.nn.ReLU(), torch.nn.Linear(w, 2))  # noqa: E731
+    return wdscale.Study(net, train_fn=bowl, **{**args, **kw})
+
+
+def test_the_ladder_finds_an_optimum_that_moves_by_a_known_law(tmp_path):
+    s = study(tmp_path)
+    result = s.tune(256)
+    assert result.rungs == (16, 64, 256) and result.rule == "decoupled"
+    # within one grid step (half a decade) of the law at the target, in lr and in λ
+    assert abs(math.log10(result.lr / (LR0 / 256))) <= 0.5 + 1e-9
+    assert abs(math.log10(result.setting / (LAM0 * 256))) <= 0.5 + 1e-9
+    runs = load_runs(s.out)
+    at = runs[runs["size"] == 256]
+    assert set(at["size"]) == {256} and len(at) <= 12  # a few candidates, never the grid
+    assert (runs[runs["size"] == 16]["lr"].nunique(), runs[runs["size"] == 16]["setting"].nunique()) == (5, 11)
+    assert result.loss == pytest.approx(at.groupby(["lr", "setting"])["val_loss"].mean().min())
+    assert result.loss_lo <= result.loss <= result.loss_hi and result.seeds >= 2
+    assert 0 < result.core_s and "ready call: wdscale.optimizer(" in str(result)
+    # resumable: the same tune again trains nothing and gives the same answer
+    again = s.tune(256)
+    assert len(load_runs(s.out)) == len(runs) and (again.lr, again.setting) == (result.lr, result.setting)
+
+
+def test_the_ladder_and_bad_values():
+    assert ladder(1024) == [64, 256, 1024] and ladder(64, rungs=2, factor=8) == [8, 64]
+    with pytest.raises(wdscale.WdscaleError, match="too small for a ladder"):
+        ladder(1)
+
+
+def test_bad_tune_arguments_are_refused_by_name(tmp_path):
+    s = study(tmp_path)
+    with pytest.raises(wdscale.WdscaleError, match="max_seeds=1 is fewer than seeds=2"):
+        s.tune(256, max_seeds=1)
+    with pytest.raises(wdscale.WdscaleError, match="must hold at least two sizes and end at the target"):
+        s.tune(256, rungs=[16, 64])
+
+
+def test_wdscale_tune_on_a_built_in_task(tmp_path, capsys):
+    argv = (
+        f"tune --task digits_mlp --target-width 64 --rules decoupled,mup --seeds 1 --decades 2 --points-per-decade 1 "
+        f"--lr-decades 1 --epochs 2 --depth 1 --workers 1 --no-progress --out {tmp_path / 'tune'}"
+    ).split()
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "tuned for width 64 by climbing 4, 16, 64" in out and "recommended:" in out
+    assert main(["tune", "--task", "digits_mlp", "--out", str(tmp_path / "x")]) == 2  # no target
