@@ -98,14 +98,17 @@ def test_gpt2_in_your_own_loop_runs_survives_kill_resumes_refines_and_advises(tm
     out = tmp_path / "gpt2"
     own = ["--model", f"{GPT2}:gpt2", "--train", f"{GPT2}:train"]
     cmd = [sys.executable, "-m", "wdscale.cli", "study", "run", "--out", str(out), *own, *TINY_GPT2]
-    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while _stored(out / "runs.sqlite") < 3 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    log = tmp_path / "driver.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stderr=err)
+        deadline = time.time() + 300
+        while _stored(out / "runs.sqlite") < 3 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     before = _stored(out / "runs.sqlite")
-    assert 3 <= before < 12, "the kill should land mid-study"
+    assert 3 <= before < 12, f"the kill should land mid-study (rc {proc.returncode}): {log.read_text()[-2000:]}"
     cwd = os.getcwd()
     os.chdir(ROOT)  # the --model/--train paths are relative to the repository
     try:

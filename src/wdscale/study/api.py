@@ -141,6 +141,8 @@ class Study:
         warmup: linear warmup, as a fraction of a run's steps.
         final_lr: cosine, wsd: the lr at the end as a fraction of the peak.
         decay_fraction: wsd: the fraction of a run's steps in the final decay.
+        grid_sizes: the sizes where the grid is trained (default: every size; elsewhere only the
+            refined points are: what `tune` uses).
         out: the study directory (its store, plan and report).
         name: your study's name (letters, digits, '_', '-', '.'); the task column of its runs.
         execution: where and how the runs train: backend, workers, device, batching, threads,
@@ -186,6 +188,7 @@ class Study:
         warmup: float = 0.0,
         final_lr: float = 0.0,
         decay_fraction: float = 0.2,
+        grid_sizes: Optional[list[int]] = None,
         out: Union[str, Path] = "wdscale-study",
         name: str = "custom",
         execution: Optional[Execution] = None,
@@ -215,6 +218,7 @@ class Study:
             batch_size=batch_size, n_train=n_train, width=width, depth=depth, base_size=base_size,
             decay_vectors=decay_vectors, task_options=task_options or {}, refined=refined or {},
             schedule=schedule, warmup=warmup, final_lr=final_lr, decay_fraction=decay_fraction,
+            grid_sizes=grid_sizes,
         )  # fmt: skip
         if rules is not None:
             plan["rules"] = rules

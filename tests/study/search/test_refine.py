@@ -191,6 +191,13 @@ def test_pruning_check_on_a_synthetic_study():
     assert not bool(check.loc[32, "same"]) and check.loc[32, "refined"] == 1000.0 and check.loc[32, "gap"] > 0.5
 
 
+def _constant_one_d(study_dir: Path) -> bool:
+    """The ten one-dimensional findings studies the notes were measured on: not a joint study or a
+    tune (they sweep lr), not a rerun under an lr schedule (§8, measured after the notes)."""
+    plan = json.loads((study_dir / "plan.json").read_text())
+    return not study_dir.name.startswith(("joint_", "tune_")) and plan.get("schedule", "constant") == "constant"
+
+
 def test_the_pruning_check_quoted_in_the_help_is_what_the_findings_give():
     """On the coarse grids of the 10 one-dimensional findings studies (a refined study's coarse
     runs are the ones it was checked on; the joint studies sweep lr too)."""
@@ -201,7 +208,7 @@ def test_the_pruning_check_quoted_in_the_help_is_what_the_findings_give():
     from wdscale.study.plan.tasks import get_task
 
     studies = sorted((Path(__file__).parents[3] / "docs" / "findings").glob("*/runs.parquet"))
-    studies = [p for p in studies if not p.parent.name.startswith("joint_")]
+    studies = [p for p in studies if _constant_one_d(p.parent)]
     assert len(studies) == 10
     checks = []
     for path in studies:
@@ -314,7 +321,7 @@ def test_the_seeds_at_note_is_what_the_findings_replay_gives():
     studied = 0
     for path in sorted(findings.glob("*/plan.json")):
         plan = StudyPlan.from_dict(json.loads(path.read_text()))
-        if not plan.refined or path.parent.name.startswith("joint_"):
+        if not plan.refined or not _constant_one_d(path.parent):
             continue
         studied += 1
         coarse = {c.run_id for c in make_runs(dataclasses.replace(plan, refined={}), get_task(plan.task))}
