@@ -47,7 +47,7 @@ def test_the_ladder_finds_an_optimum_that_moves_by_a_known_law(tmp_path):
     assert (runs[runs["size"] == 16]["lr"].nunique(), runs[runs["size"] == 16]["setting"].nunique()) == (5, 11)
     assert result.loss == pytest.approx(at.groupby(["lr", "setting"])["val_loss"].mean().min())
     assert result.loss_lo <= result.loss <= result.loss_hi and result.seeds >= 2
-    assert 0 < result.core_s and "ready call: wdscale.optimizer(" in str(result)
+    assert 0 < result.core_s and 0 < result.fraction < 1 and "ready call: wdscale.optimizer(" in str(result)
     # resumable: the same tune again trains nothing and gives the same answer
     again = s.tune(256)
     assert len(load_runs(s.out)) == len(runs) and (again.lr, again.setting) == (result.lr, result.setting)

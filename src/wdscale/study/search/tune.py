@@ -8,14 +8,15 @@ target, on the study's size axis):
    scaling, as in a joint study), cheap because the model is small.
 2. **Each rung above**: per recipe, the point placed from the rungs below — carried over from one
    rung, or read off the straight lines of log lr\\* and log setting\\* against log size through
-   every rung below (the laws of `advise`, refitted as the ladder climbs) — and its four
-   neighbours one grid step away in lr and in setting; then, below the target, the neighbours of
-   whichever point is best until the best has all four trained (bracketed), so each rung's
-   optimum is measured, not assumed. All points lie on the bottom grid's lattice.
-3. **Target**: each recipe's placed point, and the best recipe's point moved along its η·λ
-   ridge (lr from the lr law, setting from the η·λ product at the rung below), `seeds` seeds
-   each; while the best two are within noise of each other (2 standard errors of the
-   difference) and the budget allows, both get more seeds, up to `max_seeds`.
+   every rung below (the laws of `advise`, refitted as the ladder climbs) — and its
+   eight neighbours one grid step away in lr, setting or both (the diagonals follow the η·λ
+   ridge); then, below the target, the neighbours of whichever point is best until the best has
+   all eight trained (bracketed), so each rung's optimum is measured, not assumed. All points lie
+   on the bottom grid's lattice.
+3. **Target**: each recipe's placed point, and the best recipe's point moved one lr step each
+   way along its η·λ ridge, `seeds` seeds each; while the best two are within noise of each
+   other (2 standard errors of the difference) and the budget allows, both get more seeds, up to
+   `max_seeds`.
 
 Multi-fidelity over *model size*: Optuna's Hyperband and Ray Tune's ASHA prune over steps, which
 is biased when the schedule depends on the run's length (mup issue #64); here every rung is a
@@ -73,8 +74,10 @@ class TuneResult:
     target); loss, loss_lo, loss_hi: that mean and its 90 % interval (Student t over its seeds);
     seeds: how many. candidates: every point trained at the target (rule, lr, setting, mean, sem,
     n). core_s: the compute the climb took (wall time × threads, every rung); sweep_core_s: what
-    one recipe's sweep of the bottom grid at the target would take (its points × the measured cost
-    of one target run); fraction: core_s / sweep_core_s. call: a ready `wdscale.optimizer(...)`.
+    one recipe's sweep of the bottom grid at the target would take (its points, one seed each, ×
+    the measured cost of one target run); work and sweep_work: the same in parameters × samples
+    seen, which no machine load changes; fraction: work / sweep_work. call: a ready
+    `wdscale.optimizer(...)`.
     """
 
     target: int
@@ -91,11 +94,13 @@ class TuneResult:
     candidates: pd.DataFrame
     core_s: float
     sweep_core_s: float
+    work: float
+    sweep_work: float
     call: str
 
     @property
     def fraction(self) -> float:
-        return self.core_s / self.sweep_core_s if self.sweep_core_s > 0 else math.nan
+        return self.work / self.sweep_work if self.sweep_work > 0 else math.nan
 
     def __str__(self) -> str:
         sym = "τ" if self.setting_name == "tau" else "λ"
@@ -104,8 +109,9 @@ class TuneResult:
             "(every number below measured at the target):",
             f"  recommended: {self.rule}, lr {self.lr:.4g}, {sym} {self.setting:.4g}: val loss {self.loss:.4f} "
             f"[{self.loss_lo:.4f}, {self.loss_hi:.4f}] over {self.seeds} seeds",
-            f"  compute: {self.core_s:.3g} core-s, {100 * self.fraction:.0f} % of one recipe's sweep at the target "
-            f"({self.sweep_core_s:.3g} core-s: its grid's points × a target run's measured cost)",
+            f"  compute: {100 * self.fraction:.0f} % of one recipe's sweep at the target in parameters × samples "
+            f"({self.work:.3g} against {self.sweep_work:.3g}: its grid's points, one seed each); "
+            f"{self.core_s:.3g} core-s against about {self.sweep_core_s:.3g}",
             "  candidates at the target:",
         ]
         for _, c in self.candidates.sort_values("mean").iterrows():
@@ -234,9 +240,8 @@ def tune_study(
             else:
                 _add(additions, rule, size, lr, setting, seeds)
         if size == sizes[-1] and placed:
-            ridge = _ridge(optima, placed, plan.rules, sizes[:i], size, grids, lr_anchor, lr_step)
-            if ridge is not None:
-                _add(additions, ridge[0], size, ridge[1], ridge[2], seeds)
+            for rule, lr_k, s_k in _ridge(optima, placed, plan.rules, sizes[:i], size, grids, lr_anchor, lr_step):
+                _add(additions, rule, size, lr_k, s_k, seeds)
         plan = with_refined(plan, additions)
         print(
             f"tune: {sum(len(v) for v in additions.values())} points placed at {plan.size_axis} {size}", file=sys.stderr
@@ -253,7 +258,7 @@ def tune_study(
         best, second = at_target.iloc[0], at_target.iloc[1]
         if second["mean"] - best["mean"] > 2 * math.hypot(best["sem"], second["sem"]):
             break
-        if budget is not None and _spent(runs) > budget * _sweep(runs, target, grids, plan):
+        if budget is not None and _spent(runs, _work) > budget * _sweep(runs, target, grids, plan, _work):
             print("tune: the budget is spent; the best two are still within noise", file=sys.stderr)
             break
         more = min(max_seeds, int(max(best["n"], second["n"])) + 1)
@@ -266,7 +271,7 @@ def tune_study(
 
 
 def _bracket(plan, runs, size, grids, lr_anchor, lr_step, metric, train) -> tuple:
-    """One local step at a middle rung: each recipe's best point here gets whichever of its four
+    """One local step at a middle rung: each recipe's best point here gets whichever of its eight
     neighbours are not trained yet. Returns (plan, runs, points added)."""
     here = runs[runs["size"] == size]
     additions: dict[str, dict[Point, int]] = {}
@@ -295,9 +300,11 @@ def _cross(
     s_step: float,
     skip: frozenset | set = frozenset(),
 ) -> None:
-    """A point and its four neighbours one lattice step away in lr and in setting, 1 seed each,
-    but those already trained (`skip`)."""
-    for dl, ds in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
+    """A point and its eight neighbours one lattice step away in lr, in setting or in both (the
+    diagonals follow the η·λ ridge, along which AdamW's loss valley runs: an axis-aligned cross
+    stops at a point that is only a minimum across the valley), 1 seed each, but those already
+    trained (`skip`)."""
+    for dl, ds in ((dl, ds) for dl in (0, -1, 1) for ds in (0, -1, 1)):
         lr_k = _lattice(lr * 10 ** (dl * lr_step), lr_anchor, lr_step)
         s_k = _lattice(setting * 10 ** (ds * s_step), s_anchor, s_step)
         if not any(math.isclose(lr_k, a, rel_tol=1e-3) and math.isclose(s_k, b, rel_tol=1e-3) for a, b in skip):
@@ -309,20 +316,23 @@ def _step(grid: list[float]) -> float:
     return float(np.median(np.diff(logs))) if len(logs) > 1 else 1.0
 
 
-def _ridge(optima, placed, rules, below, size, grids, lr_anchor, lr_step) -> Optional[tuple[str, float, float]]:
-    """The best recipe so far, moved along its η·λ ridge: lr as placed, setting so that
-    lr·setting is what it was at the rung below (Kosson et al. 2026: a fixed η·λ is what
-    transfers across width under AdamW); None when that is the placed point itself."""
+def _ridge(optima, placed, rules, below, size, grids, lr_anchor, lr_step) -> list[tuple[str, float, float]]:
+    """The best recipe so far, its placed point moved one lr step each way along its η·λ ridge
+    (lr × 10^±step, setting so that lr·setting is unchanged): a fixed η·λ is what transferred
+    across width under AdamW (Kosson et al. 2026; findings §6), and the lr law from a few rungs
+    is the least sure part of the placement."""
     last = optima[optima["size"] == below[-1]]
     last = last[last["rule"].isin([r for r in rules if r in placed])]
     if last.empty:
-        return None
-    best = last.loc[last["mean"].idxmin()]
-    rule = str(best["rule"])
+        return []
+    rule = str(last.loc[last["mean"].idxmin(), "rule"])
     lr, setting = placed[rule]
-    s_step = _step(grids[rule])
-    ridge = _lattice(float(best["lr"]) * float(best["setting"]) / lr, grids[rule][0], s_step)
-    return None if ridge == setting else (rule, lr, ridge)
+    s_anchor, s_step = grids[rule][0], _step(grids[rule])
+    out = []
+    for sign in (-1, 1):
+        lr_k = _lattice(lr * 10 ** (sign * lr_step), lr_anchor, lr_step)
+        out.append((rule, lr_k, _lattice(lr * setting / lr_k, s_anchor, s_step)))
+    return out
 
 
 def _at_target(runs: pd.DataFrame, target: int, metric: str) -> pd.DataFrame:
@@ -331,14 +341,20 @@ def _at_target(runs: pd.DataFrame, target: int, metric: str) -> pd.DataFrame:
     return m.sort_values(["mean", "rule", "lr", "setting"]).reset_index(drop=True)
 
 
-def _spent(runs: pd.DataFrame) -> float:
-    return float(core_seconds(runs).sum())
+def _work(runs: pd.DataFrame) -> pd.Series:
+    """Each run's compute in parameters × samples seen (a machine's load does not change it)."""
+    return runs["n_params"].astype(float) * runs["n_train"].astype(float) * runs["epochs"].astype(float)
 
 
-def _sweep(runs: pd.DataFrame, target: int, grids: dict[str, list[float]], plan: StudyPlan) -> float:
-    """One recipe's sweep of the bottom grid at the target: its points × one target run's measured cost."""
+def _spent(runs: pd.DataFrame, cost=core_seconds) -> float:
+    return float(cost(runs).sum())
+
+
+def _sweep(runs: pd.DataFrame, target: int, grids: dict[str, list[float]], plan: StudyPlan, cost=core_seconds) -> float:
+    """One recipe's sweep of the bottom grid at the target: its points, one seed each, × the
+    measured cost of one target run."""
     at = runs[runs["size"] == target]
-    per_run = float(core_seconds(at).median()) if len(at) else 0.0
+    per_run = float(cost(at).median()) if len(at) else 0.0
     n_lrs = len(set(runs.loc[runs["size"] == runs["size"].min(), "lr"]))
     n_settings = float(np.median([len(g) for g in grids.values()]))
     return n_lrs * n_settings * per_run
@@ -375,5 +391,7 @@ def _result(runs, plan, sizes, target, grids, metric, resolved) -> TuneResult:
         candidates=at_target,
         core_s=_spent(runs),
         sweep_core_s=_sweep(runs, target, grids, plan),
+        work=_spent(runs, _work),
+        sweep_work=_sweep(runs, target, grids, plan, _work),
         call=call,
     )
