@@ -22,7 +22,7 @@ import pandas as pd
 from wdscale.study.analysis.advise import Holdout, holdout
 from wdscale.study.analysis.cost import SearchCost, search_cost
 from wdscale.study.analysis.joint import JointAnalysis, analyze_joint
-from wdscale.study.analysis.study_analysis import StudyAnalysis, analyze, core_seconds, with_setting_names
+from wdscale.study.analysis.study_analysis import StudyAnalysis, analyze, core_seconds, run_losses, with_setting_names
 from wdscale.study.plan.study_plan import StudyPlan, make_runs
 from wdscale.study.plan.tasks import get_task
 from wdscale.study.run.store import load_runs
@@ -63,6 +63,10 @@ SCHEDULE_STUDIES = {
     "full_linear": ("full", "warmup 5 % + linear to 0"),
 }
 SCHEDULE_JOINT_STUDIES = {"joint_width_cosine": "joint_width", "joint_shakespeare_cosine": "joint_shakespeare"}
+
+
+# tunes (§10): each climbed to the largest size of a joint study, whose sweep there is the reference
+TUNE_STUDIES = {"tune_joint_width": ("joint_width", 512)}
 
 
 def load(d: Path) -> pd.DataFrame | None:
@@ -160,6 +164,49 @@ def schedule_table(constant: StudyAnalysis, scheduled: StudyAnalysis) -> str:
             f"| {c['detectable']} · {s['detectable']} | {change} |"
         )
     return "\n".join(out)
+
+
+def _point_losses(runs: pd.DataFrame, size: int) -> dict[tuple, np.ndarray]:
+    """(rule, lr, setting) → the seeds' losses at `size` (+inf: diverged or did not learn)."""
+    at = runs[(runs["size"] == size) & (runs["status"] != "failed")]
+    at = at.assign(loss=run_losses(at))
+    return {k: g["loss"].to_numpy() for k, g in at.groupby(["rule", "lr", "setting"])}
+
+
+def tune_row(name: str, tune: pd.DataFrame, sweep: pd.DataFrame, target: int, n_boot: int = 2000) -> str:
+    """One tune against the joint sweep at its target: the gap of the tune's pick (its seed-mean
+    loss at the target) to the sweep's best over every recipe, with a bootstrap over seeds on both
+    sides (the sweep's best re-chosen in every resample), and the compute of each."""
+    picks = _point_losses(tune, target)
+    means = {k: v.mean() for k, v in picks.items()}
+    pick = min(means, key=means.get)
+    ref = _point_losses(sweep, target)
+    ref_means = {k: v.mean() for k, v in ref.items()}
+    best = min(ref_means, key=ref_means.get)
+    rng = np.random.default_rng(0)
+    draws = np.empty(n_boot)
+    for b in range(n_boot):
+        mine = rng.choice(picks[pick], len(picks[pick])).mean()
+        theirs = min(rng.choice(v, len(v)).mean() for v in ref.values() if np.isfinite(v).all())
+        draws[b] = mine / theirs - 1
+    gap = means[pick] / ref_means[best] - 1
+    lo, hi = np.quantile(draws, [0.05, 0.95])
+    sem = ref[best].std(ddof=1) / np.sqrt(len(ref[best])) / ref_means[best] if len(ref[best]) > 1 else np.nan
+    # compute in parameters × samples seen (core-seconds depend on the machine's load at the time)
+    work = lambda r: r["n_params"].astype(float) * r["n_train"].astype(float) * r["epochs"].astype(float)  # noqa: E731
+    tune_s = float(core_seconds(tune).sum())
+    at = sweep[sweep["size"] == target]
+    bottom = tune[tune["size"] == tune["size"].min()]  # the tune's bottom grid: the joint study's coarse grid
+    n_points = bottom.groupby("rule")[["lr", "setting"]].apply(lambda g: len(g.drop_duplicates())).median()
+    recipe_sweep = float(n_points * work(at).median())  # one recipe's grid at the target, one seed each
+    tune_work = float(work(tune).sum())
+    rule, lr, setting = pick
+    return (
+        f"| `{name}` | {target} | `{rule}`, lr {lr:.3g}, λ {setting:.3g} ({len(picks[pick])} seeds) | "
+        f"{means[pick]:.4f} | {ref_means[best]:.4f} (`{best[0]}`, lr {best[1]:.3g}, λ {best[2]:.3g}) | "
+        f"{100 * gap:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}] | {200 * math.sqrt(2) * sem:.1f} % | "
+        f"{tune_work:.3g} ({tune_s:.0f} core-s) | {recipe_sweep:.3g} | {tune_work / recipe_sweep:.2f} | not run yet |"
+    )
 
 
 def cost_table(costs: list[SearchCost]) -> str:
@@ -491,6 +538,22 @@ def main() -> int:
             continue
         joint, _ = joint_blocks(name, runs, None)
         blocks.update(joint)
+    tune_rows = []
+    for name, (sweep_name, target) in TUNE_STUDIES.items():
+        runs, sweep = exported(HERE / name), load(HERE / sweep_name)
+        if runs is None or runs.empty or sweep is None:
+            missing.append(name)
+            continue
+        tune_rows.append(tune_row(name, runs, sweep, target))
+    if tune_rows:
+        blocks["tune"] = "\n".join(
+            [
+                "| tune | target | its pick (seeds) | loss there | the sweep's best over all recipes | gap [90% CI] "
+                "| detectable | tune: params × samples | one recipe's sweep | fraction | TPE's gap at that compute |",
+                "|---|---|---|---|---|---|---|---|---|---|---|",
+                *tune_rows,
+            ]
+        )
     if {"shakespeare_width", "shakespeare_vectors"} <= set(analyses):
         blocks["vectors"] = vectors_table(analyses["shakespeare_width"], analyses["shakespeare_vectors"])
     blocks["holdout"] = holdout_table(held)
