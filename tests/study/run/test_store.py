@@ -98,3 +98,20 @@ def test_a_store_made_from_an_export_holds_the_same_runs(tmp_path):
     exported.to_parquet(tmp_path / "other" / "runs.parquet")
     with pytest.raises(WdscaleError, match="not runs of its plan"):
         store_from_export(tmp_path / "other", configs[:1], {})
+
+
+def test_an_empty_store_file_reads_as_a_study_with_no_runs_and_a_run_makes_it(tmp_path, capsys):
+    """`touch runs.sqlite`, or a driver killed while creating it (issue 21, item 1): every reader says
+    so in one line, and `study run` makes the store in it (was: no such table, a traceback)."""
+    from toy import TINY_FLAGS
+
+    from wdscale.cli import main
+
+    (tmp_path / "runs.sqlite").touch()
+    assert main(["study", "status", str(tmp_path)]) == 0
+    for argv in (["study", "report"], ["study", "export"], ["advise"]):
+        extra = ["--target-width", "64"] if argv == ["advise"] else []
+        assert main([*argv, str(tmp_path), *extra]) == 2
+        assert "has no finished runs yet" in capsys.readouterr().err
+    assert main(["study", "run", "--out", str(tmp_path), *TINY_FLAGS]) == 0
+    assert len(Store(tmp_path / "runs.sqlite", readonly=True).frame()) == 12

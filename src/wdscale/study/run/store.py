@@ -74,6 +74,7 @@ class Store:
     def __init__(self, path: Union[str, Path], *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
+        self.empty = False  # set by _check: a file with no tables yet
         if readonly:
             if not self.path.is_file():
                 raise StoreError(f"{str(self.path)!r} does not exist: no study has been run there")
@@ -131,8 +132,11 @@ class Store:
                 "move it aside, or restore the study from its runs.parquet export"
             )
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        # a new file, or one left empty (a driver killed while creating it, `touch`): a writer
+        # creates the tables; a reader sees a store with no plan and no runs
+        self.empty = not tables
         if not tables:
-            return  # new (or empty) file
+            return
         foreign = sorted(tables - {"runs", "meta"})
         missing = [c for c, _ in _RUN_COLUMNS if c not in self._columns("runs")] if "runs" in tables else ["runs"]
         if foreign or missing:
@@ -196,10 +200,14 @@ class Store:
     # -- reading --
 
     def plan(self) -> Optional[dict[str, Any]]:
+        if self.readonly and self.empty:
+            return None
         row = self._db.execute("SELECT value FROM meta WHERE key='plan'").fetchone()
         return None if row is None else json.loads(row[0])
 
     def done_ids(self, statuses: Optional[Iterable[str]] = None) -> set[str]:
+        if self.readonly and self.empty:
+            return set()
         if statuses is None:
             return {r[0] for r in self._db.execute("SELECT run_id FROM runs")}
         statuses = list(statuses)
@@ -217,6 +225,8 @@ class Store:
 
     def frame(self):
         """All runs as a pandas DataFrame, one row per run, config fields flattened into columns."""
+        if self.readonly and self.empty:
+            return pd.DataFrame()
         cur = self._db.execute("SELECT * FROM runs ORDER BY task, optimizer, rule, size, setting, seed")
         cols = [c[0] for c in cur.description]
         rows = []
