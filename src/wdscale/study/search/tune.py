@@ -13,8 +13,9 @@ target, on the study's size axis):
    ridge); then, below the target, the neighbours of whichever point is best until the best has
    all eight trained (bracketed), so each rung's optimum is measured, not assumed. All points lie
    on the bottom grid's lattice.
-3. **Target**: each recipe's placed point, and the best recipe's point moved one lr step each
-   way along its η·λ ridge, `seeds` seeds each; while the best two are within noise of each
+3. **Target**: the best recipe's optimum at the rung below carried over, its laws' point, and
+   the carried point moved one lr step along its η·λ ridge (the way its lr law moves); every
+   other recipe within 2 % of it there, carried over; `seeds` seeds each; while the best two are within noise of each
    other (2 standard errors of the difference) and the budget allows, both get more seeds, up to
    `max_seeds`.
 
@@ -226,22 +227,16 @@ def tune_study(
     for i, size in enumerate(sizes[1:], start=1):
         optima = _optima(setting_means(runs, metric))
         additions: dict[str, dict[Point, int]] = {}
-        placed: dict[str, tuple[float, float]] = {}
-        for rule in plan.rules:
-            at = _placed(optima, rule, sizes[:i], size)
-            if at is None:
-                continue
-            s_step = _step(grids[rule])
-            lr = _lattice(at[0], lr_anchor, lr_step)
-            setting = _lattice(at[1], grids[rule][0], s_step)
-            placed[rule] = (lr, setting)
-            if size != sizes[-1]:  # a middle rung: measure the optimum near the placement
-                _cross(additions, rule, size, lr, setting, lr_anchor, lr_step, grids[rule][0], s_step)
-            else:
+        if size != sizes[-1]:  # a middle rung: measure each recipe's optimum near its placement
+            for rule in plan.rules:
+                at = _placed(optima, rule, sizes[:i], size)
+                if at is not None:
+                    s_anchor, s_step = grids[rule][0], _step(grids[rule])
+                    lr, setting = _lattice(at[0], lr_anchor, lr_step), _lattice(at[1], s_anchor, s_step)
+                    _cross(additions, rule, size, lr, setting, lr_anchor, lr_step, s_anchor, s_step)
+        else:
+            for rule, lr, setting in _target_candidates(optima, plan.rules, sizes[:i], size, grids, lr_anchor, lr_step):
                 _add(additions, rule, size, lr, setting, seeds)
-        if size == sizes[-1] and placed:
-            for rule, lr_k, s_k in _ridge(optima, placed, plan.rules, sizes[:i], size, grids, lr_anchor, lr_step):
-                _add(additions, rule, size, lr_k, s_k, seeds)
         plan = with_refined(plan, additions)
         print(
             f"tune: {sum(len(v) for v in additions.values())} points placed at {plan.size_axis} {size}", file=sys.stderr
@@ -316,23 +311,37 @@ def _step(grid: list[float]) -> float:
     return float(np.median(np.diff(logs))) if len(logs) > 1 else 1.0
 
 
-def _ridge(optima, placed, rules, below, size, grids, lr_anchor, lr_step) -> list[tuple[str, float, float]]:
-    """The best recipe so far, its placed point moved one lr step each way along its η·λ ridge
-    (lr × 10^±step, setting so that lr·setting is unchanged): a fixed η·λ is what transferred
-    across width under AdamW (Kosson et al. 2026; findings §6), and the lr law from a few rungs
-    is the least sure part of the placement."""
-    last = optima[optima["size"] == below[-1]]
-    last = last[last["rule"].isin([r for r in rules if r in placed])]
+def _target_candidates(optima, rules, below, size, grids, lr_anchor, lr_step) -> list[tuple[str, float, float]]:
+    """The points tried at the target. A law through a few noisy rungs, extrapolated, can land far
+    off (on joint_width a line through widths 32 and 128 put μP's lr at 0.3), so the best recipe at
+    the rung below gets three: its optimum there carried over (the recipe's own transfer), the
+    laws' point, and the carried point moved one lr step along its η·λ ridge in the direction its
+    lr law moves (a fixed η·λ is what transferred across width under AdamW: Kosson et al. 2026;
+    findings §6). Every other recipe within 2 % of it there gets its carried point."""
+    last = optima[(optima["size"] == below[-1]) & optima["rule"].isin(rules)]
     if last.empty:
         return []
-    rule = str(last.loc[last["mean"].idxmin(), "rule"])
-    lr, setting = placed[rule]
-    s_anchor, s_step = grids[rule][0], _step(grids[rule])
-    out = []
-    for sign in (-1, 1):
-        lr_k = _lattice(lr * 10 ** (sign * lr_step), lr_anchor, lr_step)
-        out.append((rule, lr_k, _lattice(lr * setting / lr_k, s_anchor, s_step)))
-    return out
+    best_loss = float(last["mean"].min())
+    out: list[tuple[str, float, float]] = []
+    for _, o in last.sort_values("mean").iterrows():
+        rule = str(o["rule"])
+        s_anchor, s_step = grids[rule][0], _step(grids[rule])
+        carried = (rule, _lattice(float(o["lr"]), lr_anchor, lr_step), _lattice(float(o["setting"]), s_anchor, s_step))
+        if o["mean"] > best_loss * 1.02:
+            continue
+        out.append(carried)
+        if out[0][0] != rule or len(out) > 1:
+            continue  # the laws and the ridge for the best recipe only
+        law = _placed(optima, rule, below, size)
+        if law is None:
+            continue
+        lr_law, s_law = _lattice(law[0], lr_anchor, lr_step), _lattice(law[1], s_anchor, s_step)
+        out.append((rule, lr_law, s_law))
+        direction = np.sign(math.log(law[0] / float(o["lr"]))) if len(below) > 1 else 0.0
+        if direction:
+            lr_k = _lattice(carried[1] * 10 ** (direction * lr_step), lr_anchor, lr_step)
+            out.append((rule, lr_k, _lattice(carried[1] * carried[2] / lr_k, s_anchor, s_step)))
+    return list(dict.fromkeys(out))  # in order, each point once
 
 
 def _at_target(runs: pd.DataFrame, target: int, metric: str) -> pd.DataFrame:
