@@ -97,10 +97,9 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     return StudyPlan.from_dict(d)
 
 
-def cmd_run(args: argparse.Namespace) -> None:
-    out = Path(args.out)
-    plan = build_plan(args)
-    execution = Execution(
+def _execution(args: argparse.Namespace) -> Execution:
+    """How the runs of `study run` or `tune` execute, from their shared flags."""
+    return Execution(
         backend=args.backend,
         workers=args.workers,
         address=args.address,
@@ -109,6 +108,12 @@ def cmd_run(args: argparse.Namespace) -> None:
         threads=args.threads,
         progress=not args.no_progress,
     )
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    plan = build_plan(args)
+    execution = _execution(args)
     if args.model or args.data or args.train:
         _own_study(args, plan, out, execution, args.task or "custom").run(retry_failed=args.retry_failed)
         return
@@ -420,15 +425,7 @@ def _plan_arguments(p: argparse.ArgumentParser, presets: str) -> None:
 def cmd_tune(args: argparse.Namespace) -> None:
     out = Path(args.out)
     plan = build_plan(args)
-    execution = Execution(
-        backend=args.backend,
-        workers=args.workers,
-        address=args.address,
-        device=args.device,
-        batch=not args.no_batch,
-        threads=args.threads,
-        progress=not args.no_progress,
-    )
+    execution = _execution(args)
     given = [(axis, getattr(args, f"target_{axis}")) for axis in ("width", "depth", "n_train", "batch_size")]
     given = [(axis, v) for axis, v in given if v is not None]
     if len(given) != 1:
