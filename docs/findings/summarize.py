@@ -320,6 +320,9 @@ def frontier_table(j: JointAnalysis, one_d: dict[str, float]) -> str:
             f"| {r['params_samples']:.2g} |"
         )
     out.append("")
+    if not np.isfinite(one_d["equivalent"]):  # a rerun under a schedule: no 1-D study to set it against
+        out.append(f"Compute: the joint study (coarse grid and refinement) took {j.core_s:.0f} core-s.")
+        return "\n".join(out)
     out.append(
         f"Compute: the joint study (coarse grid and refinement) took {j.core_s:.0f} core-s; the 1-D study of "
         f"the same sizes and rules in §1–2 ({one_d['runs']:.0f} runs: 3–4 settings per decade, 3 seeds) would "
