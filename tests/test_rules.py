@@ -343,3 +343,27 @@ def test_readme_core_samples_run(restore_rules):
         exec(compile(block, "README.md", "exec"), namespace)
         assert isinstance(namespace["opt"], torch.optim.Optimizer)
     assert "halved_hidden" in wdscale.RULES
+
+
+def test_sqrt_width_leaves_vectors_undecayed_even_when_they_are_not_one_dimensional():
+    """A ViT's class token (1×1×d) and position embedding (1×T×d) are vectors (one growing
+    dimension), not matrices: the rule gives them λ = 0 unless decay_vectors=True (issue 23)."""
+    pytest.importorskip("transformers")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from hf_models import vit
+
+    model, base = vit(64), vit(32)
+    names = {id(p): n for n, p in model.named_parameters()}
+
+    def decay(**kw):
+        groups = wdscale.param_groups(model, rule="sqrt_width", lr=1e-3, weight_decay=0.1, base=base, **kw)
+        return {names[id(p)]: g["weight_decay"] for g in groups for p in g["params"]}
+
+    off, on = decay(), decay(decay_vectors=True)
+    for name in ("vit.embeddings.cls_token", "vit.embeddings.position_embeddings"):
+        assert off[name] == 0.0 and on[name] == pytest.approx(0.1)
+    hidden = "vit.layers.0.attention.q_proj.weight"
+    assert off[hidden] == on[hidden] == pytest.approx(0.1 * (64 / 32) ** 0.5)  # λ ∝ √width on hidden matrices

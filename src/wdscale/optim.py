@@ -266,6 +266,7 @@ def apply_rule(model: nn.Module, args: RuleArgs) -> RuleOutcome:
         n_params=sum(p.numel for p in infos),
         depth_mult=depth_mult,
         alpha=alpha,
+        decay_vectors=bool(args.decay_vectors),
     )
     mode = r.decay_mode(opt)
     assignments = []

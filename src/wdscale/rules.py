@@ -107,6 +107,8 @@ class Context:
         n_params: all trainable scalar parameters.
         depth_mult: m_L = depth / base depth.
         alpha: CompleteP's depth exponent.
+        decay_vectors: whether the caller asked for vectors (biases, norm gains, embeddings that
+            are not layers) to be decayed too.
     """
 
     lr: float
@@ -117,6 +119,7 @@ class Context:
     n_params: int
     depth_mult: float = 1.0
     alpha: float = 1.0
+    decay_vectors: bool = False
 
     @property
     def sgd(self) -> bool:
@@ -275,14 +278,17 @@ def mup_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
 
 
 def sqrt_width_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
-    """sqrt_width — hidden matrices η ∝ 1/d and λ ∝ √d (η λ ∝ d^−½); vectors η = Θ(1), λ = 0.
+    """sqrt_width — hidden matrices η ∝ 1/d and λ ∝ √d (η λ ∝ d^−½); vectors η = Θ(1), λ = 0
+    (unless `decay_vectors=True`: then λ as given).
 
     The rival of λ ∝ d: it holds the top singular value ≈ sqrt(η/λ)·d^0.75 of hidden layers.
     Other matrices take μP's Adam lr with λ·√(their width multiplier).
     """
-    if len(p.shape) < 2:
-        return ctx.lr, 0.0
     lr_mult, wd_mult = mup_multipliers(p, sgd=False)
+    if (len(p.shape) < 2 or p.kind == "vector") and not ctx.decay_vectors:
+        # a vector may have several dimensions (a ViT's class token 1×1×d, position embedding
+        # 1×T×d): what makes it one is a single growing dimension, not its rank
+        return ctx.lr * lr_mult, 0.0
     return ctx.lr * lr_mult, ctx.setting * math.sqrt(wd_mult)
 
 
