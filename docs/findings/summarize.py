@@ -290,10 +290,12 @@ def joint_table(j: JointAnalysis) -> str:
     for d in j.drifts:
         a = o[(o["rule"] == d.rule) & (o["size"] == sizes[0])].iloc[0]
         b = o[(o["rule"] == d.rule) & (o["size"] == sizes[-1])].iloc[0]
-        edge = " (edge)" if b["lr_edge"] or b["setting_edge"] else ""
+        # an optimum that is the last lr trained at its setting, or the last setting at its lr: a bound
+        edge = {k: " at edge" if r["lr_edge"] or r["setting_edge"] else "" for k, r in (("a", a), ("b", b))}
         own = c[(c["strategy"] == "sweep at target") & (c["rule"] == d.rule)].iloc[0]
         out.append(
-            f"| `{d.rule}` | ({a['lr']:.3g}, {a['setting']:.3g}) → ({b['lr']:.3g}, {b['setting']:.3g}){edge} "
+            f"| `{d.rule}` | ({a['lr']:.3g}, {a['setting']:.3g}){edge['a']} → ({b['lr']:.3g}, {b['setting']:.3g})"
+            f"{edge['b']} "
             f"| {tri(d.lr_slope)} | {tri(d.setting_slope)} | {tri(d.product_slope)} | {tri(d.fixed_lr_setting_slope)} "
             f"| {b['loss']:.3f}, {pct(own['gap'], own['lo'], own['hi'])} "
             f"| {gap('transfer (lr and setting)', d.rule)} | {gap('transfer (setting only, fixed lr)', d.rule)} |"

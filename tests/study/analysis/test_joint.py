@@ -241,3 +241,15 @@ def test_wdscale_advise_at_the_top_level_reads_a_joint_study(tmp_path, capsys):
     assert "joint (lr × setting) study" in text and "lr* = 0.01" in text
     assert main(["advise", str(out), "--target-depth", "4"]) == 2
     assert "give --target-width" in capsys.readouterr().err
+
+
+def test_an_optimum_at_the_edge_of_what_was_trained_through_it_is_flagged():
+    """Issue 23: at size 10 the valley's best point is lr 0.01, λ 1.0 (η·λ = 1e-3·10), inside the
+    grid. With λ 10 dropped at that lr only, λ 1.0 is the largest setting trained *at its lr* — a
+    bound, though λ 10 was trained at the other lrs."""
+    full = analyze_joint(_runs(), n_boot=50).optima_frame()
+    interior = full[full["size"] == 10].iloc[0]
+    assert (interior["lr"], interior["setting"]) == (0.01, 1.0) and not interior["setting_edge"]
+    o = analyze_joint(_runs(drop={("decoupled", 10, 0.01, 10.0)}), n_boot=50).optima_frame()
+    at10 = o[o["size"] == 10].iloc[0]
+    assert (at10["lr"], at10["setting"]) == (0.01, 1.0) and at10["setting_edge"] and not at10["lr_edge"]

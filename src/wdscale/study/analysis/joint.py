@@ -50,8 +50,8 @@ PointKey = tuple[str, int, float, float]  # (rule, size, lr, setting)
 @dataclass(frozen=True)
 class JointOptimum:
     """The best trained (lr, setting) of a rule at one size: loss is its seed mean, noise the seed
-    s.e.m. relative to it; lr_edge / setting_edge: the optimum is on the swept range's edge (the
-    true one may lie outside); product: lr × setting, the per-step decay η·λ of λ-rules (NaN for
+    s.e.m. relative to it; lr_edge / setting_edge: the optimum is the smallest or largest lr
+    trained at its setting / setting trained at its lr (the true one may lie outside: a bound); product: lr × setting, the per-step decay η·λ of λ-rules (NaN for
     τ-rules, whose setting is already a timescale)."""
 
     rule: str
@@ -209,8 +209,11 @@ def _argmin(values: np.ndarray) -> int:
 def _optimum(p: _Points, idx: np.ndarray, fixed_lr: float) -> JointOptimum:
     i = idx[_argmin(p.mean[idx])]
     rule, size, lr, setting = p.keys[i]
-    lrs = sorted({p.keys[j][2] for j in idx})
-    settings = sorted({p.keys[j][3] for j in idx})
+    # the edge of what was trained *through the optimum*: the lrs trained at its setting and the
+    # settings trained at its lr (a refined cross extends only those; the whole grid's span would
+    # call an optimum interior that is the last setting tried at its lr)
+    lrs = sorted({p.keys[j][2] for j in idx if p.keys[j][3] == setting})
+    settings = sorted({p.keys[j][3] for j in idx if p.keys[j][2] == lr})
     at_fixed = idx[[p.keys[j][2] == fixed_lr for j in idx]]
     fixed_setting = p.keys[at_fixed[_argmin(p.mean[at_fixed])]][3] if len(at_fixed) else math.nan
     tau = RULES[rule].takes == "tau" if rule in RULES else False
@@ -223,7 +226,7 @@ def _optimum(p: _Points, idx: np.ndarray, fixed_lr: float) -> JointOptimum:
         noise=float(p.sem[i] / p.mean[i]) if np.isfinite(p.mean[i]) else math.nan,
         n_seeds=len(p.losses[i]),
         lr_edge=lr in (lrs[0], lrs[-1]) and len(lrs) > 1,
-        setting_edge=setting in (settings[0], settings[-1]),
+        setting_edge=setting in (settings[0], settings[-1]) and len(settings) > 1,
         product=math.nan if tau else lr * setting,
         fixed_lr_setting=fixed_setting,
     )
