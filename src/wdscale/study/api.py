@@ -141,6 +141,7 @@ class Study:
         warmup: linear warmup, as a fraction of a run's steps.
         final_lr: cosine, wsd: the lr at the end as a fraction of the peak.
         decay_fraction: wsd: the fraction of a run's steps in the final decay.
+        max_runs: refuse a plan of more runs than this (a typo in seeds or decades is caught).
         grid_sizes: the sizes where the grid is trained (default: every size; elsewhere only the
             refined points are: what `tune` uses).
         out: the study directory (its store, plan and report).
@@ -189,6 +190,7 @@ class Study:
         final_lr: float = 0.0,
         decay_fraction: float = 0.2,
         grid_sizes: Optional[list[int]] = None,
+        max_runs: int = 200_000,
         out: Union[str, Path] = "wdscale-study",
         name: str = "custom",
         execution: Optional[Execution] = None,
@@ -218,7 +220,7 @@ class Study:
             batch_size=batch_size, n_train=n_train, width=width, depth=depth, base_size=base_size,
             decay_vectors=decay_vectors, task_options=task_options or {}, refined=refined or {},
             schedule=schedule, warmup=warmup, final_lr=final_lr, decay_fraction=decay_fraction,
-            grid_sizes=grid_sizes,
+            grid_sizes=grid_sizes, max_runs=max_runs,
         )  # fmt: skip
         if rules is not None:
             plan["rules"] = rules

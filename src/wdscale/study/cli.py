@@ -365,6 +365,12 @@ def _plan_arguments(p: argparse.ArgumentParser, presets: str) -> None:
     )
     p.add_argument("--momentum", type=float, help="SGD momentum, in [0, 1) (default 0.9)")
     p.add_argument(
+        "--max-runs",
+        dest="max_runs",
+        type=int,
+        help="refuse a plan of more runs than this (default 200000: a typo in --seeds or --decades is caught)",
+    )
+    p.add_argument(
         "--schedule",
         choices=SCHEDULE_NAMES,
         help="the lr schedule of every run: one multiplier of every group's lr per step, so the rules' "

@@ -1,8 +1,10 @@
+import dataclasses
 import math
 
 import pytest
 from torch import nn
 
+from wdscale.errors import WdscaleError
 from wdscale.study.plan.study_plan import StudyPlan, load_plan_file, make_runs, preset, resolve
 from wdscale.study.plan.tasks import get_task
 
@@ -192,3 +194,26 @@ def test_the_fixed_lr_has_one_definition_for_plans_and_stored_runs():
     plan = StudyPlan(task="digits_mlp", sizes=[8, 16], rules=["sum"], lr=0.01, lr_decades=2, lr_points_per_decade=1)
     r = resolve(plan, get_task("digits_mlp"))
     assert fixed_lr(r.lrs, r.lr) == 0.01
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"seeds": 10**9}, {"points_per_decade": 10**7}, {"decades": 1e8}, {"lr_decades": 1e7}, {"extend": {"sum": 1e9}}],
+    ids=["seeds", "points_per_decade", "decades", "lr_decades", "extend"],
+)
+def test_a_grid_of_billions_is_refused_before_it_is_built(change):
+    """Issue 21, item 5: these used to build billions of configs (a MemoryError after a minute)."""
+    import time
+
+    plan = StudyPlan(task="digits_mlp", sizes=[8, 16], rules=["sum"], **change)
+    start = time.perf_counter()
+    with pytest.raises(WdscaleError, match=r"more than max_runs=200,000"):
+        make_runs(plan, get_task("digits_mlp"))
+    assert time.perf_counter() - start < 5  # refused from the plan's dimensions, nothing built
+
+
+def test_max_runs_lets_a_large_plan_through_when_asked():
+    plan = StudyPlan(task="digits_mlp", sizes=[8, 16], rules=["sum"], seeds=3, decades=1, points_per_decade=2)
+    with pytest.raises(WdscaleError, match="about 18 runs"):
+        make_runs(dataclasses.replace(plan, max_runs=10), get_task("digits_mlp"))
+    assert len(make_runs(plan, get_task("digits_mlp"))) == 18

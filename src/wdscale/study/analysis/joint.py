@@ -51,8 +51,9 @@ PointKey = tuple[str, int, float, float]  # (rule, size, lr, setting)
 class JointOptimum:
     """The best trained (lr, setting) of a rule at one size: loss is its seed mean, noise the seed
     s.e.m. relative to it; lr_edge / setting_edge: the optimum is the smallest or largest lr
-    trained at its setting / setting trained at its lr (the true one may lie outside: a bound); product: lr × setting, the per-step decay η·λ of λ-rules (NaN for
-    τ-rules, whose setting is already a timescale)."""
+    trained at its setting / setting trained at its lr (the true one may lie outside: a bound);
+    product: lr × setting, the per-step decay η·λ of λ-rules (NaN for τ-rules, whose setting is
+    already a timescale)."""
 
     rule: str
     size: int

@@ -87,6 +87,9 @@ class StudyPlan:
     # the sizes where the coarse grid is trained (None: every size); elsewhere only the refined
     # points are (`wdscale tune` trains the grid at the bottom of its ladder and places the rest)
     grid_sizes: Optional[list[int]] = None
+    # the most runs a plan may make before it is refused (a typo like --seeds 100000000 would
+    # otherwise build billions of configs and exhaust the memory); raise it to mean it
+    max_runs: int = 200_000
 
     @property
     def lr_schedule(self) -> Schedule:
@@ -350,6 +353,7 @@ def resolve(plan: StudyPlan, task) -> Resolved:
             if len(point) == 3:
                 check_positive(f"refined[{key!r}] lr", point[2])
     plan.lr_schedule  # noqa: B018 (checks the schedule's name and fractions)
+    _check_size(plan, sizes)
     if plan.grid_sizes is not None:
         outside = sorted(set(plan.grid_sizes) - set(sizes))
         if outside or not plan.grid_sizes:
@@ -364,6 +368,30 @@ def resolve(plan: StudyPlan, task) -> Resolved:
                 f"{plan.size_axis}={size}: a batch cannot hold more samples than the data has"
             )
     return resolved
+
+
+def _check_size(plan: StudyPlan, sizes: list[int]) -> None:
+    """Refuse, before anything is built, a plan of more than `max_runs` runs (counted from its
+    dimensions: sizes × rules × lrs × settings × seeds, the extended grid included)."""
+    check_positive_int("max_runs", plan.max_runs)
+    n_lrs = (
+        len(plan.lrs)
+        if plan.lrs is not None
+        else 2 * round(check_number("lr_decades", plan.lr_decades) * plan.lr_points_per_decade / 2) + 1
+    )
+    if plan.settings:
+        n_settings = max(len(v) for v in plan.settings.values())
+    else:
+        extra = max((abs(check_number("extend", e)) for e in plan.extend.values()), default=0.0)
+        n_settings = 2 * round(plan.decades * plan.points_per_decade / 2) + 1 + round(extra * plan.points_per_decade)
+    grid = len(plan.grid_sizes) if plan.grid_sizes else len(sizes)
+    runs = grid * len(plan.rules) * n_lrs * n_settings * plan.seeds
+    if runs > plan.max_runs:
+        raise WdscaleError(
+            f"the plan makes about {runs:,} runs ({grid} sizes × {len(plan.rules)} rules × {n_lrs} lrs × "
+            f"{n_settings} settings × {plan.seeds} seeds), more than max_runs={plan.max_runs:,}; check seeds, "
+            "points_per_decade, decades, lr_decades and extend, or raise max_runs (--max-runs) to mean it"
+        )
 
 
 def lr_grid(plan: StudyPlan, lr: float) -> list[float]:
