@@ -159,6 +159,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     df = load_runs(out)
     if df.empty:
         raise WdscaleError(f"the study in {str(out)!r} has no finished runs yet")
+    plan = out / "plan.json"
+    if plan.is_file() and json.loads(plan.read_text()).get("grid_sizes"):
+        raise WdscaleError(
+            f"{str(out)!r} holds a tune (a grid at its bottom rung only), not a study: `wdscale tune` with the "
+            "same flags prints its result again without training anything"
+        )
     dest = Path(args.to) if args.to else out
     _check_writable(dest, "--to DIR")
     base_lr = _base_lr(out)

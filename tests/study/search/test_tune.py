@@ -76,3 +76,10 @@ def test_wdscale_tune_on_a_built_in_task(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "tuned for width 64 by climbing 4, 16, 64" in out and "recommended:" in out
     assert main(["tune", "--task", "digits_mlp", "--out", str(tmp_path / "x")]) == 2  # no target
+
+
+def test_a_report_of_a_tune_says_what_it_is(tmp_path, capsys):
+    s = study(tmp_path)
+    s.tune(256)
+    assert main(["study", "report", str(s.out)]) == 2
+    assert "holds a tune" in capsys.readouterr().err
