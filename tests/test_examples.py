@@ -136,3 +136,18 @@ def test_gpt2_through_the_transformers_trainer_keeps_the_rules_groups_and_the_pl
     s.run()
     df = s.results()
     assert len(df) == 6 and (df["status"] == "ok").all() and (df["steps"] == 2).all() and df["error"].isna().all()
+
+
+def test_a_lightning_style_module_trains_a_studys_runs(tmp_path):
+    """configure_optimizers returns the study's optimizer and the plan's schedule stepped per step."""
+    example = load("lightning_style")
+    s = wdscale.Study(
+        example.vit, train_fn=example.train, sizes=[32, 64], rules=["timescale"],
+        settings={"timescale": [1.0, 3.0, 10.0]}, seeds=1, n_train=32, batch_size=8, epochs=2, lr=3e-3,
+        schedule="cosine", warmup=0.25, out=tmp_path / "l",
+        execution=wdscale.Execution(workers=1, progress=False),
+    )  # fmt: skip
+    s.run()
+    df = s.results()
+    assert len(df) == 6 and (df["status"] == "ok").all() and (df["steps"] == 8).all() and df["error"].isna().all()
+    assert (df["path"] == "user").all() and df["val_loss"].between(0.1, 5).all()
