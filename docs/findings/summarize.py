@@ -22,7 +22,14 @@ import pandas as pd
 from wdscale.study.analysis.advise import Holdout, holdout
 from wdscale.study.analysis.cost import SearchCost, search_cost
 from wdscale.study.analysis.joint import JointAnalysis, analyze_joint
-from wdscale.study.analysis.study_analysis import StudyAnalysis, analyze, core_seconds, run_losses, with_setting_names
+from wdscale.study.analysis.study_analysis import (
+    StudyAnalysis,
+    analyze,
+    core_seconds,
+    params_samples,
+    run_losses,
+    with_setting_names,
+)
 from wdscale.study.plan.study_plan import StudyPlan, make_runs
 from wdscale.study.plan.tasks import get_task
 from wdscale.study.run.store import load_runs
@@ -193,13 +200,12 @@ def tune_row(name: str, tune: pd.DataFrame, sweep: pd.DataFrame, target: int, n_
     lo, hi = np.quantile(draws, [0.05, 0.95])
     sem = ref[best].std(ddof=1) / np.sqrt(len(ref[best])) / ref_means[best] if len(ref[best]) > 1 else np.nan
     # compute in parameters × samples seen (core-seconds depend on the machine's load at the time)
-    work = lambda r: r["n_params"].astype(float) * r["n_train"].astype(float) * r["epochs"].astype(float)  # noqa: E731
     tune_s = float(core_seconds(tune).sum())
     at = sweep[sweep["size"] == target]
     bottom = tune[tune["size"] == tune["size"].min()]  # the tune's bottom grid: the joint study's coarse grid
     n_points = bottom.groupby("rule")[["lr", "setting"]].apply(lambda g: len(g.drop_duplicates())).median()
-    recipe_sweep = float(n_points * work(at).median())  # one recipe's grid at the target, one seed each
-    tune_work = float(work(tune).sum())
+    recipe_sweep = float(n_points * params_samples(at).median())  # one recipe's grid at the target, one seed each
+    tune_work = float(params_samples(tune).sum())
     rule, lr, setting = pick
     return (
         f"| `{name}` | {target} | `{rule}`, lr {lr:.3g}, λ {setting:.3g} ({len(picks[pick])} seeds) | "

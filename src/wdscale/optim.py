@@ -238,6 +238,11 @@ def apply_rule(model: nn.Module, args: RuleArgs) -> RuleOutcome:
     Warns:
         ShrinkWarning: a decoupled group gets lr·weight_decay >= 1.
     """
+    return _apply_rule(model, args)
+
+
+def _apply_rule(model: nn.Module, args: RuleArgs) -> RuleOutcome:
+    """`apply_rule` on arguments already gathered (its callers in this module hold a RuleArgs)."""
     rule, lr, weight_decay, tau, data = args.rule, args.lr, args.weight_decay, args.tau, args.data
     r = get_rule(rule)
     opt = _optimizer_name(args.optimizer)
@@ -312,7 +317,7 @@ def _apply_rule_with_base(model: nn.Module, args: RuleArgs) -> RuleOutcome:
 
     Such a rule with neither a base nor mup's infshape would silently be the plain optimizer.
     """
-    outcome = apply_rule(model, **{f.name: getattr(args, f.name) for f in dataclasses.fields(args)})
+    outcome = _apply_rule(model, args)
     if not outcome.rule.needs_base or args.base is not None:
         return outcome
     if any(hasattr(p, "infshape") for p in unwrap(model).parameters() if p.requires_grad):

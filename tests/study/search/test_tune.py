@@ -43,7 +43,7 @@ def test_the_ladder_finds_an_optimum_that_moves_by_a_known_law(tmp_path):
     assert abs(math.log10(result.setting / (LAM0 * 256))) <= 0.5 + 1e-9
     runs = load_runs(s.out)
     at = runs[runs["size"] == 256]
-    assert set(at["size"]) == {256} and len(at) <= 12  # a few candidates, never the grid
+    assert len(at) <= 12  # a few candidates at the target, never its grid (5 lrs × 11 settings)
     assert (runs[runs["size"] == 16]["lr"].nunique(), runs[runs["size"] == 16]["setting"].nunique()) == (5, 11)
     assert result.loss == pytest.approx(at.groupby(["lr", "setting"])["val_loss"].mean().min())
     assert result.loss_lo <= result.loss <= result.loss_hi and result.seeds >= 2

@@ -39,6 +39,7 @@ from .study_analysis import (
     fresh_spread,
     log_slopes,
     order_quantiles,
+    params_samples,
     run_losses,
 )
 
@@ -175,9 +176,7 @@ def _points(runs: pd.DataFrame, metric: str, n_boot: int, seed: int) -> _Points:
     runs = runs.assign(
         loss=run_losses(runs, metric),
         core=core_seconds(runs),
-        work=runs.get("n_params", pd.Series(0, index=runs.index)).fillna(0).astype(float)
-        * runs["n_train"].astype(float)
-        * runs["epochs"].astype(float),
+        work=params_samples(runs),
     )
     rng = np.random.default_rng(seed)
     keys, losses, boot, core, work = [], [], [], [], []

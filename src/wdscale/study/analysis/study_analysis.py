@@ -239,6 +239,13 @@ def core_seconds(runs: pd.DataFrame) -> pd.Series:
     return runs["wall_time"].astype(float).fillna(0.0) * threads
 
 
+def params_samples(runs: pd.DataFrame) -> pd.Series:
+    """Each run's compute in trainable parameters × samples seen (0 where the parameter count was
+    not recorded): what no machine's load changes."""
+    n_params = runs["n_params"].fillna(0).astype(float) if "n_params" in runs else pd.Series(0.0, index=runs.index)
+    return n_params * runs["n_train"].astype(float) * runs["epochs"].astype(float)
+
+
 def _describe(key: SeriesKey) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(SERIES_KEYS, key))
 

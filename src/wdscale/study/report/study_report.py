@@ -27,6 +27,7 @@ from ..analysis.study_analysis import (
     with_setting_names,
 )
 from ..plan.config import REGIME_DEFAULTS
+from ..run.store import with_regime_defaults
 from .document import Bullets, Figure, Heading, Paragraph, Table, to_html, to_markdown
 from .figures import plot_curves, plot_drift, plot_frontier, plot_joint_plane
 
@@ -88,7 +89,7 @@ def _what_was_run(runs: pd.DataFrame, a: StudyAnalysis) -> Bullets:
 def _regime(runs: pd.DataFrame) -> str:
     """How the runs trained: the lr schedule, epochs and optimizer steps (part of each run's config;
     runs stored before schedules existed trained at a constant lr)."""
-    runs = runs.assign(**{k: runs[k] if k in runs else v for k, v in REGIME_DEFAULTS.items()})
+    runs = with_regime_defaults(runs.copy())
     cols = [*REGIME_DEFAULTS, *(["epochs"] if "epochs" in runs else [])]
     parts = []
     for key, g in runs.groupby(cols, sort=True):

@@ -278,7 +278,7 @@ def store_from_export(study_dir: Union[str, Path], configs: Iterable[RunConfig],
     return added
 
 
-def _with_regime(df: pd.DataFrame) -> pd.DataFrame:
+def with_regime_defaults(df: pd.DataFrame) -> pd.DataFrame:
     """Runs stored before the training regime was part of a run's config trained at a constant lr."""
     if df.empty:
         return df
@@ -298,7 +298,7 @@ def load_runs(study_dir: Union[str, Path]):
         raise WdscaleError(f"{str(out)!r} is a file, not a study directory")
     if (out / "runs.sqlite").exists():
         with Store(out / "runs.sqlite", readonly=True) as store:
-            return _with_regime(store.frame())
+            return with_regime_defaults(store.frame())
     if (out / "runs.parquet").exists():
-        return _with_regime(pd.read_parquet(out / "runs.parquet"))
+        return with_regime_defaults(pd.read_parquet(out / "runs.parquet"))
     raise WdscaleError(f"{str(out)!r} holds no study (no runs.sqlite): run `wdscale study run --out {out}` first")

@@ -114,7 +114,7 @@ def measured_optima(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
     return m.loc[m.groupby(["rule", "size"])["mean"].idxmin()].reset_index(drop=True)
 
 
-def _log_step(grid: list[float]) -> float:
+def log_step(grid: list[float]) -> float:
     """One coarse step of a grid, in decades (the median spacing)."""
     logs = np.log10(sorted(grid))
     return float(np.median(np.diff(logs)))
@@ -177,10 +177,10 @@ def add_settings(
             continue
         planned = _planned(plan, grid, lrs, rule, size)
         at_lr = [s for (r_lr, s) in planned if r_lr == lr]
-        new = [(lr, s) for s in _finer(best, _log_step(grid[rule]), points_per_step, at_lr, min(grid[rule]))]
+        new = [(lr, s) for s in _finer(best, log_step(grid[rule]), points_per_step, at_lr, min(grid[rule]))]
         if len(lrs) > 1:
             at_best = [r_lr for (r_lr, s) in planned if s == best]
-            step = _log_step(lrs)
+            step = log_step(lrs)
             for x in _finer(lr, step, points_per_step, at_best, min(lrs)):
                 x = _snap(x, known_lrs, step / points_per_step / 4) or x
                 if x not in at_best:
@@ -250,7 +250,7 @@ def add_seeds(
                 have = seeds_now.setdefault((rule, size), _planned(plan, grid, lrs, rule, size))
                 best = optima.get((rule, size))
                 n = have.get(best, plan.seeds) if best is not None else plan.seeds
-                step = _log_step(grid[rule])
+                step = log_step(grid[rule])
                 same_lr = [s for (r_lr, s) in have if r_lr == proxy[0]]
                 want(rule, size, (proxy[0], _snap(proxy[1], same_lr, step / 40) or proxy[1]), n)
     return with_refined(plan, additions), added

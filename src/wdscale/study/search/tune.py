@@ -44,7 +44,7 @@ from scipy import stats
 from ...checks import check_positive, check_positive_int
 from ...errors import WdscaleError
 from ...rules import RULES
-from ..analysis.study_analysis import core_seconds
+from ..analysis.study_analysis import core_seconds, params_samples
 from ..plan.config import ModelFn
 from ..plan.study_plan import Point, StudyPlan, coarse_grids, refined_key, resolve, with_refined
 from ..plan.tasks import Task, get_task
@@ -52,7 +52,7 @@ from ..run.execution import DEFAULT_EXECUTION, Execution
 from ..run.jobs import Source
 from ..run.runner import keep_refined, run_study
 from ..run.store import load_runs
-from .refine import setting_means
+from .refine import log_step, measured_optima, setting_means
 
 MAX_SEED_ROUNDS = 4
 MAX_BRACKET_ROUNDS = 4  # local steps at a middle rung until its optimum is bracketed
@@ -131,12 +131,6 @@ def _lattice(value: float, anchor: float, step: float) -> float:
     return float(f"{anchor * 10 ** (k * step):.4g}")
 
 
-def _optima(means: pd.DataFrame) -> pd.DataFrame:
-    """Per (rule, size): the trained point with the lowest seed-mean loss (finite only)."""
-    ok = means[np.isfinite(means["mean"])]
-    return ok.loc[ok.groupby(["rule", "size"])["mean"].idxmin()].reset_index(drop=True)
-
-
 def _placed(optima: pd.DataFrame, rule: str, below: list[int], size: int) -> Optional[tuple[float, float]]:
     """(lr, setting) at `size` from the recipe's optima at the rungs below: carried over from one
     rung, else the least-squares lines of log lr* and log setting* against log size."""
@@ -150,6 +144,12 @@ def _placed(optima: pd.DataFrame, rule: str, below: list[int], size: int) -> Opt
     lr = math.exp(np.polyval(np.polyfit(x, np.log(o["lr"].to_numpy(float)), 1), at))
     setting = math.exp(np.polyval(np.polyfit(x, np.log(o["setting"].to_numpy(float)), 1), at))
     return lr, setting
+
+
+def _optima(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per (rule, size): the trained point with the lowest seed-mean loss, where any is finite."""
+    o = measured_optima(runs, metric)
+    return o[np.isfinite(o["mean"])].reset_index(drop=True)
 
 
 def _add(additions: dict[str, dict[Point, int]], rule: str, size: int, lr: float, setting: float, seeds: int) -> None:
@@ -225,13 +225,13 @@ def tune_study(
 
     runs = train(plan)  # the bottom rung's grid (and whatever an interrupted climb had placed)
     for i, size in enumerate(sizes[1:], start=1):
-        optima = _optima(setting_means(runs, metric))
+        optima = _optima(runs, metric)
         additions: dict[str, dict[Point, int]] = {}
         if size != sizes[-1]:  # a middle rung: measure each recipe's optimum near its placement
             for rule in plan.rules:
                 at = _placed(optima, rule, sizes[:i], size)
                 if at is not None:
-                    s_anchor, s_step = grids[rule][0], _step(grids[rule])
+                    s_anchor, s_step = grids[rule][0], log_step(grids[rule])
                     lr, setting = _lattice(at[0], lr_anchor, lr_step), _lattice(at[1], s_anchor, s_step)
                     _cross(additions, rule, size, lr, setting, lr_anchor, lr_step, s_anchor, s_step)
         else:
@@ -253,7 +253,8 @@ def tune_study(
         best, second = at_target.iloc[0], at_target.iloc[1]
         if second["mean"] - best["mean"] > 2 * math.hypot(best["sem"], second["sem"]):
             break
-        if budget is not None and _spent(runs, _work) > budget * _sweep(runs, target, grids, plan, _work):
+        spent = float(params_samples(runs).sum())
+        if budget is not None and spent > budget * _sweep(runs, target, grids, params_samples):
             print("tune: the budget is spent; the best two are still within noise", file=sys.stderr)
             break
         more = min(max_seeds, int(max(best["n"], second["n"])) + 1)
@@ -270,12 +271,12 @@ def _bracket(plan, runs, size, grids, lr_anchor, lr_step, metric, train) -> tupl
     neighbours are not trained yet. Returns (plan, runs, points added)."""
     here = runs[runs["size"] == size]
     additions: dict[str, dict[Point, int]] = {}
-    for _, o in _optima(setting_means(here, metric)).iterrows():
+    for _, o in _optima(here, metric).iterrows():
         rule = str(o["rule"])
         trained = {(float(a), float(b)) for a, b in here.loc[here["rule"] == rule, ["lr", "setting"]].to_numpy()}
         s_grid = grids[rule]
         _cross(additions, rule, size, float(o["lr"]), float(o["setting"]), lr_anchor, lr_step, s_grid[0],
-               _step(s_grid), skip=trained)  # fmt: skip
+               log_step(s_grid), skip=trained)  # fmt: skip
     added = sum(len(v) for v in additions.values())
     if added:
         plan = with_refined(plan, additions)
@@ -306,11 +307,6 @@ def _cross(
             _add(additions, rule, size, lr_k, s_k, 1)
 
 
-def _step(grid: list[float]) -> float:
-    logs = np.log10(sorted(grid))
-    return float(np.median(np.diff(logs))) if len(logs) > 1 else 1.0
-
-
 def _target_candidates(optima, rules, below, size, grids, lr_anchor, lr_step) -> list[tuple[str, float, float]]:
     """The points tried at the target. A law through a few noisy rungs, extrapolated, can land far
     off (on joint_width a line through widths 32 and 128 put μP's lr at 0.3), so the best recipe at
@@ -325,7 +321,7 @@ def _target_candidates(optima, rules, below, size, grids, lr_anchor, lr_step) ->
     out: list[tuple[str, float, float]] = []
     for _, o in last.sort_values("mean").iterrows():
         rule = str(o["rule"])
-        s_anchor, s_step = grids[rule][0], _step(grids[rule])
+        s_anchor, s_step = grids[rule][0], log_step(grids[rule])
         carried = (rule, _lattice(float(o["lr"]), lr_anchor, lr_step), _lattice(float(o["setting"]), s_anchor, s_step))
         if o["mean"] > best_loss * 1.02:
             continue
@@ -350,16 +346,7 @@ def _at_target(runs: pd.DataFrame, target: int, metric: str) -> pd.DataFrame:
     return m.sort_values(["mean", "rule", "lr", "setting"]).reset_index(drop=True)
 
 
-def _work(runs: pd.DataFrame) -> pd.Series:
-    """Each run's compute in parameters × samples seen (a machine's load does not change it)."""
-    return runs["n_params"].astype(float) * runs["n_train"].astype(float) * runs["epochs"].astype(float)
-
-
-def _spent(runs: pd.DataFrame, cost=core_seconds) -> float:
-    return float(cost(runs).sum())
-
-
-def _sweep(runs: pd.DataFrame, target: int, grids: dict[str, list[float]], plan: StudyPlan, cost=core_seconds) -> float:
+def _sweep(runs: pd.DataFrame, target: int, grids: dict[str, list[float]], cost=core_seconds) -> float:
     """One recipe's sweep of the bottom grid at the target: its points, one seed each, × the
     measured cost of one target run."""
     at = runs[runs["size"] == target]
@@ -398,9 +385,9 @@ def _result(runs, plan, sizes, target, grids, metric, resolved) -> TuneResult:
         loss_hi=float(best["mean"]) + half,
         seeds=n,
         candidates=at_target,
-        core_s=_spent(runs),
-        sweep_core_s=_sweep(runs, target, grids, plan),
-        work=_spent(runs, _work),
-        sweep_work=_sweep(runs, target, grids, plan, _work),
+        core_s=float(core_seconds(runs).sum()),
+        sweep_core_s=_sweep(runs, target, grids),
+        work=float(params_samples(runs).sum()),
+        sweep_work=_sweep(runs, target, grids, params_samples),
         call=call,
     )

@@ -115,7 +115,8 @@ class BatchedOptimizer:
         lr = self.lr * m
         self.neg_lr = -lr
         self.neg_lr_block = self.neg_lr.to(self.dtype)  # SGD: p.add_(g, alpha=-lr), per block
-        self.decay_block = (1 - lr * self.weight_decay if self.update.decoupled else self.weight_decay).to(self.dtype)
+        # decoupled: p.mul_(1 − lr·λ), per block (coupled L2 adds λp to the gradient: no lr in it)
+        self.decay_block = (1 - lr * self.weight_decay).to(self.dtype)
 
     def _per_block(self, op: str, p: torch.Tensor, table: torch.Tensor, *args: torch.Tensor) -> None:
         """p_i.op(*args_i, table[:, i]) for every parameter block i, the scalar broadcast per member."""
