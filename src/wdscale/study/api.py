@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..checks import check_positive_int
 from ..errors import WdscaleError, WdscaleTypeError
 from ..optim import OPTIMIZER_NAMES
 from .analysis.advise import Advice, Holdout, JointAdvice, advise, advise_joint, holdout
@@ -142,6 +143,11 @@ class Study:
         final_lr: cosine, wsd: the lr at the end as a fraction of the peak.
         decay_fraction: wsd: the fraction of a run's steps in the final decay.
         max_runs: refuse a plan of more runs than this (a typo in seeds or decades is caught).
+        tokens_per_param: one pass over a token budget: at every size n_train = this × the
+            model's parameters / `tokens_per_sample`, trained for one epoch (epochs and n_train
+            then need not be given).
+        tokens_per_sample: tokens one sample trains on (a language model's context) for
+            `tokens_per_param`, with your own model (a built-in task knows its own).
         grid_sizes: the sizes where the grid is trained (default: every size; elsewhere only the
             refined points are: what `tune` uses).
         out: the study directory (its store, plan and report).
@@ -191,6 +197,8 @@ class Study:
         decay_fraction: float = 0.2,
         grid_sizes: Optional[list[int]] = None,
         max_runs: int = 200_000,
+        tokens_per_param: Optional[float] = None,
+        tokens_per_sample: int = 1,
         out: Union[str, Path] = "wdscale-study",
         name: str = "custom",
         execution: Optional[Execution] = None,
@@ -220,7 +228,7 @@ class Study:
             batch_size=batch_size, n_train=n_train, width=width, depth=depth, base_size=base_size,
             decay_vectors=decay_vectors, task_options=task_options or {}, refined=refined or {},
             schedule=schedule, warmup=warmup, final_lr=final_lr, decay_fraction=decay_fraction,
-            grid_sizes=grid_sizes, max_runs=max_runs,
+            grid_sizes=grid_sizes, max_runs=max_runs, tokens_per_param=tokens_per_param,
         )  # fmt: skip
         if rules is not None:
             plan["rules"] = rules
@@ -238,8 +246,9 @@ class Study:
         width = width or (min(sizes) if size_axis == "width" else None)
         if width is None:
             raise WdscaleError(f"give width= (the fixed width) for a study along {size_axis!r}")
-        needed: list[tuple[str, Any]] = [("lr", lr), ("epochs", epochs), ("batch_size", batch_size)]
-        if task_data is None:  # the rules' data facts: wdscale does not see your training's data
+        one_pass = tokens_per_param is not None  # epochs 1, n_train from each size's parameters
+        needed: list[tuple[str, Any]] = [("lr", lr), ("epochs", 1 if one_pass else epochs), ("batch_size", batch_size)]
+        if task_data is None and not one_pass:  # the rules' data facts: wdscale does not see your data
             needed.append(("n_train", n_train if size_axis != "n_train" else sizes))
         for key, value in needed:
             if value is None:
@@ -249,7 +258,8 @@ class Study:
                     else "the built-in tasks have defaults, yours does not"
                 )
                 raise WdscaleError(f"give {key}= for your own {'training' if task_data is None else 'model'} ({why})")
-        assert lr is not None and epochs is not None and batch_size is not None  # checked just above
+        assert lr is not None and batch_size is not None  # checked just above
+        check_positive_int("tokens_per_sample", tokens_per_sample)
         self.model_fn = _two_arg(model_fn, size_axis)
         self.plan = StudyPlan(task=name, **{**plan, "width": width})
         self.task = Task(
@@ -261,10 +271,11 @@ class Study:
             default_depth=depth or 1,
             default_n_train=task_data.n_train if task_data is not None else int(n_train or max(sizes)),
             default_batch_size=batch_size,
-            default_epochs=epochs,
+            default_epochs=epochs or 1,
             default_lr=dict.fromkeys(OPTIMIZER_NAMES, lr),
             loader=lambda seed=0: _needs_data(task_data),
             model_factory=self.model_fn,
+            tokens_per_sample=tokens_per_sample,
         )
         self.source = register_source(name, self.model_fn, task_data, train_fn)
 

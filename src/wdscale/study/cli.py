@@ -398,6 +398,13 @@ def _plan_arguments(p: argparse.ArgumentParser, presets: str) -> None:
     p.add_argument("--epochs", type=int, help="epochs per run (default: the task's)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="samples per step (default: the task's)")
     p.add_argument("--n-train", dest="n_train", type=int, help="training samples used (default: the task's)")
+    p.add_argument(
+        "--tokens-per-param",
+        dest="tokens_per_param",
+        type=float,
+        help="one pass over a token budget: n_train at each size = this × the model's parameters / the task's "
+        "tokens per sample (its context for a language model), epochs 1",
+    )
     p.add_argument("--width", type=int, help="fixed width when the size axis is not width (default: the task's)")
     p.add_argument("--depth", type=int, help="fixed depth when the size axis is not depth (default: the task's)")
     p.add_argument("--base-size", dest="base_size", type=int, help="size where the setting is tuned (default smallest)")

@@ -128,7 +128,8 @@ def test_every_preset_plans_a_valid_grid(name):
     # a joint preset's coarse lr × setting grid has 2 seeds; `refine` adds them where it matters
     joint = len({c.lr for c in runs}) > 1
     assert sizes[-1] / sizes[0] >= 4 and len({c.seed for c in runs}) >= (2 if joint else 3)
-    if plan.size_axis in ("width", "n_train", "batch_size"):
+    # a one-pass width study spans what the text allows at its budget (4x: docs/findings.md §9)
+    if plan.size_axis in ("width", "n_train", "batch_size") and plan.tokens_per_param is None:
         assert sizes[-1] / sizes[0] >= (8 if joint else 16)
     if joint:
         assert len({c.lr for c in runs}) >= 3 and resolve(plan, get_task(plan.task)).lr in {c.lr for c in runs}
@@ -215,3 +216,41 @@ def test_max_runs_lets_a_large_plan_through_when_asked():
     with pytest.raises(WdscaleError, match="about 18 runs"):
         make_runs(dataclasses.replace(plan, max_runs=10), get_task("digits_mlp"))
     assert len(make_runs(plan, get_task("digits_mlp"))) == 18
+
+
+def test_tokens_per_param_gives_each_size_its_one_pass_budget():
+    # the budget worked by hand: n_train = TPP × P / tokens per sample, P counted here independently
+    task = get_task("shakespeare_char")
+    plan = StudyPlan(task="shakespeare_char", sizes=[8, 16], rules=["mup"], tokens_per_param=20.0, seeds=1)
+    runs = make_runs(plan, task)
+    for width in (8, 16):
+        n_params = sum(p.numel() for p in task.make_model(width).parameters())
+        n_train = {c.n_train for c in runs if c.size == width}
+        assert n_train == {round(20.0 * n_params / 64)}
+    assert {c.epochs for c in runs} == {1}
+    # the centred grid is placed at the base size's budget: a larger budget gives a smaller λ
+    wider = make_runs(dataclasses.replace(plan, tokens_per_param=80.0), task)
+    assert min(c.setting for c in wider) < min(c.setting for c in runs)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(epochs=3), "epochs must be 1"),
+        (dict(tokens_per_param=0.0), "tokens_per_param"),
+        (dict(size_axis="n_train", sizes=[500, 1000], width=16), "size axis cannot be n_train"),
+    ],
+)
+def test_a_bad_token_budget_is_refused_naming_it(change, match):
+    plan = StudyPlan(task="shakespeare_char", sizes=[8, 16], rules=["mup"], tokens_per_param=20.0, seeds=1)
+    with pytest.raises(WdscaleError, match=match):
+        make_runs(dataclasses.replace(plan, **change), get_task("shakespeare_char"))
+
+
+def test_a_budget_beyond_the_data_is_refused_naming_the_size(tmp_path):
+    from wdscale.study.run.runner import run_study
+
+    plan = StudyPlan(task="shakespeare_char", sizes=[8, 48], rules=["mup"], tokens_per_param=20.0, seeds=1)
+    with pytest.raises(WdscaleError, match=r"n_train=20691 at width=48 \(tokens_per_param=20\) is more than the 16287"):
+        run_study(plan, tmp_path / "s")
+    assert not (tmp_path / "s" / "runs.sqlite").exists()

@@ -132,3 +132,15 @@ def test_bad_arguments_are_refused_by_name(tmp_path):
         wdscale.Study(train_fn=my_training, sizes=[8, 16])
     with pytest.raises(wdscale.WdscaleError, match="train_fn must be a function"):
         study(tmp_path, "my_training")
+
+
+def test_a_one_pass_study_of_your_training_sizes_each_budget_by_its_parameters(tmp_path):
+    # tokens_per_param without n_train or epochs: each width trains one pass over 4 × P tokens,
+    # a "sample" holding 2 tokens; the step count the training function sees follows
+    s = study(tmp_path, my_training, n_train=None, epochs=None, tokens_per_param=4.0, tokens_per_sample=2)
+    runs = s.runs()
+    for width in (8, 16):
+        n_params = sum(p.numel() for p in make(width).parameters())
+        assert {(c.n_train, c.epochs) for c in runs if c.size == width} == {(round(4.0 * n_params / 2), 1)}
+    with pytest.raises(wdscale.WdscaleError, match="epochs must be 1"):
+        study(tmp_path, my_training, n_train=None, epochs=3, tokens_per_param=4.0).runs()

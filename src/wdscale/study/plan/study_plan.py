@@ -90,6 +90,10 @@ class StudyPlan:
     # the most runs a plan may make before it is refused (a typo like --seeds 100000000 would
     # otherwise build billions of configs and exhaust the memory); raise it to mean it
     max_runs: int = 200_000
+    # one pass over a token budget in proportion to the model (the regime of Chinchilla and Power
+    # Lines): at every size n_train = tokens_per_param × parameters / the task's tokens per sample
+    # (its context for a language model), trained for one epoch. None: n_train is the plan's.
+    tokens_per_param: Optional[float] = None
 
     @property
     def lr_schedule(self) -> Schedule:
@@ -187,6 +191,40 @@ PRESETS["full_linear"] = {**PRESETS["full"], **_LINEAR, "points_per_decade": 2}
 for _name in ("joint_width", "joint_shakespeare"):
     PRESETS[f"{_name}_cosine"] = {**PRESETS[_name], **_COSINE}
 
+# one pass over a token budget (docs/findings.md §9), the regime of Power Lines (Bergsma et al.
+# 2025): the character transformer, 10 % warmup then linear decay to zero, lr × decay jointly.
+# Across width at 20 tokens per parameter (widths 8-32: width 48 would need 20,691 of the 16,287
+# training windows), and across tokens per parameter (5-80) at width 16, where μP is plain AdamW
+# (width 16 is its own base), so the τ rule `timescale` sits beside `decoupled`. The grid is
+# centred on a total decay of 0.3, not 3: a probe at 20 TPP found the optimum below 3's centre.
+_ONEPASS: dict[str, Any] = dict(
+    task="shakespeare_char",
+    schedule="linear",
+    warmup=0.1,
+    lr=0.03,
+    lr_decades=2.0,
+    lr_points_per_decade=2,
+    decades=4.0,
+    points_per_decade=2,
+    anchor_total_decay=0.3,
+    seeds=2,
+)
+PRESETS["onepass_width"] = {
+    **_ONEPASS,
+    "sizes": [8, 12, 16, 24, 32],
+    "tokens_per_param": 20.0,
+    "rules": ["decoupled", "mup"],
+}
+# n_train in 64-token windows: 768 windows × 64 / 9,827 parameters = 5.0 tokens per parameter
+PRESETS["onepass_tpp"] = {
+    **_ONEPASS,
+    "size_axis": "n_train",
+    "width": 16,
+    "epochs": 1,
+    "sizes": [768, 1536, 3072, 6144, 12288],
+    "rules": ["decoupled", "timescale"],
+}
+
 
 # one line per preset, for `wdscale study run --help`
 PRESET_HELP: dict[str, str] = {
@@ -211,6 +249,8 @@ PRESET_HELP: dict[str, str] = {
         for name in ("full", "mnist1d_data", "mnist1d_batch", "joint_width", "joint_shakespeare")
     },
     "full_linear": "`full` under warmup + linear decay to zero, every other setting of its grid",
+    "onepass_width": "one pass over 20 tokens per parameter: character transformer, widths 8-32, decoupled / mup",
+    "onepass_tpp": "one pass over 5-80 tokens per parameter: character transformer width 16, decoupled / timescale",
 }
 assert set(PRESET_HELP) == set(PRESETS)
 
@@ -281,10 +321,13 @@ class Resolved:
     width: int
     depth: int
     base_size: int
+    # n_train at each size when the plan gives a token budget per parameter (`tokens_per_param`)
+    n_train_at: Optional[dict[int, int]] = None
 
 
-def resolve(plan: StudyPlan, task) -> Resolved:
-    """Fill defaults from `task` (a wdscale.study.plan.tasks.Task or a custom stand-in) and check everything."""
+def resolve(plan: StudyPlan, task, model_fn=None) -> Resolved:
+    """Fill defaults from `task` (a wdscale.study.plan.tasks.Task or a custom stand-in) and check
+    everything; `model_fn` (default: the task's) counts the parameters of a token budget."""
     if plan.size_axis not in SIZE_AXES:
         raise WdscaleError(f"unknown size axis {plan.size_axis!r}; allowed: {', '.join(SIZE_AXES)}")
     if plan.optimizer not in OPTIMIZER_NAMES:
@@ -312,7 +355,15 @@ def resolve(plan: StudyPlan, task) -> Resolved:
     if len(sizes) < 2:
         raise WdscaleError(f"a study needs at least two sizes to see a drift, got {sizes}")
     lr = check_positive("lr", plan.lr if plan.lr is not None else task.default_lr[plan.optimizer])
-    epochs = check_positive_int("epochs", plan.epochs if plan.epochs is not None else task.default_epochs)
+    if plan.tokens_per_param is not None and plan.epochs not in (None, 1):
+        raise WdscaleError(
+            f"tokens_per_param={plan.tokens_per_param!r} trains one pass over the budget, so epochs must be 1 "
+            f"(or left out), got epochs={plan.epochs!r}"
+        )
+    epochs = check_positive_int(
+        "epochs",
+        1 if plan.tokens_per_param is not None else plan.epochs if plan.epochs is not None else task.default_epochs,
+    )
     batch_size = check_positive_int(
         "batch_size", plan.batch_size if plan.batch_size is not None else task.default_batch_size
     )
@@ -359,7 +410,12 @@ def resolve(plan: StudyPlan, task) -> Resolved:
         if outside or not plan.grid_sizes:
             raise WdscaleError(f"grid_sizes {plan.grid_sizes} must be some of the sizes {sizes}")
     lrs = lr_grid(plan, float(lr))
-    resolved = Resolved(plan, sizes, float(lr), lrs, epochs, batch_size, n_train, width, depth, int(base_size))
+    n_train_at = None
+    if plan.tokens_per_param is not None:
+        n_train_at = budget_n_train(plan, task, model_fn, sizes, width=width, depth=depth)
+    resolved = Resolved(
+        plan, sizes, float(lr), lrs, epochs, batch_size, n_train, width, depth, int(base_size), n_train_at
+    )
     for size in sizes:
         knobs = size_knobs(resolved, size)
         if knobs["batch_size"] > knobs["n_train"]:
@@ -368,6 +424,38 @@ def resolve(plan: StudyPlan, task) -> Resolved:
                 f"{plan.size_axis}={size}: a batch cannot hold more samples than the data has"
             )
     return resolved
+
+
+def budget_n_train(plan: StudyPlan, task, model_fn, sizes: list[int], *, width: int, depth: int) -> dict[int, int]:
+    """n_train at every size of a one-pass plan: the token budget tokens_per_param × P over the
+    task's tokens per sample, P counting every parameter of the model at that size (as the
+    `power_lines` rule does), rounded to whole samples."""
+    tpp = check_positive("tokens_per_param", plan.tokens_per_param)
+    if plan.size_axis == "n_train":
+        raise WdscaleError(
+            "tokens_per_param sets n_train from each size's parameters, so the size axis cannot be n_train; "
+            "for a study across tokens per parameter at one width, give the n_train sizes with epochs 1"
+        )
+    model_fn = model_fn or task.make_model
+    per_sample = int(getattr(task, "tokens_per_sample", 1))
+    out = {}
+    for size in sizes:
+        w, d = (
+            (size, depth)
+            if plan.size_axis == "width"
+            else (width, size)
+            if plan.size_axis == "depth"
+            else (width, depth)
+        )
+        with torch.random.fork_rng():
+            n_params = sum(p.numel() for p in model_fn(w, d).parameters())
+        out[size] = max(1, round(tpp * n_params / per_sample))
+    return out
+
+
+def tokens_per_param(n_train: int, n_params: int, tokens_per_sample: int = 1, epochs: float = 1) -> float:
+    """Tokens seen per parameter: epochs × n_train × tokens per sample / P."""
+    return epochs * n_train * tokens_per_sample / n_params
 
 
 def _check_size(plan: StudyPlan, sizes: list[int]) -> None:
@@ -435,6 +523,8 @@ def size_knobs(r: Resolved, size: int) -> dict[str, int]:
         width=r.width, depth=r.depth, n_train=r.n_train, batch_size=r.batch_size, base_width=r.width, base_depth=r.depth
     )
     knobs[axis] = size
+    if r.n_train_at is not None:
+        knobs["n_train"] = r.n_train_at[size]
     if axis == "width":
         knobs["base_width"] = r.base_size
     if axis == "depth":
@@ -502,7 +592,7 @@ def check_models(r: Resolved, model_fn) -> None:
 
 def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
     """Every run of the plan, in a stable order (size, rule, setting, seed)."""
-    r = resolve(plan, task)
+    r = resolve(plan, task, model_fn)
     model_fn = model_fn or task.make_model
     check_models(r, model_fn)
     grids = {rule: (plan.settings or {}).get(rule) or centred_grid(r, rule, model_fn) for rule in plan.rules}
@@ -588,7 +678,7 @@ def points(
 
 def coarse_grids(plan: StudyPlan, task, model_fn=None) -> dict[str, list[float]]:
     """The coarse grid of every rule (without the refined points)."""
-    r = resolve(plan, task)
+    r = resolve(plan, task, model_fn)
     model_fn = model_fn or task.make_model
     return {rule: (plan.settings or {}).get(rule) or centred_grid(r, rule, model_fn) for rule in plan.rules}
 

@@ -48,6 +48,7 @@ class Task:
     default_lr: dict[str, float]  # per optimizer ("sgd", "adam", "adamw"), tuned at base width
     loader: Callable[..., TaskData] = field(repr=False, compare=False)  # loader(seed, **options)
     model_factory: Callable[[int, int], nn.Module] = field(repr=False, compare=False)  # (width, depth)
+    tokens_per_sample: int = 1  # tokens a sample trains on (its context for a language model)
 
     def load(self, seed: int = 0, **options: Any) -> TaskData:
         """The task's tensors, cached in-process per (name, seed, options): loading can take a second."""
@@ -349,6 +350,7 @@ TASKS: dict[str, Task] = {
             default_lr={"sgd": 1.0, "adam": 3e-3, "adamw": 3e-3},
             loader=load_shakespeare,
             model_factory=lambda w, d: CharTransformer(len(shakespeare_vocab()), SHAKESPEARE_CONTEXT, w, d),
+            tokens_per_sample=SHAKESPEARE_CONTEXT,
         ),
     ]
 }

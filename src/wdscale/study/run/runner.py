@@ -194,9 +194,13 @@ def run_study(
     origin = resolve_source(source, runs[0])
     data = origin.data
     if data is not None:  # the built-in loop's data (a user's training function brings its own)
-        most = max(c.n_train for c in runs)
-        if most > data.n_train:
-            raise WdscaleError(f"n_train={most} is more than the {data.n_train} training samples of task {plan.task!r}")
+        most = max(runs, key=lambda c: c.n_train)
+        if most.n_train > data.n_train:
+            budget = f" (tokens_per_param={plan.tokens_per_param:g})" if plan.tokens_per_param is not None else ""
+            raise WdscaleError(
+                f"n_train={most.n_train} at {most.size_axis}={most.size}{budget} is more than the {data.n_train} "
+                f"training samples of task {plan.task!r}"
+            )
         with torch.random.fork_rng():
             check_output(data, origin.model_fn(runs[0].width, runs[0].depth), f"{runs[0].size_axis}={runs[0].size}")
     try:

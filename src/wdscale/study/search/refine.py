@@ -309,7 +309,7 @@ def refine_study(
 
     # stage 1 (this also trains what an interrupted refine left in the plan)
     grid = coarse_grids(plan, task, model_fn)
-    resolved = resolve(plan, task)
+    resolved = resolve(plan, task, model_fn)
     sizes, lrs, fixed = resolved.sizes, resolved.lrs, fixed_lr(resolved.lrs, resolved.lr)
     plan, n_settings = add_settings(plan, before, grid, sizes, points, metric, lrs)
     print(f"refine: {n_settings} points added around the measured optima", file=sys.stderr)

@@ -213,7 +213,7 @@ def tune_study(
     out = Path(out_dir)
     plan = keep_refined(plan, out)
     task = task if task is not None else get_task(plan.task)
-    resolved = resolve(plan, task)
+    resolved = resolve(plan, task, model_fn)
     grids = coarse_grids(plan, task, model_fn)
     lr_step = 1.0 / plan.lr_points_per_decade
     lr_anchor = resolved.lr
