@@ -48,6 +48,7 @@ LAYER_MODULES = {
         "wdscale.study.run.execution",
         "wdscale.study.run.store",
         "wdscale.study.run.runner",
+        "wdscale.study.run.relabel",
     ],
     # what the runs say: pure pandas, never trains
     "analysis": [

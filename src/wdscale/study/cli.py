@@ -21,8 +21,9 @@ from .plan.study_plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, ma
 from .plan.tasks import TASKS, get_task
 from .report.study_report import write_report
 from .run.execution import Execution
+from .run.relabel import relabel_study
 from .run.runner import run_study
-from .run.store import Store, load_runs
+from .run.store import Store, load_runs, write_export
 from .search.refine import PRUNING_NOTE, SEEDS_AT, SEEDS_AT_NOTE, refine_study, stored_plan
 from .search.tune import ladder, tune_study
 
@@ -187,13 +188,14 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise WdscaleError(f"the study in {str(out)!r} has no finished runs yet: nothing to export")
     path = Path(args.to) if args.to else out / f"runs.{args.format}"
     _check_writable(path.parent, "--to FILE")
-    if args.format == "csv":
-        df.drop(columns=["history"]).to_csv(path, index=False)
-    else:
-        df.assign(history=df["history"].map(lambda h: [float("nan") if v is None else v for v in h])).to_parquet(
-            path, index=False
-        )
+    write_export(df, path, args.format)
     print(path)
+
+
+def cmd_relabel(args: argparse.Namespace) -> None:
+    out = Path(args.dir)
+    n_ok, reasons = relabel_study(out)
+    print(f"{len(reasons)} of {n_ok} ok runs relabelled not_learned (they never left chance)")
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -523,6 +525,13 @@ def add_study_parser(sub: Any) -> None:
     p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="csv (default) or parquet")
     p.add_argument("--to", help="output file (default DIR/runs.FORMAT)")
     p.set_defaults(func=cmd_export)
+
+    p = ssub.add_parser(
+        "relabel",
+        help="mark stored ok runs that never left chance as not_learned (stores written before that criterion)",
+    )
+    p.add_argument("dir", help="the study directory (its runs.sqlite, and runs.parquet if there; or runs.parquet)")
+    p.set_defaults(func=cmd_relabel)
 
     p = ssub.add_parser("status", help="how many runs of a study are stored")
     p.add_argument("dir", help="the study directory")

@@ -159,7 +159,7 @@ def test_cli_report_and_export(tmp_path, capsys):
 
 def test_more_samples_than_the_task_has_is_a_plan_error(tmp_path):
     plan = StudyPlan(**{**TINY, "n_train": 5000})
-    with pytest.raises(ValueError, match="n_train=5000 is more than the 1297 training samples of task 'digits_mlp'"):
+    with pytest.raises(ValueError, match="n_train=5000 at width=8 is more than the 1297 training samples of task"):
         run_study(plan, tmp_path, execution=Execution(workers=1, progress=False))
     assert not (tmp_path / "runs.sqlite").exists()
 

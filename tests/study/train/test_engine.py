@@ -141,7 +141,7 @@ def assert_same(a, b, tol=1e-9):
 @pytest.mark.parametrize(
     "optimizer,rules,lr,momentum",
     [
-        ("adamw", ["decoupled", "timescale"], 3e-3, 0.0),  # decoupled: AdamW; timescale takes τ
+        ("adamw", ["decoupled", "timescale"], 1e-2, 0.0),  # decoupled: AdamW; timescale takes τ
         ("sgd", ["sum", "mean"], 0.05, 0.9),  # coupled: SGD + momentum
     ],
 )
@@ -166,8 +166,9 @@ def test_train_batched_matches_train_run(optimizer, rules, lr, momentum):
 
 
 def test_lm_transformer_through_vmap_matches_train_run():
+    # a learnable text (each token the previous + 3, mod 11), so the runs leave chance
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, 11, (40, 9), generator=g)
+    ids = (torch.randint(0, 11, (40, 1), generator=g) + 3 * torch.arange(9)) % 11
     data = TaskData(ids[:32, :-1], ids[:32, 1:], ids[32:, :-1], ids[32:, 1:], n_classes=11, objective="lm")
     fn = lambda w, d: CharTransformer(11, 8, w, d)  # noqa: E731
     configs = [

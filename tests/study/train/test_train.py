@@ -1,6 +1,7 @@
 """The sequential reference loop: statuses, determinism, what a run reports."""
 
 import math
+from collections import Counter
 
 import torch
 import torch.nn.functional as F
@@ -9,7 +10,8 @@ from toy import toy_data as data
 
 from wdscale.study.plan.config import TaskData
 from wdscale.study.plan.models import CharTransformer
-from wdscale.study.train.loop import build, evaluate, per_model_loss, train_run
+from wdscale.study.plan.tasks import get_task
+from wdscale.study.train.loop import build, chance_loss, evaluate, not_learned_reason, per_model_loss, train_run
 
 
 def config(**kw):
@@ -57,8 +59,9 @@ def test_a_raising_model_fn_fails_with_a_one_line_message():
 
 
 def test_lm_run_reports_per_token_accuracy():
+    # a learnable text: each token is the previous one + 3 (mod 11), from a random start
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, 11, (40, 9), generator=g)
+    ids = (torch.randint(0, 11, (40, 1), generator=g) + 3 * torch.arange(9)) % 11
     lm = TaskData(ids[:32, :-1], ids[:32, 1:], ids[32:, :-1], ids[32:, 1:], n_classes=11, objective="lm")
     c = config(width=16, depth=1, base_width=16, base_depth=1, n_train=32, batch_size=8, epochs=2)
     r = train_run(c, lm, lambda w, d: CharTransformer(11, 8, w, d))
@@ -77,3 +80,33 @@ def test_loss_and_metrics_are_the_usual_ones():
         out = model(d.x_val)
     assert abs(loss - F.cross_entropy(out, d.y_val).item()) < 1e-6
     assert acc == (out.argmax(1) == d.y_val).double().mean().item()
+
+
+def test_chance_is_the_loss_of_predicting_the_label_frequencies():
+    d = data()
+    freq = torch.bincount(d.y_train, minlength=4).double() / len(d.y_train)
+    assert math.isclose(chance_loss(d), -sum(p * math.log(p) for p in freq.tolist() if p > 0), rel_tol=1e-12)
+    # a language model's: the unigram entropy of its training tokens, well below ln V
+    lm = get_task("shakespeare_char").load()
+    counts = Counter(lm.y_train.flatten().tolist())
+    n = sum(counts.values())
+    unigram = -sum(c / n * math.log(c / n) for c in counts.values())
+    assert math.isclose(chance_loss(lm), unigram, rel_tol=1e-9) and chance_loss(lm) < math.log(lm.n_classes) - 0.5
+
+
+def test_losses_within_a_percent_of_chance_are_not_learned():
+    # the findings' mnist1d_depth/sum decision point: finished a hair under ln 10, below its first
+    # batch's loss, so the old tests (below the initial loss, below chance) called it ok
+    assert not_learned_reason(2.3018, 2.3022, 2.31, math.log(10)) is not None
+    assert not_learned_reason(2.3026, 2.3022, 2.31, math.log(10)) is not None  # not below chance
+    assert not_learned_reason(2.40, 2.2, 2.31, math.log(10)) is not None  # not below the initial loss
+    assert not_learned_reason(2.20, 2.25, 2.31, math.log(10)) is None  # 4 % below: it learned
+    assert not_learned_reason(0.05, 3.0, 2.31, math.log(10)) is None  # overfitted, but learned
+
+
+def test_a_run_whose_decay_pins_it_at_chance_is_not_learned():
+    # lr·λ = 0.9 a step keeps the weights near zero; the undecayed biases learn the label
+    # frequencies, so the training loss ends at their entropy, below ln 4 (the old test's chance)
+    r = train_run(config(setting=90.0, epochs=20), data(), mlp_fn)
+    assert r.status == "not_learned" and "chance" in r.error, r
+    assert r.train_loss < math.log(4) and math.isfinite(r.val_loss)

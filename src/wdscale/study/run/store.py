@@ -192,6 +192,17 @@ class Store:
         with self._db:
             return sum(self._db.execute("DELETE FROM runs WHERE run_id=?", (r,)).rowcount for r in run_ids)
 
+    def relabel_not_learned(self, reasons: dict[str, str]) -> int:
+        """Mark stored ok runs as not having learned, by a criterion that came after they were
+        stored (run_id → why, kept in `error`); their numbers stay. Returns the runs changed."""
+        with self._db:
+            return sum(
+                self._db.execute(
+                    "UPDATE runs SET status='not_learned', error=? WHERE run_id=? AND status='ok'", (why, run_id)
+                ).rowcount
+                for run_id, why in reasons.items()
+            )
+
     def set_plan(self, plan: dict[str, Any]) -> None:
         """The plan this store's runs belong to (the latest, when a plan grew)."""
         with self._db:
@@ -285,6 +296,17 @@ def with_regime_defaults(df: pd.DataFrame) -> pd.DataFrame:
     for name, default in REGIME_DEFAULTS.items():
         df[name] = df[name].fillna(default) if name in df else default
     return df
+
+
+def write_export(df: pd.DataFrame, path: Union[str, Path], fmt: str = "parquet") -> None:
+    """The runs to `path`: csv (without the loss histories) or parquet (with them; a missing
+    epoch's loss written NaN)."""
+    if fmt == "csv":
+        df.drop(columns=["history"]).to_csv(path, index=False)
+    else:
+        df.assign(history=df["history"].map(lambda h: [float("nan") if v is None else v for v in h])).to_parquet(
+            path, index=False
+        )
 
 
 def load_runs(study_dir: Union[str, Path]):
