@@ -65,7 +65,7 @@ def small_study() -> pd.DataFrame:
 def report(tmp_path_factory) -> tuple:
     runs = small_study()
     out = tmp_path_factory.mktemp("report") / "nested" / "dir"  # created on demand
-    files = write_report(runs, out, title="toy study", analysis=analyze(runs, n_boot=100))
+    files = write_report(runs, out, title="toy study", analysis=analyze(runs, n_boot=500))
     return runs, out, files
 
 

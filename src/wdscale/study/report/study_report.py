@@ -83,7 +83,23 @@ def _what_was_run(runs: pd.DataFrame, a: StudyAnalysis) -> Bullets:
         f"Metric: {a.metric} (lower is better); bootstrap: {a.n_boot} resamples of the whole pipeline "
         "(seeds drawn per size and setting), 90% intervals"
     )
+    items.append(_stability(a))
     return Bullets(tuple(items))
+
+
+def _stability(a: StudyAnalysis) -> str:
+    """How stable the verdicts are under the bootstrap's random seed."""
+    panel = max((v.panel for v in a.verdicts), default=1)
+    if panel <= 1:
+        return "Verdicts: taken under one bootstrap seed (no stability check)"
+    shaky = [v for v in a.verdicts if v.agree < v.panel]
+    if not shaky:
+        return f"Verdicts: every one the same under {panel} bootstrap random seeds"
+    names = ", ".join(f"{v.rule} ({v.agree} of {v.panel})" for v in shaky)
+    return (
+        f"Verdicts: {len(a.verdicts) - len(shaky)} of {len(a.verdicts)} the same under {panel} bootstrap random "
+        f"seeds; reported not resolved because the seeds disagree: {names}"
+    )
 
 
 def _regime(runs: pd.DataFrame) -> str:
