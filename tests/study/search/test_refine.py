@@ -332,3 +332,36 @@ def test_the_seeds_at_note_is_what_the_findings_replay_gives():
         ratios.append(ends.compute.iloc[0] / as_run.compute.iloc[0])
     assert (studied, same, series) == SEEDS_AT_CHECKED
     assert (round(min(ratios), 2), round(max(ratios), 2)) == SEEDS_AT_COMPUTE
+
+
+def test_an_optimum_on_the_edge_of_what_was_trained_is_walked_past_until_bracketed():
+    from wdscale.study.search.refine import extend_edges
+
+    plan = StudyPlan(sizes=[8, 32], rules=["decoupled"], seeds=2, settings=GRID)
+    falling = {s: [1.0 + 0.1 * math.log10(s / 1e-5)] * 2 for s in GRID["decoupled"]}  # lowest below the grid
+    grown, n = extend_edges(plan, _frame(falling), GRID, [8, 32])
+    assert n == 1 and grown.refined["decoupled@8"] == [[pytest.approx(1e-4), 2]]
+    # trained and still the lowest: one more step; then a worse point beyond brackets it
+    df = pd.concat([_frame(falling), _frame({1e-4: [1.0 + 0.1] * 2})])
+    grown, n = extend_edges(grown, df, GRID, [8, 32])
+    assert n == 1 and sorted(s for s, _ in grown.refined["decoupled@8"]) == pytest.approx([1e-5, 1e-4])
+    df = pd.concat([df, _frame({1e-5: [1.5] * 2})])
+    assert extend_edges(grown, df, GRID, [8, 32])[1] == 0
+    # a point that diverged beyond the optimum brackets it too
+    diverged = _frame({1e-5: [1.5] * 2}).assign(status="diverged", val_loss=float("nan"))
+    df = pd.concat([df[df["setting"] != 1e-5], diverged])
+    assert extend_edges(grown, df, GRID, [8, 32])[1] == 0
+
+
+def test_a_joint_optimum_at_the_largest_lr_trained_at_its_setting_gets_a_larger_lr():
+    from wdscale.study.search.refine import extend_edges
+
+    lrs = [0.001, 0.01, 0.1]
+    plan = StudyPlan(sizes=[8, 32], rules=["decoupled"], seeds=1, settings=GRID, lrs=lrs)
+    rows = [
+        dict(rule="decoupled", size=8, lr=lr, setting=s, seed=0, status="ok", run_id=f"{lr}-{s}",
+             val_loss=1.0 + 0.1 * math.log10(s / 0.1) ** 2 - 0.1 * math.log10(lr))
+        for lr in lrs for s in GRID["decoupled"]
+    ]  # fmt: skip
+    grown, n = extend_edges(plan, pd.DataFrame(rows), GRID, [8, 32], lrs=lrs)
+    assert n == 1 and grown.refined["decoupled@8"] == [[pytest.approx(0.1), 1, pytest.approx(1.0)]]

@@ -8,6 +8,10 @@ so the store still holds one plan and nothing stored is trained again):
    loss among trained (`ok`) runs — a finer log grid, `points` steps per coarse step, out to one
    coarse step on each side (in a joint study, a cross: finer settings at the optimum's lr and
    finer lrs at its setting);
+   then, while an optimum is the last point trained through it — the smallest or largest setting
+   trained at its lr or (joint) the smallest or largest lr trained at its setting — one coarse
+   step beyond it (`extend_edges`, at most MAX_EDGE_DECADES past the coarse grid), so every
+   optimum ends bracketed, by a worse point or by one that diverged or did not learn;
 2. seeds: up to `max_seeds` at the optimum and at every point whose seed-mean is within noise of
    it (within 2 standard errors of the difference) — at every size, or with `seeds_at="ends"`
    only at the smallest and largest, the two sizes a regret compares — and the proxy's (smallest size's) optimum
@@ -76,6 +80,9 @@ SEEDS_AT = ("all", "ends")
 SeedsAt = Literal["all", "ends"]
 NOISE_SE = 2.0  # a setting is "within noise" of the optimum when its mean is within this many s.e.
 MAX_SEED_ROUNDS = 5  # stage 2 repeats until nothing is added; this bounds it
+# how far past its coarse grid (either axis) stage 1 walks after an optimum on the edge: a loss
+# still falling 2 decades out (decay that does not matter: λ → 0) is reported at the edge, a bound
+MAX_EDGE_DECADES = 2.0
 
 
 @dataclass
@@ -190,6 +197,61 @@ def add_settings(
             additions.setdefault(refined_key(rule, size), {})[_refined(lrs, x, s)] = plan.seeds
             added += 1
     return with_refined(plan, additions), added
+
+
+def extend_edges(
+    plan: StudyPlan,
+    df: pd.DataFrame,
+    grid: dict[str, list[float]],
+    sizes: list[int],
+    metric: str = "val_loss",
+    lrs: Optional[list[float]] = None,
+) -> tuple[StudyPlan, int]:
+    """One coarse step beyond every measured optimum that is the last point trained through it:
+    the smallest or largest setting trained at its lr, or in a joint study the smallest or
+    largest lr trained at its setting (a point that diverged or did not learn counts as trained:
+    it brackets the optimum). Returns the grown plan and how many points it adds."""
+    lrs = lrs if lrs is not None else sorted(df["lr"].unique())
+    means = setting_means(df, metric)
+    known_lrs = sorted({*lrs, *(float(e[2]) for v in plan.refined.values() for e in v if len(e) == 3)})
+    additions: dict[str, dict[Point, int]] = {}
+    added = 0
+    for row in measured_optima(df, metric).itertuples():
+        rule, size, lr, best = str(row.rule), int(row.size), float(row.lr), float(row.setting)
+        if rule not in plan.rules or size not in sizes or not np.isfinite(row.mean):
+            continue
+        here = means[(means["rule"] == rule) & (means["size"] == size)]
+        at_lr = sorted(here.loc[np.isclose(here["lr"], lr, rtol=1e-6), "setting"])
+        new: list[tuple[float, float]] = []
+        step = log_step(grid[rule])
+        for side, end in ((-1, at_lr[0]), (1, at_lr[-1])):
+            if best == end:
+                beyond = float(f"{best * 10 ** (side * step):.4g}")
+                if _within_reach(beyond, grid[rule]):
+                    new.append((lr, _snap(beyond, at_lr, step / 4) or beyond))
+        if len(lrs) > 1:
+            at_setting = sorted(here.loc[np.isclose(here["setting"], best, rtol=1e-3), "lr"])
+            lr_step = log_step(lrs)
+            for side, end in ((-1, at_setting[0]), (1, at_setting[-1])):
+                if lr == end:
+                    beyond = float(f"{lr * 10 ** (side * lr_step):.4g}")
+                    beyond = _snap(beyond, known_lrs, lr_step / 4) or beyond
+                    if _within_reach(beyond, lrs):
+                        known_lrs.append(beyond)
+                        new.append((beyond, best))
+        planned = _planned(plan, grid, lrs, rule, size)
+        for x, s in new:
+            if (x, s) in planned:  # planned already (a run that failed there is not retried here)
+                continue
+            additions.setdefault(refined_key(rule, size), {})[_refined(lrs, x, s)] = plan.seeds
+            added += 1
+    return with_refined(plan, additions), added
+
+
+def _within_reach(value: float, coarse: list[float]) -> bool:
+    """Is `value` at most MAX_EDGE_DECADES outside the coarse grid's range?"""
+    out = max(math.log10(min(coarse) / value), math.log10(value / max(coarse)), 0.0)
+    return out <= MAX_EDGE_DECADES + 1e-9
 
 
 def add_seeds(
@@ -314,6 +376,12 @@ def refine_study(
     plan, n_settings = add_settings(plan, before, grid, sizes, points, metric, lrs)
     print(f"refine: {n_settings} points added around the measured optima", file=sys.stderr)
     train(plan)
+    while True:  # ends: each round walks further out, and MAX_EDGE_DECADES bounds the walk
+        plan, n_edges = extend_edges(plan, load_runs(out), grid, sizes, metric, lrs)
+        if not n_edges:
+            break
+        print(f"refine: {n_edges} points added beyond optima on the edge of what was trained", file=sys.stderr)
+        train(plan)
     # stage 2, until nothing is added
     for _ in range(MAX_SEED_ROUNDS):
         plan, n_runs = add_seeds(plan, load_runs(out), grid, sizes, max_seeds, metric, lrs, fixed, seeds_at)
