@@ -146,6 +146,8 @@ class Study:
         tokens_per_param: one pass over a token budget: at every size n_train = this × the
             model's parameters / `tokens_per_sample`, trained for one epoch (epochs and n_train
             then need not be given).
+        shrink_cap: stop the centred grid short of decay whose per-step shrink factor
+            1 − lr·weight_decay reaches 0 (runs there cannot learn); False keeps the whole grid.
         tokens_per_sample: tokens one sample trains on (a language model's context) for
             `tokens_per_param`, with your own model (a built-in task knows its own).
         grid_sizes: the sizes where the grid is trained (default: every size; elsewhere only the
@@ -199,6 +201,7 @@ class Study:
         max_runs: int = 200_000,
         tokens_per_param: Optional[float] = None,
         tokens_per_sample: int = 1,
+        shrink_cap: bool = True,
         out: Union[str, Path] = "wdscale-study",
         name: str = "custom",
         execution: Optional[Execution] = None,
@@ -229,6 +232,7 @@ class Study:
             decay_vectors=decay_vectors, task_options=task_options or {}, refined=refined or {},
             schedule=schedule, warmup=warmup, final_lr=final_lr, decay_fraction=decay_fraction,
             grid_sizes=grid_sizes, max_runs=max_runs, tokens_per_param=tokens_per_param,
+            shrink_cap=shrink_cap,
         )  # fmt: skip
         if rules is not None:
             plan["rules"] = rules

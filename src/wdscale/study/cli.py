@@ -70,9 +70,9 @@ def _floats(s: str) -> list[float]:
 
 
 # plan fields a flag sets by the same name; these three are combined with the preset and config
-# file by hand (a rule's grid, decades added to a grid, a switch), and two have no flag
+# file by hand (a rule's grid, decades added to a grid, a switch), and some have no flag (a config file sets them)
 _COMBINED_FLAGS = ("settings", "extend", "decay_vectors")
-_NO_FLAG = ("anchor_total_decay", "task_options", "refined", "grid_sizes")
+_NO_FLAG = ("anchor_total_decay", "task_options", "refined", "grid_sizes", "shrink_cap")
 
 
 def build_plan(args: argparse.Namespace) -> StudyPlan:
@@ -213,7 +213,7 @@ def cmd_status(args: argparse.Namespace) -> None:
     planned = "?"
     if plan_dict is not None:
         try:
-            plan = StudyPlan.from_dict(plan_dict)
+            plan = StudyPlan.from_stored(plan_dict)
             if plan.task in TASKS:
                 planned = str(len(make_runs(plan, TASKS[plan.task])))
         except (ValueError, TypeError):

@@ -1,5 +1,7 @@
 import dataclasses
+import json
 import math
+from pathlib import Path
 
 import pytest
 from torch import nn
@@ -40,12 +42,13 @@ def test_grids_are_centred_on_the_same_effective_decay():
 
 def test_extend_adds_decades_of_stronger_decay_at_one_end():
     """+1 decade on mean adds 4 larger λ; on timescale it adds 4 smaller τ (stronger decay too)."""
-    base = StudyPlan(sizes=[32, 64], rules=["mean", "timescale", "sum"], epochs=2, decades=2.0)
+    base = StudyPlan(sizes=[32, 64], rules=["mean", "timescale", "sum"], epochs=2, decades=2.0, shrink_cap=False)
     wide = StudyPlan(
         sizes=[32, 64],
         rules=["mean", "timescale", "sum"],
         epochs=2,
         decades=2.0,
+        shrink_cap=False,
         extend={"mean": 1.0, "timescale": 1.0, "sum": -0.5},
     )
     grids = [{r: sorted({c.setting for c in make_runs(p, TASK) if c.rule == r}) for r in p.rules} for p in (base, wide)]
@@ -254,3 +257,23 @@ def test_a_budget_beyond_the_data_is_refused_naming_the_size(tmp_path):
     with pytest.raises(WdscaleError, match=r"n_train=20691 at width=48 \(tokens_per_param=20\) is more than the 16287"):
         run_study(plan, tmp_path / "s")
     assert not (tmp_path / "s" / "runs.sqlite").exists()
+
+
+def test_the_centred_grid_stops_where_the_per_step_shrink_factor_reaches_zero():
+    # a short run (1 epoch of 4 steps): the grid centred on a total decay of 3 reaches lr·λ ≥ 1
+    task = get_task("mnist1d_mlp")
+    plan = StudyPlan(sizes=[16, 64], rules=["decoupled", "timescale"], epochs=1, n_train=512, batch_size=128, seeds=1)
+    capped = {c.setting for c in make_runs(plan, task) if c.rule == "decoupled"}
+    full = {c.setting for c in make_runs(dataclasses.replace(plan, shrink_cap=False), task) if c.rule == "decoupled"}
+    lr = resolve(plan, task).lr
+    assert capped == {s for s in full if lr * s < 1} and len(capped) < len(full)  # decoupled: η_g λ_g = lr·λ
+    taus = {c.setting for c in make_runs(plan, task) if c.rule == "timescale"}
+    assert min(taus) > 1 / 4  # timescale: η_g λ_g = 1 / (τ · steps per epoch) < 1
+
+
+def test_a_stored_plan_keeps_the_grid_it_was_run_with():
+    # plans stored before the cap read shrink_cap False, and so do the committed studies' presets
+    stored = json.loads((Path(__file__).parents[3] / "docs/findings/full/plan.json").read_text())
+    assert "shrink_cap" not in stored and StudyPlan.from_stored(stored).shrink_cap is False
+    assert StudyPlan.from_dict(stored).shrink_cap is True  # a new plan: the cap's default
+    assert preset("full").shrink_cap is False and preset("quick").shrink_cap is True

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -27,7 +28,7 @@ else:  # the same parser, before it joined the standard library
 from ...checks import check_fraction, check_number, check_positive, check_positive_int
 from ...errors import WdscaleError
 from ...groups import classify
-from ...optim import OPTIMIZER_NAMES, apply_rule
+from ...optim import OPTIMIZER_NAMES, ShrinkWarning, apply_rule
 from ...rules import DataFacts, get_rule, setting_kwargs
 from ...schedules import Schedule
 from .config import SIZE_AXES, RunConfig
@@ -94,6 +95,10 @@ class StudyPlan:
     # Lines): at every size n_train = tokens_per_param × parameters / the task's tokens per sample
     # (its context for a language model), trained for one epoch. None: n_train is the plan's.
     tokens_per_param: Optional[float] = None
+    # the centred grid stops short of decay whose per-step shrink factor 1 − η_g·λ_g (AdamW-style
+    # decay, at the base lr and size) reaches 0: such runs zero or flip their weights
+    # every step and cannot learn. Plans stored before this existed read False (their grid as run).
+    shrink_cap: bool = True
 
     @property
     def lr_schedule(self) -> Schedule:
@@ -104,6 +109,12 @@ class StudyPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_stored(cls, d: dict[str, Any]) -> StudyPlan:
+        """A plan a study stored (plan.json, the store's meta): a key it predates takes the value
+        its runs were planned with, not today's default."""
+        return cls.from_dict({**STORED_BEFORE, **d})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudyPlan:
@@ -126,6 +137,9 @@ class StudyPlan:
     def save(self, path: Union[str, Path]) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
 
+
+# plan keys added after studies were stored, with the value those studies were planned under
+STORED_BEFORE: dict[str, Any] = {"shrink_cap": False}
 
 # what the MNIST-1D presets share: 2000 training samples (overfit at every width, so the decay
 # setting matters at every size), 40 epochs, lr 0.01, 3 seeds, 4 decades of grid
@@ -224,6 +238,12 @@ PRESETS["onepass_tpp"] = {
     "sizes": [768, 1536, 3072, 6144, 12288],
     "rules": ["decoupled", "timescale"],
 }
+
+# the committed studies (docs/findings) were planned before the grid stopped at zero shrink: their
+# presets keep the grid as run, so running one again resumes it
+for _name in PRESETS:
+    if _name != "quick":
+        PRESETS[_name].setdefault("shrink_cap", False)
 
 
 # one line per preset, for `wdscale study run --help`
@@ -565,7 +585,32 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
     if rule_obj.takes != "weight_decay":
         more = -more
     lo, hi = min(lo, lo + more), max(hi, hi + more)
-    return [float(f"{centre * 10 ** (k / r.plan.points_per_decade):.4g}") for k in range(lo, hi + 1)]
+    grid = [float(f"{centre * 10 ** (k / r.plan.points_per_decade):.4g}") for k in range(lo, hi + 1)]
+    if r.plan.shrink_cap and outcome.mode == "decoupled":
+        kept = [k for k in range(lo, hi + 1) if _largest_step_decay(r, rule, grid[k - lo], model, data) < 1.0]
+        # at least 3 settings to locate an optimum: a grid cut below that grows toward weaker decay
+        weaker = -1 if rule_obj.takes == "weight_decay" else 1
+        while len(kept) < 3:
+            kept = sorted([*kept, (min(kept) - 1 if weaker < 0 else max(kept) + 1) if kept else 0])
+        grid = [float(f"{centre * 10 ** (k / r.plan.points_per_decade):.4g}") for k in kept]
+    return grid
+
+
+def _largest_step_decay(r: Resolved, rule: str, setting: float, model, data: DataFacts) -> float:
+    """The largest per-step decay η_g·λ_g of any group at this setting and the base lr (the grid's
+    centre: in a joint study larger lrs reach zero shrink sooner, and those runs bracket the optimum)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ShrinkWarning)
+        outcome = apply_rule(
+            model,
+            rule=rule,
+            lr=r.lr,
+            **setting_kwargs(rule, setting),
+            data=data,
+            optimizer=r.plan.optimizer,
+            decay_vectors=r.plan.decay_vectors,
+        )
+    return max(a.lr * a.weight_decay for a in outcome.assignments)
 
 
 def check_models(r: Resolved, model_fn) -> None:

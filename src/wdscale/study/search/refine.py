@@ -323,7 +323,7 @@ def stored_plan(out: Union[str, Path]) -> StudyPlan:
     and plan.json, as docs/findings keeps finished studies) first gets its store made from them."""
     path = Path(out)
     if not (path / "runs.sqlite").exists() and (path / "runs.parquet").is_file() and (path / "plan.json").is_file():
-        plan = StudyPlan.from_dict(json.loads((path / "plan.json").read_text()))
+        plan = StudyPlan.from_stored(json.loads((path / "plan.json").read_text()))
         if plan.task in TASKS:
             n = store_from_export(path, make_runs(plan, get_task(plan.task)), plan.to_dict())
             print(f"refine: made {path / 'runs.sqlite'} from runs.parquet ({n} runs) and plan.json", file=sys.stderr)
@@ -335,7 +335,7 @@ def stored_plan(out: Union[str, Path]) -> StudyPlan:
         d = store.plan()
     if d is None:
         raise WdscaleError(f"the store in {str(path)!r} holds no plan: run `wdscale study run --out {path}` first")
-    return StudyPlan.from_dict(d)
+    return StudyPlan.from_stored(d)
 
 
 def refine_study(
