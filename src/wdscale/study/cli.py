@@ -187,6 +187,8 @@ def cmd_export(args: argparse.Namespace) -> None:
     if df.empty:
         raise WdscaleError(f"the study in {str(out)!r} has no finished runs yet: nothing to export")
     path = Path(args.to) if args.to else out / f"runs.{args.format}"
+    if not path.parent.is_dir():
+        raise WdscaleError(f"--to {str(path)!r}: the directory {str(path.parent)!r} does not exist; create it first")
     _check_writable(path.parent, "--to FILE")
     write_export(df, path, args.format)
     print(path)

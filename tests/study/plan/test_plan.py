@@ -277,3 +277,23 @@ def test_a_stored_plan_keeps_the_grid_it_was_run_with():
     assert "shrink_cap" not in stored and StudyPlan.from_stored(stored).shrink_cap is False
     assert StudyPlan.from_dict(stored).shrink_cap is True  # a new plan: the cap's default
     assert preset("full").shrink_cap is False and preset("quick").shrink_cap is True
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(momentum=0.5), "applies to optimizer 'sgd' only"),
+        (dict(lr_points_per_decade=3), "this plan has none"),
+    ],
+)
+def test_a_knob_the_plan_would_ignore_is_refused(change, match):
+    with pytest.raises(WdscaleError, match=match):
+        make_runs(StudyPlan(sizes=[16, 32], rules=["sum"], seeds=1, **change), TASK)
+
+
+def test_export_into_a_missing_directory_is_one_clear_error(tmp_path, capsys):
+    from wdscale.cli import main
+
+    assert main(["study", "export", str(Path(__file__).parents[3] / "docs/findings/full"), "--to",
+                 str(tmp_path / "missing" / "x.csv")]) != 0  # fmt: skip
+    assert "does not exist; create it first" in capsys.readouterr().err

@@ -212,7 +212,7 @@ def test_the_pruning_check_quoted_in_the_help_is_what_the_findings_give():
     assert len(studies) == 10
     checks = []
     for path in studies:
-        plan = StudyPlan.from_dict(json.loads((path.parent / "plan.json").read_text()))
+        plan = StudyPlan.from_stored(json.loads((path.parent / "plan.json").read_text()))
         coarse = {c.run_id for c in make_runs(dataclasses.replace(plan, refined={}), get_task(plan.task))}
         runs = load_runs(path.parent)
         checks += [pruning_check(g) for _, g in runs[runs["run_id"].isin(coarse)].groupby("optimizer")]
@@ -320,7 +320,7 @@ def test_the_seeds_at_note_is_what_the_findings_replay_gives():
     same, series, ratios = 0, 0, []
     studied = 0
     for path in sorted(findings.glob("*/plan.json")):
-        plan = StudyPlan.from_dict(json.loads(path.read_text()))
+        plan = StudyPlan.from_stored(json.loads(path.read_text()))
         if not plan.refined or not _constant_one_d(path.parent):
             continue
         studied += 1

@@ -394,6 +394,16 @@ def resolve(plan: StudyPlan, task, model_fn=None) -> Resolved:
     check_positive_int("base_size", base_size)
     if plan.optimizer == "sgd":
         check_fraction("momentum", plan.momentum)
+    elif plan.momentum != StudyPlan.momentum:
+        raise WdscaleError(
+            f"momentum={plan.momentum!r} applies to optimizer 'sgd' only; {plan.optimizer!r} takes its betas "
+            "from torch's defaults: leave momentum out"
+        )
+    if plan.lrs is None and not plan.lr_decades and plan.lr_points_per_decade != StudyPlan.lr_points_per_decade:
+        raise WdscaleError(
+            f"lr_points_per_decade={plan.lr_points_per_decade!r} spaces an lr grid, and this plan has none: "
+            "give lr_decades (or lrs) too, or leave it out"
+        )
     for rule_name, dec in plan.extend.items():
         if rule_name not in plan.rules:
             raise WdscaleError(f"extend names rule {rule_name!r}, which is not in the plan's rules {plan.rules}")
