@@ -72,6 +72,51 @@ SCHEDULE_STUDIES = {
 SCHEDULE_JOINT_STUDIES = {"joint_width_cosine": "joint_width", "joint_shakespeare_cosine": "joint_shakespeare"}
 
 
+# one pass over a token budget (§9): the axis τ* is read against, and the published laws' slope there
+# (Power Lines: τ* ∝ TPP^−0.527, so flat across width at a fixed TPP; Wang & Aitchison: τ_epoch flat)
+ONEPASS_STUDIES = {"onepass_width": ("width", 0.0), "onepass_tpp": ("TPP", -0.527)}
+POWER_LINES_TAU_20 = 20**-0.527  # τ at 20 TPP with c ≈ 1 (references.md: c back-calculated, unverified)
+
+
+def tau_table(j: JointAnalysis, runs: pd.DataFrame, axis: str, published: float) -> str:
+    """τ* = 1/(η_g·λ_g·T) of each recipe's joint optimum (the hidden weights' per-step decay, T the
+    run's steps; a τ-rule's setting is τ in epochs, here one pass), and its slope against the axis
+    with the whole-pipeline interval: a λ-rule's is −(η*·λ* slope) − (T's slope), T fixed by the plan."""
+    facts = runs.groupby("size").agg(
+        n_train=("n_train", "first"), n_params=("n_params", "first"), batch=("batch_size", "first")
+    )
+    facts["steps"] = np.ceil(facts["n_train"] / facts["batch"])
+    facts["tpp"] = facts["n_train"] * 64 / facts["n_params"]  # 64-token windows
+    log_size = np.log(facts.index.to_numpy(float))
+    t_slope = float(np.polyfit(log_size, np.log(facts["steps"].to_numpy(float)), 1)[0])
+    lines = [
+        r"| recipe | size | tokens per parameter | steps | lr\* | setting\* | τ\* (fraction of the run) | at edge |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for o in j.optima:
+        f = facts.loc[o.size]
+        tau = o.setting if not np.isfinite(o.product) else 1 / (o.product * f["steps"])
+        edge = ", ".join(k for k, e in (("lr", o.lr_edge), ("setting", o.setting_edge)) if e) or "no"
+        lines.append(
+            f"| `{o.rule}` | {o.size} | {f['tpp']:.1f} | {int(f['steps'])} | {o.lr:.3g} | {o.setting:.3g} | "
+            f"{tau:.3g} | {edge} |"
+        )
+    lines += [
+        "",
+        rf"| recipe | τ\* ∝ {axis}^slope [90% CI] | published slope | Wang & Aitchison (τ_epoch fixed) |",
+        "|---|---|---|---|",
+    ]
+    for d in j.drifts:
+        opt = [o for o in j.optima if o.rule == d.rule]
+        if np.isfinite(opt[0].product):
+            s, lo, hi = (-v - t_slope for v in d.product_slope)
+            s, lo, hi = s, min(lo, hi), max(lo, hi)
+        else:
+            s, lo, hi = d.setting_slope
+        lines.append(f"| `{d.rule}` | {s:.2f} [{lo:.2f}, {hi:.2f}] | {published:g} | 0 |")
+    return "\n".join(lines)
+
+
 # tunes (§10): each climbed to the largest size of a joint study, whose sweep there is the reference
 TUNE_STUDIES = {"tune_joint_width": ("joint_width", 512)}
 
@@ -369,7 +414,7 @@ def joint_blocks(name: str, runs: pd.DataFrame, one_d: pd.DataFrame | None) -> t
 
 def coarse_ids(study_dir: Path) -> set[str]:
     """The run ids of a study's coarse grid (its plan without the refined points)."""
-    plan = StudyPlan.from_dict(json.loads((study_dir / "plan.json").read_text()))
+    plan = StudyPlan.from_stored(json.loads((study_dir / "plan.json").read_text()))
     return {c.run_id for c in make_runs(dataclasses.replace(plan, refined={}), get_task(plan.task))}
 
 
@@ -502,7 +547,7 @@ def main() -> int:
         if runs is None or runs.empty:
             missing.append(name)
             continue
-        plan = StudyPlan.from_dict(json.loads((HERE / name / "plan.json").read_text()))
+        plan = StudyPlan.from_stored(json.loads((HERE / name / "plan.json").read_text()))
         coarse = coarse_ids(HERE / name)
         if plan.refined:
             refined.append(refined_row(name, runs, coarse))
@@ -549,6 +594,14 @@ def main() -> int:
             continue
         joint, _ = joint_blocks(name, runs, None)
         blocks.update(joint)
+    for name, (axis, published) in ONEPASS_STUDIES.items():
+        runs = exported(HERE / name)
+        if runs is None or runs.empty:
+            missing.append(name)
+            continue
+        joint, j = joint_blocks(name, runs, None)
+        blocks.update(joint)
+        blocks[f"{name}_tau"] = tau_table(j, runs, axis, published)
     tune_rows = []
     for name, (sweep_name, target) in TUNE_STUDIES.items():
         runs, sweep = exported(HERE / name), load(HERE / sweep_name)
