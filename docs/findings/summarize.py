@@ -75,7 +75,57 @@ SCHEDULE_JOINT_STUDIES = {"joint_width_cosine": "joint_width", "joint_shakespear
 # one pass over a token budget (§9): the axis τ* is read against, and the published laws' slope there
 # (Power Lines: τ* ∝ TPP^−0.527, so flat across width at a fixed TPP; Wang & Aitchison: τ_epoch flat)
 ONEPASS_STUDIES = {"onepass_width": ("width", 0.0), "onepass_tpp": ("TPP", -0.527)}
-POWER_LINES_TAU_20 = 20**-0.527  # τ at 20 TPP with c ≈ 1 (references.md: c back-calculated, unverified)
+POWER_LINES_EXPONENT = -0.527  # τ = c · TPP^−0.527, c ≈ 1 (references.md: back-calculated, unverified)
+
+
+def tau_points(j: JointAnalysis, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per recipe and size: tokens per parameter, τ* of the joint optimum and whether it is at an edge."""
+    facts = runs.groupby("size").agg(n_train=("n_train", "first"), n_params=("n_params", "first"),
+                                      batch=("batch_size", "first"))  # fmt: skip
+    rows = []
+    for o in j.optima:
+        f = facts.loc[o.size]
+        steps = math.ceil(f["n_train"] / f["batch"])
+        tau = o.setting if not np.isfinite(o.product) else 1 / (o.product * steps)
+        rows.append(dict(rule=o.rule, size=o.size, tpp=f["n_train"] * 64 / f["n_params"], tau=tau,
+                         edge=o.lr_edge or o.setting_edge))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def tau_figure(points: dict[str, pd.DataFrame], path: Path) -> None:
+    """τ* against tokens per parameter (one-pass TPP study) and against width at 20 TPP, with Power
+    Lines' law (c ≈ 1, unverified) and a constant τ drawn through the data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    for ax, (name, xcol, xlabel) in zip(
+        axes, [("onepass_tpp", "tpp", "tokens per parameter (width 16)"), ("onepass_width", "size", "width (20 TPP)")]
+    ):
+        d = points.get(name)
+        if d is None:
+            ax.axis("off")
+            continue
+        for rule, g in d.groupby("rule"):
+            ax.plot(g[xcol], g["tau"], "o-", label=f"{rule} (joint optimum)")
+            ax.plot(g.loc[g["edge"], xcol], g.loc[g["edge"], "tau"], "o", mfc="none", mec="k", ms=11)
+        x = np.array(sorted(d[xcol].unique()), float)
+        tpp = np.array(sorted(d["tpp"].unique()), float) if xcol == "tpp" else np.full(len(x), 20.0)
+        ax.plot(x, tpp**POWER_LINES_EXPONENT, "k--", label="Power Lines: TPP^−0.527 (c ≈ 1)")
+        ax.axhline(float(np.median(d["tau"])), color="grey", lw=0.8, label="constant τ (median)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(x, [f"{v:.3g}" for v in x], minor=False)
+        ax.set_xticks([], minor=True)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("τ* (fraction of the run)")
+        ax.legend(fontsize=7)
+    fig.suptitle("One pass over a token budget: the best AdamW timescale (circled: at an edge, a bound)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def tau_table(j: JointAnalysis, runs: pd.DataFrame, axis: str, published: float) -> str:
@@ -594,6 +644,7 @@ def main() -> int:
             continue
         joint, _ = joint_blocks(name, runs, None)
         blocks.update(joint)
+    tau_pts: dict[str, pd.DataFrame] = {}
     for name, (axis, published) in ONEPASS_STUDIES.items():
         runs = exported(HERE / name)
         if runs is None or runs.empty:
@@ -602,6 +653,9 @@ def main() -> int:
         joint, j = joint_blocks(name, runs, None)
         blocks.update(joint)
         blocks[f"{name}_tau"] = tau_table(j, runs, axis, published)
+        tau_pts[name] = tau_points(j, runs)
+    if tau_pts:
+        tau_figure(tau_pts, HERE / "onepass_tau.png")
     tune_rows = []
     for name, (sweep_name, target) in TUNE_STUDIES.items():
         runs, sweep = exported(HERE / name), load(HERE / sweep_name)
