@@ -24,7 +24,7 @@ from .run.execution import Execution
 from .run.relabel import relabel_study
 from .run.runner import run_study
 from .run.store import Store, load_runs, write_export
-from .search.refine import PRUNING_NOTE, SEEDS_AT, SEEDS_AT_NOTE, refine_study, stored_plan
+from .search.refine import PRUNING_NOTE, SEEDS_AT, SEEDS_AT_NOTE, check_refine_args, refine_study, stored_plan
 from .search.tune import ladder, tune_study
 
 
@@ -246,8 +246,7 @@ def cmd_refine(args: argparse.Namespace) -> None:
     workers = _whole("--workers", args.workers, None)
     threads = _whole("--threads", args.threads, 1)
     assert points is not None and max_seeds is not None and threads is not None  # defaults above
-    if points < 2:
-        raise WdscaleError(f"--points={points} is not allowed: --points must be a whole number ≥ 2")
+    check_refine_args(points, max_seeds)  # before stored_plan makes a store from an export
     plan = stored_plan(out)
     execution = Execution(workers=workers, threads=threads, progress=not args.no_progress)
     if args.model or args.data or args.train:

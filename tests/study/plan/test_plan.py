@@ -297,3 +297,28 @@ def test_export_into_a_missing_directory_is_one_clear_error(tmp_path, capsys):
     assert main(["study", "export", str(Path(__file__).parents[3] / "docs/findings/full"), "--to",
                  str(tmp_path / "missing" / "x.csv")]) != 0  # fmt: skip
     assert "does not exist; create it first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("rules = 5", "plan key 'rules' must be a list of rule names"),
+        ("settings = [1, 2, 3]", "plan key 'settings' must be a table of rule"),
+        ('extend = "mean"', "plan key 'extend' must be a table"),
+        ("task_options = {bogus = 1}", "task_options 'bogus' are not options of task 'mnist1d_mlp'; it takes: n_pool"),
+    ],
+)
+def test_a_config_key_of_the_wrong_shape_is_one_clear_error(tmp_path, text, match):
+    path = tmp_path / "plan.toml"
+    path.write_text(f"sizes = [16, 32]\n{text}\n")
+    with pytest.raises(WdscaleError, match=match):
+        make_runs(StudyPlan.from_dict(load_plan_file(path)), TASK)
+
+
+def test_refine_refuses_a_points_count_that_would_plan_billions(tmp_path, capsys):
+    from wdscale.cli import main
+
+    study = tmp_path / "study"
+    study.mkdir()
+    assert main(["study", "refine", str(study), "--points", "1000000000"]) != 0
+    assert "from 2 to 12" in capsys.readouterr().err and not (study / "runs.sqlite").exists()

@@ -119,7 +119,7 @@ def test_the_command_line_refines_and_run_then_accepts_the_study(tmp_path, capsy
 @pytest.mark.parametrize(
     "flags,message",
     [
-        (["--points", "1"], "--points must be a whole number ≥ 2"),
+        (["--points", "1"], "points=1 is not allowed: fine steps per coarse step, a whole number from 2 to 12"),
         (["--points", "x"], "--points='x' is not allowed"),
         (["--max-seeds", "0"], "--max-seeds=0 is not allowed"),
         (["--workers", "-2"], "--workers=-2 is not allowed"),

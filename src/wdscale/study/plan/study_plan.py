@@ -9,6 +9,7 @@ tasks). So rules in different units (λ, λ/P, 1/σ², τ) sweep comparable rang
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import sys
@@ -132,10 +133,32 @@ class StudyPlan:
             d["lrs"] = _float_list("lrs", d["lrs"])
         if isinstance(d.get("rules"), str):
             d["rules"] = [r.strip() for r in d["rules"].split(",") if r.strip()]
+        _check_shapes(d)
         return cls(**d)
 
     def save(self, path: Union[str, Path]) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+
+def _check_shapes(d: dict[str, Any]) -> None:
+    """The container keys of a plan dict have the right shape (a config file can hold anything):
+    one error naming the key, what it holds and what is allowed."""
+
+    def bad(key: str, allowed: str) -> WdscaleError:
+        return WdscaleError(f"plan key {key!r} must be {allowed}, got {d[key]!r}")
+
+    if "rules" in d and not (isinstance(d["rules"], list) and all(isinstance(r, str) for r in d["rules"])):
+        raise bad("rules", 'a list of rule names, e.g. ["sum", "mup"] (or "sum,mup")')
+    if d.get("settings") is not None and not (
+        isinstance(d["settings"], dict) and all(isinstance(v, list) for v in d["settings"].values())
+    ):
+        raise bad("settings", "a table of rule → list of settings, e.g. {mup = [0.1, 0.3, 1.0]}")
+    for key in ("extend", "task_options", "refined"):
+        if key in d and not isinstance(d[key], dict):
+            raise bad(key, "a table (e.g. {mean = 3})" if key == "extend" else "a table")
+    for key in ("sizes", "lrs", "grid_sizes"):
+        if d.get(key) is not None and not isinstance(d[key], list):
+            raise bad(key, "a list of numbers")
 
 
 # plan keys added after studies were stored, with the value those studies were planned under
@@ -434,6 +457,7 @@ def resolve(plan: StudyPlan, task, model_fn=None) -> Resolved:
             if len(point) == 3:
                 check_positive(f"refined[{key!r}] lr", point[2])
     plan.lr_schedule  # noqa: B018 (checks the schedule's name and fractions)
+    _check_task_options(plan, task)
     _check_size(plan, sizes)
     if plan.grid_sizes is not None:
         outside = sorted(set(plan.grid_sizes) - set(sizes))
@@ -454,6 +478,26 @@ def resolve(plan: StudyPlan, task, model_fn=None) -> Resolved:
                 f"{plan.size_axis}={size}: a batch cannot hold more samples than the data has"
             )
     return resolved
+
+
+def _check_task_options(plan: StudyPlan, task) -> None:
+    """task_options the task's loader does not take are refused, naming the ones it does."""
+    loader = getattr(task, "loader", None)
+    if not plan.task_options or loader is None:
+        return
+    try:
+        params = inspect.signature(loader).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    known = [n for n in params if n != "seed"]
+    unknown = sorted(set(plan.task_options) - set(known))
+    if unknown:
+        raise WdscaleError(
+            f"task_options {', '.join(map(repr, unknown))} are not options of task {plan.task!r}; "
+            f"it takes: {', '.join(known) or 'none'}"
+        )
 
 
 def budget_n_train(plan: StudyPlan, task, model_fn, sizes: list[int], *, width: int, depth: int) -> dict[int, int]:

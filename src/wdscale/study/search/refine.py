@@ -338,6 +338,21 @@ def stored_plan(out: Union[str, Path]) -> StudyPlan:
     return StudyPlan.from_stored(d)
 
 
+MAX_POINTS = 12  # fine steps per coarse step: 12 already puts 25 points within one step of an optimum
+MAX_SEEDS = 64
+
+
+def check_refine_args(points: int, max_seeds: int) -> None:
+    """points in 2..MAX_POINTS and max_seeds in 1..MAX_SEEDS, or one error naming the value (a typo
+    like --points 1000000000 would otherwise plan billions of runs, and hang)."""
+    if not 2 <= check_positive_int("points", points) <= MAX_POINTS:
+        raise WdscaleError(
+            f"points={points!r} is not allowed: fine steps per coarse step, a whole number from 2 to {MAX_POINTS}"
+        )
+    if check_positive_int("max_seeds", max_seeds) > MAX_SEEDS:
+        raise WdscaleError(f"max_seeds={max_seeds!r} is not allowed: a whole number from 1 to {MAX_SEEDS}")
+
+
 def refine_study(
     plan: StudyPlan,
     out_dir: Union[str, Path],
@@ -353,9 +368,7 @@ def refine_study(
 ) -> RefineSummary:
     """Grow a stored study's plan where the decision is made and train the new runs (see the
     module's docstring). `plan` is the study's plan; the store's refined points are kept."""
-    if check_positive_int("points", points) < 2:
-        raise WdscaleError(f"points={points!r} is not allowed: points must be a whole number ≥ 2 (fine steps per step)")
-    check_positive_int("max_seeds", max_seeds)
+    check_refine_args(points, max_seeds)
     if seeds_at not in SEEDS_AT:
         raise WdscaleError(f"seeds_at={seeds_at!r} is not allowed: one of {', '.join(map(repr, SEEDS_AT))}")
     out = Path(out_dir)
