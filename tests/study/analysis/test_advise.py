@@ -81,6 +81,9 @@ def test_extrapolation_and_straight_line_warnings():
     runs = synthetic({"indep": LAWS["indep"]})
     far = fit_laws(runs, target=int(EXTRAPOLATION_LIMIT * 256) + 1, n_boot=100)[0]
     assert "more than 4× beyond" in far.warning
+    # below the smallest size, even by less than 4×: warned too
+    below = fit_laws(runs, target=16, n_boot=100)[0]
+    assert "below the smallest measured width 32" in below.warning
     # a kinked law: λ* rises ×10 per doubling, then falls: no straight line fits the optima
     kinked = pd.concat(
         [

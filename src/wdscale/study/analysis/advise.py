@@ -239,6 +239,11 @@ def _extrapolation(axis: str, target: int, sizes: np.ndarray) -> list[str]:
             f"the target {axis} {target} is more than {EXTRAPOLATION_LIMIT:g}× beyond the measured "
             f"{axis}s {sizes.min()}–{sizes.max()}: an extrapolation the study did not test"
         ]
+    if target < sizes.min():
+        return [
+            f"the target {axis} {target} is below the smallest measured {axis} {sizes.min()}: an extrapolation "
+            "downward (a sweep there costs less than the study's smallest size did)"
+        ]
     return []
 
 
