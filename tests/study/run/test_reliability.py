@@ -399,3 +399,34 @@ def test_study_run_help_describes_every_flag_and_preset():
     text = run.format_help()
     for name in PRESETS:
         assert f"{name}:" in text
+
+
+def test_a_model_that_fits_the_data_only_at_the_smallest_size_is_refused_before_any_run(tmp_path):
+    def wrong_when_wide(width):  # 10 classes at width 8, 7 from width 16 on
+        return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10 if width < 16 else 7))
+
+    study = Study(
+        wrong_when_wide, load, out=tmp_path, sizes=[8, 16], rules=["sum"], seeds=1, lr=1e-2, epochs=1, batch_size=50
+    )
+    with pytest.raises(ValueError, match=r"at width=16: model and base differ"):
+        study.run(progress=False)
+    assert not (tmp_path / "runs.sqlite").exists()
+
+
+def test_a_model_that_fails_on_the_data_at_a_larger_depth_only_is_refused_before_any_run(tmp_path):
+    class Deep(nn.Module):
+        def __init__(self, width, depth):
+            super().__init__()
+            self.depth = depth
+            self.net = nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
+
+        def forward(self, x):
+            if self.depth >= 4:
+                raise RuntimeError("blocks beyond 3 need a longer input")
+            return self.net(x)
+
+    study = Study(Deep, load, out=tmp_path, size_axis="depth", sizes=[1, 4], width=8, rules=["sum"], seeds=1,
+                  lr=1e-2, epochs=1, batch_size=50)  # fmt: skip
+    with pytest.raises(ValueError, match=r"the model at depth=4 fails on the data's inputs"):
+        study.run(progress=False)
+    assert not (tmp_path / "runs.sqlite").exists()

@@ -201,8 +201,12 @@ def run_study(
                 f"n_train={most.n_train} at {most.size_axis}={most.size}{budget} is more than the {data.n_train} "
                 f"training samples of task {plan.task!r}"
             )
+        # every size's model on the data (a model that fits at the smallest size may not at another:
+        # found before the first run, not after the small sizes trained)
+        shapes = {(c.width, c.depth): c for c in runs}
         with torch.random.fork_rng():
-            check_output(data, origin.model_fn(runs[0].width, runs[0].depth), f"{runs[0].size_axis}={runs[0].size}")
+            for (width, depth), c in shapes.items():
+                check_output(data, origin.model_fn(width, depth), f"{c.size_axis}={c.size}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
