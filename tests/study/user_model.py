@@ -17,7 +17,8 @@ def load():
 
 
 class Fragile(nn.Module):
-    """Fails in its forward pass at width 16: a run that raises for its own reasons."""
+    """Fails in its forward pass at width 16 once training batches arrive (the study's check of
+    every size on two samples passes): a run that raises for its own reasons."""
 
     def __init__(self, width: int):
         super().__init__()
@@ -25,7 +26,7 @@ class Fragile(nn.Module):
         self.a, self.b = nn.Linear(64, width), nn.Linear(width, 10)
 
     def forward(self, x):
-        if self.width == 16:
+        if self.width == 16 and x.shape[0] > 2:
             raise RuntimeError("boom at width 16")
         return self.b(torch.relu(self.a(x)))
 

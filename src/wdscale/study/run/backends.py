@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Optional, Protocol
 
@@ -21,6 +22,8 @@ from ...checks import check_positive_int
 from ...errors import WdscaleError
 from .jobs import Job, OnResult, Source, execute
 from .ray_backend import RayBackend
+
+MAX_WORKER_DEATHS = 3  # pools restarted after a worker died, before the study stops (its runs kept)
 
 
 class Backend(Protocol):
@@ -54,24 +57,53 @@ class LocalBackend:
                 for c, r in zip(job.configs, execute(job, source, device, threads)):
                     on_result(c, r)
             return
+        remaining, deaths = list(jobs), 0
+        while remaining:
+            remaining = self._run_pool(remaining, workers, source, device, on_result, threads)
+            if remaining:
+                deaths += 1
+                if deaths > MAX_WORKER_DEATHS:
+                    raise WdscaleError(
+                        f"worker processes died {deaths} times (killed from outside, or out of memory?) with "
+                        f"{sum(len(j.configs) for j in remaining)} runs left; every finished run is stored: "
+                        "run the study again to resume (fewer --workers if memory is short)"
+                    )
+                print(
+                    f"wdscale: a worker process died; {len(remaining)} unfinished jobs start again in new workers",
+                    file=sys.stderr,
+                )
+
+    @staticmethod
+    def _run_pool(
+        jobs: Sequence[Job], workers: int, source: Source, device: str, on_result: OnResult, threads: int
+    ) -> list[Job]:
+        """Run jobs in one pool; the jobs a dead worker took down (the pool breaks: every job not
+        finished by then) are returned, to run again in a fresh pool."""
         ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+        lost: list[Job] = []
         try:
             pending = {pool.submit(execute, job, source, device, threads): job for job in jobs}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     job = pending.pop(fut)
-                    for c, r in zip(job.configs, fut.result()):
+                    try:
+                        results = fut.result()
+                    except BrokenProcessPool:
+                        lost.append(job)  # its worker (or another) died: the pool is gone
+                        continue
+                    for c, r in zip(job.configs, results):
                         on_result(c, r)
         except BaseException:
-            # interrupted (Ctrl-C, SIGTERM) or a worker died: stop the others now rather than
-            # wait for their jobs; finished runs are already in the store
+            # interrupted (Ctrl-C, SIGTERM): stop the others now rather than wait for their
+            # jobs; finished runs are already in the store
             for proc in list(getattr(pool, "_processes", {}).values()):
                 proc.kill()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+        return lost
 
 
 def _init_worker(driver_pid: int) -> None:
