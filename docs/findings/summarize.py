@@ -87,7 +87,7 @@ def tau_points(j: JointAnalysis, runs: pd.DataFrame) -> pd.DataFrame:
         f = facts.loc[o.size]
         steps = math.ceil(f["n_train"] / f["batch"])
         tau = o.setting if not np.isfinite(o.product) else 1 / (o.product * steps)
-        rows.append(dict(rule=o.rule, size=o.size, tpp=f["n_train"] * 64 / f["n_params"], tau=tau,
+        rows.append(dict(rule=o.rule, size=o.size, tpp=f["n_train"] * 64 / f["n_params"], steps=steps, tau=tau,
                          edge=o.lr_edge or o.setting_edge))  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -132,24 +132,19 @@ def tau_table(j: JointAnalysis, runs: pd.DataFrame, axis: str, published: float)
     """τ* = 1/(η_g·λ_g·T) of each recipe's joint optimum (the hidden weights' per-step decay, T the
     run's steps; a τ-rule's setting is τ in epochs, here one pass), and its slope against the axis
     with the whole-pipeline interval: a λ-rule's is −(η*·λ* slope) − (T's slope), T fixed by the plan."""
-    facts = runs.groupby("size").agg(
-        n_train=("n_train", "first"), n_params=("n_params", "first"), batch=("batch_size", "first")
-    )
-    facts["steps"] = np.ceil(facts["n_train"] / facts["batch"])
-    facts["tpp"] = facts["n_train"] * 64 / facts["n_params"]  # 64-token windows
-    log_size = np.log(facts.index.to_numpy(float))
-    t_slope = float(np.polyfit(log_size, np.log(facts["steps"].to_numpy(float)), 1)[0])
+    pts = tau_points(j, runs)
+    sizes = np.array(sorted(pts["size"].unique()), float)
+    steps = pts.drop_duplicates("size").set_index("size").loc[sizes, "steps"].to_numpy(float)
+    t_slope = float(np.polyfit(np.log(sizes), np.log(steps), 1)[0])
     lines = [
         r"| recipe | size | tokens per parameter | steps | lr\* | setting\* | τ\* (fraction of the run) | at edge |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for o in j.optima:
-        f = facts.loc[o.size]
-        tau = o.setting if not np.isfinite(o.product) else 1 / (o.product * f["steps"])
+    for o, p in zip(j.optima, pts.itertuples()):
         edge = ", ".join(k for k, e in (("lr", o.lr_edge), ("setting", o.setting_edge)) if e) or "no"
         lines.append(
-            f"| `{o.rule}` | {o.size} | {f['tpp']:.1f} | {int(f['steps'])} | {o.lr:.3g} | {o.setting:.3g} | "
-            f"{tau:.3g} | {edge} |"
+            f"| `{o.rule}` | {o.size} | {p.tpp:.1f} | {int(p.steps)} | {o.lr:.3g} | {o.setting:.3g} | "
+            f"{p.tau:.3g} | {edge} |"
         )
     lines += [
         "",
@@ -160,7 +155,7 @@ def tau_table(j: JointAnalysis, runs: pd.DataFrame, axis: str, published: float)
         opt = [o for o in j.optima if o.rule == d.rule]
         if np.isfinite(opt[0].product):
             s, lo, hi = (-v - t_slope for v in d.product_slope)
-            s, lo, hi = s, min(lo, hi), max(lo, hi)
+            lo, hi = min(lo, hi), max(lo, hi)
         else:
             s, lo, hi = d.setting_slope
         lines.append(f"| `{d.rule}` | {s:.2f} [{lo:.2f}, {hi:.2f}] | {published:g} | 0 |")

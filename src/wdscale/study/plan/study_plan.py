@@ -613,15 +613,7 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
         model = model_fn(knobs["width"], knobs["depth"])
     data = DataFacts(n_samples=knobs["n_train"], batch_size=knobs["batch_size"], epochs=r.epochs)
     rule_obj = get_rule(rule)
-    outcome = apply_rule(
-        model,
-        rule=rule,
-        lr=r.lr,
-        **setting_kwargs(rule, 1.0),
-        data=data,
-        optimizer=r.plan.optimizer,
-        decay_vectors=r.plan.decay_vectors,
-    )
+    outcome = _rule_at(r, rule, 1.0, model, data)
     decayed = [a for a in outcome.assignments if a.weight_decay > 0]
     if not decayed:
         raise WdscaleError(f"rule {rule!r} decays no parameter of this model")
@@ -639,15 +631,32 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
     if rule_obj.takes != "weight_decay":
         more = -more
     lo, hi = min(lo, lo + more), max(hi, hi + more)
-    grid = [float(f"{centre * 10 ** (k / r.plan.points_per_decade):.4g}") for k in range(lo, hi + 1)]
+    steps = list(range(lo, hi + 1))
     if r.plan.shrink_cap and outcome.mode == "decoupled":
-        kept = [k for k in range(lo, hi + 1) if _largest_step_decay(r, rule, grid[k - lo], model, data) < 1.0]
+        steps = [k for k in steps if _largest_step_decay(r, rule, _grid_value(r, centre, k), model, data) < 1.0]
         # at least 3 settings to locate an optimum: a grid cut below that grows toward weaker decay
         weaker = -1 if rule_obj.takes == "weight_decay" else 1
-        while len(kept) < 3:
-            kept = sorted([*kept, (min(kept) - 1 if weaker < 0 else max(kept) + 1) if kept else 0])
-        grid = [float(f"{centre * 10 ** (k / r.plan.points_per_decade):.4g}") for k in kept]
-    return grid
+        while len(steps) < 3:
+            steps = sorted([*steps, (min(steps) - 1 if weaker < 0 else max(steps) + 1) if steps else 0])
+    return [_grid_value(r, centre, k) for k in steps]
+
+
+def _grid_value(r: Resolved, centre: float, k: int) -> float:
+    """The k-th setting of a centred grid, to 4 significant digits."""
+    return float(f"{centre * 10 ** (k / r.plan.points_per_decade):.4g}")
+
+
+def _rule_at(r: Resolved, rule: str, setting: float, model, data: DataFacts):
+    """The rule's groups for the base model at this setting and the base lr."""
+    return apply_rule(
+        model,
+        rule=rule,
+        lr=r.lr,
+        **setting_kwargs(rule, setting),
+        data=data,
+        optimizer=r.plan.optimizer,
+        decay_vectors=r.plan.decay_vectors,
+    )
 
 
 def _largest_step_decay(r: Resolved, rule: str, setting: float, model, data: DataFacts) -> float:
@@ -655,15 +664,7 @@ def _largest_step_decay(r: Resolved, rule: str, setting: float, model, data: Dat
     centre: in a joint study larger lrs reach zero shrink sooner, and those runs bracket the optimum)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ShrinkWarning)
-        outcome = apply_rule(
-            model,
-            rule=rule,
-            lr=r.lr,
-            **setting_kwargs(rule, setting),
-            data=data,
-            optimizer=r.plan.optimizer,
-            decay_vectors=r.plan.decay_vectors,
-        )
+        outcome = _rule_at(r, rule, setting, model, data)
     return max(a.lr * a.weight_decay for a in outcome.assignments)
 
 
