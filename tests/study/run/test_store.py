@@ -115,3 +115,37 @@ def test_an_empty_store_file_reads_as_a_study_with_no_runs_and_a_run_makes_it(tm
         assert "has no finished runs yet" in capsys.readouterr().err
     assert main(["study", "run", "--out", str(tmp_path), *TINY_FLAGS]) == 0
     assert len(Store(tmp_path / "runs.sqlite", readonly=True).frame()) == 12
+
+
+WRITER = """
+import sys
+from wdscale.study.plan.config import RunConfig, RunResult
+from wdscale.study.run.store import Store
+base = dict(task="t", size_axis="width", size=32, width=32, depth=2, n_train=100, batch_size=10, base_width=32,
+            base_depth=2, rule="sum", optimizer="sgd", lr=0.1, epochs=2, seed=0)
+with Store(sys.argv[1]) as store:
+    print("ready", flush=True)
+    for job in range(10**6):
+        configs = [RunConfig(setting=job + k / 1000, **base) for k in range(200)]
+        store.add_job(configs, [RunResult(c.run_id, "ok", val_loss=1.0) for c in configs])
+"""
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.45, 0.7])
+def test_a_job_is_stored_whole_or_not_at_all_when_the_writer_is_killed_mid_write(tmp_path, delay):
+    # jobs of 200 runs written back to back, the writer SIGKILLed at some moment: the store holds
+    # a whole number of jobs, never part of one
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "runs.sqlite"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with Store(path, readonly=True) as store:
+        n = len(store.done_ids())
+    assert n > 0 and n % 200 == 0, n

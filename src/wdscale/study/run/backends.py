@@ -1,6 +1,6 @@
 """Backends: where jobs run. `LocalBackend` forks worker processes on this machine;
 `ray_backend.RayBackend` sends jobs to a Ray cluster. Both train each job with `jobs.execute` and
-hand every finished run to the driver's `on_result`; only the driver writes the store.
+hand every finished job's runs to the driver's `on_result`; only the driver writes the store.
 """
 
 from __future__ import annotations
@@ -54,8 +54,7 @@ class LocalBackend:
         workers = min(self.n_workers(threads), len(jobs)) if jobs else 1
         if workers == 1 or device.startswith("cuda"):
             for job in jobs:
-                for c, r in zip(job.configs, execute(job, source, device, threads)):
-                    on_result(c, r)
+                on_result(job.configs, execute(job, source, device, threads))
             return
         remaining, deaths = list(jobs), 0
         while remaining:
@@ -93,8 +92,7 @@ class LocalBackend:
                     except BrokenProcessPool:
                         lost.append(job)  # its worker (or another) died: the pool is gone
                         continue
-                    for c, r in zip(job.configs, results):
-                        on_result(c, r)
+                    on_result(job.configs, results)
         except BaseException:
             # interrupted (Ctrl-C, SIGTERM): stop the others now rather than wait for their
             # jobs; finished runs are already in the store

@@ -26,8 +26,9 @@ from ..train.user_loop import TrainFn, train_user_run
 
 log = logging.getLogger("wdscale.study")
 
-# what a backend calls, in the driver, with each finished run
-OnResult = Callable[[RunConfig, RunResult], None]
+# what a backend calls, in the driver, with each finished job's configs and results (the store
+# writes them in one transaction: a job is stored whole or not at all)
+OnResult = Callable[[Sequence[RunConfig], Sequence[RunResult]], None]
 
 
 # -- where a run's data and model come from ---------------------------------------------------------

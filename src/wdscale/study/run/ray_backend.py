@@ -80,8 +80,7 @@ class RayBackend:
                         first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()[0]
                         msg = f"Ray task failed after {self.max_retries} retries: {type(e).__name__}: {first}"
                         results = [RunResult(run_id=c.run_id, status="failed", error=msg) for c in job.configs]
-                    for c, r in zip(job.configs, results):
-                        on_result(c, r)
+                    on_result(job.configs, results)
         except BaseException:
             for ref in pending:
                 ray.cancel(ref, force=True)

@@ -236,13 +236,15 @@ def run_study(
             print(f"  {note}", file=sys.stderr)
         bar = _progress(len(todo), execution.progress)
 
-        def on_result(c: RunConfig, r: RunResult) -> None:
-            if store.add(c, r):
-                summary.ran += 1
-                summary.statuses[r.status] = summary.statuses.get(r.status, 0) + 1
-                if r.status == "failed":
-                    log.warning("run %s failed: %s", c.run_id, r.error)
-            bar.update(1)
+        def on_result(configs: Sequence[RunConfig], results: Sequence[RunResult]) -> None:
+            added = store.add_job(configs, results)  # one transaction: the job whole, or nothing
+            for c, r, new in zip(configs, results, added):
+                if new:
+                    summary.ran += 1
+                    summary.statuses[r.status] = summary.statuses.get(r.status, 0) + 1
+                    if r.status == "failed":
+                        log.warning("run %s failed: %s", c.run_id, r.error)
+            bar.update(len(configs))
             bar.set_postfix({k: v for k, v in summary.statuses.items() if k != "ok"}, refresh=False)
 
         try:

@@ -1,7 +1,7 @@
 """SQLite store: one row per finished run, keyed by the hash of its config; one plan per store.
 
-Only the driver writes. Each result is committed in its own transaction as soon as it arrives, so
-a study killed at any moment (even SIGKILL) keeps every run that finished; the primary key makes a
+Only the driver writes. Each job's results are committed in one transaction as soon as they
+arrive, so a study killed at any moment (even SIGKILL) keeps every job that finished, whole; the primary key makes a
 second write of the same run impossible, and a re-run skips what is already here.
 
 A store is opened for writing (`Store(path)`, the driver) or for reading (`Store(path,
@@ -18,7 +18,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -158,6 +158,20 @@ class Store:
 
     def add(self, config: RunConfig, result: RunResult) -> bool:
         """Record one finished run; False (and nothing written) if it is already stored."""
+        return self.add_job([config], [result])[0]
+
+    def add_job(self, configs: Sequence[RunConfig], results: Sequence[RunResult]) -> list[bool]:
+        """Record a job's finished runs in one transaction (all or none, even under SIGKILL);
+        per run, False if it was already stored."""
+        if len(configs) != len(results):
+            raise AssertionError(f"{len(results)} results for {len(configs)} configs")
+        rows = [self._row(c, r) for c, r in zip(configs, results)]
+        sql = f"INSERT OR IGNORE INTO runs ({', '.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})"
+        with self._db:
+            return [self._db.execute(sql, row).rowcount == 1 for row in rows]
+
+    @staticmethod
+    def _row(config: RunConfig, result: RunResult) -> tuple:
         if result.run_id != config.run_id:
             raise AssertionError(f"result {result.run_id} does not belong to config {config.run_id}")
         values = (
@@ -181,11 +195,7 @@ class Store:
             result.threads or None,
             result.n_params or None,
         )
-        with self._db:
-            cur = self._db.execute(
-                f"INSERT OR IGNORE INTO runs ({', '.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})", values
-            )
-        return cur.rowcount == 1
+        return values
 
     def forget(self, run_ids: Iterable[str]) -> int:
         """Delete runs (e.g. failed ones, to retry them)."""
