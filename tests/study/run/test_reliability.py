@@ -467,3 +467,15 @@ def test_a_run_that_kills_every_worker_stops_the_study_with_one_clear_error(tmp_
         study.run()
     done = study.results()  # what finished before the pools broke, width 8 only
     assert done.empty or (done["size"] == 8).all()
+
+
+def test_deleting_the_lock_file_does_not_let_a_second_driver_in(tmp_path):
+    from wdscale.errors import WdscaleError
+
+    with study_lock(tmp_path):
+        (tmp_path / ".wdscale.lock").unlink()
+        with pytest.raises(WdscaleError, match="another `wdscale study run`"):
+            with study_lock(tmp_path):
+                pass
+    with study_lock(tmp_path):  # released: the next driver gets it
+        pass

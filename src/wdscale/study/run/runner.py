@@ -83,24 +83,28 @@ def study_lock(out: Path) -> Iterator[None]:
         yield
         return
     path = out / ".wdscale.lock"
-    with open(path, "a+") as f:
+    # the lock is on the directory itself, so deleting the lock file (which only names the holder)
+    # cannot let a second driver in
+    dir_fd = os.open(out, os.O_RDONLY)
+    try:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
+            try:
+                holder = path.read_text().strip() or "another process"
+            except OSError:
+                holder = "another process"
             raise WdscaleError(
                 f"another `wdscale study run` ({holder}) is running on {str(out)!r}; "
                 "wait for it to finish (it stores every run), or use another --out"
             ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        f.flush()
+        path.write_text(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
         try:
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(dir_fd, fcntl.LOCK_UN)
+    finally:
+        os.close(dir_fd)
 
 
 def check_plan_fits_store(store: Store, runs: Sequence[RunConfig], out: Path) -> None:
