@@ -690,8 +690,31 @@ def check_models(r: Resolved, model_fn) -> None:
             raise WdscaleError(f"at {where}: {e}") from e
 
 
+# the largest built-in model a plan may ask for: a typo like --depth 100000 or --sizes 100000000
+# would otherwise hang building it, then exhaust the memory
+MAX_BUILTIN_PARAMS = 2_000_000_000
+
+
+def check_builtin_sizes(r: Resolved, task) -> None:
+    """Count a built-in task's parameters at every size on the meta device (no memory, no data)
+    and refuse a model beyond MAX_BUILTIN_PARAMS, naming the size."""
+    with torch.random.fork_rng():  # a real small one first: a factory that loads and caches data
+        task.make_model(min(size_knobs(r, s)["width"] for s in r.sizes), 1)  # must not cache meta tensors
+    for size in r.sizes:
+        knobs = size_knobs(r, size)
+        with torch.device("meta"), torch.random.fork_rng():
+            n = sum(p.numel() for p in task.make_model(knobs["width"], knobs["depth"]).parameters())
+        if n > MAX_BUILTIN_PARAMS:
+            raise WdscaleError(
+                f"{r.plan.size_axis}={size} makes a {task.name} model of {n:,} parameters, more than the "
+                f"{MAX_BUILTIN_PARAMS:,} a study trains on these machines; check --sizes, --width and --depth"
+            )
+
+
 def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
     """Every run of the plan, in a stable order (size, rule, setting, seed)."""
+    if model_fn is None:  # before anything builds a real model (a token budget counts parameters)
+        check_builtin_sizes(resolve(dataclasses.replace(plan, refined={}, tokens_per_param=None), task), task)
     r = resolve(plan, task, model_fn)
     model_fn = model_fn or task.make_model
     check_models(r, model_fn)
