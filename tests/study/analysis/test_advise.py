@@ -158,3 +158,17 @@ def test_a_slope_beyond_what_the_sizes_support_is_flagged():
     runs = synthetic({"wild": (1e-6, 3.0)}, sizes=(32, 36, 40), rng=1)  # ∝ size^3 over ×1.25
     law = law_of(fit_laws(runs, 160), "wild")
     assert abs(law.slope) > 2.5 and "beyond what these sizes support" in law.warning
+
+
+def test_the_settings_table_of_a_model_too_large_to_build_is_skipped_with_a_reason():
+    from pathlib import Path
+
+    from wdscale.study.plan.tasks import get_task
+    from wdscale.study.run.store import load_runs
+
+    runs = load_runs(Path(__file__).parents[3] / "docs" / "findings" / "full")
+    runs = runs[runs["rule"].isin(["timescale", "sum"])]
+    far = advise(runs, 100_000_000, model_factory=get_task("mnist1d_mlp").make_model, n_boot=50)
+    assert far.settings_table == "" and "too many to build here" in far.why
+    near = advise(runs, 2048, model_factory=get_task("mnist1d_mlp").make_model, n_boot=50)
+    assert near.settings_table  # a buildable target still gets its table

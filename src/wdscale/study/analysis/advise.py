@@ -43,11 +43,13 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from ...errors import WdscaleError
 from ...optim import explain
 from ...rules import RULES, DataFacts, setting_kwargs
+from ..plan.study_plan import MAX_BUILTIN_PARAMS
 from .joint import analyze_joint, joint_optimum_draws
 from .study_analysis import CI, SERIES_KEYS, analyze, mean_curves, number, optimum_resamples, percent, setting_symbol
 
@@ -247,6 +249,16 @@ def _extrapolation(axis: str, target: int, sizes: np.ndarray) -> list[str]:
     return []
 
 
+def _meta_params(model_factory, width: int, depth: int) -> int:
+    """The model's parameter count, built on the meta device (no memory); 0 if the factory cannot
+    be built there (then the table builds it for real, as before)."""
+    try:
+        with torch.device("meta"), torch.random.fork_rng():
+            return sum(p.numel() for p in model_factory(width, depth).parameters())
+    except Exception:  # a factory that loads data or checks devices: counted by building it
+        return 0
+
+
 def _series_keys(runs: pd.DataFrame) -> list:
     return [tuple(k) for k, _ in runs.groupby(["task", "optimizer", "size_axis"], sort=True)]
 
@@ -378,6 +390,14 @@ def advise(
             and {"width", "depth", "base_width", "base_depth", "lr"} <= set(cfg)
         ):
             width, depth = int(cfg["width"]), int(cfg["depth"])
+            base = model_factory(int(cfg["base_width"]), depth)  # real first: a factory may cache data
+            n_params = _meta_params(model_factory, width, depth)
+            if n_params > MAX_BUILTIN_PARAMS:
+                why += (
+                    f"; no per-parameter table: the model at {study_axis} {int(target)} has {n_params:,} "
+                    "parameters, too many to build here"
+                )
+                return Advice(laws, study_axis, int(target), rule, resolved, why, table, call)
             data = None
             if all(k in cfg for k in ("n_train", "batch_size", "epochs")):
                 data = DataFacts(
@@ -389,7 +409,7 @@ def advise(
                     rule=rule,
                     lr=float(cfg["lr"]),
                     **setting_kwargs(rule, law.predicted),
-                    base=model_factory(int(cfg["base_width"]), depth),
+                    base=base,
                     data=data,
                     optimizer=law.optimizer,
                     depth_mult=depth / int(cfg["base_depth"]),
