@@ -451,7 +451,7 @@ def render(advice: Advice) -> str:
 def holdout(runs: pd.DataFrame, metric: str = "val_loss", n_boot: int = N_BOOT, seed: int = 0) -> list[Holdout]:
     """Per rule: refit without the largest size, predict its optimum, and check against runs
     trained there (see `Holdout`). Rules with fewer than three sizes are skipped."""
-    full = analyze(runs, metric=metric, n_boot=100, seed=seed).optima_frame()
+    full = analyze(runs, metric=metric, n_boot=100, seed=seed, stability_seeds=1).optima_frame()  # optima only
     curves = mean_curves(runs, metric=metric)
     out = []
     for key, g in runs.groupby(list(SERIES_KEYS), sort=True):
