@@ -224,6 +224,8 @@ _COSINE: dict[str, Any] = dict(schedule="cosine", warmup=0.05, final_lr=0.1)
 _LINEAR: dict[str, Any] = dict(schedule="linear", warmup=0.05)
 for _name in ("full", "mnist1d_data", "mnist1d_batch"):
     PRESETS[f"{_name}_cosine"] = {**PRESETS[_name], **_COSINE, "points_per_decade": 2}
+# its twin has 3 settings a decade, so "every other" would be 1.5: 2 a decade, the same centre
+PRESETS["shakespeare_width_cosine"] = {**PRESETS["shakespeare_width"], **_COSINE, "points_per_decade": 2}
 PRESETS["full_linear"] = {**PRESETS["full"], **_LINEAR, "points_per_decade": 2}
 for _name in ("joint_width", "joint_shakespeare"):
     PRESETS[f"{_name}_cosine"] = {**PRESETS[_name], **_COSINE}
@@ -291,6 +293,7 @@ PRESET_HELP: dict[str, str] = {
         + (", every other setting of its grid" if name.startswith("mnist1d") or name == "full" else "")
         for name in ("full", "mnist1d_data", "mnist1d_batch", "joint_width", "joint_shakespeare")
     },
+    "shakespeare_width_cosine": "`shakespeare_width` under warmup + cosine to a tenth of the peak lr, 2 per decade",
     "full_linear": "`full` under warmup + linear decay to zero, every other setting of its grid",
     "onepass_width": "one pass over 20 tokens per parameter: character transformer, widths 8-32, decoupled / mup",
     "onepass_tpp": "one pass over 5-80 tokens per parameter: character transformer width 16, decoupled / timescale",
