@@ -82,12 +82,13 @@ def tau_points(j: JointAnalysis, runs: pd.DataFrame) -> pd.DataFrame:
     """Per recipe and size: tokens per parameter, τ* of the joint optimum and whether it is at an edge."""
     facts = runs.groupby("size").agg(n_train=("n_train", "first"), n_params=("n_params", "first"),
                                       batch=("batch_size", "first"))  # fmt: skip
+    per_sample = get_task(str(runs["task"].iloc[0])).tokens_per_sample
     rows = []
     for o in j.optima:
         f = facts.loc[o.size]
         steps = math.ceil(f["n_train"] / f["batch"])
         tau = o.setting if not np.isfinite(o.product) else 1 / (o.product * steps)
-        rows.append(dict(rule=o.rule, size=o.size, tpp=f["n_train"] * 64 / f["n_params"], steps=steps, tau=tau,
+        rows.append(dict(rule=o.rule, size=o.size, tpp=f["n_train"] * per_sample / f["n_params"], steps=steps, tau=tau,
                          edge=o.lr_edge or o.setting_edge))  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -632,23 +633,18 @@ def main() -> int:
         scheduled = analyze(runs)
         blocks[name] = study_table(verdict_rows(name, STUDIES[twin], scheduled))
         blocks[f"{name}_vs_constant"] = schedule_table(analyses[twin], scheduled)
-    for name in SCHEDULE_JOINT_STUDIES:
-        runs = exported(HERE / name)
-        if runs is None or runs.empty:
-            missing.append(name)
-            continue
-        joint, _ = joint_blocks(name, runs, None)
-        blocks.update(joint)
     tau_pts: dict[str, pd.DataFrame] = {}
-    for name, (axis, published) in ONEPASS_STUDIES.items():
+    for name in [*SCHEDULE_JOINT_STUDIES, *ONEPASS_STUDIES]:
         runs = exported(HERE / name)
         if runs is None or runs.empty:
             missing.append(name)
             continue
         joint, j = joint_blocks(name, runs, None)
         blocks.update(joint)
-        blocks[f"{name}_tau"] = tau_table(j, runs, axis, published)
-        tau_pts[name] = tau_points(j, runs)
+        if name in ONEPASS_STUDIES:
+            axis, published = ONEPASS_STUDIES[name]
+            blocks[f"{name}_tau"] = tau_table(j, runs, axis, published)
+            tau_pts[name] = tau_points(j, runs)
     if tau_pts:
         tau_figure(tau_pts, HERE / "onepass_tau.png")
     tune_rows = []

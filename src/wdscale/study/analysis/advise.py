@@ -43,13 +43,12 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
 from ...errors import WdscaleError
 from ...optim import explain
 from ...rules import RULES, DataFacts, setting_kwargs
-from ..plan.study_plan import MAX_BUILTIN_PARAMS
+from ..plan.study_plan import MAX_BUILTIN_PARAMS, meta_params
 from .joint import analyze_joint, joint_optimum_draws
 from .study_analysis import CI, SERIES_KEYS, analyze, mean_curves, number, optimum_resamples, percent, setting_symbol
 
@@ -250,11 +249,10 @@ def _extrapolation(axis: str, target: int, sizes: np.ndarray) -> list[str]:
 
 
 def _meta_params(model_factory, width: int, depth: int) -> int:
-    """The model's parameter count, built on the meta device (no memory); 0 if the factory cannot
-    be built there (then the table builds it for real, as before)."""
+    """The model's parameter count on the meta device; 0 if the factory cannot be built there
+    (then the table builds it for real, as before)."""
     try:
-        with torch.device("meta"), torch.random.fork_rng():
-            return sum(p.numel() for p in model_factory(width, depth).parameters())
+        return meta_params(model_factory, width, depth)
     except Exception:  # a factory that loads data or checks devices: counted by building it
         return 0
 
@@ -272,7 +270,8 @@ def fit_laws(
     """Every rule's law, fitted on the study's per-size optima, and its value at `target`."""
     if int(target) < 1:
         raise WdscaleError(f"the target size must be a whole number ≥ 1, got {target}")
-    result = analyze(runs, metric=metric, n_boot=300, seed=seed)
+    # the laws read the optima and the regret interval, not the verdicts: one bootstrap seed
+    result = analyze(runs, metric=metric, n_boot=300, seed=seed, stability_seeds=1)
     optima = result.optima_frame()
     table = result.table()
     steps = _grid_steps(runs)

@@ -698,6 +698,12 @@ def check_models(r: Resolved, model_fn) -> None:
 MAX_BUILTIN_PARAMS = 2_000_000_000
 
 
+def meta_params(model_fn, width: int, depth: int) -> int:
+    """Parameters of model_fn(width, depth), built on the meta device (no memory, no data)."""
+    with torch.device("meta"), torch.random.fork_rng():
+        return sum(p.numel() for p in model_fn(width, depth).parameters())
+
+
 def check_builtin_sizes(r: Resolved, task) -> None:
     """Count a built-in task's parameters at every size on the meta device (no memory, no data)
     and refuse a model beyond MAX_BUILTIN_PARAMS, naming the size."""
@@ -705,8 +711,7 @@ def check_builtin_sizes(r: Resolved, task) -> None:
         task.make_model(min(size_knobs(r, s)["width"] for s in r.sizes), 1)  # must not cache meta tensors
     for size in r.sizes:
         knobs = size_knobs(r, size)
-        with torch.device("meta"), torch.random.fork_rng():
-            n = sum(p.numel() for p in task.make_model(knobs["width"], knobs["depth"]).parameters())
+        n = meta_params(task.make_model, knobs["width"], knobs["depth"])
         if n > MAX_BUILTIN_PARAMS:
             raise WdscaleError(
                 f"{r.plan.size_axis}={size} makes a {task.name} model of {n:,} parameters, more than the "

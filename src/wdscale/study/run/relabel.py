@@ -70,5 +70,5 @@ def relabel_study(study_dir: Union[str, Path]) -> tuple[int, dict[str, str]]:
         hit = df["run_id"].isin(list(reasons)) & (df["status"] == "ok")
         df.loc[hit, "status"] = "not_learned"
         df.loc[hit, "error"] = df.loc[hit, "run_id"].map(reasons)
-        df.to_parquet(export, index=False)
+        write_export(df, export)
     return n_ok, reasons

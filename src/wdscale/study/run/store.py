@@ -1,8 +1,8 @@
 """SQLite store: one row per finished run, keyed by the hash of its config; one plan per store.
 
 Only the driver writes. Each job's results are committed in one transaction as soon as they
-arrive, so a study killed at any moment (even SIGKILL) keeps every job that finished, whole; the primary key makes a
-second write of the same run impossible, and a re-run skips what is already here.
+arrive, so a study killed at any moment (even SIGKILL) keeps every job that finished, whole; the
+primary key makes a second write of the same run impossible, and a re-run skips what is already here.
 
 A store is opened for writing (`Store(path)`, the driver) or for reading (`Store(path,
 readonly=True)`: report, export, status; works on a read-only directory). Either way it is checked
