@@ -68,6 +68,7 @@ SCHEDULE_STUDIES = {
     "mnist1d_batch_cosine": ("mnist1d_batch", "warmup 5 % + cosine to 10 %"),
     "full_cosine": ("full", "warmup 5 % + cosine to 10 %"),
     "full_linear": ("full", "warmup 5 % + linear to 0"),
+    "shakespeare_width_cosine": ("shakespeare_width", "warmup 5 % + cosine to 10 %"),
 }
 SCHEDULE_JOINT_STUDIES = {"joint_width_cosine": "joint_width", "joint_shakespeare_cosine": "joint_shakespeare"}
 
