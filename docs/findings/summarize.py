@@ -4,7 +4,8 @@
 
 rewrites every block of docs/findings.md between `<!-- begin:NAME -->` and `<!-- end:NAME -->`:
 NAME a study directory (its per-rule table) or `cost` (the cost of finding λ on the `full` study),
-and draws docs/findings/summary_regret.png (transfer regret per rule, one panel per study). Each
+and draws docs/findings/summary_regret.png (transfer regret per rule, one panel per study),
+schedule_regret.png (§8: constant lr beside the schedule) and onepass_tau.png (§9). Each
 study is read from its runs.parquet (or runs.sqlite); a study directory that is missing is named.
 """
 
@@ -540,6 +541,56 @@ def fill(doc: str, blocks: dict[str, str]) -> str:
     return doc
 
 
+def _bars(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Regret bars in % and their interval's arms (a measured 0 % at the log axis's left edge)."""
+    floor = 1e-3
+    finite = np.isfinite(g["regret"].to_numpy(float))
+    reg = 100 * g["regret"].where(finite, floor).clip(lower=floor).to_numpy(float)
+    lo = 100 * g["regret_lo"].fillna(g["regret"]).where(finite, floor).clip(lower=floor).to_numpy(float)
+    hi = 100 * g["regret_hi"].fillna(g["regret"]).where(finite, floor).clip(lower=floor).to_numpy(float)
+    return reg, np.vstack([np.maximum(reg - lo, 0), np.maximum(hi - reg, 0)])
+
+
+def schedule_figure(pairs: dict[str, tuple[StudyAnalysis, StudyAnalysis, str]], path: Path) -> None:
+    """§8: per study rerun under a schedule, each rule's transfer regret at a constant lr beside
+    the scheduled one (bars: 90 % intervals; hatched: optimum on the grid's edge, a bound)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(3, len(pairs))
+    rows = math.ceil(len(pairs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.1 * rows), squeeze=False)
+    for ax, (name, (constant, scheduled, schedule)) in zip(axes.flat, pairs.items()):
+        c = pd.DataFrame(verdict_rows("", "", constant)).set_index("rule")
+        s = pd.DataFrame(verdict_rows("", "", scheduled)).set_index("rule")
+        rules = [r for r in s.sort_values("regret", ascending=False).index if r in c.index]
+        y = np.arange(len(rules))
+        for frame, dy, color, label in ((c, 0.2, "#9aa9bd", "constant lr"), (s, -0.2, "#d9822b", schedule)):
+            g = frame.loc[rules]
+            reg, err = _bars(g)
+            ax.barh(y + dy, reg, height=0.38, color=color, xerr=err, ecolor="#444444", capsize=2, label=label,
+                    )  # fmt: skip
+            for yi, edge in zip(y + dy, g["edge"]):
+                if edge:
+                    ax.text(0.12, yi, "≥ (edge)", va="center", fontsize=6, color="#aa3333")
+        ax.set_yticks(y, rules)
+        ax.set_xscale("log")
+        ax.set_xlim(0.1, 200)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("transfer regret, %", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=6, loc="upper right")
+    for ax in list(axes.flat)[len(pairs) :]:
+        ax.axis("off")
+    fig.suptitle("Under a schedule (orange) beside the constant-lr twin (grey): loss lost at the largest size, "
+                 "trained at the smallest size's best setting", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def figure(verdicts: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -554,13 +605,8 @@ def figure(verdicts: list[dict], path: Path) -> None:
     for ax, s in zip(axes.flat, studies):
         g = df[df["study"] == s].sort_values("regret", ascending=False)
         y = np.arange(len(g))
-        floor = 1e-3  # a measured 0 % sits at the left edge of the log axis
-        finite = np.isfinite(g["regret"].to_numpy(float))
-        reg = 100 * g["regret"].where(finite, floor).clip(lower=floor).to_numpy(float)
-        lo = 100 * g["regret_lo"].fillna(g["regret"]).where(finite, floor).clip(lower=floor).to_numpy(float)
-        hi = 100 * g["regret_hi"].fillna(g["regret"]).where(finite, floor).clip(lower=floor).to_numpy(float)
+        reg, err = _bars(g)
         colors = ["#bbbbbb" if e else "#3b6ea8" for e in g["edge"]]
-        err = np.vstack([np.maximum(reg - lo, 0), np.maximum(hi - reg, 0)])
         ax.barh(y, reg, color=colors, xerr=err, ecolor="#444444", capsize=2)
         ax.set_yticks(y, g["rule"])
         for yi, r in zip(y, g["regret"].to_numpy(float)):
@@ -626,14 +672,18 @@ def main() -> int:
             continue
         joint, _ = joint_blocks(name, runs, loaded.get(one_d_name))
         blocks.update(joint)
-    for name, (twin, _) in SCHEDULE_STUDIES.items():
+    pairs: dict[str, tuple[StudyAnalysis, StudyAnalysis, str]] = {}
+    for name, (twin, schedule) in SCHEDULE_STUDIES.items():
         runs = exported(HERE / name)
         if runs is None or runs.empty or twin not in analyses:
             missing.append(name)
             continue
         scheduled = analyze(runs)
+        pairs[name] = (analyses[twin], scheduled, schedule)
         blocks[name] = study_table(verdict_rows(name, STUDIES[twin], scheduled))
         blocks[f"{name}_vs_constant"] = schedule_table(analyses[twin], scheduled)
+    if pairs:
+        schedule_figure(pairs, HERE / "schedule_regret.png")
     tau_pts: dict[str, pd.DataFrame] = {}
     for name in [*SCHEDULE_JOINT_STUDIES, *ONEPASS_STUDIES]:
         runs = exported(HERE / name)
