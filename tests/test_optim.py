@@ -468,3 +468,14 @@ def test_explain_under_a_schedule_averages_tau_over_the_run():
     assert f"{hidden.tau_epochs:.4g} → {2.0 / mean:.4g} epochs" in text and f"over the run {applied:.4g}" in text
     with pytest.raises(wdscale.WdscaleError, match="give total_steps"):
         wdscale.explain(model, rule="decoupled", lr=0.01, weight_decay=0.1).under(wdscale.Schedule("linear"))
+
+
+def test_explain_refuses_a_width_below_one_instead_of_using_the_base(capsys):
+    from wdscale.cli import main
+
+    common = ["explain", "--model", "mnist1d_mlp", "--rule", "mup", "--lr", "0.01", "--weight-decay", "0.1"]
+    for flags in (["--width", "0", "--base-width", "16"], ["--width", "32", "--base-width", "-2"]):
+        assert main([*common, *flags]) == 2
+        err = capsys.readouterr().err
+        assert "is not a width: give a whole number ≥ 1" in err and err.count("\n") == 1
+    assert main([*common, "--width", "32", "--base-width", "16"]) == 0

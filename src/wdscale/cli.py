@@ -24,7 +24,7 @@ def _model_factory(spec: str) -> Callable[..., nn.Module]:
             task = get_task(spec)
         except ValueError as e:
             raise UsageError(str(e)) from None
-        return lambda width=None: task.make_model(width or task.base_width)
+        return lambda width=None: task.make_model(task.base_width if width is None else width)
     return load_object(spec, "--model")
 
 
@@ -62,6 +62,9 @@ def cmd_explain(args: argparse.Namespace) -> None:
             f"--rule {args.rule} scales with width against a base (base=None otherwise): give "
             "--base-width, the width where the setting was tuned (equal to --width at that width)"
         )
+    for flag, value in (("--width", args.width), ("--base-width", args.base_width)):
+        if value is not None and value < 1:  # 0 once fell back to the base width without a word
+            raise UsageError(f"{flag} {value} is not a width: give a whole number ≥ 1")
     factory = _model_factory(args.model)
     model = _build(factory, args.width, "--model")
     base = _build(factory, args.base_width, "--base-width") if args.base_width is not None else None
