@@ -53,6 +53,8 @@ def as_task_data(data: Any) -> TaskData:
             raise WdscaleError(
                 f"x and y lengths differ: train {len(x_tr)} vs {len(y_tr)}, val {len(x_va)} vs {len(y_va)}"
             )
+        if len(y_tr) == 0 or len(y_va) == 0:
+            raise WdscaleError(f"the data has {len(y_tr)} training and {len(y_va)} validation samples: give both")
         n_classes = int(max(y_tr.max(), y_va.max())) + 1
         return TaskData(x_tr, y_tr.long(), x_va, y_va.long(), n_classes=n_classes)
     raise WdscaleTypeError(

@@ -485,3 +485,53 @@ def test_deleting_the_lock_file_does_not_let_a_second_driver_in(tmp_path):
                 pass
     with study_lock(tmp_path):  # released: the next driver gets it
         pass
+
+
+def _bad(name):
+    x, y, xv, yv = load()
+    return {
+        "x_val has 40 features": (x, y, xv[:, :40], yv),
+        "y_val is 2-D": (x, y, xv, yv[:, None]),
+        "a label of -1": (x, torch.where(torch.arange(len(y)) == 3, -1, y), xv, yv),
+        "NaN inputs": (x.clone().index_fill_(0, torch.tensor([5]), float("nan")), y, xv, yv),
+        "no training samples": (x[:0], y[:0], xv, yv),
+    }[name]
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("x_val has 40 features", r"x_val's samples have shape \(40,\), x_train's \(64,\)"),
+        ("y_val is 2-D", r"y_val's samples have shape \(1,\), y_train's \(\)"),
+        ("a label of -1", r"y_train holds labels -1\.\.9; with 10 classes they must lie in 0\.\.9"),
+        ("NaN inputs", r"x_train holds NaN or infinite values \(1 samples\)"),
+        ("no training samples", r"the data has 0 training and 100 validation samples"),
+    ],
+)
+def test_bad_data_is_one_clear_error_before_any_run(tmp_path, name, message):
+    # each of these once ended with every run stored failed (or diverged, for NaN inputs), exit 0
+    with pytest.raises(ValueError, match=message):
+        Study(make_model, lambda: _bad(name), out=tmp_path, sizes=[8, 16], rules=["sum"], seeds=1, lr=1e-2,
+              epochs=1, batch_size=50).run(progress=False)  # fmt: skip
+    assert not (tmp_path / "runs.sqlite").exists()
+
+
+def make_model(width):
+    return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
+
+
+def test_an_export_missing_a_column_a_store_needs_is_refused(tmp_path, capsys):
+    import pandas as pd
+
+    study = Study(make_model, load, out=tmp_path / "s", sizes=[8, 16], rules=["sum"], seeds=1, lr=1e-2, epochs=1,
+                  batch_size=50, decades=1.0, points_per_decade=2)  # fmt: skip
+    study.run(progress=False)
+    assert main(["study", "export", str(tmp_path / "s"), "--format", "parquet"]) == 0
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    capsys.readouterr()
+    pd.read_parquet(tmp_path / "s" / "runs.parquet").drop(columns=["val_loss"]).to_parquet(kept / "runs.parquet")
+    for command in (["study", "report", str(kept)], ["study", "status", str(kept)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "lacks the column(s) val_loss that a study's runs need" in err and err.count("\n") == 1

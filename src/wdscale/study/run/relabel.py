@@ -19,7 +19,7 @@ from ...errors import WdscaleError
 from ..plan.tasks import get_task
 from ..train.loop import chance_loss, not_learned_reason
 from .runner import study_lock
-from .store import Store, load_runs, with_regime_defaults, write_export
+from .store import Store, load_runs, read_export, with_regime_defaults, write_export
 
 
 def chance_reasons(runs: pd.DataFrame) -> dict[str, str]:
@@ -66,7 +66,7 @@ def relabel_study(study_dir: Union[str, Path]) -> tuple[int, dict[str, str]]:
             if export.exists():
                 write_export(with_regime_defaults(store.frame()), export)
     else:
-        df = pd.read_parquet(export)
+        df = read_export(export)
         hit = df["run_id"].isin(list(reasons)) & (df["status"] == "ok")
         df.loc[hit, "status"] = "not_learned"
         df.loc[hit, "error"] = df.loc[hit, "run_id"].map(reasons)

@@ -52,6 +52,35 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
 
 
+def check_data(data: TaskData) -> None:
+    """The data's shapes, labels and values, before any run (each of these failed every run, or
+    made every run diverge, one by one): one error naming what is wrong."""
+    for split, x, y in (("train", data.x_train, data.y_train), ("val", data.x_val, data.y_val)):
+        if len(x) == 0:
+            raise WdscaleError(f"x_{split} is empty: a study needs training and validation samples")
+        if len(x) != len(y):
+            raise WdscaleError(f"x_{split} has {len(x)} samples and y_{split} {len(y)}: they must match")
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).flatten(1).any(1).sum()) if x.ndim > 1 else int((~torch.isfinite(x)).sum())
+            raise WdscaleError(f"x_{split} holds NaN or infinite values ({bad} samples): clean or drop them")
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= data.n_classes:
+            raise WdscaleError(
+                f"y_{split} holds labels {lo}..{hi}; with {data.n_classes} classes they must lie in "
+                f"0..{data.n_classes - 1}"
+            )
+    if tuple(data.x_val.shape[1:]) != tuple(data.x_train.shape[1:]):
+        raise WdscaleError(
+            f"x_val's samples have shape {tuple(data.x_val.shape[1:])}, x_train's {tuple(data.x_train.shape[1:])}: "
+            "they must match"
+        )
+    if tuple(data.y_val.shape[1:]) != tuple(data.y_train.shape[1:]):
+        raise WdscaleError(
+            f"y_val's samples have shape {tuple(data.y_val.shape[1:])}, y_train's {tuple(data.y_train.shape[1:])} "
+            f"({'one class id per sample' if data.y_train.ndim == 1 else 'one token id per position'}): they must match"
+        )
+
+
 def check_output(data: TaskData, model: nn.Module, where: str) -> None:
     """One forward on two training samples: the model's output must fit the data (one error up
     front, instead of every run failing the same way)."""
@@ -207,6 +236,7 @@ def run_study(
             )
         # every size's model on the data (a model that fits at the smallest size may not at another:
         # found before the first run, not after the small sizes trained)
+        check_data(data)
         shapes = {(c.width, c.depth): c for c in runs}
         with torch.random.fork_rng():
             for (width, depth), c in shapes.items():

@@ -276,7 +276,7 @@ def store_from_export(study_dir: Union[str, Path], configs: Iterable[RunConfig],
         raise WdscaleError(f"{str(out)!r} already has a store (runs.sqlite): nothing to import")
     if not (out / "runs.parquet").is_file():
         raise WdscaleError(f"{str(out)!r} has no runs.parquet export to import")
-    df = pd.read_parquet(out / "runs.parquet")
+    df = read_export(out / "runs.parquet")
     by_id = {c.run_id: c for c in configs}
     foreign = sorted(set(df["run_id"]) - set(by_id))
     if foreign:
@@ -319,6 +319,24 @@ def write_export(df: pd.DataFrame, path: Union[str, Path], fmt: str = "parquet")
         )
 
 
+# what a runs.parquet export must hold to be analysed or made a store again (a column removed by
+# hand was once read as runs with no losses, and refine, report and advise carried on)
+# (the columns the analysis reads)
+EXPORT_COLUMNS = ("run_id", "task", "size_axis", "size", "rule", "setting", "optimizer", "seed", "status", "val_loss")
+
+
+def read_export(path: Union[str, Path]) -> pd.DataFrame:
+    """A runs.parquet export, refused in one line if it lacks a column a store needs."""
+    df = pd.read_parquet(path)
+    missing = [c for c in EXPORT_COLUMNS if c not in df.columns]
+    if missing:
+        raise WdscaleError(
+            f"{str(path)!r} lacks the column(s) {', '.join(missing)} that a study's runs need: "
+            "export it again with `wdscale study export DIR --format parquet`"
+        )
+    return df
+
+
 def load_runs(study_dir: Union[str, Path]):
     """Every stored run of the study in `study_dir`, one row each (a pandas DataFrame): from its
     runs.sqlite (opened read-only), or from its runs.parquet export when the store is not there
@@ -332,5 +350,5 @@ def load_runs(study_dir: Union[str, Path]):
         with Store(out / "runs.sqlite", readonly=True) as store:
             return with_regime_defaults(store.frame())
     if (out / "runs.parquet").exists():
-        return with_regime_defaults(pd.read_parquet(out / "runs.parquet"))
+        return with_regime_defaults(read_export(out / "runs.parquet"))
     raise WdscaleError(f"{str(out)!r} holds no study (no runs.sqlite): run `wdscale study run --out {out}` first")
