@@ -166,7 +166,7 @@ def tau_table(j: JointAnalysis, runs: pd.DataFrame, axis: str, published: float)
 
 
 # tunes (§10): each climbed to the largest size of a joint study, whose sweep there is the reference
-TUNE_STUDIES = {"tune_joint_width": ("joint_width", 512)}
+TUNE_STUDIES = {"tune_joint_width": ("joint_width", 512), "tune_joint_width_1024": ("joint_width_1024", 1024)}
 
 
 def load(d: Path) -> pd.DataFrame | None:
