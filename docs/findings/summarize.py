@@ -553,7 +553,7 @@ def _bars(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def schedule_figure(pairs: dict[str, tuple[StudyAnalysis, StudyAnalysis, str]], path: Path) -> None:
     """§8: per study rerun under a schedule, each rule's transfer regret at a constant lr beside
-    the scheduled one (bars: 90 % intervals; hatched: optimum on the grid's edge, a bound)."""
+    the scheduled one (bars: 90 % intervals; "≥ (edge)": optimum on the grid's edge, a bound)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -570,8 +570,7 @@ def schedule_figure(pairs: dict[str, tuple[StudyAnalysis, StudyAnalysis, str]], 
         for frame, dy, color, label in ((c, 0.2, "#9aa9bd", "constant lr"), (s, -0.2, "#d9822b", schedule)):
             g = frame.loc[rules]
             reg, err = _bars(g)
-            ax.barh(y + dy, reg, height=0.38, color=color, xerr=err, ecolor="#444444", capsize=2, label=label,
-                    )  # fmt: skip
+            ax.barh(y + dy, reg, height=0.38, color=color, xerr=err, ecolor="#444444", capsize=2, label=label)
             for yi, edge in zip(y + dy, g["edge"]):
                 if edge:
                     ax.text(0.12, yi, "≥ (edge)", va="center", fontsize=6, color="#aa3333")

@@ -504,7 +504,7 @@ def _bad(name):
         ("x_val has 40 features", r"x_val's samples have shape \(40,\), x_train's \(64,\)"),
         ("y_val is 2-D", r"y_val's samples have shape \(1,\), y_train's \(\)"),
         ("a label of -1", r"y_train holds labels -1\.\.9; with 10 classes they must lie in 0\.\.9"),
-        ("NaN inputs", r"x_train holds NaN or infinite values \(1 samples\)"),
+        ("NaN inputs", r"x_train holds NaN or infinite values \(in 1 of its samples\)"),
         ("no training samples", r"the data has 0 training and 100 validation samples"),
     ],
 )

@@ -62,7 +62,7 @@ def check_data(data: TaskData) -> None:
             raise WdscaleError(f"x_{split} has {len(x)} samples and y_{split} {len(y)}: they must match")
         if x.is_floating_point() and not torch.isfinite(x).all():
             bad = int((~torch.isfinite(x)).flatten(1).any(1).sum()) if x.ndim > 1 else int((~torch.isfinite(x)).sum())
-            raise WdscaleError(f"x_{split} holds NaN or infinite values ({bad} samples): clean or drop them")
+            raise WdscaleError(f"x_{split} holds NaN or infinite values (in {bad} of its samples): clean or drop them")
         lo, hi = int(y.min()), int(y.max())
         if lo < 0 or hi >= data.n_classes:
             raise WdscaleError(
@@ -234,9 +234,9 @@ def run_study(
                 f"n_train={most.n_train} at {most.size_axis}={most.size}{budget} is more than the {data.n_train} "
                 f"training samples of task {plan.task!r}"
             )
+        check_data(data)
         # every size's model on the data (a model that fits at the smallest size may not at another:
         # found before the first run, not after the small sizes trained)
-        check_data(data)
         shapes = {(c.width, c.depth): c for c in runs}
         with torch.random.fork_rng():
             for (width, depth), c in shapes.items():

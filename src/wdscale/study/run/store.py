@@ -319,9 +319,9 @@ def write_export(df: pd.DataFrame, path: Union[str, Path], fmt: str = "parquet")
         )
 
 
-# what a runs.parquet export must hold to be analysed or made a store again (a column removed by
-# hand was once read as runs with no losses, and refine, report and advise carried on)
-# (the columns the analysis reads)
+# the columns the analysis reads, which a runs.parquet export must hold to be analysed or made a
+# store again (a column removed by hand was once read as runs with no losses, and refine, report
+# and advise carried on)
 EXPORT_COLUMNS = ("run_id", "task", "size_axis", "size", "rule", "setting", "optimizer", "seed", "status", "val_loss")
 
 
