@@ -61,6 +61,7 @@ LAYER_MODULES = {
     "search": [
         "wdscale.study.search.refine",
         "wdscale.study.search.tune",
+        "wdscale.study.search.optuna_search",
     ],
     "report": [
         "wdscale.study.report.document",

@@ -27,7 +27,7 @@ from .run.jobs import register_source
 from .run.runner import RunSummary, run_study
 from .run.store import load_runs
 from .search.refine import RefineSummary, SeedsAt, refine_study
-from .search.tune import TuneResult, tune_study
+from .search.tune import DEFAULT_BUDGET, TuneResult, tune_study
 from .train.user_loop import TrainFn
 
 
@@ -351,25 +351,28 @@ class Study:
         target: int,
         *,
         rungs: Optional[list[int]] = None,
-        seeds: int = 2,
+        seeds: int = 1,
         max_seeds: int = 4,
-        budget: Optional[float] = None,
+        budget: Optional[float] = DEFAULT_BUDGET,
+        bottom_seeds: int = 1,
         progress: Optional[bool] = None,
     ) -> TuneResult:
         """The best (lr, setting) for size `target`, by climbing a ladder of sizes (default
-        target/16, target/4, target): a joint grid per recipe (each rule) at the bottom, a few
-        points placed at each rung above from what the rungs below measured, 2–4 candidates at the
-        target with seeds enough to tell them apart. The study's sizes are replaced by the ladder;
-        its lr grid (`lrs`, `lr_decades`; default 2 decades) and setting grid are the bottom
-        rung's. Resumable like `run` (see `wdscale.study.search.tune`).
+        target/16, target/4, target): a joint grid per recipe (each rule) at the bottom, the
+        recipes within noise of the best climbing, a few points placed at each rung above from
+        what the rungs below measured, and as many candidates at the target as the budget allows.
+        The study's sizes are replaced by the ladder; its lr grid (`lrs`, `lr_decades`; default 2
+        decades) and setting grid are the bottom rung's. Resumable like `run` (see
+        `wdscale.study.search.tune`).
 
         Args:
             target: the size to tune for, on the study's size axis.
             rungs: the sizes climbed, ending at the target.
             seeds: seeds per candidate at the target.
             max_seeds: the most a candidate at the target gets while the best two are within noise.
-            budget: stop adding seeds once the climb's compute exceeds this fraction of one
-                recipe's sweep at the target.
+            budget: the climb's compute as a fraction of one recipe's sweep at the target (default
+                0.1; None: no limit but max_seeds).
+            bottom_seeds: seeds per point of the bottom grid.
             progress: show progress bars (default: the study's execution).
 
         Returns:
@@ -387,6 +390,7 @@ class Study:
             seeds=seeds,
             max_seeds=max_seeds,
             budget=budget,
+            bottom_seeds=bottom_seeds,
             source=self.source,
             task=self.task,
             model_fn=self.model_fn,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -24,8 +25,9 @@ from .run.execution import Execution
 from .run.relabel import relabel_study
 from .run.runner import run_study
 from .run.store import Store, load_runs, write_export
+from .search.optuna_search import SEARCHES, optuna_search
 from .search.refine import PRUNING_NOTE, SEEDS_AT, SEEDS_AT_NOTE, check_refine_args, refine_study, stored_plan
-from .search.tune import ladder, tune_study
+from .search.tune import DEFAULT_BUDGET, ladder, tune_study
 
 
 def _ints(s: str) -> list[int]:
@@ -33,6 +35,18 @@ def _ints(s: str) -> list[int]:
         return [int(x) for x in s.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def _budget(s: str) -> Optional[float]:
+    if s.strip().lower() == "none":
+        return None
+    try:
+        b = float(s)
+    except ValueError:
+        b = 0.0
+    if not b > 0 or not math.isfinite(b):
+        raise argparse.ArgumentTypeError(f"expected a fraction > 0 of one recipe's sweep, or 'none', got {s!r}")
+    return b
 
 
 def _positive(s: str) -> int:
@@ -454,7 +468,17 @@ def cmd_tune(args: argparse.Namespace) -> None:
         raise WdscaleError("give one target: --target-width, --target-depth, --target-n-train or --target-batch-size")
     axis, target = given[0]
     plan = dataclasses.replace(plan, size_axis=axis)
-    kw = dict(rungs=args.rungs, seeds=args.target_seeds, max_seeds=args.max_seeds, budget=args.budget)
+    if args.search != "ladder":
+        if args.model or args.data or args.train:
+            raise WdscaleError("--search tpe / tpe_hyperband runs on a built-in task or preset; use Study for your own")
+        result = optuna_search(
+            plan, out, target, search=args.search, budget=args.budget or DEFAULT_BUDGET,
+            base=(args.rungs or ladder(target))[0], sampler_seeds=args.sampler_seeds, execution=execution,
+        )  # fmt: skip
+        print(result)
+        return
+    kw = dict(rungs=args.rungs, seeds=args.target_seeds, max_seeds=args.max_seeds, budget=args.budget,
+              bottom_seeds=args.bottom_seeds)  # fmt: skip
     if args.model or args.data or args.train:
         study = _own_study(
             args, dataclasses.replace(plan, sizes=args.rungs or ladder(target)), out, execution, args.task or "custom"
@@ -546,8 +570,9 @@ def add_study_parser(sub: Any) -> None:
         help="the best lr and decay setting for a target size, by climbing a ladder of sizes",
         description="Climb a ladder of sizes (default target/16, target/4, target) to the target's best "
         "(lr, setting): a joint lr × setting grid per recipe (each --rules entry) at the bottom rung, a few "
-        "points placed at each rung above from what the rungs below measured, and 2-4 candidates at the "
-        "target with seeds enough to tell them apart. Every number it prints is measured at the target. "
+        "points placed at each rung above from what the rungs below measured for the recipes within noise of "
+        "the best, and as many candidates at the target as --budget allows (seeds added while the best two are "
+        "within noise). Every number it prints is measured at the target. "
         "Resumable: the same command again re-derives the same placements and trains only what is missing.",
     )
     _plan_arguments(p, "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items()))
@@ -562,8 +587,15 @@ def add_study_parser(sub: Any) -> None:
         "--target-seeds",
         dest="target_seeds",
         type=_positive,
-        default=2,
-        help="seeds per candidate at the target (default 2)",
+        default=1,
+        help="seeds per candidate at the target (default 1; more where the best two are within noise)",
+    )
+    p.add_argument(
+        "--bottom-seeds",
+        dest="bottom_seeds",
+        type=_positive,
+        default=1,
+        help="seeds per point of the bottom rung's grid (default 1; each recipe's best 3 points get 2)",
     )
     p.add_argument(
         "--max-seeds",
@@ -573,6 +605,25 @@ def add_study_parser(sub: Any) -> None:
         help="the most seeds a candidate gets while the best two are within noise (default 4)",
     )
     p.add_argument(
-        "--budget", type=float, help="stop adding seeds past this fraction of one recipe's sweep at the target"
+        "--budget",
+        type=_budget,
+        default=DEFAULT_BUDGET,
+        help="the climb's compute as a fraction of one recipe's sweep at the target, in parameters × samples "
+        f"(default {DEFAULT_BUDGET}; 'none': no limit but --max-seeds)",
+    )
+    p.add_argument(
+        "--search",
+        choices=["ladder", *SEARCHES],
+        default="ladder",
+        help="ladder: climb the sizes (default); tpe / tpe_hyperband: Optuna's TPE (with its HyperbandPruner over "
+        "epochs) at the target alone, for the same --budget: the baseline the ladder is measured against",
+    )
+    p.add_argument(
+        "--sampler-seeds",
+        dest="sampler_seeds",
+        type=_positive,
+        default=1,
+        help="with --search tpe / tpe_hyperband: this many searches, sampler seeds 0, 1, …, each at the whole "
+        "budget, into the same directory (one search is one draw of the sampler)",
     )
     p.set_defaults(func=cmd_tune)

@@ -30,27 +30,49 @@ def study(tmp_path, **kw):
         lr_points_per_decade=2, n_train=10, batch_size=10, epochs=1, out=tmp_path / "t",
         execution=wdscale.Execution(workers=1, progress=False),
     )  # fmt: skip
-    net = lambda w: torch.nn.Sequential(torch.nn.Linear(2, w), torch.nn.ReLU(), torch.nn.Linear(w, 2))  # noqa: E731
-    return wdscale.Study(net, train_fn=bowl, **{**args, **kw})
+    # a hidden w × w layer: parameters grow ∝ w², as an MLP's do, so a ladder's lower rungs are cheap
+    net = lambda w: torch.nn.Sequential(torch.nn.Linear(2, w), torch.nn.ReLU(), torch.nn.Linear(w, w),  # noqa: E731
+                                        torch.nn.ReLU(), torch.nn.Linear(w, 2))  # fmt: skip
+    return wdscale.Study(net, **{"train_fn": bowl, **args, **kw})
 
 
 def test_the_ladder_finds_an_optimum_that_moves_by_a_known_law(tmp_path):
     s = study(tmp_path)
-    result = s.tune(256)
+    result = s.tune(256)  # the default budget: a tenth of one recipe's sweep at the target
     assert result.rungs == (16, 64, 256) and result.rule == "decoupled"
     # within one grid step (half a decade) of the law at the target, in lr and in λ
     assert abs(math.log10(result.lr / (LR0 / 256))) <= 0.5 + 1e-9
     assert abs(math.log10(result.setting / (LAM0 * 256))) <= 0.5 + 1e-9
     runs = load_runs(s.out)
     at = runs[runs["size"] == 256]
-    assert len(at) <= 12  # a few candidates at the target, never its grid (5 lrs × 11 settings)
     assert (runs[runs["size"] == 16]["lr"].nunique(), runs[runs["size"] == 16]["setting"].nunique()) == (5, 11)
+    # the budget holds: the 55-point sweep at 256 is 55 × 256-wide runs; the climb spent ≤ a tenth of it
+    assert result.budget == 0.1 and 0 < result.fraction <= 0.1 and 1 <= len(at) <= 3
+    assert result.sweep_work == pytest.approx(55 * at["n_params"].iloc[0] * 10)  # 10 samples, 1 epoch
     assert result.loss == pytest.approx(at.groupby(["lr", "setting"])["val_loss"].mean().min())
-    assert result.loss_lo <= result.loss <= result.loss_hi and result.seeds >= 2
-    assert 0 < result.core_s and 0 < result.fraction < 1 and "ready call: wdscale.optimizer(" in str(result)
+    assert result.loss_lo < result.loss < result.loss_hi  # one seed: the interval from the pooled seed noise
+    assert 0 < result.core_s and "ready call: wdscale.optimizer(" in str(result) and "budget was 10 %" in str(result)
     # resumable: the same tune again trains nothing and gives the same answer
     again = s.tune(256)
     assert len(load_runs(s.out)) == len(runs) and (again.lr, again.setting) == (result.lr, result.setting)
+    # no budget and 2 seeds a candidate: the same climb goes on from the stored runs
+    free = s.tune(256, budget=None, seeds=2)
+    more = load_runs(s.out)
+    assert len(more[more["size"] == 256]) > len(at) and free.seeds >= 2 and free.fraction > result.fraction
+    assert more.groupby(["size", "lr", "setting"]).size().loc[256].min() >= 2
+    assert free.loss <= result.loss + 1e-12 and abs(math.log10(free.lr / (LR0 / 256))) <= 0.5 + 1e-9
+
+
+def test_recipes_out_of_contention_at_the_bottom_do_not_climb(tmp_path):
+    # mup's bowl is the same as decoupled's but a whole 1.0 higher in loss: far outside the seed noise
+    def two_bowls(run) -> float:
+        return bowl(run) + (1.0 if run.config.rule == "mup" else 0.0)
+
+    s = study(tmp_path, rules=["decoupled", "mup"], settings={"decoupled": SETTINGS, "mup": SETTINGS},
+              train_fn=two_bowls)  # fmt: skip
+    result = s.tune(256, budget=None)
+    runs = load_runs(s.out)
+    assert result.rule == "decoupled" and set(runs.loc[runs["size"] > 16, "rule"]) == {"decoupled"}
 
 
 def test_the_ladder_and_bad_values():
@@ -62,7 +84,11 @@ def test_the_ladder_and_bad_values():
 def test_bad_tune_arguments_are_refused_by_name(tmp_path):
     s = study(tmp_path)
     with pytest.raises(wdscale.WdscaleError, match="max_seeds=1 is fewer than seeds=2"):
-        s.tune(256, max_seeds=1)
+        s.tune(256, seeds=2, max_seeds=1)
+    with pytest.raises(wdscale.WdscaleError, match="budget"):
+        s.tune(256, budget=0)
+    with pytest.raises(wdscale.WdscaleError, match="bottom_seeds"):
+        s.tune(256, bottom_seeds=0)
     with pytest.raises(wdscale.WdscaleError, match="must hold at least two sizes and end at the target"):
         s.tune(256, rungs=[16, 64])
 
@@ -73,9 +99,16 @@ def test_wdscale_tune_on_a_built_in_task(tmp_path, capsys):
         f"--lr-decades 1 --epochs 2 --depth 1 --workers 1 --no-progress --out {tmp_path / 'tune'}"
     ).split()
     assert main(argv) == 0
-    out = capsys.readouterr().out
-    assert "tuned for width 64 by climbing 4, 16, 64" in out and "recommended:" in out
+    captured = capsys.readouterr()
+    assert "tuned for width 64 by climbing 4, 16, 64" in captured.out and "recommended:" in captured.out
+    # a tenth of the 9-point sweep at width 64 is less than one run there: width 16 does not fit beside it
+    assert "width 16 beside a run at the target: rung skipped" in captured.err
+    assert "the budget was 10 %" in captured.out
     assert main(["tune", "--task", "digits_mlp", "--out", str(tmp_path / "x")]) == 2  # no target
+    for bad in ("0", "-1", "nan", "a lot"):
+        with pytest.raises(SystemExit):
+            main([*argv, "--budget", bad])
+        assert f"expected a fraction > 0 of one recipe's sweep, or 'none', got {bad!r}" in capsys.readouterr().err
 
 
 def test_a_report_of_a_tune_says_what_it_is(tmp_path, capsys):

@@ -86,8 +86,9 @@ class StudyPlan:
     warmup: float = 0.0
     final_lr: float = 0.0
     decay_fraction: float = 0.2
-    # the sizes where the coarse grid is trained (None: every size); elsewhere only the refined
-    # points are (`wdscale tune` trains the grid at the bottom of its ladder and places the rest)
+    # the sizes where the coarse grid is trained (None: every size; []: none); elsewhere only the
+    # refined points are (`wdscale tune` trains the grid at the bottom of its ladder and places the
+    # rest; its Optuna baseline trains only the points its sampler asks for)
     grid_sizes: Optional[list[int]] = None
     # the most runs a plan may make before it is refused (a typo like --seeds 100000000 would
     # otherwise build billions of configs and exhaust the memory); raise it to mean it
@@ -464,8 +465,8 @@ def resolve(plan: StudyPlan, task, model_fn=None) -> Resolved:
     _check_size(plan, sizes)
     if plan.grid_sizes is not None:
         outside = sorted(set(plan.grid_sizes) - set(sizes))
-        if outside or not plan.grid_sizes:
-            raise WdscaleError(f"grid_sizes {plan.grid_sizes} must be some of the sizes {sizes}")
+        if outside:
+            raise WdscaleError(f"grid_sizes {plan.grid_sizes} must be some of the sizes {sizes} (or none)")
     lrs = lr_grid(plan, float(lr))
     n_train_at = None
     if plan.tokens_per_param is not None:
@@ -549,7 +550,7 @@ def _check_size(plan: StudyPlan, sizes: list[int]) -> None:
     else:
         extra = max((abs(check_number("extend", e)) for e in plan.extend.values()), default=0.0)
         n_settings = 2 * round(plan.decades * plan.points_per_decade / 2) + 1 + round(extra * plan.points_per_decade)
-    grid = len(plan.grid_sizes) if plan.grid_sizes else len(sizes)
+    grid = len(plan.grid_sizes) if plan.grid_sizes is not None else len(sizes)
     runs = grid * len(plan.rules) * n_lrs * n_settings * plan.seeds
     if runs > plan.max_runs:
         raise WdscaleError(

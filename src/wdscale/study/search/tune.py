@@ -2,22 +2,27 @@
 
 A practitioner wants the settings for the model they are about to train, as good as a sweep at
 that size for much less. `tune_study` climbs a ladder of sizes (default target/16, target/4,
-target, on the study's size axis):
+target, on the study's size axis) within a budget: a fraction (default 0.1) of one recipe's sweep
+at the target, in parameters × samples, counted before any run, so the budget decides how far
+each step goes:
 
 1. **Bottom rung**: a joint (lr × setting) grid per recipe (each rule with its own per-layer lr
-   scaling, as in a joint study), cheap because the model is small.
-2. **Each rung above**: per recipe, the point placed from the rungs below — carried over from one
-   rung, or read off the straight lines of log lr\\* and log setting\\* against log size through
-   every rung below (the laws of `advise`, refitted as the ladder climbs) — and its
+   scaling, as in a joint study), one seed a point, and a second seed at each recipe's best three
+   points: the seed noise, pooled over every point with two seeds, is what "within noise" means
+   below. The recipes whose best is within noise of the best recipe's climb, best first.
+2. **Each rung above** (skipped if the budget cannot afford it beside one run at the target): per
+   climbing recipe, as many as the budget allows, the point placed from the rungs below — carried
+   over from one rung, or read off the straight lines of log lr\\* and log setting\\* against log
+   size through every rung below (the laws of `advise`, refitted as the ladder climbs) — and its
    eight neighbours one grid step away in lr, setting or both (the diagonals follow the η·λ
-   ridge); then, below the target, the neighbours of whichever point is best until the best has
-   all eight trained (bracketed), so each rung's optimum is measured, not assumed. All points lie
-   on the bottom grid's lattice.
-3. **Target**: the best recipe's optimum at the rung below carried over, its laws' point, and
-   the carried point moved one lr step along its η·λ ridge (the way its lr law moves); every
-   other recipe within 2 % of it there, carried over; `seeds` seeds each; while the best two are within noise of each
-   other (2 standard errors of the difference) and the budget allows, both get more seeds, up to
-   `max_seeds`.
+   ridge); then, while the budget leaves a run for the target, the neighbours of whichever point
+   is best until the best has all eight trained (bracketed); then a second seed at each recipe's
+   best, and the recipes within noise go on. All points lie on the bottom grid's lattice.
+3. **Target**: candidates in order — each recipe still in contention, best first, its optimum at
+   the rung below carried over, then its laws' point, and for the best one its carried point moved
+   one lr step along the η·λ ridge — as many as the budget leaves room for (at least one), `seeds`
+   seeds each; then, while the budget allows, a seed more to the best two where they are within
+   noise (or to the best alone while it has one).
 
 Multi-fidelity over *model size*: Optuna's Hyperband and Ray Tune's ASHA prune over steps, which
 is biased when the schedule depends on the run's length (mup issue #64); here every rung is a
@@ -39,14 +44,25 @@ from typing import Optional, Union
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 
 from ...checks import check_positive, check_positive_int
 from ...errors import WdscaleError
 from ...rules import RULES
-from ..analysis.study_analysis import core_seconds, params_samples
+from ..analysis.study_analysis import core_seconds, params_samples, run_losses
 from ..plan.config import ModelFn
-from ..plan.study_plan import Point, StudyPlan, coarse_grids, refined_key, resolve, with_refined
+from ..plan.study_plan import (
+    Point,
+    Resolved,
+    StudyPlan,
+    coarse_grids,
+    meta_params,
+    refined_key,
+    resolve,
+    size_knobs,
+    with_refined,
+)
 from ..plan.tasks import Task, get_task
 from ..run.execution import DEFAULT_EXECUTION, Execution
 from ..run.jobs import Source
@@ -54,8 +70,13 @@ from ..run.runner import keep_refined, run_study
 from ..run.store import load_runs
 from .refine import log_step, measured_optima, setting_means
 
+DEFAULT_BUDGET = 0.1  # of one recipe's sweep at the target: the issue's goal
 MAX_SEED_ROUNDS = 4
 MAX_BRACKET_ROUNDS = 4  # local steps at a middle rung until its optimum is bracketed
+MAX_LAW_STEPS = 2  # how far (lattice steps) the laws' point at the target may sit from the carried one
+NOISE_POINTS = 3  # each recipe's best points at the bottom rung given a second seed
+NOISE_FLOOR = 0.01  # the relative seed noise assumed before any point has two seeds
+NOISE_NEAR = 0.1  # the seed noise is pooled over points within this fraction of the best loss
 
 
 def ladder(target: int, rungs: int = 3, factor: int = 4) -> list[int]:
@@ -72,12 +93,15 @@ class TuneResult:
     """What the climb found, measured at the target.
 
     rule, lr, setting: the recommended recipe and point (the lowest seed-mean loss trained at the
-    target); loss, loss_lo, loss_hi: that mean and its 90 % interval (Student t over its seeds);
-    seeds: how many. candidates: every point trained at the target (rule, lr, setting, mean, sem,
+    target); loss, loss_lo, loss_hi: that mean and its 90 % interval (Student t over its seeds
+    where it has 3 or more; else the seed noise pooled over the climb's seeded points); seeds: how
+    many. candidates: every point trained at the target (rule, lr, setting, mean, sem,
     n). core_s: the compute the climb took (wall time × threads, every rung); sweep_core_s: what
     one recipe's sweep of the bottom grid at the target would take (its points, one seed each, ×
     the measured cost of one target run); work and sweep_work: the same in parameters × samples
-    seen, which no machine load changes; fraction: work / sweep_work. call: a ready
+    seen, which no machine load changes, sweep_work counted before any run; fraction: work /
+    sweep_work; budget: the fraction the climb was given (None: none); method: "ladder", or the
+    Optuna search of `optuna_search`. call: a ready
     `wdscale.optimizer(...)`.
     """
 
@@ -98,6 +122,8 @@ class TuneResult:
     work: float
     sweep_work: float
     call: str
+    budget: Optional[float] = None
+    method: str = "ladder"  # or the Optuna search it was measured against (`optuna_search`)
 
     @property
     def fraction(self) -> float:
@@ -105,14 +131,15 @@ class TuneResult:
 
     def __str__(self) -> str:
         sym = "τ" if self.setting_name == "tau" else "λ"
+        how = f"by climbing {', '.join(map(str, self.rungs))}" if self.method == "ladder" else f"by {self.method} there"
         lines = [
-            f"tuned for {self.axis} {self.target} by climbing {', '.join(map(str, self.rungs))} "
-            "(every number below measured at the target):",
+            f"tuned for {self.axis} {self.target} {how} (every number below measured at the target):",
             f"  recommended: {self.rule}, lr {self.lr:.4g}, {sym} {self.setting:.4g}: val loss {self.loss:.4f} "
             f"[{self.loss_lo:.4f}, {self.loss_hi:.4f}] over {self.seeds} seeds",
             f"  compute: {100 * self.fraction:.0f} % of one recipe's sweep at the target in parameters × samples "
             f"({self.work:.3g} against {self.sweep_work:.3g}: its grid's points, one seed each); "
-            f"{self.core_s:.3g} core-s against about {self.sweep_core_s:.3g}",
+            f"{self.core_s:.3g} core-s against about {self.sweep_core_s:.3g}"
+            + (f"; the budget was {100 * self.budget:.0f} %" if self.budget is not None else ""),
             "  candidates at the target:",
         ]
         for _, c in self.candidates.sort_values("mean").iterrows():
@@ -131,7 +158,7 @@ def _lattice(value: float, anchor: float, step: float) -> float:
     return float(f"{anchor * 10 ** (k * step):.4g}")
 
 
-def _placed(optima: pd.DataFrame, rule: str, below: list[int], size: int) -> Optional[tuple[float, float]]:
+def placed_point(optima: pd.DataFrame, rule: str, below: list[int], size: int) -> Optional[tuple[float, float]]:
     """(lr, setting) at `size` from the recipe's optima at the rungs below: carried over from one
     rung, else the least-squares lines of log lr* and log setting* against log size."""
     o = optima[(optima["rule"] == rule) & optima["size"].isin(below)].sort_values("size")
@@ -146,7 +173,7 @@ def _placed(optima: pd.DataFrame, rule: str, below: list[int], size: int) -> Opt
     return lr, setting
 
 
-def _optima(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+def finite_optima(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per (rule, size): the trained point with the lowest seed-mean loss, where any is finite."""
     o = measured_optima(runs, metric)
     return o[np.isfinite(o["mean"])].reset_index(drop=True)
@@ -164,9 +191,10 @@ def tune_study(
     target: int,
     *,
     rungs: Optional[list[int]] = None,
-    seeds: int = 2,
+    seeds: int = 1,
     max_seeds: int = 4,
-    budget: Optional[float] = None,
+    budget: Optional[float] = DEFAULT_BUDGET,
+    bottom_seeds: int = 1,
     metric: str = "val_loss",
     source: Optional[Source] = None,
     task: Optional[Task] = None,
@@ -178,15 +206,20 @@ def tune_study(
     Args:
         plan: the family and the bottom rung's grid: task, size_axis, rules (the recipes), the lr
             grid (`lrs` or `lr_decades`; default 2 decades at 2 per decade around the base lr),
-            the setting grid (decades, points_per_decade), seeds at the bottom, epochs, schedule, …
-            Its sizes are replaced by the ladder.
+            the setting grid (decades, points_per_decade), epochs, schedule, … Its sizes and seeds
+            are replaced by the ladder and `bottom_seeds`.
         out_dir: the tune's directory (a study's: store, plan, exports).
         target: the size to tune for, on the plan's size axis.
         rungs: the sizes climbed (the last is the target); default `ladder(target)`.
         seeds: seeds per candidate at the target.
         max_seeds: the most seeds a candidate at the target gets while the best two are within noise.
-        budget: stop adding seeds at the target once the climb's compute exceeds this fraction of
-            one recipe's sweep at the target (None: no limit but max_seeds).
+        budget: the climb's compute, as a fraction of one recipe's sweep at the target (its grid's
+            points, one seed each; parameters × samples, counted before any run): it sets how many
+            recipes climb, how far a middle rung is bracketed, how many candidates and seeds the
+            target gets. None: no limit but `max_seeds`. At least one run is trained at the target
+            whatever the budget (the result then says how far over it went).
+        bottom_seeds: seeds per point of the bottom grid (each recipe's best three points get two
+            either way, so the seed noise is measured).
         metric: what is minimised.
         source, task, model_fn, execution: as `run_study`.
 
@@ -200,6 +233,7 @@ def tune_study(
     """
     check_positive_int("target", target)
     check_positive_int("seeds", seeds)
+    check_positive_int("bottom_seeds", bottom_seeds)
     if check_positive_int("max_seeds", max_seeds) < seeds:
         raise WdscaleError(f"max_seeds={max_seeds} is fewer than seeds={seeds}")
     if budget is not None:
@@ -209,7 +243,7 @@ def tune_study(
         raise WdscaleError(f"rungs {rungs} must hold at least two sizes and end at the target {target}")
     if plan.lrs is None and not plan.lr_decades:
         plan = dataclasses.replace(plan, lr_decades=2.0, lr_points_per_decade=2)
-    plan = dataclasses.replace(plan, sizes=sizes, grid_sizes=[sizes[0]], base_size=sizes[0])
+    plan = dataclasses.replace(plan, sizes=sizes, grid_sizes=[sizes[0]], base_size=sizes[0], seeds=bottom_seeds)
     out = Path(out_dir)
     plan = keep_refined(plan, out)
     task = task if task is not None else get_task(plan.task)
@@ -217,61 +251,154 @@ def tune_study(
     grids = coarse_grids(plan, task, model_fn)
     lr_step = 1.0 / plan.lr_points_per_decade
     lr_anchor = resolved.lr
+    work = {size: run_work(resolved, model_fn or task.make_model, size) for size in sizes}
+    n_points = len(resolved.lrs) * float(np.median([len(g) for g in grids.values()]))
+    allowance = budget * n_points * work[target] if budget is not None else math.inf
 
     def train(p: StudyPlan) -> pd.DataFrame:
         run_study(p, out, source=source, task=task, model_fn=model_fn, execution=execution)
         runs = load_runs(out)
         return runs[runs["task"] == plan.task]
 
+    def left(runs: pd.DataFrame) -> float:  # what the budget still allows, in parameters × samples
+        return allowance - float(params_samples(runs).sum())
+
     runs = train(plan)  # the bottom rung's grid (and whatever an interrupted climb had placed)
-    for i, size in enumerate(sizes[1:], start=1):
-        optima = _optima(runs, metric)
+    plan, runs = _second_seeds(plan, runs, sizes[0], plan.rules, NOISE_POINTS, metric, train)
+    contenders = _contenders(runs, sizes[0], plan.rules, metric)
+    for i, size in enumerate(sizes[1:-1], start=1):  # the middle rungs
+        fits = math.floor((left(runs) - work[target]) / (9 * work[size])) if math.isfinite(allowance) else 99
+        if fits < 1 and not any(runs["size"] == size):  # each climbing recipe costs a 3 × 3 block here
+            _say(f"the budget cannot afford {plan.size_axis} {size} beside a run at the target: rung skipped")
+            continue
+        contenders = contenders[: max(1, fits)]
+        optima = finite_optima(runs, metric)
         additions: dict[str, dict[Point, int]] = {}
-        if size != sizes[-1]:  # a middle rung: measure each recipe's optimum near its placement
-            for rule in plan.rules:
-                at = _placed(optima, rule, sizes[:i], size)
-                if at is not None:
-                    s_anchor, s_step = grids[rule][0], log_step(grids[rule])
-                    lr, setting = _lattice(at[0], lr_anchor, lr_step), _lattice(at[1], s_anchor, s_step)
-                    _cross(additions, rule, size, lr, setting, lr_anchor, lr_step, s_anchor, s_step)
-        else:
-            for rule, lr, setting in _target_candidates(optima, plan.rules, sizes[:i], size, grids, lr_anchor, lr_step):
-                _add(additions, rule, size, lr, setting, seeds)
+        for rule in contenders:
+            at = placed_point(optima, rule, sizes[:i], size)
+            if at is not None:
+                s_anchor, s_step = grids[rule][0], log_step(grids[rule])
+                lr, setting = _lattice(at[0], lr_anchor, lr_step), _lattice(at[1], s_anchor, s_step)
+                _cross(additions, rule, size, lr, setting, lr_anchor, lr_step, s_anchor, s_step)
         plan = with_refined(plan, additions)
-        print(
-            f"tune: {sum(len(v) for v in additions.values())} points placed at {plan.size_axis} {size}", file=sys.stderr
-        )
+        _say(f"{sum(len(v) for v in additions.values())} points placed at {plan.size_axis} {size} "
+             f"for {', '.join(contenders)}")  # fmt: skip
         runs = train(plan)
-        for _ in range(MAX_BRACKET_ROUNDS if size != sizes[-1] else 0):
-            plan, runs, added = _bracket(plan, runs, size, grids, lr_anchor, lr_step, metric, train)
+        for _ in range(MAX_BRACKET_ROUNDS):
+            if left(runs) - 5 * len(contenders) * work[size] < work[target]:
+                break  # a bracketing step (≤ 5 new points a recipe) would eat the target's run
+            plan, runs, added = _bracket(plan, runs, size, contenders, grids, lr_anchor, lr_step, metric, train)
             if not added:
                 break
-    for _ in range(MAX_SEED_ROUNDS):  # seeds where the target's best two are within noise
+        plan, runs = _second_seeds(plan, runs, size, contenders, 1, metric, train)
+        contenders = _contenders(runs, size, contenders, metric)
+    climbed = [size for size in sizes[:-1] if (runs["size"] == size).any()]  # a skipped rung is not below
+    candidates = _target_candidates(finite_optima(runs, metric), contenders, climbed, target, grids, lr_anchor, lr_step)
+    fits = math.floor(left(runs) / (seeds * work[target])) if math.isfinite(allowance) else len(candidates)
+    tried = max(1, fits)
+    additions = {}
+    for rule, lr, setting in candidates[:tried]:
+        _add(additions, rule, target, lr, setting, seeds)
+    plan = with_refined(plan, additions)
+    _say(f"{sum(len(v) for v in additions.values())} candidates at {plan.size_axis} {target}, {seeds} seed(s) each")
+    runs = train(plan)
+    while _at_target(runs, target, metric).empty and tried < len(candidates):  # no answer yet: past the budget
+        _say("no candidate at the target trained to a finite loss: the next one, past the budget")
+        rule, lr, setting = candidates[tried]
+        tried += 1
+        plan = with_refined(plan, {refined_key(rule, target): {(lr, setting): seeds}})
+        runs = train(plan)
+    for _ in range(MAX_SEED_ROUNDS):  # seeds where the target's best two are within noise, while the budget allows
         at_target = _at_target(runs, target, metric)
-        if len(at_target) < 2 or int(at_target["n"].iloc[0]) >= max_seeds:
+        if at_target.empty or int(at_target["n"].iloc[0]) >= max_seeds:
             break
-        best, second = at_target.iloc[0], at_target.iloc[1]
-        if second["mean"] - best["mean"] > 2 * math.hypot(best["sem"], second["sem"]):
+        best = at_target.iloc[0]
+        close = len(at_target) > 1 and _within_noise(best, at_target.iloc[1], _noise(runs, metric))
+        tied = [best, at_target.iloc[1]] if close else [best] if int(best["n"]) < 2 else []
+        if not tied:
+            break  # the best is told apart from the rest, and has two seeds
+        if left(runs) < len(tied) * work[target]:
+            _say("the budget is spent" + ("; the best two are still within noise" if close else ""))
             break
-        spent = float(params_samples(runs).sum())
-        if budget is not None and spent > budget * _sweep(runs, target, grids, params_samples):
-            print("tune: the budget is spent; the best two are still within noise", file=sys.stderr)
-            break
-        more = min(max_seeds, int(max(best["n"], second["n"])) + 1)
+        more = min(max_seeds, int(max(c["n"] for c in tied)) + 1)
         additions = {}
-        for c in (best, second):
+        for c in tied:
             _add(additions, str(c["rule"]), target, float(c["lr"]), float(c["setting"]), more)
         plan = with_refined(plan, additions)
         runs = train(plan)
-    return _result(runs, plan, sizes, target, grids, metric, resolved)
+    return measured_result(runs, plan, sizes, target, grids, metric, resolved, n_points * work[target], budget)
 
 
-def _bracket(plan, runs, size, grids, lr_anchor, lr_step, metric, train) -> tuple:
-    """One local step at a middle rung: each recipe's best point here gets whichever of its eight
-    neighbours are not trained yet. Returns (plan, runs, points added)."""
-    here = runs[runs["size"] == size]
+def _say(text: str) -> None:
+    print(f"tune: {text}", file=sys.stderr)
+
+
+def run_work(r: Resolved, model_fn: ModelFn, size: int) -> float:
+    """One run's compute at `size` in parameters × samples seen, counted before it is trained (the
+    model built on the meta device; a factory that cannot build there, for real)."""
+    knobs = size_knobs(r, size)
+    try:
+        n = meta_params(model_fn, knobs["width"], knobs["depth"])
+    except Exception:  # a user's factory that loads data or checks devices
+        with torch.random.fork_rng():
+            n = sum(p.numel() for p in model_fn(knobs["width"], knobs["depth"]).parameters())
+    return float(n) * knobs["n_train"] * r.epochs
+
+
+def _noise(runs: pd.DataFrame, metric: str) -> float:
+    """The relative seed-to-seed standard deviation of the loss, pooled (on log losses) over every
+    point trained with two seeds or more whose mean is within NOISE_NEAR of the best at its size
+    (near a cliff of divergence seeds scatter far more than where the decision is made);
+    NOISE_FLOOR where none is."""
+    ok = runs[runs["status"] != "failed"]
+    ok = ok.assign(log=np.log(run_losses(ok, metric)))
+    ok = ok[np.isfinite(ok["log"])]
+    keys = ["rule", "size", "lr", "setting"]
+    g = ok.groupby(keys)["log"]
+    ss = g.apply(lambda v: float(((v - v.mean()) ** 2).sum()))
+    points = pd.DataFrame({"mean": g.mean(), "n": g.size(), "ss": ss})
+    points = points.reset_index()
+    best = points.groupby("size")["mean"].transform("min")
+    near = points[(points["n"] > 1) & (points["mean"] <= best + math.log1p(NOISE_NEAR))]
+    dof = float((near["n"] - 1).sum())
+    return math.sqrt(float(near["ss"].sum()) / dof) if dof > 0 else NOISE_FLOOR
+
+
+def _within_noise(a: pd.Series, b: pd.Series, noise: float) -> bool:
+    """b's mean is within 2 standard errors of the difference of a's (relative, pooled noise)."""
+    return bool(b["mean"] / a["mean"] - 1 <= 2 * noise * math.sqrt(1 / a["n"] + 1 / b["n"]))
+
+
+def _contenders(runs: pd.DataFrame, size: int, rules: list[str], metric: str) -> list[str]:
+    """The recipes whose best point at `size` is within noise of the best recipe's, best first."""
+    o = finite_optima(runs[runs["size"] == size], metric)
+    o = o[o["rule"].isin(rules)].sort_values(["mean", "rule"]).reset_index(drop=True)
+    if o.empty:
+        return list(rules)
+    noise = _noise(runs, metric)
+    return [str(r["rule"]) for _, r in o.iterrows() if _within_noise(o.iloc[0], r, noise)]
+
+
+def _second_seeds(plan, runs, size, rules, per_rule, metric, train) -> tuple:
+    """Two seeds at each recipe's `per_rule` best points at `size`: what the seed noise is
+    measured from, and what tells the recipes apart."""
+    m = setting_means(runs[(runs["size"] == size) & runs["rule"].isin(rules)], metric)
+    m = m[np.isfinite(m["mean"])].sort_values("mean").groupby("rule").head(per_rule)
     additions: dict[str, dict[Point, int]] = {}
-    for _, o in _optima(here, metric).iterrows():
+    for _, o in m[m["n"] < 2].iterrows():
+        _add(additions, str(o["rule"]), size, float(o["lr"]), float(o["setting"]), 2)
+    if additions:
+        plan = with_refined(plan, additions)
+        runs = train(plan)
+    return plan, runs
+
+
+def _bracket(plan, runs, size, rules, grids, lr_anchor, lr_step, metric, train) -> tuple:
+    """One local step at a middle rung: each climbing recipe's best point here gets whichever of
+    its eight neighbours are not trained yet. Returns (plan, runs, points added)."""
+    here = runs[(runs["size"] == size) & runs["rule"].isin(rules)]
+    additions: dict[str, dict[Point, int]] = {}
+    for _, o in finite_optima(here, metric).iterrows():
         rule = str(o["rule"])
         trained = {(float(a), float(b)) for a, b in here.loc[here["rule"] == rule, ["lr", "setting"]].to_numpy()}
         s_grid = grids[rule]
@@ -308,36 +435,36 @@ def _cross(
 
 
 def _target_candidates(optima, rules, below, size, grids, lr_anchor, lr_step) -> list[tuple[str, float, float]]:
-    """The points tried at the target. A law through a few noisy rungs, extrapolated, can land far
-    off (on joint_width a line through widths 32 and 128 put μP's lr at 0.3), so the best recipe at
-    the rung below gets three: its optimum there carried over (the recipe's own transfer), the
-    laws' point, and the carried point moved one lr step along its η·λ ridge in the direction its
-    lr law moves (a fixed η·λ is what transferred across width under AdamW: Kosson et al. 2026;
-    findings §6). Every other recipe within 2 % of it there gets its carried point."""
-    last = optima[(optima["size"] == below[-1]) & optima["rule"].isin(rules)]
-    if last.empty:
-        return []
-    best_loss = float(last["mean"].min())
+    """The points tried at the target, most promising first (the budget takes a prefix): for each
+    recipe still in contention, best first, its optimum at the rung below carried over (the
+    recipe's own transfer), then the laws' point (the straight lines of log lr* and log setting*
+    through the rungs below, extrapolated; held within MAX_LAW_STEPS lattice steps of the carried
+    point, since a line through a few noisy rungs can land far off: on joint_width one put μP's
+    lr at 0.3); for the best recipe, then the carried point moved one lr step along its η·λ ridge
+    in the direction its lr law moves (a fixed η·λ is what transferred across width under AdamW:
+    Kosson et al. 2026; findings §6)."""
+    last = optima[(optima["size"] == below[-1]) & optima["rule"].isin(rules)].sort_values(["mean", "rule"])
     out: list[tuple[str, float, float]] = []
-    for _, o in last.sort_values("mean").iterrows():
+    for k, (_, o) in enumerate(last.iterrows()):
         rule = str(o["rule"])
         s_anchor, s_step = grids[rule][0], log_step(grids[rule])
-        carried = (rule, _lattice(float(o["lr"]), lr_anchor, lr_step), _lattice(float(o["setting"]), s_anchor, s_step))
-        if o["mean"] > best_loss * 1.02:
-            continue
-        out.append(carried)
-        if out[0][0] != rule or len(out) > 1:
-            continue  # the laws and the ridge for the best recipe only
-        law = _placed(optima, rule, below, size)
-        if law is None:
-            continue
-        lr_law, s_law = _lattice(law[0], lr_anchor, lr_step), _lattice(law[1], s_anchor, s_step)
-        out.append((rule, lr_law, s_law))
+        lr0, s0 = _lattice(float(o["lr"]), lr_anchor, lr_step), _lattice(float(o["setting"]), s_anchor, s_step)
+        law = placed_point(optima, rule, below, size) or (lr0, s0)
+        lr_law = _within_steps(law[0], lr0, lr_anchor, lr_step)
+        s_law = _within_steps(law[1], s0, s_anchor, s_step)
+        out += [(rule, lr0, s0), (rule, lr_law, s_law)]
         direction = np.sign(math.log(law[0] / float(o["lr"]))) if len(below) > 1 else 0.0
-        if direction:
-            lr_k = _lattice(carried[1] * 10 ** (direction * lr_step), lr_anchor, lr_step)
-            out.append((rule, lr_k, _lattice(carried[1] * carried[2] / lr_k, s_anchor, s_step)))
+        if k == 0 and direction:
+            lr_k = _lattice(lr0 * 10 ** (direction * lr_step), lr_anchor, lr_step)
+            out.append((rule, lr_k, _lattice(lr0 * s0 / lr_k, s_anchor, s_step)))
     return list(dict.fromkeys(out))  # in order, each point once
+
+
+def _within_steps(value: float, centre: float, anchor: float, step: float) -> float:
+    """`value` moved back to within MAX_LAW_STEPS steps of `centre` on the lattice anchor·10^(k·step)."""
+    k_value, k_centre = (round(math.log10(v / anchor) / step) for v in (value, centre))
+    k = max(k_centre - MAX_LAW_STEPS, min(k_centre + MAX_LAW_STEPS, k_value))
+    return float(f"{anchor * 10 ** (k * step):.4g}")
 
 
 def _at_target(runs: pd.DataFrame, target: int, metric: str) -> pd.DataFrame:
@@ -346,32 +473,34 @@ def _at_target(runs: pd.DataFrame, target: int, metric: str) -> pd.DataFrame:
     return m.sort_values(["mean", "rule", "lr", "setting"]).reset_index(drop=True)
 
 
-def _sweep(runs: pd.DataFrame, target: int, grids: dict[str, list[float]], cost=core_seconds) -> float:
-    """One recipe's sweep of the bottom grid at the target: its points, one seed each, × the
-    measured cost of one target run."""
+def _sweep_core_s(runs: pd.DataFrame, target: int, n_points: float) -> float:
+    """One recipe's sweep at the target in core-seconds: its points × the median measured cost of
+    one target run (which the machine's load at the time moves; parameters × samples do not)."""
     at = runs[runs["size"] == target]
-    per_run = float(cost(at).median()) if len(at) else 0.0
-    n_lrs = len(set(runs.loc[runs["size"] == runs["size"].min(), "lr"]))
-    n_settings = float(np.median([len(g) for g in grids.values()]))
-    return n_lrs * n_settings * per_run
+    return n_points * float(core_seconds(at).median()) if len(at) else 0.0
 
 
-def _result(runs, plan, sizes, target, grids, metric, resolved) -> TuneResult:
+def measured_result(runs, plan, sizes, target, grids, metric, resolved, sweep_work, budget) -> TuneResult:
     at_target = _at_target(runs, target, metric)
     if at_target.empty:
         raise WdscaleError(f"no candidate trained at the target {target} (every one failed, diverged or did not learn)")
     best = at_target.iloc[0]
     rule, lr, setting, n = str(best["rule"]), float(best["lr"]), float(best["setting"]), int(best["n"])
-    half = float(stats.t.ppf(0.95, n - 1) * best["sem"]) if n > 1 else math.nan
+    if n >= 3:  # its own seeds
+        half = float(stats.t.ppf(0.95, n - 1) * best["sem"])
+    else:  # too few for their own spread: the seed noise pooled over the climb's seeded points
+        half = float(stats.norm.ppf(0.95) * _noise(runs, metric) * best["mean"] / math.sqrt(n))
     setting_name = RULES[rule].takes if rule in RULES else "weight_decay"
+    knobs = size_knobs(resolved, target)
     facts = (
-        f"data=wdscale.DataFacts(n_samples={resolved.n_train}, batch_size={resolved.batch_size}, "
+        f"data=wdscale.DataFacts(n_samples={knobs['n_train']}, batch_size={knobs['batch_size']}, "
         f"epochs={resolved.epochs})"
     )
     call = (
         f'wdscale.optimizer(model, "{plan.optimizer}", rule="{rule}", lr={lr:.4g}, {setting_name}={setting:.4g}, '
         f"base=<your model at {plan.size_axis} {sizes[0]}>, {facts})"
     )
+    n_points = len(resolved.lrs) * float(np.median([len(g) for g in grids.values()]))
     return TuneResult(
         target=int(target),
         axis=plan.size_axis,
@@ -386,8 +515,9 @@ def _result(runs, plan, sizes, target, grids, metric, resolved) -> TuneResult:
         seeds=n,
         candidates=at_target,
         core_s=float(core_seconds(runs).sum()),
-        sweep_core_s=_sweep(runs, target, grids),
+        sweep_core_s=_sweep_core_s(runs, target, n_points),
         work=float(params_samples(runs).sum()),
-        sweep_work=_sweep(runs, target, grids, params_samples),
+        sweep_work=float(sweep_work),
         call=call,
+        budget=budget,
     )
