@@ -116,3 +116,13 @@ def test_a_report_of_a_tune_says_what_it_is(tmp_path, capsys):
     s.tune(256)
     assert main(["study", "report", str(s.out)]) == 2
     assert "holds a tune" in capsys.readouterr().err
+
+
+def test_recipes_that_tie_exactly_put_the_one_built_to_transfer_first():
+    # μP at its base width is AdamW: at the bottom rung their runs are the same, their optima tie
+    import pandas as pd
+
+    from wdscale.study.search.tune import _ranked
+
+    o = pd.DataFrame({"rule": ["decoupled", "mup", "sum", "mean"], "mean": [1.0, 1.0, 0.9, 1.0 + 1e-9]})
+    assert list(_ranked(o)["rule"]) == ["sum", "mup", "decoupled", "mean"]

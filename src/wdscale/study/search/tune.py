@@ -369,10 +369,20 @@ def _within_noise(a: pd.Series, b: pd.Series, noise: float) -> bool:
     return bool(b["mean"] / a["mean"] - 1 <= 2 * noise * math.sqrt(1 / a["n"] + 1 / b["n"]))
 
 
+def _ranked(optima: pd.DataFrame) -> pd.DataFrame:
+    """Recipes' optima best first. Where two tie exactly — μP at its base width is AdamW, so at the
+    bottom rung its runs are AdamW's — nothing measured tells them apart, and the recipe that
+    scales with width against its base (`Rule.needs_base`: built to hold its optimum as the model
+    grows, Yang et al. 2022) goes first; then by name."""
+    scales = optima["rule"].map(lambda r: not (r in RULES and RULES[r].needs_base))
+    key = optima.assign(_mean=optima["mean"].round(12), _scales=scales)
+    return key.sort_values(["_mean", "_scales", "rule"]).drop(columns=["_mean", "_scales"])
+
+
 def _contenders(runs: pd.DataFrame, size: int, rules: list[str], metric: str) -> list[str]:
     """The recipes whose best point at `size` is within noise of the best recipe's, best first."""
     o = finite_optima(runs[runs["size"] == size], metric)
-    o = o[o["rule"].isin(rules)].sort_values(["mean", "rule"]).reset_index(drop=True)
+    o = _ranked(o[o["rule"].isin(rules)]).reset_index(drop=True)
     if o.empty:
         return list(rules)
     noise = _noise(runs, metric)
@@ -443,7 +453,7 @@ def _target_candidates(optima, rules, below, size, grids, lr_anchor, lr_step) ->
     lr at 0.3); for the best recipe, then the carried point moved one lr step along its η·λ ridge
     in the direction its lr law moves (a fixed η·λ is what transferred across width under AdamW:
     Kosson et al. 2026; findings §6)."""
-    last = optima[(optima["size"] == below[-1]) & optima["rule"].isin(rules)].sort_values(["mean", "rule"])
+    last = _ranked(optima[(optima["size"] == below[-1]) & optima["rule"].isin(rules)])
     out: list[tuple[str, float, float]] = []
     for k, (_, o) in enumerate(last.iterrows()):
         rule = str(o["rule"])
