@@ -126,3 +126,22 @@ def test_recipes_that_tie_exactly_put_the_one_built_to_transfer_first():
 
     o = pd.DataFrame({"rule": ["decoupled", "mup", "sum", "mean"], "mean": [1.0, 1.0, 0.9, 1.0 + 1e-9]})
     assert list(_ranked(o)["rule"]) == ["sum", "mup", "decoupled", "mean"]
+
+
+def test_a_resumed_climb_decides_as_the_first_one_did_where_seeds_reorder_the_points(tmp_path):
+    # seed noise as large as the bowl's curvature near its floor: a second seed moves a point's mean
+    # past its neighbours', which once sent a resumed climb to seed and place other points
+    def noisy(run) -> float:
+        c = run.config
+        point = round(1e4 * math.log(c.lr)) + round(1e2 * math.log(c.setting)) * 7919 + c.width * 104729
+        return bowl(run) + 1.0 * torch.randn(1, generator=torch.Generator().manual_seed(abs(point) + c.seed)).item()
+
+    s = study(tmp_path, train_fn=noisy)
+    first = s.tune(256)
+    stored = load_runs(s.out)
+    again = s.tune(256)
+    assert len(load_runs(s.out)) == len(stored) and (again.rule, again.lr, again.setting) == (
+        first.rule,
+        first.lr,
+        first.setting,
+    )

@@ -260,14 +260,19 @@ def tune_study(
         runs = load_runs(out)
         return runs[runs["task"] == plan.task]
 
-    def left(runs: pd.DataFrame) -> float:  # what the budget still allows, in parameters × samples
-        return allowance - float(params_samples(runs).sum())
+    def left(runs: pd.DataFrame, upto: Optional[int] = None) -> float:
+        """What the budget still allows (parameters × samples) after the runs at sizes ≤ `upto`: each
+        decision counts only the rungs it follows, so a resumed climb (its later runs stored) decides
+        as the first one did."""
+        spent = runs if upto is None else runs[runs["size"] <= upto]
+        return allowance - float(params_samples(spent).sum())
 
     runs = train(plan)  # the bottom rung's grid (and whatever an interrupted climb had placed)
     plan, runs = _second_seeds(plan, runs, sizes[0], plan.rules, NOISE_POINTS, metric, train)
     contenders = _contenders(runs, sizes[0], plan.rules, metric)
     for i, size in enumerate(sizes[1:-1], start=1):  # the middle rungs
-        fits = math.floor((left(runs) - work[target]) / (9 * work[size])) if math.isfinite(allowance) else 99
+        below = left(runs, upto=sizes[i - 1])
+        fits = math.floor((below - work[target]) / (9 * work[size])) if math.isfinite(allowance) else 99
         if fits < 1 and not any(runs["size"] == size):  # each climbing recipe costs a 3 × 3 block here
             _say(f"the budget cannot afford {plan.size_axis} {size} beside a run at the target: rung skipped")
             continue
@@ -285,7 +290,7 @@ def tune_study(
              f"for {', '.join(contenders)}")  # fmt: skip
         runs = train(plan)
         for _ in range(MAX_BRACKET_ROUNDS):
-            if left(runs) - 5 * len(contenders) * work[size] < work[target]:
+            if left(runs, upto=size) - 5 * len(contenders) * work[size] < work[target]:
                 break  # a bracketing step (≤ 5 new points a recipe) would eat the target's run
             plan, runs, added = _bracket(plan, runs, size, contenders, grids, lr_anchor, lr_step, metric, train)
             if not added:
@@ -294,7 +299,8 @@ def tune_study(
         contenders = _contenders(runs, size, contenders, metric)
     climbed = [size for size in sizes[:-1] if (runs["size"] == size).any()]  # a skipped rung is not below
     candidates = _target_candidates(finite_optima(runs, metric), contenders, climbed, target, grids, lr_anchor, lr_step)
-    fits = math.floor(left(runs) / (seeds * work[target])) if math.isfinite(allowance) else len(candidates)
+    below = left(runs, upto=sizes[-2])
+    fits = math.floor(below / (seeds * work[target])) if math.isfinite(allowance) else len(candidates)
     tried = max(1, fits)
     additions = {}
     for rule, lr, setting in candidates[:tried]:
@@ -385,14 +391,20 @@ def _contenders(runs: pd.DataFrame, size: int, rules: list[str], metric: str) ->
     o = _ranked(o[o["rule"].isin(rules)]).reset_index(drop=True)
     if o.empty:
         return list(rules)
-    noise = _noise(runs, metric)
+    noise = _noise(runs[runs["size"] <= size], metric)  # the rungs climbed so far, as when first decided
     return [str(r["rule"]) for _, r in o.iterrows() if _within_noise(o.iloc[0], r, noise)]
 
 
+def _as_placed(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each point's first seed only: what a climb decides from at a rung before seeds are added."""
+    return runs[runs["seed"] == runs["seed"].min()] if len(runs) else runs
+
+
 def _second_seeds(plan, runs, size, rules, per_rule, metric, train) -> tuple:
-    """Two seeds at each recipe's `per_rule` best points at `size`: what the seed noise is
-    measured from, and what tells the recipes apart."""
-    m = setting_means(runs[(runs["size"] == size) & runs["rule"].isin(rules)], metric)
+    """Two seeds at each recipe's `per_rule` best points at `size`, ranked by their first seed (as
+    placed: a second seed moves a mean, and a climb resumed from the store must pick the same
+    points): what the seed noise is measured from, and what tells the recipes apart."""
+    m = setting_means(_as_placed(runs[(runs["size"] == size) & runs["rule"].isin(rules)]), metric)
     m = m[np.isfinite(m["mean"])].sort_values("mean").groupby("rule").head(per_rule)
     additions: dict[str, dict[Point, int]] = {}
     for _, o in m[m["n"] < 2].iterrows():
@@ -406,7 +418,7 @@ def _second_seeds(plan, runs, size, rules, per_rule, metric, train) -> tuple:
 def _bracket(plan, runs, size, rules, grids, lr_anchor, lr_step, metric, train) -> tuple:
     """One local step at a middle rung: each climbing recipe's best point here gets whichever of
     its eight neighbours are not trained yet. Returns (plan, runs, points added)."""
-    here = runs[(runs["size"] == size) & runs["rule"].isin(rules)]
+    here = _as_placed(runs[(runs["size"] == size) & runs["rule"].isin(rules)])  # before any second seed
     additions: dict[str, dict[Point, int]] = {}
     for _, o in finite_optima(here, metric).iterrows():
         rule = str(o["rule"])
