@@ -516,13 +516,15 @@ def joint_table(j: JointAnalysis) -> str:
     return "\n".join(out)
 
 
-def law_rows(runs: pd.DataFrame, target: int) -> list[str]:
+def law_rows(name: str, runs: pd.DataFrame, target: int) -> list[str]:
     """Per recipe: the straight lines of log lr* and log setting* through the smaller sizes'
     optima, read at the target and trained there: the sweep's own runs at the trained point within
-    half a grid step of the law's (both axes), else the law is off the grid and says so."""
+    half a grid step of the law's (both axes), or the runs of `tune_law_<name>` where the law left
+    the sweep's grid (trained for this row alone); else the law is off the grid and says so."""
     optima = finite_optima(runs[runs["size"] < target], "val_loss")
     sizes = sorted(optima["size"].unique())
-    at = runs[runs["size"] == target]
+    extra = exported(HERE / f"tune_law_{name}")
+    at = pd.concat([runs[runs["size"] == target], *([] if extra is None else [extra[extra["size"] == target]])])
     out = []
     for rule in sorted(optima["rule"].unique()):
         law = placed_point(optima, rule, sizes, target)
@@ -634,7 +636,7 @@ def joint_blocks(name: str, runs: pd.DataFrame, one_d: pd.DataFrame | None) -> t
         one_d = one_d[one_d["run_id"].isin(coarse_ids(HERE / JOINT_STUDIES[name][1]))]
     measured = []
     if name in TUNE_TARGETS:  # the ways measured at the target beyond the sweep's own (§10)
-        measured = law_rows(runs, TUNE_TARGETS[name]) + tune_frontier_rows(name, runs, TUNE_TARGETS[name])
+        measured = law_rows(name, runs, TUNE_TARGETS[name]) + tune_frontier_rows(name, runs, TUNE_TARGETS[name])
     return {name: joint_table(j), f"{name}_frontier": frontier_table(j, one_d_compute(runs, one_d), tuple(measured))}, j
 
 
