@@ -471,8 +471,10 @@ def cmd_tune(args: argparse.Namespace) -> None:
     if args.search != "ladder":
         if args.model or args.data or args.train:
             raise WdscaleError("--search tpe / tpe_hyperband runs on a built-in task or preset; use Study for your own")
+        if args.budget is None:
+            raise WdscaleError(f"--search {args.search} needs a fraction > 0 of one recipe's sweep: --budget 'none'")
         result = optuna_search(
-            plan, out, target, search=args.search, budget=args.budget or DEFAULT_BUDGET,
+            plan, out, target, search=args.search, budget=args.budget,
             base=(args.rungs or ladder(target))[0], sampler_seeds=args.sampler_seeds, execution=execution,
         )  # fmt: skip
         print(result)

@@ -35,7 +35,7 @@ from ..run.execution import DEFAULT_EXECUTION, Execution
 from ..run.jobs import Source
 from ..run.runner import keep_refined, run_study
 from ..run.store import load_runs
-from .tune import DEFAULT_BUDGET, TuneResult, ladder, measured_result, run_work
+from .tune import DEFAULT_BUDGET, TuneResult, ladder, measured_result, run_work, sweep_points
 
 SEARCHES = ("tpe", "tpe_hyperband")
 TRIALS_FILE = "trials.csv"  # each trial: its point, its state and the epochs its compute is counted to
@@ -110,17 +110,17 @@ def optuna_search(
     resolved = resolve(plan, task, model_fn)
     grids = coarse_grids(plan, task, model_fn)
     per_run = run_work(resolved, model_fn or task.make_model, target)
-    n_points = len(resolved.lrs) * float(np.median([len(g) for g in grids.values()]))
+    n_points = sweep_points(resolved, grids)
     allowance = budget * n_points * per_run
-    pruner = (
-        optuna.pruners.HyperbandPruner(min_resource=1, max_resource=resolved.epochs, reduction_factor=3)
-        if search == "tpe_hyperband"
-        else optuna.pruners.NopPruner()
-    )
     lo, hi = min(resolved.lrs), max(resolved.lrs)
 
     def one_search(sampler_seed: int) -> list[dict[str, Any]]:
         nonlocal plan
+        pruner = (  # one per search: Hyperband keeps its brackets' state per study
+            optuna.pruners.HyperbandPruner(min_resource=1, max_resource=resolved.epochs, reduction_factor=3)
+            if search == "tpe_hyperband"
+            else optuna.pruners.NopPruner()
+        )
         study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=sampler_seed), pruner=pruner)
         trials: list[dict[str, Any]] = []
         spent = 0.0
@@ -159,30 +159,26 @@ def optuna_search(
     runs = runs[runs["task"] == plan.task]
     first = table[table["sampler_seed"] == seed]
     complete = first[first["state"] == "complete"]
-    keep = runs.apply(lambda r: _in(complete, r), axis=1) if len(runs) else pd.Series(dtype=bool)
-    sweep = n_points * per_run
-    result = measured_result(runs[keep], plan, [base, target], target, grids, metric, resolved, sweep, budget)
+    keep = np.zeros(len(runs), dtype=bool)
+    for rule, lr, setting in complete[["rule", "lr", "setting"]].itertuples(index=False):
+        keep |= _at(runs, rule, lr, setting, target)
+    result = measured_result(runs[keep], plan, [base, target], target, grids, metric, resolved, per_run, budget)
     return dataclasses.replace(result, work=float(first["work"].sum()), rungs=(target,), method=search)
 
 
 def _the_run(runs: pd.DataFrame, rule: str, lr: float, setting: float, size: int) -> Optional[pd.Series]:
     """The stored run at (rule, lr, setting) at `size` (seed 0), if it is there."""
-    m = runs[
-        (runs["rule"] == rule)
-        & (runs["size"] == size)
-        & np.isclose(runs["lr"], lr, rtol=1e-6)
-        & np.isclose(runs["setting"], setting, rtol=1e-6)
-    ]
+    m = runs[_at(runs, rule, lr, setting, size)]
     return m.iloc[0] if len(m) else None
 
 
-def _in(trials: pd.DataFrame, run: pd.Series) -> bool:
-    return bool(
-        (
-            (trials["rule"] == run["rule"])
-            & np.isclose(trials["lr"], run["lr"], rtol=1e-6)
-            & np.isclose(trials["setting"], run["setting"], rtol=1e-6)
-        ).any()
+def _at(runs: pd.DataFrame, rule: str, lr: float, setting: float, size: int) -> np.ndarray:
+    """Which runs are at (rule, lr, setting) at `size`."""
+    return (
+        (runs["rule"] == rule).to_numpy()
+        & (runs["size"] == size).to_numpy()
+        & np.isclose(runs["lr"], lr, rtol=1e-6)
+        & np.isclose(runs["setting"], setting, rtol=1e-6)
     )
 
 

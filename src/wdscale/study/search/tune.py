@@ -252,8 +252,7 @@ def tune_study(
     lr_step = 1.0 / plan.lr_points_per_decade
     lr_anchor = resolved.lr
     work = {size: run_work(resolved, model_fn or task.make_model, size) for size in sizes}
-    n_points = len(resolved.lrs) * float(np.median([len(g) for g in grids.values()]))
-    allowance = budget * n_points * work[target] if budget is not None else math.inf
+    allowance = budget * sweep_points(resolved, grids) * work[target] if budget is not None else math.inf
 
     def train(p: StudyPlan) -> pd.DataFrame:
         run_study(p, out, source=source, task=task, model_fn=model_fn, execution=execution)
@@ -332,7 +331,7 @@ def tune_study(
             _add(additions, str(c["rule"]), target, float(c["lr"]), float(c["setting"]), more)
         plan = with_refined(plan, additions)
         runs = train(plan)
-    return measured_result(runs, plan, sizes, target, grids, metric, resolved, n_points * work[target], budget)
+    return measured_result(runs, plan, sizes, target, grids, metric, resolved, work[target], budget)
 
 
 def _say(text: str) -> None:
@@ -502,7 +501,13 @@ def _sweep_core_s(runs: pd.DataFrame, target: int, n_points: float) -> float:
     return n_points * float(core_seconds(at).median()) if len(at) else 0.0
 
 
-def measured_result(runs, plan, sizes, target, grids, metric, resolved, sweep_work, budget) -> TuneResult:
+def sweep_points(resolved: Resolved, grids: dict[str, list[float]]) -> float:
+    """The points of one recipe's sweep: the lr grid × the (median) recipe's setting grid."""
+    return len(resolved.lrs) * float(np.median([len(g) for g in grids.values()]))
+
+
+def measured_result(runs, plan, sizes, target, grids, metric, resolved, target_work, budget) -> TuneResult:
+    """The result measured at the target; `target_work`: one target run's parameters × samples."""
     at_target = _at_target(runs, target, metric)
     if at_target.empty:
         raise WdscaleError(f"no candidate trained at the target {target} (every one failed, diverged or did not learn)")
@@ -522,7 +527,7 @@ def measured_result(runs, plan, sizes, target, grids, metric, resolved, sweep_wo
         f'wdscale.optimizer(model, "{plan.optimizer}", rule="{rule}", lr={lr:.4g}, {setting_name}={setting:.4g}, '
         f"base=<your model at {plan.size_axis} {sizes[0]}>, {facts})"
     )
-    n_points = len(resolved.lrs) * float(np.median([len(g) for g in grids.values()]))
+    n_points = sweep_points(resolved, grids)
     return TuneResult(
         target=int(target),
         axis=plan.size_axis,
@@ -539,7 +544,7 @@ def measured_result(runs, plan, sizes, target, grids, metric, resolved, sweep_wo
         core_s=float(core_seconds(runs).sum()),
         sweep_core_s=_sweep_core_s(runs, target, n_points),
         work=float(params_samples(runs).sum()),
-        sweep_work=float(sweep_work),
+        sweep_work=n_points * float(target_work),
         call=call,
         budget=budget,
     )
