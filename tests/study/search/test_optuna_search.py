@@ -50,3 +50,9 @@ def test_hyperband_under_a_schedule_is_refused(tmp_path, capsys):
     argv = [*TINY.split(), "--out", str(tmp_path / "x"), "--search", "tpe_hyperband", "--schedule", "cosine"]
     assert main(argv) == 2
     assert "tpe_hyperband stops runs early" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_an_optuna_search_without_a_budget_is_refused(tmp_path, capsys):
+    argv = [*TINY.split(), "--out", str(tmp_path / "x"), "--search", "tpe", "--budget", "none"]
+    assert main(argv) == 2  # once ran at the default tenth as if asked
+    assert "--search tpe needs a fraction > 0 of one recipe's sweep: --budget 'none'" in capsys.readouterr().err
