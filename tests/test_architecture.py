@@ -39,11 +39,15 @@ LAYER_MODULES = {
         "wdscale.study.train.mlp_forward",
         "wdscale.study.train.engine",
         "wdscale.study.train.user_loop",
+        "wdscale.study.train.script_run",
     ],
     # jobs, where they run, where results go, the driver
     "run": [
+        "wdscale.study.run.command",
         "wdscale.study.run.jobs",
+        "wdscale.study.run.placement",
         "wdscale.study.run.ray_backend",
+        "wdscale.study.run.processes",
         "wdscale.study.run.backends",
         "wdscale.study.run.execution",
         "wdscale.study.run.store",

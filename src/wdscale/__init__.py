@@ -42,7 +42,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> object:
     # the study needs the `study` extra (scipy, matplotlib, ...): import it only when asked for
-    if name in ("Execution", "Study", "StudyPlan", "TaskData"):
+    if name in ("Execution", "Study", "StudyPlan", "TaskData", "current_run"):
         from . import study
 
         return getattr(study, name)
@@ -89,4 +89,5 @@ __all__ = [
     "Study",
     "StudyPlan",
     "TaskData",
+    "current_run",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -22,6 +23,7 @@ from .plan.config import RunConfig, TaskData
 from .plan.study_plan import StudyPlan, make_runs
 from .plan.tasks import Task, get_task
 from .report.study_report import write_report
+from .run.command import Command
 from .run.execution import Execution
 from .run.jobs import register_source
 from .run.runner import RunSummary, run_study
@@ -107,6 +109,13 @@ class Study:
             `run.device`, `run.lr_lambda` and `run.report(step, val_loss)`; it loads its own data
             (then give n_train=, batch_size=, epochs= and lr=: the rules' data facts and the
             schedule's steps). See docs/your-training.md.
+        command: your training script, run once per run as a subprocess: a string
+            ("torchrun --nproc-per-node 2 train.py --epochs 3") or a list of arguments. The script
+            calls `wdscale.current_run()` (`run.build(make_model)`, `run.finish(val_loss)`), or
+            takes the run's `{lr}`, `{setting}`, `{width}`, ... from the command's templates and
+            prints a last line `val_loss=<float>`. Give model_fn with it (sizes and the rule's
+            groups), and n_train=, batch_size=, epochs=, lr= as with train_fn. See
+            docs/your-training.md, "Your script".
         task: a built-in task (default "mnist1d_mlp"); not with model_fn.
         size_axis: "width", "depth", "n_train" or "batch_size".
         sizes: the sizes along that axis (required for your own model).
@@ -170,6 +179,7 @@ class Study:
         data: Any = None,
         *,
         train_fn: Optional[TrainFn] = None,
+        command: Union[str, Sequence[str], None] = None,
         task: Optional[str] = None,
         size_axis: str = "width",
         sizes: Optional[list[int]] = None,
@@ -208,13 +218,23 @@ class Study:
         name: str = "custom",
         execution: Optional[Execution] = None,
     ) -> None:
+        parsed = None
+        if command is not None:
+            if train_fn is not None or data is not None:
+                raise WdscaleError(
+                    "command= trains each run in your script: give model_fn (your model family, for the sizes and "
+                    "the rule's groups) and neither data nor train_fn"
+                )
+            if model_fn is None:
+                raise WdscaleError("command= needs model_fn too: your model family, called with the size")
+            parsed = Command.parse(command)
         if train_fn is not None and not callable(train_fn):
             raise WdscaleTypeError(f"train_fn must be a function train_fn(run) -> float, not {type(train_fn).__name__}")
         if train_fn is not None and model_fn is None:
             raise WdscaleError(
                 "train_fn trains your model: give model_fn too (your model family, called with the size)"
             )
-        if train_fn is None and (model_fn is None) != (data is None):
+        if train_fn is None and command is None and (model_fn is None) != (data is None):
             raise WdscaleError(
                 "give both model_fn and data (your own model), model_fn and train_fn (your own training), or "
                 "neither (a built-in task)"
@@ -283,7 +303,7 @@ class Study:
             model_factory=self.model_fn,
             tokens_per_sample=tokens_per_sample,
         )
-        self.source = register_source(name, self.model_fn, task_data, train_fn)
+        self.source = register_source(name, self.model_fn, task_data, train_fn, parsed)
 
     def runs(self) -> list[RunConfig]:
         """The planned runs.

@@ -122,32 +122,42 @@ def _execution(args: argparse.Namespace) -> Execution:
         batch=not args.no_batch,
         threads=args.threads,
         progress=not args.no_progress,
+        gpus_per_run=args.gpus_per_run,
+        gpus=args.gpus,
+        run_timeout=args.run_timeout,
     )
+
+
+def _own(args: argparse.Namespace) -> bool:
+    """The study trains the user's model: with their data, training function or command."""
+    return bool(args.model or args.data or args.train) or args.command is not None
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     plan = build_plan(args)
     execution = _execution(args)
-    if args.model or args.data or args.train:
+    if _own(args):
         _own_study(args, plan, out, execution, args.task or "custom").run(retry_failed=args.retry_failed)
         return
     run_study(plan, out, execution=execution, retry_failed=args.retry_failed)
 
 
 def _own_study(args: argparse.Namespace, plan: StudyPlan, out: Path, execution: Execution, name: str) -> Study:
-    """A study of the user's model family with their data (`--data`) or their training (`--train`)."""
+    """A study of the user's model family with their data (`--data`), their training function
+    (`--train`) or their script (`--command`)."""
     if not args.model:
-        raise WdscaleError("give --model module:factory (your model family) with --data or --train")
-    if bool(args.data) == bool(args.train):
+        raise WdscaleError("give --model module:factory (your model family) with --data, --train or --command")
+    if bool(args.data) + bool(args.train) + (args.command is not None) != 1:
         raise WdscaleError(
-            "give --data module:loader (wdscale's loop on your data) or --train module:function (your own "
-            "training), one of the two, with --model"
+            "give --data module:loader (wdscale's loop on your data), --train module:function (your own "
+            "training) or --command 'python train.py ...' (your script), one of the three, with --model"
         )
     return Study(
         load_object(args.model, "--model"),
         load_object(args.data, "--data") if args.data else None,
         train_fn=load_object(args.train, "--train") if args.train else None,
+        command=args.command,
         out=out,
         name=name,
         execution=execution,
@@ -262,15 +272,22 @@ def cmd_refine(args: argparse.Namespace) -> None:
     assert points is not None and max_seeds is not None and threads is not None  # defaults above
     check_refine_args(points, max_seeds)  # before stored_plan makes a store from an export
     plan = stored_plan(out)
-    execution = Execution(workers=workers, threads=threads, progress=not args.no_progress)
-    if args.model or args.data or args.train:
+    execution = Execution(
+        workers=workers,
+        threads=threads,
+        progress=not args.no_progress,
+        gpus_per_run=args.gpus_per_run,
+        gpus=args.gpus,
+        run_timeout=args.run_timeout,
+    )
+    if _own(args):
         study = _own_study(args, plan, out, execution, plan.task)
         study.refine(points=points, max_seeds=max_seeds, seeds_at=args.seeds_at)
         return
     if plan.task not in TASKS:
         raise WdscaleError(
             f"the study in {str(out)!r} runs your own model ({plan.task!r}): give the same --model and --data "
-            "(or --train) it was run with"
+            "(or --train, or --command) it was run with"
         )
     refine_study(plan, out, points=points, max_seeds=max_seeds, seeds_at=args.seeds_at, execution=execution)
 
@@ -434,6 +451,14 @@ def _plan_arguments(p: argparse.ArgumentParser, presets: str) -> None:
         "validation loss (docs/your-training.md); give --n-train, --batch-size, --epochs and --lr with it",
     )
     p.add_argument(
+        "--command",
+        help="your training script, run once per run: 'torchrun --nproc-per-node 2 train.py --epochs 3' (the "
+        "script calls wdscale.current_run()) or 'python train.py --width {width} --lr {lr} --wd {setting}' (fields "
+        "filled per run; the script prints a last line val_loss=<float>); give --model, --n-train, --batch-size, "
+        "--epochs and --lr with it (docs/your-training.md, 'Your script')",
+    )
+    _placement_arguments(p)
+    p.add_argument(
         "--backend",
         default="local",
         choices=["local", "ray"],
@@ -458,6 +483,24 @@ def _plan_arguments(p: argparse.ArgumentParser, presets: str) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _placement_arguments(p: argparse.ArgumentParser) -> None:
+    """Where runs go on GPUs, and how long one may take."""
+    p.add_argument(
+        "--gpus-per-run",
+        dest="gpus_per_run",
+        type=float,
+        help="GPUs each run gets (default 1 on a GPU study; 2 for a 2-GPU torchrun; 0.5: two runs share a GPU); "
+        "each run's processes see only their share (CUDA_VISIBLE_DEVICES)",
+    )
+    p.add_argument("--gpus", help="the GPUs to use, e.g. 0,1,2 (default: every visible one)")
+    p.add_argument(
+        "--run-timeout",
+        dest="run_timeout",
+        type=float,
+        help="seconds one run may take; past it its processes are killed and the run is stored failed (default: none)",
+    )
+
+
 def cmd_tune(args: argparse.Namespace) -> None:
     out = Path(args.out)
     plan = build_plan(args)
@@ -469,7 +512,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     axis, target = given[0]
     plan = dataclasses.replace(plan, size_axis=axis)
     if args.search != "ladder":
-        if args.model or args.data or args.train:
+        if _own(args):
             raise WdscaleError("--search tpe / tpe_hyperband runs on a built-in task or preset; use Study for your own")
         if args.budget is None:
             raise WdscaleError(f"--search {args.search} needs a fraction > 0 of one recipe's sweep: --budget 'none'")
@@ -481,7 +524,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
         return
     kw = dict(rungs=args.rungs, seeds=args.target_seeds, max_seeds=args.max_seeds, budget=args.budget,
               bottom_seeds=args.bottom_seeds)  # fmt: skip
-    if args.model or args.data or args.train:
+    if _own(args):
         study = _own_study(
             args, dataclasses.replace(plan, sizes=args.rungs or ladder(target)), out, execution, args.task or "custom"
         )
@@ -537,6 +580,8 @@ def add_study_parser(sub: Any) -> None:
     p.add_argument("--model", help="a study of your own model: the --model it was run with (module:factory)")
     p.add_argument("--data", help="... and its --data (module:loader)")
     p.add_argument("--train", help="... or its --train (module:function)")
+    p.add_argument("--command", help="... or its --command (your script)")
+    _placement_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_refine)
 

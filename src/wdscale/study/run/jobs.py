@@ -23,6 +23,7 @@ from ..plan.tasks import get_task
 from ..train.engine import choose_k, choose_path, train_batched
 from ..train.loop import train_run
 from ..train.user_loop import TrainFn, train_user_run
+from .command import Command
 
 log = logging.getLogger("wdscale.study")
 
@@ -46,12 +47,18 @@ class Source:
 
 @dataclass(frozen=True)
 class Origin:
-    """What a run trains on: its model family, and either data for the built-in loop or the
-    user's own training function (which brings its own data)."""
+    """What a run trains on: its model family, and either data for the built-in loop, the user's
+    own training function, or the user's command (which bring their own data)."""
 
     model_fn: ModelFn
     data: Optional[TaskData] = None
     train_fn: Optional[TrainFn] = None
+    command: Optional[Command] = None
+
+    @property
+    def own_training(self) -> bool:
+        """The user trains (a function or a command): one run at a time, never batched."""
+        return self.train_fn is not None or self.command is not None
 
 
 # a user's model family and data or training function, by name: filled in the driver, and on Ray
@@ -60,10 +67,15 @@ _REGISTRY: dict[str, Origin] = {}
 
 
 def register_source(
-    name: str, model_fn: ModelFn, data: Optional[TaskData] = None, train_fn: Optional[TrainFn] = None
+    name: str,
+    model_fn: ModelFn,
+    data: Optional[TaskData] = None,
+    train_fn: Optional[TrainFn] = None,
+    command: Optional[Command] = None,
 ) -> Source:
-    """Make a user's model family and data (or training function) findable by workers; returns its Source."""
-    _REGISTRY[name] = Origin(model_fn, data, train_fn)
+    """Make a user's model family and data (or training function, or command) findable by
+    workers; returns its Source."""
+    _REGISTRY[name] = Origin(model_fn, data, train_fn, command)
     return Source(task=name, custom=name)
 
 
@@ -184,13 +196,13 @@ def cut_jobs(
         groups.setdefault(batch_key(c), []).append(c)
     jobs: list[Job] = []
     notes: list[str] = []
-    own = source.custom is not None and resolve_source(source, todo[0]).train_fn is not None if todo else False
+    own = source.custom is not None and resolve_source(source, todo[0]).own_training if todo else False
     for configs in groups.values():
         c0 = configs[0]
         what = f"{c0.size_axis}={c0.size} ({decay_mode(c0.rule, c0.optimizer)} decay, {len(configs)} runs)"
         path, why, size = "sequential", "batched engine switched off (--no-batch)", 1
         if own:
-            why = "your training function trains one run at a time"
+            why = "your training trains one run at a time"
         elif batch:
             path, why, size = _decide(configs, source, device, memory_budget, max_k or MAX_RUNS_PER_JOB)
         if path != "sequential":

@@ -8,9 +8,12 @@ keyed by run hash in the store, so a retried task can never write a run twice.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ...errors import WdscaleError
@@ -41,6 +44,8 @@ class RayBackend:
     workers: Optional[int] = None  # CPUs for a local Ray; ignored when joining a cluster
     cpus_per_task: float = 1.0
     max_retries: int = 3
+    gpus_per_run: Optional[float] = None  # num_gpus per task (default 1 on a GPU study, else 0)
+    run_timeout: Optional[float] = None  # seconds a task may take before it is cancelled and its runs stored failed
 
     def n_workers(self, threads: int = 1) -> int:
         ray = _ray()
@@ -57,21 +62,44 @@ class RayBackend:
         else:
             ray.init(num_cpus=self.workers or os.cpu_count(), **kwargs)
 
-    def run(self, jobs: Sequence[Job], source: Source, device: str, on_result: OnResult, threads: int = 1) -> None:
+    def run(
+        self,
+        jobs: Sequence[Job],
+        source: Source,
+        device: str,
+        on_result: OnResult,
+        threads: int = 1,
+        out: Optional[Path] = None,
+    ) -> None:
+        entry = registered(source)
+        if entry is not None and entry.command is not None:
+            raise WdscaleError("command runs start on this machine: use the local backend (--backend local)")
         ray = _ray()
         self._init(ray)
-        entry = registered(source)
         custom = None if entry is None else ray.put(entry)
         remote = ray.remote(
             num_cpus=max(self.cpus_per_task, threads),
-            num_gpus=1 if device.startswith("cuda") else 0,
+            num_gpus=self.gpus_per_run if self.gpus_per_run is not None else (1 if device.startswith("cuda") else 0),
             max_retries=self.max_retries,
             retry_exceptions=False,
         )(_run_job)
         pending = {remote.remote(job, source, device, custom, threads): job for job in jobs}
+        started: dict[Any, float] = {}
+        at_once = self.n_workers(threads)
         try:
             while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
+                # a task's clock starts when it can have started: among the first `at_once` still pending
+                for ref in list(pending)[:at_once]:
+                    started.setdefault(ref, time.monotonic())
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0 if self.run_timeout else None)
+                if self.run_timeout is not None:  # past its time: cancelled, its runs stored failed
+                    now = time.monotonic()
+                    late = [r for r in pending if r not in done and now - started.get(r, math.inf) > self.run_timeout]
+                    for ref in late:
+                        ray.cancel(ref, force=True)
+                        job = pending.pop(ref)
+                        msg = f"timed out after {self.run_timeout:g} s (--run-timeout)"
+                        on_result(job.configs, [RunResult(c.run_id, "failed", error=msg) for c in job.configs])
                 for ref in done:
                     job = pending.pop(ref)
                     try:

@@ -36,8 +36,10 @@ from ..plan.config import ModelFn, RunConfig, RunResult, TaskData
 from ..plan.study_plan import StudyPlan, describe, make_runs, refined_point, with_refined
 from ..plan.tasks import Task, get_task
 from ..train.loop import logits_of
+from .command import check_flags_only
 from .execution import DEFAULT_EXECUTION, Execution
 from .jobs import Source, cut_jobs, resolve_source
+from .processes import config_label
 from .store import Store
 
 log = logging.getLogger("wdscale.study")
@@ -225,6 +227,8 @@ def run_study(
     plan = keep_refined(plan, out)
     runs = make_runs(plan, task, model_fn)
     origin = resolve_source(source, runs[0])
+    if origin.command is not None:  # a per-layer rule cannot travel in a script's flags
+        check_flags_only(origin.command, runs, origin.model_fn)
     data = origin.data
     if data is not None:  # the built-in loop's data (a user's training function brings its own)
         most = max(runs, key=lambda c: c.n_train)
@@ -277,13 +281,13 @@ def run_study(
                     summary.ran += 1
                     summary.statuses[r.status] = summary.statuses.get(r.status, 0) + 1
                     if r.status == "failed":
-                        log.warning("run %s failed: %s", c.run_id, r.error)
+                        log.warning("run %s (%s) failed: %s", config_label(c), c.run_id, (r.error or "").split("\n")[0])
             bar.update(len(configs))
             bar.set_postfix({k: v for k, v in summary.statuses.items() if k != "ok"}, refresh=False)
 
         try:
             with _sigterm_as_interrupt():
-                backend.run(jobs, source, device, on_result, threads)
+                backend.run(jobs, source, device, on_result, threads, out=out)
         finally:
             bar.close()
     print(f"  done: {summary.ran} runs ({', '.join(f'{v} {k}' for k, v in summary.statuses.items())})", file=sys.stderr)

@@ -34,11 +34,15 @@ def build(
     # the rules through depth_mult
     with torch.random.fork_rng(devices=[]):
         base = model_fn(config.base_width, config.depth)
+    return model, optimizer(model, config.optimizer, **rule_keywords(config, n_train, base))
+
+
+def rule_keywords(config: RunConfig, n_train: int, base: nn.Module) -> dict[str, Any]:
+    """What `wdscale.optimizer` and `wdscale.param_groups` take for a run, but the model and the
+    optimizer's name: the rule at the run's lr and setting, its base, data facts and depth."""
     facts = DataFacts(n_samples=n_train, batch_size=config.batch_size, epochs=config.epochs)
     torch_kwargs: dict[str, Any] = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
-    opt = optimizer(
-        model,
-        config.optimizer,
+    return dict(
         rule=config.rule,
         lr=config.lr,
         **setting_kwargs(config.rule, config.setting),
@@ -48,7 +52,6 @@ def build(
         depth_mult=config.depth / config.base_depth,
         **torch_kwargs,
     )
-    return model, opt
 
 
 def prepare(data: TaskData, n_train: int, device: Device, dtype: torch.dtype) -> TaskData:

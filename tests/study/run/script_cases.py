@@ -1,0 +1,57 @@
+"""A user's training script for the command-run tests: `python script_cases.py CASE`.
+
+ok: trains with wdscale.current_run(); crash: prints and exits 3; hang: starts a child that
+sleeps and sleeps itself (its pids written to $PIDS_FILE); no_loss: trains, reports nothing;
+slow: sleeps a second, then trains (a driver can be killed mid-study)."""
+
+import os
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def make(width: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 3))
+
+
+def train(report: bool = True) -> None:
+    import wdscale
+
+    run = wdscale.current_run()
+    model, opt = run.build(make)
+    scheduler = run.lr_scheduler()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(run.config.n_train, 8, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    for _ in range(run.config.epochs):
+        for i in range(0, len(x), run.config.batch_size):
+            loss = F.cross_entropy(model(x[i : i + run.config.batch_size]), y[i : i + run.config.batch_size])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            scheduler.step()
+        run.report(run.steps, loss.item())
+    print(f"group lrs: {sorted(g['lr'] for g in opt.param_groups)}", flush=True)
+    if report:
+        run.finish(loss.item())
+
+
+if __name__ == "__main__":
+    case = sys.argv[1]
+    if case == "crash":
+        print("loading data ... boom: the data path does not exist", flush=True)
+        sys.exit(3)
+    if case == "hang":
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+        with open(os.environ["PIDS_FILE"], "a") as f:
+            f.write(f"{os.getpid()} {child.pid}\n")
+        time.sleep(120)
+    if case == "slow":
+        with open(os.environ["PIDS_FILE"], "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(1.0)
+    train(report=case != "no_loss")
