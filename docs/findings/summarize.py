@@ -911,17 +911,23 @@ def main() -> int:
     blocks["designs"] = "\n".join(
         ["| study | " + " | ".join(DESIGNS) + " |", "|---|" + "---|" * len(DESIGNS), *designs]
     )
-    joint_runs = []
+    joint_runs: list[str] = []
+    joint_edges: list[int] = []  # per joint study of §6: its ends (smallest and largest size), those at an edge
     for name, (_, one_d_name) in JOINT_STUDIES.items():
         runs = load(HERE / name)
         if runs is None or runs.empty:
             missing.append(name)
             continue
-        joint, _ = joint_blocks(name, runs, loaded.get(one_d_name))
+        joint, j = joint_blocks(name, runs, loaded.get(one_d_name))
         blocks.update(joint)
+        o = j.optima_frame()
+        ends = o[o["size"].isin([o["size"].min(), o["size"].max()])]
+        joint_edges += [len(ends), int((ends["lr_edge"] | ends["setting_edge"]).sum())]
         is_coarse = runs["run_id"].isin(coarse_ids(HERE / name))
         joint_runs.append(f"| `{name}` | {int(is_coarse.sum())} | {int((~is_coarse).sum())} | {len(runs)} |")
 
+    n_ends, n_edge = sum(joint_edges[::2]), sum(joint_edges[1::2])
+    blocks["joint_edges"] = f"{n_edge} of the {n_ends} ends (smallest and largest size) in §6's tables are at an edge."
     pairs: dict[str, tuple[StudyAnalysis, StudyAnalysis, str]] = {}
     for name, (twin, schedule) in SCHEDULE_STUDIES.items():
         runs = exported(HERE / name)
