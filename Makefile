@@ -27,7 +27,7 @@ demo: $(STAMP)
 	@echo "Report: $(DEMO_DIR)/report.md and $(DEMO_DIR)/report.html"
 
 # lint, format and types first (seconds), then the suite
-LINTED := src tests benchmarks examples docs/findings/summarize.py
+LINTED := src tests benchmarks examples docs/findings/summarize.py docs/findings/prose.py
 test: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)

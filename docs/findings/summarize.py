@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import prose  # docs/findings/prose.py, beside this script
 
 from wdscale.study.analysis.advise import Holdout, holdout
 from wdscale.study.analysis.cost import SearchCost, search_cost
@@ -33,6 +34,7 @@ from wdscale.study.analysis.study_analysis import (
 )
 from wdscale.study.plan.study_plan import StudyPlan, make_runs
 from wdscale.study.plan.tasks import get_task
+from wdscale.study.report.study_report import interval_end_percent
 from wdscale.study.run.store import load_runs
 from wdscale.study.search.optuna_search import TRIALS_FILE, counted_work
 from wdscale.study.search.refine import DESIGNS, design_replay, setting_means
@@ -226,10 +228,11 @@ def verdict_rows(name: str, label: str, a: StudyAnalysis) -> list[dict]:
 
 
 def regret_text(t: pd.Series, bound: str) -> str:
-    """The measured regret with its whole-pipeline interval, or why there is none."""
+    """The measured regret with its whole-pipeline interval, or why there is none; each end the
+    median of the bootstrap seeds' panel, to the digit its Monte Carlo margin leaves standing."""
     if not np.isfinite(t["regret"]):
         return "∞ (diverges or does not learn)" if t["regret"] == np.inf else str(t["regret_reason"] or "–")
-    lo, hi = (f"{100 * t[k]:.1f}" if np.isfinite(t[k]) else "–" for k in ("regret_lo", "regret_hi"))
+    lo, hi = (interval_end_percent(t[k], t[f"{k}_mc"]) for k in ("regret_lo", "regret_hi"))
     return f"{bound}{100 * t['regret']:.1f} % [{lo}, {hi}]"
 
 
@@ -908,13 +911,23 @@ def main() -> int:
     blocks["designs"] = "\n".join(
         ["| study | " + " | ".join(DESIGNS) + " |", "|---|" + "---|" * len(DESIGNS), *designs]
     )
+    joint_runs: list[str] = []
+    joint_edges: list[int] = []  # per joint study of §6: its ends (smallest and largest size), those at an edge
     for name, (_, one_d_name) in JOINT_STUDIES.items():
         runs = load(HERE / name)
         if runs is None or runs.empty:
             missing.append(name)
             continue
-        joint, _ = joint_blocks(name, runs, loaded.get(one_d_name))
+        joint, j = joint_blocks(name, runs, loaded.get(one_d_name))
         blocks.update(joint)
+        o = j.optima_frame()
+        ends = o[o["size"].isin([o["size"].min(), o["size"].max()])]
+        joint_edges += [len(ends), int((ends["lr_edge"] | ends["setting_edge"]).sum())]
+        is_coarse = runs["run_id"].isin(coarse_ids(HERE / name))
+        joint_runs.append(f"| `{name}` | {int(is_coarse.sum())} | {int((~is_coarse).sum())} | {len(runs)} |")
+
+    n_ends, n_edge = sum(joint_edges[::2]), sum(joint_edges[1::2])
+    blocks["joint_edges"] = f"{n_edge} of the {n_ends} ends (smallest and largest size) in §6's tables are at an edge."
     pairs: dict[str, tuple[StudyAnalysis, StudyAnalysis, str]] = {}
     for name, (twin, schedule) in SCHEDULE_STUDIES.items():
         runs = exported(HERE / name)
@@ -935,12 +948,17 @@ def main() -> int:
             continue
         joint, j = joint_blocks(name, runs, None)
         blocks.update(joint)
+        is_coarse = runs["run_id"].isin(coarse_ids(HERE / name))
+        joint_runs.append(f"| `{name}` | {int(is_coarse.sum())} | {int((~is_coarse).sum())} | {len(runs)} |")
         if name in ONEPASS_STUDIES:
             axis, published = ONEPASS_STUDIES[name]
             blocks[f"{name}_tau"] = tau_table(j, runs, axis, published)
             tau_pts[name] = tau_points(j, runs)
     if tau_pts:
         tau_figure(tau_pts, HERE / "onepass_tau.png")
+    blocks["joint_runs"] = "\n".join(
+        ["| joint study | coarse-grid runs | refined runs | all runs |", "|---|---|---|---|", *joint_runs]
+    )
     tuned: list[str] = []
     tune_pts = {}
     for sweep_name, target in TUNE_TARGETS.items():
@@ -970,7 +988,11 @@ def main() -> int:
         print("no study found under", HERE, file=sys.stderr)
         return 1
     doc = HERE.parent / "findings.md"
-    doc.write_text(fill(doc.read_text(encoding="utf-8"), blocks), encoding="utf-8")
+    text = fill(doc.read_text(encoding="utf-8"), blocks)
+    found = prose.tables(text)  # the prose's numbers, rewritten from the tables just generated
+    doc.write_text(prose.fill_refs(text, found), encoding="utf-8")
+    readme = HERE.parents[1] / "README.md"
+    readme.write_text(prose.fill_refs(readme.read_text(encoding="utf-8"), found), encoding="utf-8")
     figure(verdicts, HERE / "summary_regret.png")
     print(
         f"updated {doc} ({', '.join(blocks)}) and {HERE / 'summary_regret.png'}"

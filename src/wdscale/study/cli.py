@@ -220,8 +220,11 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_relabel(args: argparse.Namespace) -> None:
     out = Path(args.dir)
-    n_ok, reasons = relabel_study(out)
-    print(f"{len(reasons)} of {n_ok} ok runs relabelled not_learned (they never left chance)")
+    done = relabel_study(out)
+    print(
+        f"of {done.checked} ok and not_learned runs, {len(done.not_learned)} relabelled not_learned (they never "
+        f"left chance) and {len(done.learned)} relabelled ok (they ended below chance)"
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -600,7 +603,8 @@ def add_study_parser(sub: Any) -> None:
 
     p = ssub.add_parser(
         "relabel",
-        help="mark stored ok runs that never left chance as not_learned (stores written before that criterion)",
+        help="relabel stored runs by the chance criterion: ok runs that never left chance as not_learned, "
+        "not_learned runs that ended below chance as ok (stores written under an earlier criterion)",
     )
     p.add_argument("dir", help="the study directory (its runs.sqlite, and runs.parquet if there; or runs.parquet)")
     p.set_defaults(func=cmd_relabel)

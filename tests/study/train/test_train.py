@@ -99,9 +99,18 @@ def test_losses_within_a_percent_of_chance_are_not_learned():
     # batch's loss, so the old tests (below the initial loss, below chance) called it ok
     assert not_learned_reason(2.3018, 2.3022, 2.31, math.log(10)) is not None
     assert not_learned_reason(2.3026, 2.3022, 2.31, math.log(10)) is not None  # not below chance
-    assert not_learned_reason(2.40, 2.2, 2.31, math.log(10)) is not None  # not below the initial loss
+    assert not_learned_reason(2.40, 2.30, 2.31, math.log(10)) is not None  # not below the initial loss
     assert not_learned_reason(2.20, 2.25, 2.31, math.log(10)) is None  # 4 % below: it learned
     assert not_learned_reason(0.05, 3.0, 2.31, math.log(10)) is None  # overfitted, but learned
+
+
+def test_a_one_pass_run_that_ends_below_chance_learned_whatever_its_pass_mean_training_loss():
+    # onepass_tpp's runs: the pass-mean training loss (first steps included) above chance and above
+    # the first batch's, the final validation loss 4-12 % below chance (3.33 nats)
+    chance = 3.33
+    assert not_learned_reason(3.45, 3.19, 3.40, chance) is None
+    assert not_learned_reason(3.75, 2.95, 3.60, chance) is None
+    assert not_learned_reason(3.45, 3.31, 3.40, chance) is not None  # within 1 % of chance: did not
 
 
 def test_a_run_whose_decay_pins_it_at_chance_is_not_learned():

@@ -109,6 +109,9 @@ class Regret:
     standard error √2·noise, and a difference under 2 standard errors cannot be told from 0.
     Chosen over the bootstrap half-width because it is closed-form, has a fixed meaning for any
     seed count, and does not collapse to 0 when 2–3 seeds give few distinct resamples.
+    lo_mc, hi_mc: the Monte Carlo margin of lo and hi, half the range of each end over the
+    bootstrap RNG seeds of the stability panel (`analyze`'s stability_seeds), whose median end
+    lo and hi are; NaN with a panel of one.
     resolution: "within noise" (hi < detectable), "costs" (lo > 0: the proxy's choice loses
     in ≥ 95 % of resamples), "not resolved" (the interval spans 0 and detectable, or there is
     no noise estimate), "diverges or does not learn", "not measured". acc_regret: accuracy lost
@@ -134,6 +137,8 @@ class Regret:
     boot_measured: float
     acc_regret: float
     setting_name: str = "lambda"
+    lo_mc: float = float("nan")
+    hi_mc: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,8 @@ class StudyAnalysis:
                     regret=r.regret,
                     regret_lo=r.lo,
                     regret_hi=r.hi,
+                    regret_lo_mc=r.lo_mc,
+                    regret_hi_mc=r.hi_mc,
                     detectable=r.detectable,
                     noise=r.noise,
                     resolution=r.resolution,
@@ -667,6 +674,11 @@ def _stable(runs_of_series: list, key: SeriesKey) -> tuple:
     """The first analysis of a series, its verdict and regret made "not resolved" unless every
     bootstrap seed of the panel gives the same verdict code and regret resolution."""
     optima, drift, reg, verdict = runs_of_series[0]
+    if len(runs_of_series) > 1:  # an interval end read off one bootstrap stream moves with its seed
+        ends = {k: np.array([getattr(r, k) for _, _, r, _ in runs_of_series], float) for k in ("lo", "hi")}
+        mid = {k: float(np.median(v)) if np.isfinite(v).all() else getattr(reg, k) for k, v in ends.items()}
+        mc = {k: float(np.ptp(v)) / 2 if np.isfinite(v).all() else float("nan") for k, v in ends.items()}
+        reg = replace(reg, lo=mid["lo"], hi=mid["hi"], lo_mc=mc["lo"], hi_mc=mc["hi"])
     outcomes = [(v.code, r.resolution) for _, _, r, v in runs_of_series]
     agree = outcomes.count(outcomes[0])
     panel = len(outcomes)

@@ -145,6 +145,30 @@ def _execution(runs: pd.DataFrame) -> str:
     )
 
 
+def interval_end_digits(margin: float) -> int:
+    """The decimals an interval end in percent is printed to: its last digit one its Monte Carlo
+    margin (half the range of the end over bootstrap RNG seeds, a fraction) leaves standing, i.e.
+    a unit of that digit at least twice the margin: 1 (tenths), 0 (units) or −1 (tens); 1 for NaN."""
+    m = 100 * margin if np.isfinite(margin) else 0.0
+    return 1 if 2 * m <= 0.1 else 0 if 2 * m <= 1.0 else -1
+
+
+def interval_end_percent(end: float, margin: float) -> str:
+    """An interval end (a fraction) in percent, to `interval_end_digits(margin)`; "–" when not
+    finite.
+
+    Args:
+        end: the interval end, a fraction (0.43 for 43 %).
+        margin: its Monte Carlo margin, a fraction; NaN (no panel) prints one decimal.
+
+    Returns:
+        The end as text, e.g. "43.0", "43" or "40"."""
+    if not np.isfinite(end):
+        return "–"
+    digits = interval_end_digits(margin)
+    return f"{round(100 * end, digits):.{max(digits, 0)}f}"
+
+
 def _regret_cell(t) -> str:
     """Measured transfer regret with its whole-pipeline interval; never a fitted value."""
     if t["regret"] == np.inf:

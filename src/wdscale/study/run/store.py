@@ -213,6 +213,17 @@ class Store:
                 for run_id, why in reasons.items()
             )
 
+    def relabel_learned(self, run_ids: Iterable[str]) -> int:
+        """Mark stored not_learned runs as ok, where a criterion that came after they were stored
+        says they learned; their numbers stay, the old reason goes. Returns the runs changed."""
+        with self._db:
+            return sum(
+                self._db.execute(
+                    "UPDATE runs SET status='ok', error=NULL WHERE run_id=? AND status='not_learned'", (run_id,)
+                ).rowcount
+                for run_id in run_ids
+            )
+
     def set_plan(self, plan: dict[str, Any]) -> None:
         """The plan this store's runs belong to (the latest, when a plan grew)."""
         with self._db:

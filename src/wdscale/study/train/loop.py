@@ -202,19 +202,21 @@ def chance_loss(data: TaskData) -> float:
 
 
 def not_learned_reason(train_loss: float, val_loss: float, initial_loss: float, chance: float) -> Optional[str]:
-    """Why a finished run did not learn, or None if it did: its final training loss is not below
-    the loss of its first batch, or not below `chance`, or its training and validation losses both
-    stay within CHANCE_MARGIN of chance (the run never left predicting the label frequencies)."""
+    """Why a finished run did not learn, or None if it did: neither its final training nor its
+    validation loss is below chance by more than CHANCE_MARGIN, and its final training loss is not
+    below the loss of its first batch, or not below `chance`, or within CHANCE_MARGIN of it (the
+    run never left predicting the label frequencies). A run that ended below chance by the margin
+    learned, whatever its training loss: in one pass that is the pass's mean, first steps included."""
+    if min(train_loss, val_loss) < (1 - CHANCE_MARGIN) * chance:
+        return None
     if not train_loss < initial_loss:
         return f"final training loss {train_loss:.4g} is not below the initial {initial_loss:.4g}"
     if not train_loss < chance:
         return f"final training loss {train_loss:.4g} is no better than chance ({chance:.4g})"
-    if min(train_loss, val_loss) >= (1 - CHANCE_MARGIN) * chance:
-        return (
-            f"final training loss {train_loss:.4g} and validation loss {val_loss:.4g} are within "
-            f"{CHANCE_MARGIN:.0%} of chance ({chance:.4g}, predicting the label frequencies)"
-        )
-    return None
+    return (
+        f"final training loss {train_loss:.4g} and validation loss {val_loss:.4g} are within "
+        f"{CHANCE_MARGIN:.0%} of chance ({chance:.4g}, predicting the label frequencies)"
+    )
 
 
 def train_run(
