@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
-from conftest import TinyMLP
 from torch import nn
 
 import wdscale
+from conftest import TinyMLP
 from wdscale.errors import WdscaleError
 from wdscale.schedules import SCHEDULE_NAMES, Schedule, check_keeps_ratios, lr_scheduler
 
