@@ -112,6 +112,19 @@ def test_model_fn_failing_at_some_width_is_named():
         make_runs(StudyPlan(sizes=[32, 128], rules=["sum"]), TASK, model_fn)
 
 
+def test_wrong_setups_are_refused_before_any_run():
+    mlp = lambda width, depth: nn.Sequential(nn.Linear(40, width), nn.ReLU(), nn.Linear(width, 10))  # noqa: E731
+    # a model_fn that ignores its width: every size the same model
+    with pytest.raises(
+        WdscaleError, match=r"ignores its width: the model has 3,274 parameters at every width \[32, 128\]"
+    ):
+        make_runs(StudyPlan(sizes=[32, 128], rules=["sum"]), TASK, lambda width, depth: mlp(64, depth))
+    # a base larger than the model, named with both; a base equal to the smallest size is the base
+    with pytest.raises(WdscaleError, match=r"base_size=64 is larger than the model at width 32"):
+        make_runs(StudyPlan(sizes=[32, 128], rules=["sum"], base_size=64), TASK, mlp)
+    assert make_runs(StudyPlan(sizes=[32, 128], rules=["sum"], base_size=32), TASK, mlp)
+
+
 def test_plan_files_toml_and_yaml(tmp_path):
     (tmp_path / "p.toml").write_text('task = "digits_mlp"\nsizes = [32, 512]\nrules = ["sum", "mup"]\nseeds = 2\n')
     (tmp_path / "p.yaml").write_text("task: digits_mlp\nsizes: [32, 512]\nrules: [sum, mup]\nseeds: 2\n")

@@ -161,7 +161,9 @@ def _key(obj) -> SeriesKey:
 @dataclass(frozen=True)
 class StudyAnalysis:
     """Everything analyze() found. Lists are sorted by (task, optimizer, size_axis, rule);
-    optima additionally by size. counts: runs per status in the input (failed ones dropped)."""
+    optima additionally by size. counts: runs per status in the input (failed ones dropped).
+    sizes_dropped: a rule at a size that failed runs left with too few settings to locate an
+    optimum, in words (left out, so the rest can still be read)."""
 
     optima: list
     drifts: list
@@ -170,6 +172,7 @@ class StudyAnalysis:
     metric: str
     n_boot: int
     counts: dict
+    sizes_dropped: tuple = ()
 
     @property
     def series(self) -> list:
@@ -279,6 +282,8 @@ def _prepare(runs: pd.DataFrame, metric: str) -> tuple:
     df["size"] = pd.to_numeric(df["size"], errors="coerce")
     df["loss"] = run_losses(df, metric)
 
+    trained = runs.groupby(list(SERIES_KEYS) + ["size"])["setting"].nunique()
+    dropped: list[str] = []
     for key, g in df.groupby(list(SERIES_KEYS), sort=True):
         if not ((g["setting"] > 0).all() and (g["size"] > 0).all()):
             raise WdscaleError(
@@ -288,12 +293,22 @@ def _prepare(runs: pd.DataFrame, metric: str) -> tuple:
         if g["setting_name"].nunique() != 1:
             raise WdscaleError(f"series ({_describe(key)}) mixes setting names {sorted(g['setting_name'].unique())}")
         for size, n in g.groupby("size")["setting"].nunique().items():
-            if n < MIN_SETTINGS:
+            if n >= MIN_SETTINGS:
+                continue
+            if trained.get((*key, size), 0) < MIN_SETTINGS:  # planned too few: the input is wrong
                 raise WdscaleError(
-                    f"series ({_describe(key)}) has only {n} setting(s) at size {size} "
-                    f"(after dropping failed runs); need at least {MIN_SETTINGS} to locate an optimum"
+                    f"series ({_describe(key)}) has only {n} setting(s) at size {size}; "
+                    f"need at least {MIN_SETTINGS} to locate an optimum"
                 )
+            # failed runs left too few: that size is left out of the series, and the report says so
+            dropped.append(f"{key[2]} at {key[3]} {size} ({n} of its settings left by failed runs)")
+            df = df[
+                ~((df[list(SERIES_KEYS)] == pd.Series(dict(zip(SERIES_KEYS, key)))).all(axis=1) & (df["size"] == size))
+            ]
+    if df.empty:
+        raise WdscaleError(f"failed runs left no size with {MIN_SETTINGS} settings: there is nothing to analyse")
     df["size"] = df["size"].astype(int)
+    df.attrs["sizes_dropped"] = tuple(dropped)
     return df, counts
 
 
@@ -723,7 +738,7 @@ def analyze(
         drifts.append(d)
         regrets.append(r)
         verdicts.append(v)
-    return StudyAnalysis(optima, drifts, regrets, verdicts, metric, n_boot, counts)
+    return StudyAnalysis(optima, drifts, regrets, verdicts, metric, n_boot, counts, df.attrs.get("sizes_dropped", ()))
 
 
 def fresh_spread(mean: np.ndarray, resampled: np.ndarray, n: np.ndarray) -> np.ndarray:

@@ -419,6 +419,12 @@ def resolve(plan: StudyPlan, task, model_fn=None) -> Resolved:
     depth = check_positive_int("depth", plan.depth if plan.depth is not None else task.default_depth)
     base_size = plan.base_size if plan.base_size is not None else sizes[0]
     check_positive_int("base_size", base_size)
+    if plan.size_axis in ("width", "depth") and base_size > sizes[0]:
+        raise WdscaleError(
+            f"base_size={base_size} is larger than the model at {plan.size_axis} {sizes[0]}: the base is the size "
+            f"where the setting is tuned, at most the smallest {plan.size_axis} (equal: that size is the base); "
+            "a larger one turns the width multipliers below 1"
+        )
     if plan.optimizer == "sgd":
         check_fraction("momentum", plan.momentum)
     elif plan.momentum != StudyPlan.momentum:
@@ -674,7 +680,9 @@ def _largest_step_decay(r: Resolved, rule: str, setting: float, model, data: Dat
 
 def check_models(r: Resolved, model_fn) -> None:
     """Build the model (shapes only) at every size, and its base: a model_fn that fails at some
-    size, or a base that does not match, is reported before any run starts."""
+    size, a base that does not match or is larger than a model, or a factory whose model does not
+    change along the size axis, is reported before any run starts."""
+    counts: dict[int, int] = {}
     for size in r.sizes:
         knobs = size_knobs(r, size)
         where = f"{r.plan.size_axis}={size}"
@@ -692,6 +700,13 @@ def check_models(r: Resolved, model_fn) -> None:
             classify(model, base)
         except (ValueError, TypeError) as e:
             raise WdscaleError(f"at {where}: {e}") from e
+        counts[size] = sum(p.numel() for p in model.parameters())
+    if r.plan.size_axis in ("width", "depth") and len(set(counts.values())) == 1:
+        n = next(iter(counts.values()))
+        raise WdscaleError(
+            f"the model factory ignores its {r.plan.size_axis}: the model has {n:,} parameters at every "
+            f"{r.plan.size_axis} {sorted(counts)}; model_fn(width, depth) must build the model at the size it is given"
+        )
 
 
 # the largest built-in model a plan may ask for: a typo like --depth 100000 or --sizes 100000000
