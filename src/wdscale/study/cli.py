@@ -364,7 +364,12 @@ def _plan_arguments(p: argparse.ArgumentParser, presets: str) -> None:
     p.add_argument(
         "--points-per-decade", dest="points_per_decade", type=int, help="grid points per decade of decay (default 4)"
     )
-    p.add_argument("--decades", type=float, help="width of the decay grid in decades (default 3)")
+    p.add_argument(
+        "--decades",
+        type=float,
+        help="centre the decay grid (η·λ·T = 3) this many decades wide; default: placed for the run, "
+        "τ = 1/(η·λ) from 100× the run's steps to a thirtieth of them",
+    )
     p.add_argument(
         "--extend", type=_extend, help="add decades of stronger (+) or weaker (-) decay to a rule's grid, e.g. mean=3"
     )
