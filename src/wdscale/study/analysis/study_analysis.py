@@ -139,7 +139,9 @@ class Regret:
 @dataclass(frozen=True)
 class Verdict:
     """code: "transfers" | "grows" | "shrinks" | "not_resolved" | "not_measured" | "edge" |
-    "single_size" | "no_optimum"; text: one line for a human."""
+    "flat" | "single_size" | "no_optimum"; text: one line for a human. "flat": the optimum sits at
+    the grid's weak end at some size, and there the loss varies less than the seed noise over at
+    least FLAT_POINTS settings of the weak end: decay barely matters at this run length."""
 
     task: str
     optimizer: str
@@ -504,6 +506,35 @@ def _resolution(
     return "not resolved"
 
 
+FLAT_POINTS = 3  # settings of the weak end within noise of each other that make a verdict "flat"
+
+
+def flat_below(d: _SizeData, weak_first: bool) -> Optional[float]:
+    """Where the loss at one size is flat at the grid's weak end: the strongest setting X such that
+    every setting from the weak edge to X has a seed-mean loss within the noise of the best one's
+    (a difference under 2 standard errors of a difference of two seed means), the best among them,
+    with at least FLAT_POINTS settings in that run; None where it is not so.
+    weak_first: the weak end is the smallest setting (λ-rules), else the largest (τ-rules)."""
+    order = np.arange(len(d.settings)) if weak_first else np.arange(len(d.settings))[::-1]
+    best = int(_argmin(d.y))
+    if best < 0:
+        return None
+
+    def sem(k: int) -> float:
+        col = d.m[:, k][~np.isnan(d.m[:, k])]
+        return float(np.std(col, ddof=1) / np.sqrt(col.size)) if col.size >= 2 and np.isfinite(col).all() else np.nan
+
+    best_sem = sem(best)
+    run = []
+    for k in order:
+        bound = 0.0 if k == best else 2 * np.sqrt(best_sem**2 + sem(int(k)) ** 2)
+        if not (k == best or (np.isfinite(bound) and np.isfinite(d.y[k]) and d.y[k] - d.y[best] < bound)):
+            break
+        run.append(int(k))
+    # flat: the weak end, out to the optimum at least, within noise of it
+    return float(d.settings[run[-1]]) if best in run and len(run) >= FLAT_POINTS else None
+
+
 def _verdict(key: SeriesKey, name: str, data: list, drift: Drift, regret: Regret) -> Verdict:
     sym = setting_symbol(name)
     axis = key[3]
@@ -513,6 +544,21 @@ def _verdict(key: SeriesKey, name: str, data: list, drift: Drift, regret: Regret
         return mk("no_optimum", f"inconclusive: every setting diverged at {axis} {', '.join(map(str, dead))}")
     edges = [(d, int(_argmin(d.y))) for d in data]
     edges = [(d, i) for d, i in edges if i in (0, len(d.settings) - 1)]
+    weak_first = name != "tau"  # a λ's weak end is its smallest value, a τ's its largest
+    flat = {d.size: flat_below(d, weak_first) for d, _ in edges}
+    # every optimum on an edge sits on a weak end within noise: decay barely matters there, and
+    # the grid needs no widening (an optimum inside the grid keeps the verdict its regret gives) ...
+    flat_where = [d for d, _ in edges]
+    # ... unless reusing the proxy's setting measurably costs: then the choice does matter
+    if flat_where and regret.resolution != "costs" and all(flat[d.size] is not None for d in flat_where):
+        cuts = [flat[d.size] for d in flat_where]
+        cut = min(cuts) if weak_first else max(cuts)  # type: ignore[type-var]
+        side = "below" if weak_first else "above"
+        return mk(
+            "flat",
+            f"flat: decay barely matters at this run length: any {sym} {side} {cut:.3g} is within seed noise "
+            f"of the best at {axis} {', '.join(str(d.size) for d in flat_where)} (the grid's weak end)",
+        )
     if edges:
         where = [f"{d.size} ({'smallest' if i == 0 else 'largest'} {sym} swept)" for d, i in edges]
         return mk(
