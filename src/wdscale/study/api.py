@@ -19,7 +19,7 @@ from .analysis.advise import Advice, Holdout, JointAdvice, advise, advise_joint,
 from .analysis.joint import is_joint
 from .analysis.study_analysis import StudyAnalysis, analyze
 from .plan.config import RunConfig, TaskData
-from .plan.study_plan import StudyPlan, make_runs
+from .plan.study_plan import StudyPlan, make_runs, preview
 from .plan.tasks import Task, get_task
 from .report.study_report import write_report
 from .run.execution import Execution
@@ -294,6 +294,15 @@ class Study:
             WdscaleError: a bad plan, or a model_fn that fails at some size.
         """
         return make_runs(self.plan, self.task, self.model_fn)
+
+    def preview(self) -> str:
+        """The plan before anything trains: each rule's grid as its setting and as τ in fractions
+        of the run, the run count and the compute (`wdscale study run --dry-run`).
+
+        Raises:
+            WdscaleError: a bad plan, or a model_fn that fails at some size.
+        """
+        return preview(self.plan, self.task, self.model_fn)
 
     def run(self, *, progress: Optional[bool] = None, retry_failed: bool = False) -> RunSummary:
         """Train every planned run not yet in the store (the same call again resumes).

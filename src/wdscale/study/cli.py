@@ -18,7 +18,7 @@ from ..schedules import SCHEDULE_NAMES
 from .analysis.advise import advise, advise_joint, holdout, render_holdout
 from .analysis.joint import fixed_lr_slice, is_joint
 from .api import Study
-from .plan.study_plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs
+from .plan.study_plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs, preview
 from .plan.tasks import TASKS, get_task
 from .report.study_report import write_report
 from .run.execution import Execution
@@ -129,6 +129,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     plan = build_plan(args)
     execution = _execution(args)
+    if args.dry_run:  # the plan, nothing trained
+        own = args.model or args.data or args.train
+        study = _own_study(args, plan, out, execution, args.task or "custom") if own else None
+        print(study.preview() if study is not None else preview(plan, get_task(plan.task)))
+        return
     if args.model or args.data or args.train:
         _own_study(args, plan, out, execution, args.task or "custom").run(retry_failed=args.retry_failed)
         return
@@ -509,6 +514,13 @@ def add_study_parser(sub: Any) -> None:
         "overrides --preset; what none sets takes the task's default.",
     )
     _plan_arguments(p, presets)
+    p.add_argument(
+        "--dry-run",
+        dest="dry_run",
+        action="store_true",
+        help="print the plan (each rule's grid as λ and as τ in fractions of the run, the run count, the compute) "
+        "and train nothing",
+    )
     p.set_defaults(func=cmd_run)
 
     p = ssub.add_parser(

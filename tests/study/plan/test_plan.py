@@ -374,3 +374,16 @@ def test_a_built_in_model_too_large_to_build_is_refused_at_once(change):
     plan = StudyPlan(**{**dict(sizes=[16, 64], rules=["sum"], seeds=1), **change})
     with pytest.raises(WdscaleError, match=r"makes a mnist1d_mlp model of [\d,]+ parameters, more than"):
         make_runs(plan, TASK)
+
+
+def test_dry_run_previews_the_grids_as_lambda_and_tau_and_trains_nothing(tmp_path, capsys):
+    from wdscale.cli import main
+
+    args = ["study", "run", "--out", str(tmp_path / "s"), "--sizes", "16,64", "--rules", "decoupled,sum"]
+    assert main([*args, "--epochs", "2", "--n-train", "500", "--seeds", "2", "--dry-run"]) in (0, None)
+    out = capsys.readouterr().out
+    assert out.startswith("88 runs: task mnist1d_mlp") and "T = 8 steps" in out
+    # decoupled: τ/T from 100 (too weak to matter) down to a fraction of the run
+    taus = [float(v) for v in out.split("\n  decoupled")[1].split("τ/T: ")[1].split("\n")[0].split(", ")]
+    assert taus[0] == 100 and taus[-1] < 1
+    assert "parameters × samples over 88 runs" in out and not (tmp_path / "s").exists()

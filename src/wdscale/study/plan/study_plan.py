@@ -901,3 +901,47 @@ def describe(runs: Sequence[RunConfig]) -> str:
         f"{len(runs)} runs: task {c.task}, {c.size_axis} {sizes}, rules {', '.join(rules)}, "
         f"{c.optimizer} {lr} ({c.lr_schedule.describe()}), {c.epochs} epochs, batch {c.batch_size}, {seeds} seeds"
     )
+
+
+def preview(plan: StudyPlan, task, model_fn=None) -> str:
+    """The plan before anything trains: each rule's grid as its setting and as the hidden weights'
+    τ = 1/(η_g·λ_g) in fractions of the base size's run, the run count and the compute
+    (parameters × samples, summed over runs; 6× that is a dense model's training FLOPs)."""
+    runs = make_runs(plan, task, model_fn)
+    r = resolve(plan, task, model_fn)
+    model_fn = model_fn or task.make_model
+    knobs = size_knobs(r, r.base_size)
+    with torch.random.fork_rng():
+        base = model_fn(knobs["width"], knobs["depth"])
+    data = DataFacts(n_samples=knobs["n_train"], batch_size=knobs["batch_size"], epochs=r.epochs)
+    steps = base_steps(r)
+    placed = (
+        "placed for the run: τ from 100× its steps to a thirtieth (never under 2 steps)"
+        if plan.placed_for_run
+        else f"centred at η·λ·T = {_anchor(plan):g}"
+    )
+    lines = [describe(runs), f"grids ({placed}; τ of the hidden weights at the base size, T = {steps} steps):"]
+    grids = {rule: sorted({c.setting for c in runs if c.rule == rule}) for rule in plan.rules}
+    for rule, grid in grids.items():
+        symbol = "τ" if get_rule(rule).takes != "weight_decay" else "λ"
+        taus = []
+        for v in grid:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ShrinkWarning)
+                outcome = _rule_at(r, rule, v, base, data)
+            decayed = [a for a in outcome.assignments if a.weight_decay > 0]
+            a = max(decayed, key=lambda a: (a.info.kind == "hidden", a.info.numel)) if decayed else None
+            if a is None or outcome.mode == "coupled":
+                taus.append("–")  # coupled L2: no per-step decay factor to read a τ from
+            else:
+                taus.append(f"{1 / (a.lr * a.weight_decay * steps):.3g}")
+        lines.append(f"  {rule:<12} {symbol}: {', '.join(f'{v:g}' for v in grid)}")
+        lines.append(f"  {'':<12} τ/T: {', '.join(taus)}")
+    counts: dict[tuple[int, int], int] = {}
+    total = 0.0
+    for c in runs:
+        if (c.width, c.depth) not in counts:
+            counts[(c.width, c.depth)] = meta_params(model_fn, c.width, c.depth)
+        total += counts[(c.width, c.depth)] * c.total_steps * c.batch_size
+    lines.append(f"compute: {total:.3g} parameters × samples over {len(runs)} runs (≈ {6 * total:.2g} FLOPs, dense)")
+    return "\n".join(lines)
