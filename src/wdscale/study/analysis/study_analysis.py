@@ -545,13 +545,13 @@ def _verdict(key: SeriesKey, name: str, data: list, drift: Drift, regret: Regret
     edges = [(d, int(_argmin(d.y))) for d in data]
     edges = [(d, i) for d, i in edges if i in (0, len(d.settings) - 1)]
     weak_first = name != "tau"  # a λ's weak end is its smallest value, a τ's its largest
-    flat = {d.size: flat_below(d, weak_first) for d, _ in edges}
+    weak_flat = {d.size: flat_below(d, weak_first) for d, _ in edges}
     # every optimum on an edge sits on a weak end within noise: decay barely matters there, and
     # the grid needs no widening (an optimum inside the grid keeps the verdict its regret gives) ...
     flat_where = [d for d, _ in edges]
     # ... unless reusing the proxy's setting measurably costs: then the choice does matter
-    if flat_where and regret.resolution != "costs" and all(flat[d.size] is not None for d in flat_where):
-        cuts = [flat[d.size] for d in flat_where]
+    if flat_where and regret.resolution != "costs" and all(weak_flat[d.size] is not None for d in flat_where):
+        cuts = [weak_flat[d.size] for d in flat_where]
         cut = min(cuts) if weak_first else max(cuts)  # type: ignore[type-var]
         side = "below" if weak_first else "above"
         return mk(
