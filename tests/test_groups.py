@@ -4,6 +4,7 @@ from torch import nn
 
 import wdscale
 from conftest import TinyMLP
+from wdscale.errors import WdscaleError
 from wdscale.groups import classify
 
 
@@ -100,3 +101,24 @@ def test_base_mismatch_names_the_first_difference():
         classify(TinyMLP(16), short)
     with pytest.raises(TypeError, match="base must be a torch.nn.Module"):
         classify(TinyMLP(16), "base")
+
+
+def test_a_base_larger_than_the_model_or_with_another_vocabulary_is_refused():
+    with pytest.raises(
+        WdscaleError, match=r"the base is larger than the model: 'inp.weight' is \(16, 8\) in the model, \(64, 8\)"
+    ):
+        wdscale.param_groups(TinyMLP(16), rule="mup", lr=0.1, weight_decay=0.1, base=TinyMLP(64))
+    assert wdscale.param_groups(TinyMLP(16), rule="mup", lr=0.1, weight_decay=0.1, base=TinyMLP(16))
+
+    class UntiedLM(nn.Module):  # embedding and head both change with the vocabulary
+        def __init__(self, width, vocab):
+            super().__init__()
+            self.emb, self.mid, self.head = nn.Embedding(vocab, width), nn.Linear(width, width), nn.Linear(width, vocab)
+
+    with pytest.raises(WdscaleError, match=r"'emb.weight': an embedding of 100 rows in the model, 96 in the base"):
+        wdscale.param_groups(UntiedLM(64, 100), rule="mup", lr=0.1, weight_decay=0.1, base=UntiedLM(16, 96))
+    kinds = {
+        g["names"][0]: g["kind"]
+        for g in wdscale.param_groups(UntiedLM(64, 100), rule="mup", lr=0.1, weight_decay=0.1, base=UntiedLM(16, 100))
+    }
+    assert kinds["emb.weight"] == "input" and kinds["head.weight"] == "output"

@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+import wdscale
+from conftest import TinyMLP
 from wdscale.errors import WdscaleError
 from wdscale.schedules import SCHEDULE_NAMES, Schedule, check_keeps_ratios, lr_scheduler
 
@@ -209,3 +211,29 @@ def test_settings_are_plain_floats_and_describe_reads_well():
         "decay_fraction": 0.2,
     }
     assert {Schedule(name).describe().split()[0].rstrip(":") for name in SCHEDULE_NAMES} == set(SCHEDULE_NAMES)
+
+
+def test_lr_scale_keeps_the_rules_ratios_in_a_loop_that_sets_lrs_and_is_checked_after_a_step():
+    torch.manual_seed(0)
+    model, base = TinyMLP(32), TinyMLP(8)
+    opt = wdscale.optimizer(model, "adamw", rule="mup", lr=1e-2, weight_decay=0.1, base=base)
+    scales = sorted({g["lr_scale"] for g in opt.param_groups})
+    assert scales[0] == pytest.approx(0.25) and scales[-1] == 1.0  # hidden η / (32/8); vectors the base lr
+    assert all(g["lr"] == pytest.approx(1e-2 * g["lr_scale"]) for g in opt.param_groups)
+
+    def step(set_lr):
+        for g in opt.param_groups:
+            g["lr"] = set_lr(g)
+        opt.zero_grad()
+        model(torch.randn(5, 8)).pow(2).mean().backward()
+        opt.step()
+
+    step(lambda g: 3e-3 * g["lr_scale"])  # timm's convention: the ratios hold
+    check_keeps_ratios(opt)
+    # a state_dict round trip carries lr_scale into a fresh optimizer
+    fresh = wdscale.optimizer(model, "adamw", rule="mup", lr=1e-2, weight_decay=0.1, base=base)
+    fresh.load_state_dict(opt.state_dict())
+    assert [g["lr_scale"] for g in fresh.param_groups] == [g["lr_scale"] for g in opt.param_groups]
+    step(lambda g: 3e-3)  # nanoGPT's loop: every group the same lr
+    with pytest.raises(WdscaleError, match=r'moved the lr ratios.*g\["lr"\] = lr \* g\["lr_scale"\]'):
+        check_keeps_ratios(opt)

@@ -238,7 +238,13 @@ def classify(
     base_shapes = None
     if base is not None:
         module_of = [id(owners[id(p)][0][0]) if id(p) in owners else id(p) for _, p in named_all]
-        base_shapes = _base_shapes(named_all, base, module_of)
+        embeddings = {  # indices of embedding tables (their rows are a vocabulary, never a width)
+            i
+            for i, (_, p) in enumerate(named_all)
+            for m, n in owners.get(id(p), [])
+            if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and n == "weight"
+        }
+        base_shapes = _base_shapes(named_all, base, module_of, embeddings)
     # position order of layer weights (a tied readout counts where it is registered, as its tensor)
     layer_weights = [id(p) for m, n, p in registrations if layout(m, n, tuple(p.shape)) is not None]
     first_layer, last_layer = (layer_weights[0], layer_weights[-1]) if layer_weights else (None, None)
@@ -358,7 +364,7 @@ def _fans(
 
 
 def _base_shapes(
-    named: Sequence[tuple[str, torch.Tensor]], base: nn.Module, module_of: list[int]
+    named: Sequence[tuple[str, torch.Tensor]], base: nn.Module, module_of: list[int], embeddings: set[int]
 ) -> list[tuple[int, ...]]:
     if not isinstance(base, nn.Module):
         raise WdscaleTypeError(
@@ -384,18 +390,37 @@ def _base_shapes(
             f"model and base differ: base parameter {base_named[len(named)][0]!r} has no counterpart "
             f"in model (base has {len(base_named)} parameters, model {len(named)})"
         )
-    _check_only_width_differs(named, base_named, module_of)
+    for (name, p), (_, bshape) in zip(named, base_named):
+        if any(d < b for d, b in zip(p.shape, bshape)):
+            raise WdscaleError(
+                f"the base is larger than the model: {name!r} is {tuple(p.shape)} in the model, {bshape} in the "
+                "base. base must be the same model at the width where the setting was tuned, no wider than the "
+                "model (base=model when the model is that width): a wider base turns the width multipliers below "
+                "1 and raises μP's hidden lr instead of lowering it"
+            )
+    _check_only_width_differs(named, base_named, module_of, embeddings)
     return [s for _, s in base_named]
 
 
 def _check_only_width_differs(
-    named: Sequence[tuple[str, torch.Tensor]], base_named: list[tuple[str, tuple[int, ...]]], module_of: list[int]
+    named: Sequence[tuple[str, torch.Tensor]],
+    base_named: list[tuple[str, tuple[int, ...]]],
+    module_of: list[int],
+    embeddings: set[int],
 ) -> None:
     """A dimension that differs from the base must be a width: its ratio shows up in another module
     too (a width one layer produces, another reads). A ratio found in one module alone (a weight
     and its bias) is a data-facing size (inputs, classes, vocabulary) that changed."""
     where: dict[Fraction, dict[int, int]] = {}  # ratio -> {module: first parameter index}
-    for i, ((_, p), (_, bshape)) in enumerate(zip(named, base_named)):
+    for i, ((name, p), (_, bshape)) in enumerate(zip(named, base_named)):
+        if i in embeddings and p.ndim == 2 and p.shape[0] != bshape[0]:
+            # an embedding's rows are a vocabulary (or positions): never a width, even where the
+            # model's untied readout changes by the same ratio
+            raise WdscaleError(
+                f"model and base differ in more than width at {name!r}: an embedding of {p.shape[0]} rows in the "
+                f"model, {bshape[0]} in the base; its rows are a vocabulary (or positions), not a width. The base "
+                "must be the same model at another width, with the same vocabulary"
+            )
         for d, b in zip(p.shape, bshape):
             if d != b:
                 where.setdefault(Fraction(d, b), {}).setdefault(module_of[i], i)

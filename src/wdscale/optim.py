@@ -334,12 +334,21 @@ def _group_key(a: Assignment) -> tuple[ParamKind, float, float]:
     return a.info.kind, a.lr, a.weight_decay
 
 
-def _groups(outcome: RuleOutcome) -> list[dict[str, Any]]:
+def _groups(outcome: RuleOutcome, base_lr: float) -> list[dict[str, Any]]:
     groups: dict[tuple[ParamKind, float, float], dict[str, Any]] = {}
     for a in outcome.assignments:
         g = groups.setdefault(
             _group_key(a),
-            {"params": [], "names": [], "kind": a.info.kind, "lr": a.lr, "weight_decay": a.weight_decay},
+            {
+                "params": [],
+                "names": [],
+                "kind": a.info.kind,
+                "lr": a.lr,
+                "weight_decay": a.weight_decay,
+                # timm's convention: a loop that sets every group's lr keeps the rule's ratios with
+                # g["lr"] = lr * g["lr_scale"] (writing g["lr"] = lr erases them)
+                "lr_scale": a.lr / base_lr if base_lr > 0 else 1.0,
+            },
         )
         g["params"].append(a.info.param)
         g["names"].append(a.info.name)
@@ -358,7 +367,9 @@ def param_groups(model: nn.Module, args: RuleArgs) -> list[dict[str, Any]]:
         {ARGS}
 
     Returns:
-        Dicts with `params`, `lr`, `weight_decay`, `names` (canonical parameter names) and `kind`.
+        Dicts with `params`, `lr`, `weight_decay`, `names` (canonical parameter names), `kind` and
+        `lr_scale` (the group's lr ÷ the base lr: a loop that sets lrs itself keeps the rule's
+        ratios with `g["lr"] = lr * g["lr_scale"]`).
 
     Raises:
         WdscaleError: as `apply_rule`, and a width rule without a base (or mup's infshape).
@@ -367,7 +378,7 @@ def param_groups(model: nn.Module, args: RuleArgs) -> list[dict[str, Any]]:
     Warns:
         ShrinkWarning: a decoupled group gets lr·weight_decay >= 1.
     """
-    return _groups(_apply_rule_with_base(model, args))
+    return _groups(_apply_rule_with_base(model, args), float(args.lr))
 
 
 def _optimizer_class(name: OptimizerName, mode: DecayMode) -> type[torch.optim.Optimizer]:
@@ -425,7 +436,7 @@ def optimizer(model: nn.Module, name: str, args: RuleArgs, **torch_kwargs: Any) 
 
     Returns:
         torch.optim.SGD, wdscale.SGDW, torch.optim.Adam or torch.optim.AdamW, its param_groups
-        those of `param_groups` (with `names` and `kind`).
+        those of `param_groups` (with `names`, `kind` and `lr_scale`).
 
     Raises:
         WdscaleTypeError: a keyword neither the rule nor the torch optimizer takes (named, with
@@ -440,7 +451,7 @@ def optimizer(model: nn.Module, name: str, args: RuleArgs, **torch_kwargs: Any) 
     _check_torch_keywords(opt, cls.__name__, r, torch_kwargs)
     outcome = _apply_rule_with_base(model, dataclasses.replace(args, optimizer=opt))
     build: Callable[..., torch.optim.Optimizer] = cls  # torch's subclasses take lr; the base class does not
-    return build(_groups(outcome), lr=float(args.lr), **torch_kwargs)
+    return build(_groups(outcome, float(args.lr)), lr=float(args.lr), **torch_kwargs)
 
 
 # -- explain --------------------------------------------------------------------------------------

@@ -215,25 +215,35 @@ def check_keeps_ratios(
 ) -> None:
     """Refuse a scheduler whose current group lrs are not one common multiple of the groups' base lrs.
 
-    It only reads the groups' "lr" (and "initial_lr"); nothing is stepped or written. Every torch
-    scheduler writes "initial_lr", but OneCycleLR overwrites it with max_lr / div_factor: to catch
-    a OneCycleLR given one max_lr, pass the lrs the groups had before it was built as `base_lrs`.
+    It only reads the groups' "lr" (and "initial_lr" or "lr_scale"); nothing is stepped or
+    written. Every torch scheduler writes "initial_lr", but OneCycleLR overwrites it with max_lr /
+    div_factor: to catch a OneCycleLR given one max_lr, pass the lrs the groups had before it was
+    built as `base_lrs`. With no scheduler (a loop that sets the lrs itself), a wdscale optimizer's
+    groups carry "lr_scale" (the rule's lr ÷ the base lr), so it can be checked after any step.
 
     Args:
         optimizer: the optimizer whose param_groups are read.
         scheduler: the scheduler driving it, only named in the message.
-        base_lrs: the reference lr of each group; default the groups' "initial_lr".
+        base_lrs: the reference lr of each group; default the groups' "initial_lr", else their
+            "lr_scale" (a wdscale optimizer's).
         rtol: the relative tolerance on lr / base_lr between groups.
 
     Raises:
         WdscaleError: a group whose lr / base_lr differs from the first group's (the message names
-            them), a base_lrs of the wrong length, or no base_lrs and no "initial_lr" in a group.
+            them), a base_lrs of the wrong length, or no base_lrs and neither "initial_lr" nor
+            "lr_scale" in a group.
     """
     groups = optimizer.param_groups
     if base_lrs is None:
-        if any("initial_lr" not in g for g in groups):
-            raise WdscaleError("a param group has no 'initial_lr' (no scheduler was built on it): pass base_lrs")
-        base_lrs = [g["initial_lr"] for g in groups]
+        if all("initial_lr" in g for g in groups):
+            base_lrs = [g["initial_lr"] for g in groups]
+        elif all("lr_scale" in g for g in groups):
+            base_lrs = [g["lr_scale"] for g in groups]
+        else:
+            raise WdscaleError(
+                "a param group has no 'initial_lr' (no scheduler was built on it) and no 'lr_scale' (not built by "
+                "wdscale): pass base_lrs"
+            )
     if len(base_lrs) != len(groups):
         raise WdscaleError(f"base_lrs has {len(base_lrs)} values: the optimizer has {len(groups)} param groups")
     bases = [
@@ -254,5 +264,6 @@ def check_keeps_ratios(
         raise WdscaleError(
             f"{who} moved the lr ratios between param groups: lr / base lr is {m_ref:g} in group {ref} but "
             f"{'; '.join(moved)}. Every group's lr must follow one multiplier: give OneCycleLR one max_lr per "
-            "group, or use wdscale.schedules.lr_scheduler"
+            "group, use wdscale.schedules.lr_scheduler, or in a loop that sets the lrs itself write "
+            'g["lr"] = lr * g["lr_scale"], not g["lr"] = lr'
         )

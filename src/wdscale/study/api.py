@@ -20,7 +20,7 @@ from .analysis.advise import Advice, Holdout, JointAdvice, advise, advise_joint,
 from .analysis.joint import is_joint
 from .analysis.study_analysis import StudyAnalysis, analyze
 from .plan.config import RunConfig, TaskData
-from .plan.study_plan import StudyPlan, make_runs
+from .plan.study_plan import StudyPlan, make_runs, preview
 from .plan.tasks import Task, get_task
 from .report.study_report import write_report
 from .run.command import Command
@@ -122,12 +122,14 @@ class Study:
         rules: the rules to compare (`wdscale rules` lists them).
         optimizer: "sgd", "adam" or "adamw".
         seeds: seeds per setting.
-        settings: an explicit grid of λ (or τ) per rule; else a grid centred on the same effective
-            decay for every rule.
+        settings: an explicit grid of λ (or τ) per rule; else a grid placed on the same effective
+            decay for every rule: by default for the run (the hidden weights' τ = 1/(η·λ) from
+            100× the run's steps to a thirtieth of them, never below 2 steps).
         extend: decades of stronger (+) or weaker (-) decay added to a rule's grid.
         points_per_decade: grid points per decade.
-        decades: width of the centred grid in decades.
-        anchor_total_decay: η·λ × total steps at the grid's centre (hidden weights, base size).
+        decades: width of a centred grid in decades (given: the grid is centred, default 3).
+        anchor_total_decay: η·λ × total steps at a centred grid's centre (hidden weights, base
+            size; given: the grid is centred there, default 3).
         lr: learning rate at the base size (required for your own model); in a joint study the
             fixed lr of the λ-only view.
         lrs: a joint study: base lrs swept together with the decay setting (each rule is a recipe,
@@ -189,8 +191,8 @@ class Study:
         settings: Optional[dict[str, list[float]]] = None,
         extend: Optional[dict[str, float]] = None,
         points_per_decade: int = 4,
-        decades: float = 3.0,
-        anchor_total_decay: float = 3.0,
+        decades: Optional[float] = None,
+        anchor_total_decay: Optional[float] = None,
         lr: Optional[float] = None,
         lrs: Optional[list[float]] = None,
         lr_decades: float = 0.0,
@@ -312,6 +314,15 @@ class Study:
             WdscaleError: a bad plan, or a model_fn that fails at some size.
         """
         return make_runs(self.plan, self.task, self.model_fn)
+
+    def preview(self) -> str:
+        """The plan before anything trains: each rule's grid as its setting and as τ in fractions
+        of the run, the run count and the compute (`wdscale study run --dry-run`).
+
+        Raises:
+            WdscaleError: a bad plan, or a model_fn that fails at some size.
+        """
+        return preview(self.plan, self.task, self.model_fn)
 
     def run(self, *, progress: Optional[bool] = None, retry_failed: bool = False) -> RunSummary:
         """Train every planned run not yet in the store (the same call again resumes).

@@ -18,7 +18,7 @@ from ..schedules import SCHEDULE_NAMES
 from .analysis.advise import advise, advise_joint, holdout, render_holdout
 from .analysis.joint import fixed_lr_slice, is_joint
 from .api import Study
-from .plan.study_plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs
+from .plan.study_plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs, preview
 from .plan.tasks import TASKS, get_task
 from .report.study_report import write_report
 from .run.execution import Execution
@@ -137,6 +137,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     plan = build_plan(args)
     execution = _execution(args)
+    if args.dry_run:  # the plan, nothing trained
+        study = _own_study(args, plan, out, execution, args.task or "custom") if _own(args) else None
+        print(study.preview() if study is not None else preview(plan, get_task(plan.task)))
+        return
     if _own(args):
         _own_study(args, plan, out, execution, args.task or "custom").run(retry_failed=args.retry_failed)
         return
@@ -384,7 +388,12 @@ def _plan_arguments(p: argparse.ArgumentParser, presets: str) -> None:
     p.add_argument(
         "--points-per-decade", dest="points_per_decade", type=int, help="grid points per decade of decay (default 4)"
     )
-    p.add_argument("--decades", type=float, help="width of the decay grid in decades (default 3)")
+    p.add_argument(
+        "--decades",
+        type=float,
+        help="centre the decay grid (η·λ·T = 3) this many decades wide; default: placed for the run, "
+        "τ = 1/(η·λ) from 100× the run's steps to a thirtieth of them",
+    )
     p.add_argument(
         "--extend", type=_extend, help="add decades of stronger (+) or weaker (-) decay to a rule's grid, e.g. mean=3"
     )
@@ -550,6 +559,13 @@ def add_study_parser(sub: Any) -> None:
         "overrides --preset; what none sets takes the task's default.",
     )
     _plan_arguments(p, presets)
+    p.add_argument(
+        "--dry-run",
+        dest="dry_run",
+        action="store_true",
+        help="print the plan (each rule's grid as λ and as τ in fractions of the run, the run count, the compute) "
+        "and train nothing",
+    )
     p.set_defaults(func=cmd_run)
 
     p = ssub.add_parser(

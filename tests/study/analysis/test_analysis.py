@@ -435,3 +435,35 @@ def test_costs_needs_room_for_the_bootstraps_monte_carlo_error():
     assert _resolution(0.3, 0.01, 0.9, 0.1, p_none=0.01, n=500) == "costs"
     assert _resolution(0.3, 0.01, 0.9, 0.1) == "costs"  # no resample count: the interval alone
     assert _resolution(0.01, -0.01, 0.05, 0.1, p_none=0.5, n=500) == "within noise"
+
+
+def weak_end_study(slope: float, seed: int = 0) -> pd.DataFrame:
+    """Two sizes, 3 seeds, λ from 1e-3 to 10 (4 per decade): the loss rises with λ above 0.3 and
+    below it changes by `slope` per decade toward weak decay, with seed noise of 0.002."""
+    r = np.random.default_rng(0)
+    rows = []
+    for size in (16, 64):
+        for s in 10 ** np.arange(-3, 1 + 1e-9, 0.25):
+            for seed in range(3):
+                loss = 1 + 0.2 * max(np.log10(s / 0.3), 0) ** 2 - slope * max(np.log10(0.3 / s), 0)
+                rows.append(dict(task="t", optimizer="adamw", rule="decoupled", size_axis="width", size=size,
+                                 setting=float(s), seed=seed, status="ok",
+                                 val_loss=loss + 0.002 * r.standard_normal()))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_a_loss_flat_within_noise_at_the_weak_end_is_flat_not_edge():
+    v = analyze(weak_end_study(0.001), n_boot=100).verdicts[0]
+    assert v.code == "flat" and "decay barely matters at this run length: any λ below" in v.text
+    assert "widen" not in v.text
+    # still falling toward weak decay beyond the noise: the optimum lies outside the grid
+    v = analyze(weak_end_study(0.05), n_boot=100).verdicts[0]
+    assert v.code == "edge" and "widen it" in v.text
+
+
+def test_advise_says_flat_instead_of_widen():
+    from wdscale.study.analysis.advise import advise
+
+    text = str(advise(weak_end_study(0.001), 256, n_boot=100))
+    assert "decay barely matters at this run length" in text and "widen the grid" not in text
+    assert "ready call" not in text.split("recommended:")[1].split("no ready call")[0]

@@ -25,12 +25,13 @@ def test_quick_preset_meets_the_study_requirements():
     assert len({c.run_id for c in runs}) == len(runs)  # every run has its own key
 
 
-def test_grids_are_centred_on_the_same_effective_decay():
+def test_grids_are_placed_on_the_same_effective_decay():
     """sum's λ and mean's λ/P and timescale's τ all map to the same hidden decay at the base size."""
     plan = StudyPlan(sizes=[32, 512], rules=["sum", "mean", "decoupled", "timescale"], optimizer="sgd", epochs=10)
     runs = make_runs(plan, TASK)
     grid = {r: sorted({c.setting for c in runs if c.rule == r}) for r in plan.rules}
-    mid = {r: g[len(g) // 2] for r, g in grid.items()}
+    # the weak ends (the strong ends stop short of zero shrink, which differs by rule's groups)
+    mid = {r: g[-1] if r == "timescale" else g[0] for r, g in grid.items()}
     assert mid["sum"] == pytest.approx(mid["decoupled"], rel=1e-3)
     model = TASK.make_model(32)
     p = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
@@ -38,6 +39,34 @@ def test_grids_are_centred_on_the_same_effective_decay():
     r = resolve(plan, TASK)
     steps_per_epoch = r.n_train / r.batch_size
     assert mid["timescale"] == pytest.approx(1 / (r.lr * mid["sum"] * steps_per_epoch), rel=1e-3)
+
+
+def test_default_grids_are_placed_for_the_run_from_too_weak_to_too_strong():
+    """τ = 1/(η·λ) of the hidden weights from 100× the run to a thirtieth of it (never under 2
+    steps), whatever the run's length: a 4-step run and a 400-step one."""
+    for epochs, n_train in ((1, 200), (10, 2000)):
+        plan = StudyPlan(sizes=[32, 64], rules=["decoupled", "timescale"], epochs=epochs, n_train=n_train, lr=0.01)
+        r = resolve(plan, TASK)
+        steps = epochs * math.ceil(n_train / r.batch_size)
+        runs = make_runs(plan, TASK)
+        lam = sorted({c.setting for c in runs if c.rule == "decoupled"})
+        tau = sorted({c.setting for c in runs if c.rule == "timescale"})
+        # decoupled: every group at lr with weight_decay λ, so τ in steps = 1/(lr·λ)
+        assert 1 / (0.01 * lam[0]) == pytest.approx(100 * steps, rel=1e-3)
+        assert 1 / (0.01 * lam[-1]) <= max(steps / 30, 2 * 10**0.25)
+        assert 1 / (0.01 * lam[-1]) >= 2
+        assert len(lam) == len(tau) and len(lam) >= 9
+
+
+def test_committed_and_centred_plans_keep_their_grids():
+    """A plan that gives anchor_total_decay (every stored and preset plan) is centred there, as before."""
+    plan = StudyPlan(sizes=[32, 64], rules=["decoupled"], epochs=2, lr=0.01, anchor_total_decay=3.0, decades=2.0)
+    r = resolve(plan, TASK)
+    steps = 2 * math.ceil(r.n_train / r.batch_size)
+    lam = sorted({c.setting for c in make_runs(plan, TASK)})
+    assert len(lam) == 9 and lam[4] == pytest.approx(3 / (0.01 * steps), rel=1e-3)
+    stored = json.loads((Path(__file__).parents[3] / "docs/findings/full/plan.json").read_text())
+    assert not StudyPlan.from_stored(stored).placed_for_run and not preset("quick").placed_for_run
 
 
 def test_extend_adds_decades_of_stronger_decay_at_one_end():
@@ -110,6 +139,19 @@ def test_model_fn_failing_at_some_width_is_named():
 
     with pytest.raises(ValueError, match=r"model factory failed at width=128: RuntimeError: out of memory"):
         make_runs(StudyPlan(sizes=[32, 128], rules=["sum"]), TASK, model_fn)
+
+
+def test_wrong_setups_are_refused_before_any_run():
+    mlp = lambda width, depth: nn.Sequential(nn.Linear(40, width), nn.ReLU(), nn.Linear(width, 10))  # noqa: E731
+    # a model_fn that ignores its width: every size the same model
+    with pytest.raises(
+        WdscaleError, match=r"ignores its width: the model has 3,274 parameters at every width \[32, 128\]"
+    ):
+        make_runs(StudyPlan(sizes=[32, 128], rules=["sum"]), TASK, lambda width, depth: mlp(64, depth))
+    # a base larger than the model, named with both; a base equal to the smallest size is the base
+    with pytest.raises(WdscaleError, match=r"base_size=64 is larger than the model at width 32"):
+        make_runs(StudyPlan(sizes=[32, 128], rules=["sum"], base_size=64), TASK, mlp)
+    assert make_runs(StudyPlan(sizes=[32, 128], rules=["sum"], base_size=32), TASK, mlp)
 
 
 def test_plan_files_toml_and_yaml(tmp_path):
@@ -262,7 +304,10 @@ def test_a_budget_beyond_the_data_is_refused_naming_the_size(tmp_path):
 def test_the_centred_grid_stops_where_the_per_step_shrink_factor_reaches_zero():
     # a short run (1 epoch of 4 steps): the grid centred on a total decay of 3 reaches lr·λ ≥ 1
     task = get_task("mnist1d_mlp")
-    plan = StudyPlan(sizes=[16, 64], rules=["decoupled", "timescale"], epochs=1, n_train=512, batch_size=128, seeds=1)
+    plan = StudyPlan(
+        sizes=[16, 64], rules=["decoupled", "timescale"], epochs=1, n_train=512, batch_size=128, seeds=1,
+        anchor_total_decay=3.0,
+    )  # fmt: skip
     capped = {c.setting for c in make_runs(plan, task) if c.rule == "decoupled"}
     full = {c.setting for c in make_runs(dataclasses.replace(plan, shrink_cap=False), task) if c.rule == "decoupled"}
     lr = resolve(plan, task).lr
@@ -329,3 +374,16 @@ def test_a_built_in_model_too_large_to_build_is_refused_at_once(change):
     plan = StudyPlan(**{**dict(sizes=[16, 64], rules=["sum"], seeds=1), **change})
     with pytest.raises(WdscaleError, match=r"makes a mnist1d_mlp model of [\d,]+ parameters, more than"):
         make_runs(plan, TASK)
+
+
+def test_dry_run_previews_the_grids_as_lambda_and_tau_and_trains_nothing(tmp_path, capsys):
+    from wdscale.cli import main
+
+    args = ["study", "run", "--out", str(tmp_path / "s"), "--sizes", "16,64", "--rules", "decoupled,sum"]
+    assert main([*args, "--epochs", "2", "--n-train", "500", "--seeds", "2", "--dry-run"]) in (0, None)
+    out = capsys.readouterr().out
+    assert out.startswith("88 runs: task mnist1d_mlp") and "T = 8 steps" in out
+    # decoupled: τ/T from 100 (too weak to matter) down to a fraction of the run
+    taus = [float(v) for v in out.split("\n  decoupled")[1].split("τ/T: ")[1].split("\n")[0].split(", ")]
+    assert taus[0] == 100 and taus[-1] < 1
+    assert "parameters × samples over 88 runs" in out and not (tmp_path / "s").exists()

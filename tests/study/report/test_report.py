@@ -163,3 +163,22 @@ def test_renderers_share_one_content():
     page = to_html(blocks, "T")
     assert "<h1>T &lt;1&gt;</h1>" in page and "<li>a</li>" in page
     assert "<td>x|y</td>" in page and '<img src="figures/a.png" alt="alt">' in page
+
+
+def test_report_and_advise_survive_failed_and_stepless_runs(tmp_path):
+    """Failed runs that leave a size too few settings, and `ok` runs of 0 steps (stored before such
+    runs failed) under a cosine schedule: the report and advise read the rest, saying what was left out."""
+    from wdscale.study.analysis.advise import advise
+
+    runs = small_study().assign(schedule="cosine", warmup=0.1, final_lr=0.1, decay_fraction=0.2, n_params=100)
+    # every setting but two failed for `indep` at width 32
+    runs.loc[(runs["rule"] == "indep") & (runs["size"] == 32) & (runs["setting"] > 5e-5), "status"] = "failed"
+    runs.loc[runs["rule"] == "flat", "steps"] = 0  # a loop that never stepped, stored ok by older code
+    runs = runs[runs["rule"] != "tau_rule"]
+    write_report(runs, tmp_path, title="t")
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert (
+        "left out, too few settings after failed runs: indep at width 32 (2 of its settings left by failed runs)" in md
+    )
+    assert "optimizer steps (median run)" in md
+    assert "indep" in str(advise(runs, 256))

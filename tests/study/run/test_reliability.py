@@ -425,6 +425,7 @@ def test_a_model_that_fails_on_the_data_at_a_larger_depth_only_is_refused_before
             super().__init__()
             self.depth = depth
             self.net = nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
+            self.gains = nn.Parameter(torch.ones(depth))  # the model changes with its depth
 
         def forward(self, x):
             if self.depth >= 4:

@@ -88,6 +88,24 @@ def test_the_run_holds_the_rules_optimizer_the_seeded_model_and_the_schedule(tmp
     assert lambdas == [run.schedule.multiplier(t, 12) for t in range(12)] and lambdas[0] < 1 and lambdas[-1] < 0.2
 
 
+def steps_then(value, steps=12, set_lr=None):
+    """A train_fn that takes `steps` optimizer steps (set_lr(group, step) first, if given), then
+    returns value(run)."""
+
+    def train(run):
+        x, y = load()[:2]
+        for t in range(steps):
+            if set_lr is not None:
+                for g in run.optimizer.param_groups:
+                    g["lr"] = set_lr(g, t)
+            run.optimizer.zero_grad()
+            F.cross_entropy(run.model(x[:50]), y[:50]).backward()
+            run.optimizer.step()
+        return value(run)
+
+    return train
+
+
 @pytest.mark.parametrize(
     "returns, status, message",
     [
@@ -99,7 +117,7 @@ def test_the_run_holds_the_rules_optimizer_the_seeded_model_and_the_schedule(tmp
     ids=["a string", "nan", "a tensor", "raises"],
 )
 def test_each_outcome_of_the_function_is_recorded_with_one_clear_message(tmp_path, returns, status, message):
-    s = study(tmp_path, returns, rules=["sum"])
+    s = study(tmp_path, steps_then(returns), rules=["sum"])
     s.run()
     df = s.results()
     assert (df["status"] == status).all()
@@ -123,6 +141,31 @@ def test_a_run_that_took_other_steps_than_the_plan_is_flagged(tmp_path):
     df = s.results()
     assert (df["status"] == "ok").all() and (df["steps"] == 6).all()
     assert df["error"].str.contains("took 6 optimizer steps, the plan assumes 12").all()
+
+
+def test_a_run_that_took_no_optimizer_step_fails(tmp_path):
+    s = study(tmp_path, lambda run: 0.25, rules=["sum"], sizes=[8, 16])
+    s.run()
+    df = s.results()
+    assert (df["status"] == "failed").all() and (df["steps"] == 0).all()
+    assert df["error"].str.contains("took no optimizer step (the plan assumes 12)", regex=False).all()
+
+
+def test_a_loop_that_overwrites_every_groups_lr_is_flagged_and_lr_scale_keeps_the_ratios(tmp_path):
+    # nanoGPT's loop: for g in opt.param_groups: g["lr"] = lr  -> mup's per-group lrs erased
+    nanogpt = steps_then(lambda run: 0.25, set_lr=lambda g, t: 1e-2 * (t + 1) / 12)
+    s = study(tmp_path, nanogpt, rules=["mup"], sizes=[8, 32], out=tmp_path / "a")
+    s.run()
+    df = s.results()
+    wide = df[df["size"] == 32]  # width 8 is the base: every group's lr is the base lr there
+    assert (wide["status"] == "failed").all() and (wide["val_loss"] == 0.25).all()  # the numbers kept
+    assert wide["error"].str.contains('at step 1: group lrs .* g\\["lr"\\] = lr \\* g\\["lr_scale"\\]').all()
+    assert (df[df["size"] == 8]["status"] == "ok").all()
+    # the same loop through lr_scale keeps the ratios: every run stands
+    timm = steps_then(lambda run: 0.25, set_lr=lambda g, t: 1e-2 * (t + 1) / 12 * g["lr_scale"])
+    s = study(tmp_path, timm, rules=["mup"], sizes=[8, 32], out=tmp_path / "b")
+    s.run()
+    assert (s.results()["status"] == "ok").all()
 
 
 def test_bad_arguments_are_refused_by_name(tmp_path):

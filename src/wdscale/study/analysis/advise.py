@@ -98,6 +98,9 @@ class Law:
     regret_hi: float
     edge: tuple = ()  # sizes whose optimum sat on the edge of the swept grid: there it is a bound
     min_seeds: int = 0  # the fewest seeds behind any size's optimum
+    # the analysis's "flat" verdict in words: the edge optima sit at the grid's weak end where the
+    # loss is within seed noise (decay barely matters), not outside a grid to be widened
+    flat: str = ""
 
 
 @dataclass(frozen=True)
@@ -280,9 +283,16 @@ def fit_laws(
     for key, opt in optima.groupby(list(SERIES_KEYS), sort=True):
         fields = _law(tuple(key), opt, steps, int(target), n_boot, seed, draws.get(tuple(key)))
         row = table[(table[list(SERIES_KEYS)] == pd.Series(dict(zip(SERIES_KEYS, key)))).all(axis=1)].iloc[0]
+        flat = ""
+        if row["code"] == "flat":
+            flat = str(row["verdict"]).split(": ", 1)[-1]
+            fields["warning"] = "; ".join(
+                [w for w in fields["warning"].split("; ") if not w.startswith("the optimum sat on the edge")] + [flat]
+            )
         laws.append(
             Law(
                 **fields,
+                flat=flat,
                 regret=float(row["regret"]),
                 regret_lo=float(row["regret_lo"]),
                 regret_hi=float(row["regret_hi"]),
@@ -376,6 +386,9 @@ def advise(
     rule, resolved, why = recommend(laws)
     table, call = "", ""
     chosen = [law for law in laws if law.rule == rule and np.isfinite(law.predicted)]
+    if chosen and chosen[0].flat:
+        why += f"; no ready call: {chosen[0].flat} — take a λ there, or train longer for decay to matter"
+        chosen = []
     if chosen and (chosen[0].edge or abs(chosen[0].slope) > MAX_SUPPORTED_SLOPE):
         why += "; no ready call: its law rests on a bound (see its warning)"
         chosen = []

@@ -68,7 +68,10 @@ class SearchCost:
     @property
     def params_saved(self) -> float:
         """The same in parameters × samples seen (NaN without parameter counts)."""
-        return self.sweep_param_samples / self.transfer_param_samples
+        # a store may hold runs of 0 steps (0 samples seen): no ratio, not a ZeroDivisionError
+        return (
+            self.sweep_param_samples / self.transfer_param_samples if self.transfer_param_samples > 0 else float("nan")
+        )
 
 
 def default_sizes(sizes: list[int]) -> tuple[int, int]:

@@ -144,7 +144,9 @@ class Regret:
 @dataclass(frozen=True)
 class Verdict:
     """code: "transfers" | "grows" | "shrinks" | "not_resolved" | "not_measured" | "edge" |
-    "single_size" | "no_optimum"; text: one line for a human."""
+    "flat" | "single_size" | "no_optimum"; text: one line for a human. "flat": the optimum sits at
+    the grid's weak end at some size, and there the loss varies less than the seed noise over at
+    least FLAT_POINTS settings of the weak end: decay barely matters at this run length."""
 
     task: str
     optimizer: str
@@ -166,7 +168,9 @@ def _key(obj) -> SeriesKey:
 @dataclass(frozen=True)
 class StudyAnalysis:
     """Everything analyze() found. Lists are sorted by (task, optimizer, size_axis, rule);
-    optima additionally by size. counts: runs per status in the input (failed ones dropped)."""
+    optima additionally by size. counts: runs per status in the input (failed ones dropped).
+    sizes_dropped: a rule at a size that failed runs left with too few settings to locate an
+    optimum, in words (left out, so the rest can still be read)."""
 
     optima: list
     drifts: list
@@ -175,6 +179,7 @@ class StudyAnalysis:
     metric: str
     n_boot: int
     counts: dict
+    sizes_dropped: tuple = ()
 
     @property
     def series(self) -> list:
@@ -286,6 +291,8 @@ def _prepare(runs: pd.DataFrame, metric: str) -> tuple:
     df["size"] = pd.to_numeric(df["size"], errors="coerce")
     df["loss"] = run_losses(df, metric)
 
+    trained = runs.groupby(list(SERIES_KEYS) + ["size"])["setting"].nunique()
+    dropped: list[str] = []
     for key, g in df.groupby(list(SERIES_KEYS), sort=True):
         if not ((g["setting"] > 0).all() and (g["size"] > 0).all()):
             raise WdscaleError(
@@ -295,12 +302,22 @@ def _prepare(runs: pd.DataFrame, metric: str) -> tuple:
         if g["setting_name"].nunique() != 1:
             raise WdscaleError(f"series ({_describe(key)}) mixes setting names {sorted(g['setting_name'].unique())}")
         for size, n in g.groupby("size")["setting"].nunique().items():
-            if n < MIN_SETTINGS:
+            if n >= MIN_SETTINGS:
+                continue
+            if trained.get((*key, size), 0) < MIN_SETTINGS:  # planned too few: the input is wrong
                 raise WdscaleError(
-                    f"series ({_describe(key)}) has only {n} setting(s) at size {size} "
-                    f"(after dropping failed runs); need at least {MIN_SETTINGS} to locate an optimum"
+                    f"series ({_describe(key)}) has only {n} setting(s) at size {size}; "
+                    f"need at least {MIN_SETTINGS} to locate an optimum"
                 )
+            # failed runs left too few: that size is left out of the series, and the report says so
+            dropped.append(f"{key[2]} at {key[3]} {size} ({n} of its settings left by failed runs)")
+            df = df[
+                ~((df[list(SERIES_KEYS)] == pd.Series(dict(zip(SERIES_KEYS, key)))).all(axis=1) & (df["size"] == size))
+            ]
+    if df.empty:
+        raise WdscaleError(f"failed runs left no size with {MIN_SETTINGS} settings: there is nothing to analyse")
     df["size"] = df["size"].astype(int)
+    df.attrs["sizes_dropped"] = tuple(dropped)
     return df, counts
 
 
@@ -496,6 +513,35 @@ def _resolution(
     return "not resolved"
 
 
+FLAT_POINTS = 3  # settings of the weak end within noise of each other that make a verdict "flat"
+
+
+def flat_below(d: _SizeData, weak_first: bool) -> Optional[float]:
+    """Where the loss at one size is flat at the grid's weak end: the strongest setting X such that
+    every setting from the weak edge to X has a seed-mean loss within the noise of the best one's
+    (a difference under 2 standard errors of a difference of two seed means), the best among them,
+    with at least FLAT_POINTS settings in that run; None where it is not so.
+    weak_first: the weak end is the smallest setting (λ-rules), else the largest (τ-rules)."""
+    order = np.arange(len(d.settings)) if weak_first else np.arange(len(d.settings))[::-1]
+    best = int(_argmin(d.y))
+    if best < 0:
+        return None
+
+    def sem(k: int) -> float:
+        col = d.m[:, k][~np.isnan(d.m[:, k])]
+        return float(np.std(col, ddof=1) / np.sqrt(col.size)) if col.size >= 2 and np.isfinite(col).all() else np.nan
+
+    best_sem = sem(best)
+    run = []
+    for k in order:
+        bound = 0.0 if k == best else 2 * np.sqrt(best_sem**2 + sem(int(k)) ** 2)
+        if not (k == best or (np.isfinite(bound) and np.isfinite(d.y[k]) and d.y[k] - d.y[best] < bound)):
+            break
+        run.append(int(k))
+    # flat: the weak end, out to the optimum at least, within noise of it
+    return float(d.settings[run[-1]]) if best in run and len(run) >= FLAT_POINTS else None
+
+
 def _verdict(key: SeriesKey, name: str, data: list, drift: Drift, regret: Regret) -> Verdict:
     sym = setting_symbol(name)
     axis = key[3]
@@ -505,6 +551,21 @@ def _verdict(key: SeriesKey, name: str, data: list, drift: Drift, regret: Regret
         return mk("no_optimum", f"inconclusive: every setting diverged at {axis} {', '.join(map(str, dead))}")
     edges = [(d, int(_argmin(d.y))) for d in data]
     edges = [(d, i) for d, i in edges if i in (0, len(d.settings) - 1)]
+    weak_first = name != "tau"  # a λ's weak end is its smallest value, a τ's its largest
+    weak_flat = {d.size: flat_below(d, weak_first) for d, _ in edges}
+    # every optimum on an edge sits on a weak end within noise: decay barely matters there, and
+    # the grid needs no widening (an optimum inside the grid keeps the verdict its regret gives) ...
+    flat_where = [d for d, _ in edges]
+    # ... unless reusing the proxy's setting measurably costs: then the choice does matter
+    if flat_where and regret.resolution != "costs" and all(weak_flat[d.size] is not None for d in flat_where):
+        cuts = [weak_flat[d.size] for d in flat_where]
+        cut = min(cuts) if weak_first else max(cuts)  # type: ignore[type-var]
+        side = "below" if weak_first else "above"
+        return mk(
+            "flat",
+            f"flat: decay barely matters at this run length: any {sym} {side} {cut:.3g} is within seed noise "
+            f"of the best at {axis} {', '.join(str(d.size) for d in flat_where)} (the grid's weak end)",
+        )
     if edges:
         where = [f"{d.size} ({'smallest' if i == 0 else 'largest'} {sym} swept)" for d, i in edges]
         return mk(
@@ -735,7 +796,7 @@ def analyze(
         drifts.append(d)
         regrets.append(r)
         verdicts.append(v)
-    return StudyAnalysis(optima, drifts, regrets, verdicts, metric, n_boot, counts)
+    return StudyAnalysis(optima, drifts, regrets, verdicts, metric, n_boot, counts, df.attrs.get("sizes_dropped", ()))
 
 
 def fresh_spread(mean: np.ndarray, resampled: np.ndarray, n: np.ndarray) -> np.ndarray:

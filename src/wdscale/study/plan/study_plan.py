@@ -1,9 +1,15 @@
 """A study plan: sizes × decay settings × rules × seeds, checked before any run starts.
 
-The decay grid of each rule is centred on the same effective decay at the base size: the hidden
-weights' per-step decay η_g·λ_g times the run's steps equals `anchor_total_decay` (Adam with coupled
-L2 has no per-step factor; its centre is shifted by `COUPLED_ADAM_SHIFT`, measured on the built-in
-tasks). So rules in different units (λ, λ/P, 1/σ², τ) sweep comparable ranges.
+Every rule's decay grid is placed on the same effective decay at the base size, read on the hidden
+weights as a timescale τ = 1/(η_g·λ_g) in optimizer steps against the run's T steps. By default
+(`anchor_total_decay` and `decades` left out) the grid is placed for the run: from τ = 100·T (a
+decay too weak to matter: the weights shrink 1 % over the run) to τ = T/30 (too strong: they
+forget in a thirtieth of it), and never below τ = 2 steps, so a first study of any length
+brackets its optimum or shows the loss flat at the weak end. Given `anchor_total_decay` (or
+`decades`), the grid is centred where η_g·λ_g·T equals it, `decades` wide, as studies were planned
+before (and as the committed ones were). Adam with coupled L2 has no per-step factor; its grid is
+shifted by `COUPLED_ADAM_SHIFT`, measured on the built-in tasks. So rules in different units (λ,
+λ/P, 1/σ², τ) sweep comparable ranges.
 """
 
 from __future__ import annotations
@@ -38,6 +44,14 @@ from .config import SIZE_AXES, RunConfig
 # harder than in AdamW. Measured on mnist1d_mlp / digits_mlp at the base width: the optimal coupled
 # λ sat about 2.5 decades below the optimal decoupled λ.
 COUPLED_ADAM_SHIFT = 10**-2.5
+# a grid placed for the run (module doc): τ / T at its weak and strong ends, and the fewest steps
+# τ may take (τ = 1 step zeroes a weight every step under decoupled decay)
+WEAK_END_TAU = 100.0
+STRONG_END_TAU = 1 / 30
+MIN_TAU_STEPS = 2.0
+# the centred grid's defaults, where a plan gives anchor_total_decay or decades
+CENTRED_ANCHOR = 3.0
+CENTRED_DECADES = 3.0
 
 
 @dataclass
@@ -56,8 +70,11 @@ class StudyPlan:
     # with size (`mean` at λ ∝ P over a width study).
     extend: dict[str, float] = field(default_factory=dict)
     points_per_decade: int = 4
-    decades: float = 3.0
-    anchor_total_decay: float = 3.0  # η_g λ_g × total steps at the grid centre, base size, hidden weights
+    # None (both): the grid is placed for the run (module doc); either given: a grid centred where
+    # η_g λ_g × total steps (base size, hidden weights) is anchor_total_decay (default 3), decades wide
+    # (default 3)
+    decades: Optional[float] = None
+    anchor_total_decay: Optional[float] = None
     lr: Optional[float] = None  # the base lr; with an lr grid, the fixed lr of the λ-only view
     # a joint study (lr × setting): `lrs` gives the lr grid, or `lr_decades` > 0 centres one on `lr`
     # (`lr_points_per_decade` per decade). Rules carry their own lr scaling (mup: hidden η/m), so
@@ -101,6 +118,11 @@ class StudyPlan:
     # decay, at the base lr and size) reaches 0: such runs zero or flip their weights
     # every step and cannot learn. Plans stored before this existed read False (their grid as run).
     shrink_cap: bool = True
+
+    @property
+    def placed_for_run(self) -> bool:
+        """Whether the default grids are placed for the run (else centred on anchor_total_decay)."""
+        return self.anchor_total_decay is None and self.decades is None
 
     @property
     def lr_schedule(self) -> Schedule:
@@ -270,6 +292,8 @@ PRESETS["onepass_tpp"] = {
 for _name in PRESETS:
     if _name != "quick":
         PRESETS[_name].setdefault("shrink_cap", False)
+    # every preset keeps the centred grid it was run with (its decades are given)
+    PRESETS[_name].setdefault("anchor_total_decay", CENTRED_ANCHOR)
 
 
 # one line per preset, for `wdscale study run --help`
@@ -391,7 +415,10 @@ def resolve(plan: StudyPlan, task, model_fn=None) -> Resolved:
         raise WdscaleError(f"rules repeat: {plan.rules}")
     check_positive_int("seeds", plan.seeds)
     check_positive_int("points_per_decade", plan.points_per_decade)
-    check_positive("decades", plan.decades)
+    if plan.decades is not None:
+        check_positive("decades", plan.decades)
+    if plan.anchor_total_decay is not None:
+        check_positive("anchor_total_decay", plan.anchor_total_decay)
     default_sizes = {"width": list(task.default_widths)}.get(plan.size_axis)
     sizes = plan.sizes if plan.sizes is not None else default_sizes
     if not sizes:
@@ -419,6 +446,12 @@ def resolve(plan: StudyPlan, task, model_fn=None) -> Resolved:
     depth = check_positive_int("depth", plan.depth if plan.depth is not None else task.default_depth)
     base_size = plan.base_size if plan.base_size is not None else sizes[0]
     check_positive_int("base_size", base_size)
+    if plan.size_axis in ("width", "depth") and base_size > sizes[0]:
+        raise WdscaleError(
+            f"base_size={base_size} is larger than the model at {plan.size_axis} {sizes[0]}: the base is the size "
+            f"where the setting is tuned, at most the smallest {plan.size_axis} (equal: that size is the base); "
+            "a larger one turns the width multipliers below 1"
+        )
     if plan.optimizer == "sgd":
         check_fraction("momentum", plan.momentum)
     elif plan.momentum != StudyPlan.momentum:
@@ -549,7 +582,8 @@ def _check_size(plan: StudyPlan, sizes: list[int]) -> None:
         n_settings = max(len(v) for v in plan.settings.values())
     else:
         extra = max((abs(check_number("extend", e)) for e in plan.extend.values()), default=0.0)
-        n_settings = 2 * round(plan.decades * plan.points_per_decade / 2) + 1 + round(extra * plan.points_per_decade)
+        lo, hi = _decay_span(plan, None)
+        n_settings = hi - lo + 1 + round(extra * plan.points_per_decade)
     grid = len(plan.grid_sizes) if plan.grid_sizes is not None else len(sizes)
     runs = grid * len(plan.rules) * n_lrs * n_settings * plan.seeds
     if runs > plan.max_runs:
@@ -622,14 +656,16 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
     if not decayed:
         raise WdscaleError(f"rule {rule!r} decays no parameter of this model")
     a = max(decayed, key=lambda a: (a.info.kind == "hidden", a.info.numel))
-    total_steps = r.epochs * math.ceil(knobs["n_train"] / knobs["batch_size"])
-    target_wd = r.plan.anchor_total_decay / (a.lr * total_steps)  # torch weight_decay at the centre
+    total_steps = base_steps(r)
+    anchor = 1.0 if r.plan.placed_for_run else _anchor(r.plan)
+    target_wd = anchor / (a.lr * total_steps)  # torch weight_decay at index 0 of the grid
     if outcome.mode == "coupled" and r.plan.optimizer != "sgd":
         target_wd *= COUPLED_ADAM_SHIFT
     # λ-rules: weight_decay ∝ setting; τ-rules: weight_decay ∝ 1/τ
     centre = target_wd / a.weight_decay if rule_obj.takes == "weight_decay" else a.weight_decay / target_wd
-    half = round(r.plan.decades * r.plan.points_per_decade / 2)
-    lo, hi = -half, half
+    lo, hi = _decay_span(r.plan, total_steps)  # in steps of stronger decay
+    if rule_obj.takes != "weight_decay":  # a τ-rule's stronger decay is a smaller τ
+        lo, hi = -hi, -lo
     # `extend` is in decades of decay strength; for τ-rules stronger decay is a smaller τ
     more = round(r.plan.extend.get(rule, 0.0) * r.plan.points_per_decade)
     if rule_obj.takes != "weight_decay":
@@ -643,6 +679,31 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
         while len(steps) < 3:
             steps = sorted([*steps, (min(steps) - 1 if weaker < 0 else max(steps) + 1) if steps else 0])
     return [_grid_value(r, centre, k) for k in steps]
+
+
+def _anchor(plan: StudyPlan) -> float:
+    return plan.anchor_total_decay if plan.anchor_total_decay is not None else CENTRED_ANCHOR
+
+
+def base_steps(r: Resolved) -> int:
+    """The optimizer steps of a run at the base size (what a grid is placed against)."""
+    knobs = size_knobs(r, r.base_size)
+    return r.epochs * math.ceil(knobs["n_train"] / knobs["batch_size"])
+
+
+def _decay_span(plan: StudyPlan, total_steps: Optional[int]) -> tuple[int, int]:
+    """(lo, hi): the grid's indices in steps of 1/points_per_decade decade of stronger decay from
+    its anchor (η_g·λ_g·T = 1 placed for the run, else anchor_total_decay). total_steps None: the
+    widest the span can be (to count a plan's runs before anything is built)."""
+    ppd = plan.points_per_decade
+    if not plan.placed_for_run:
+        half = round((plan.decades if plan.decades is not None else CENTRED_DECADES) * ppd / 2)
+        return -half, half
+    # out to η λ T = 1/STRONG_END_TAU at least, but τ never under MIN_TAU_STEPS steps
+    hi = math.ceil(ppd * math.log10(1 / STRONG_END_TAU) - 1e-9)
+    if total_steps is not None:
+        hi = min(hi, math.floor(ppd * math.log10(max(total_steps / MIN_TAU_STEPS, 1.0)) + 1e-9))
+    return -math.ceil(ppd * math.log10(WEAK_END_TAU) - 1e-9), hi
 
 
 def _grid_value(r: Resolved, centre: float, k: int) -> float:
@@ -674,7 +735,9 @@ def _largest_step_decay(r: Resolved, rule: str, setting: float, model, data: Dat
 
 def check_models(r: Resolved, model_fn) -> None:
     """Build the model (shapes only) at every size, and its base: a model_fn that fails at some
-    size, or a base that does not match, is reported before any run starts."""
+    size, a base that does not match or is larger than a model, or a factory whose model does not
+    change along the size axis, is reported before any run starts."""
+    counts: dict[int, int] = {}
     for size in r.sizes:
         knobs = size_knobs(r, size)
         where = f"{r.plan.size_axis}={size}"
@@ -692,6 +755,13 @@ def check_models(r: Resolved, model_fn) -> None:
             classify(model, base)
         except (ValueError, TypeError) as e:
             raise WdscaleError(f"at {where}: {e}") from e
+        counts[size] = sum(p.numel() for p in model.parameters())
+    if r.plan.size_axis in ("width", "depth") and len(set(counts.values())) == 1:
+        n = next(iter(counts.values()))
+        raise WdscaleError(
+            f"the model factory ignores its {r.plan.size_axis}: the model has {n:,} parameters at every "
+            f"{r.plan.size_axis} {sorted(counts)}; model_fn(width, depth) must build the model at the size it is given"
+        )
 
 
 # the largest built-in model a plan may ask for: a typo like --depth 100000 or --sizes 100000000
@@ -831,3 +901,47 @@ def describe(runs: Sequence[RunConfig]) -> str:
         f"{len(runs)} runs: task {c.task}, {c.size_axis} {sizes}, rules {', '.join(rules)}, "
         f"{c.optimizer} {lr} ({c.lr_schedule.describe()}), {c.epochs} epochs, batch {c.batch_size}, {seeds} seeds"
     )
+
+
+def preview(plan: StudyPlan, task, model_fn=None) -> str:
+    """The plan before anything trains: each rule's grid as its setting and as the hidden weights'
+    τ = 1/(η_g·λ_g) in fractions of the base size's run, the run count and the compute
+    (parameters × samples, summed over runs; 6× that is a dense model's training FLOPs)."""
+    runs = make_runs(plan, task, model_fn)
+    r = resolve(plan, task, model_fn)
+    model_fn = model_fn or task.make_model
+    knobs = size_knobs(r, r.base_size)
+    with torch.random.fork_rng():
+        base = model_fn(knobs["width"], knobs["depth"])
+    data = DataFacts(n_samples=knobs["n_train"], batch_size=knobs["batch_size"], epochs=r.epochs)
+    steps = base_steps(r)
+    placed = (
+        "placed for the run: τ from 100× its steps to a thirtieth (never under 2 steps)"
+        if plan.placed_for_run
+        else f"centred at η·λ·T = {_anchor(plan):g}"
+    )
+    lines = [describe(runs), f"grids ({placed}; τ of the hidden weights at the base size, T = {steps} steps):"]
+    grids = {rule: sorted({c.setting for c in runs if c.rule == rule}) for rule in plan.rules}
+    for rule, grid in grids.items():
+        symbol = "τ" if get_rule(rule).takes != "weight_decay" else "λ"
+        taus = []
+        for v in grid:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ShrinkWarning)
+                outcome = _rule_at(r, rule, v, base, data)
+            decayed = [a for a in outcome.assignments if a.weight_decay > 0]
+            a = max(decayed, key=lambda a: (a.info.kind == "hidden", a.info.numel)) if decayed else None
+            if a is None or outcome.mode == "coupled":
+                taus.append("–")  # coupled L2: no per-step decay factor to read a τ from
+            else:
+                taus.append(f"{1 / (a.lr * a.weight_decay * steps):.3g}")
+        lines.append(f"  {rule:<12} {symbol}: {', '.join(f'{v:g}' for v in grid)}")
+        lines.append(f"  {'':<12} τ/T: {', '.join(taus)}")
+    counts: dict[tuple[int, int], int] = {}
+    total = 0.0
+    for c in runs:
+        if (c.width, c.depth) not in counts:
+            counts[(c.width, c.depth)] = meta_params(model_fn, c.width, c.depth)
+        total += counts[(c.width, c.depth)] * c.total_steps * c.batch_size
+    lines.append(f"compute: {total:.3g} parameters × samples over {len(runs)} runs (≈ {6 * total:.2g} FLOPs, dense)")
+    return "\n".join(lines)

@@ -75,6 +75,7 @@ def _what_was_run(runs: pd.DataFrame, a: StudyAnalysis) -> Bullets:
         f"Runs: {sum(c.values())} — {c['ok']} ok, {c['not_learned']} did not learn and "
         f"{c['diverged']} diverged "
         f"(counted as infinite loss), {c['failed']} failed (excluded)"
+        + (f"; left out, too few settings after failed runs: {', '.join(a.sizes_dropped)}" if a.sizes_dropped else "")
     )
     items.append(_execution(runs))
     if "wall_time" in runs:
@@ -112,14 +113,16 @@ def _regime(runs: pd.DataFrame) -> str:
         d = dict(zip(cols, key))
         s = Schedule(str(d["schedule"]), float(d["warmup"]), float(d["final_lr"]), float(d["decay_fraction"]))
         what = ["constant lr" if s.is_constant else f"lr schedule {s.describe()}"]
-        if not s.is_constant and "steps" in g and (g["status"] == "ok").any():
-            mean = s.mean_multiplier(int(g.loc[g["status"] == "ok", "steps"].median()))
+        # runs that took steps: a store may hold `ok` runs of 0 steps, from before such runs failed
+        stepped = g[(g["status"] == "ok") & (g["steps"] > 0)] if "steps" in g else g.iloc[:0]
+        if not s.is_constant and len(stepped):
+            mean = s.mean_multiplier(int(stepped["steps"].median()))
             what += [
                 f"mean lr multiplier {mean:.3g} (a τ, read at the peak lr as the rules define it, is τ/{mean:.3g} "
                 "averaged over the run)"
             ]
         what += [f"{int(d['epochs'])} epochs"] if "epochs" in d else []
-        steps = g.loc[g["status"] == "ok", "steps"] if "steps" in g else pd.Series(dtype=float)
+        steps = stepped["steps"] if "steps" in g else pd.Series(dtype=float)
         what += [f"{int(steps.median())} optimizer steps (median run)"] if len(steps) else []
         parts.append(", ".join(what) + (f" ({len(g)} runs)" if len(g) < len(runs) else ""))
     return "Training regime: " + "; ".join(parts)
