@@ -537,3 +537,124 @@ def test_an_export_missing_a_column_a_store_needs_is_refused(tmp_path, capsys):
         assert main(command) == 2
         err = capsys.readouterr().err
         assert "lacks the column(s) val_loss that a study's runs need" in err and err.count("\n") == 1
+
+
+# -- issue 31: no user's code can end, hang or fool a study ---------------------------------------------
+
+
+def _die(how: str) -> None:
+    if how == "sigkill":  # as the out-of-memory killer does
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif how == "os_exit":
+        os._exit(1)
+    elif how == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)
+    elif how == "sys_exit":
+        sys.exit(0)
+    elif how == "hang":
+        time.sleep(300)
+
+
+def _dying_training(run) -> float:
+    """A user's training that dies (or hangs) at width 16 and trains a few steps elsewhere."""
+    if run.config.width == 16:
+        _die(os.environ["WDSCALE_TEST_DEATH"])
+    x, y, xv, yv = load()
+    for i in range(0, 300, 50):
+        loss = nn.functional.cross_entropy(run.model(x[i : i + 50]), y[i : i + 50])
+        run.optimizer.zero_grad()
+        loss.backward()
+        run.optimizer.step()
+    with torch.no_grad():
+        return float(nn.functional.cross_entropy(run.model(xv), yv))
+
+
+def _dying_study(out, workers, **execution):
+    from user_model import make
+
+    return Study(make, train_fn=_dying_training, out=out, sizes=[8, 16], rules=["decoupled"], seeds=1,
+                 settings={"decoupled": [0.01, 0.1, 1.0]}, lr=1e-2, epochs=1, batch_size=50, n_train=300,
+                 execution=Execution(workers=workers, progress=False, **execution))  # fmt: skip
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(
+    "how, cause",
+    [
+        ("sigkill", "killed by SIGKILL — out of memory?"),
+        ("os_exit", "exit status 1"),
+        ("segfault", "killed by SIGSEGV — a segmentation fault"),
+        ("sys_exit", "sys.exit(0) inside the run's code"),
+    ],
+)
+def test_a_function_whose_process_dies_at_one_size_fails_that_size_alone_and_resumes_the_same(
+    tmp_path, monkeypatch, capsys, workers, how, cause
+):
+    monkeypatch.setenv("WDSCALE_TEST_DEATH", how)
+    study = _dying_study(tmp_path / "s", workers)
+    summary = study.run()  # returns: the study is not ended by its runs (sys.exit included)
+    df = study.results().set_index("run_id").sort_index()
+    assert summary.ran == len(df) == 6
+    assert (df.loc[df["size"] == 8, "status"] == "ok").all()
+    dead = df[df["size"] == 16]
+    assert (dead["status"] == "failed").all() and dead["error"].str.contains(cause, regex=False).all()
+    assert "running it once more in a fresh process" in capsys.readouterr().err  # retried once first
+    again = _dying_study(tmp_path / "s", workers)
+    assert again.run().ran == 0  # resumes to the same state: the failed runs stay stored
+    assert again.results().set_index("run_id").sort_index()["status"].tolist() == df["status"].tolist()
+
+
+def test_a_function_that_hangs_is_stopped_at_the_run_timeout_and_the_study_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("WDSCALE_TEST_DEATH", "hang")
+    started = time.monotonic()
+    study = _dying_study(tmp_path / "s", 2, run_timeout=2)
+    study.run()
+    df = study.results()
+    assert time.monotonic() - started < 120
+    assert (df.loc[df["size"] == 8, "status"] == "ok").all()
+    hung = df[df["size"] == 16]
+    assert len(hung) == 3 and hung["error"].str.startswith("timed out after 2 s").all()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize(
+    "sig, to_group, after",
+    [
+        (signal.SIGINT, True, 0.2),
+        (signal.SIGTERM, False, 1.0),
+        (signal.SIGINT, False, 2.0),
+        (signal.SIGTERM, True, 3.0),
+    ],
+)
+def test_a_stop_signal_ends_a_batched_study_within_seconds_with_exit_130_and_no_orphan(tmp_path, sig, to_group, after):
+    cmd = [sys.executable, "-m", "wdscale", "study", "run", "--out", str(tmp_path), "--task", "digits_mlp",
+           "--sizes", "16,32", "--rules", "sum,decoupled", "--seeds", "4", "--epochs", "400", "--workers", "2",
+           "--no-progress"]  # fmt: skip
+    driver = subprocess.Popen(
+        cmd,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own group, as a terminal's job: the signal can go to the whole group
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.time() + 60
+        workers: list[int] = []
+        while time.time() < deadline and not workers:
+            time.sleep(0.05)
+            workers = [p for p in children(driver.pid) if alive(p)]
+        assert workers, "the study's runs did not start"
+        time.sleep(after)
+        seen = [p for p in children(driver.pid) if alive(p)] + workers
+        sent = time.monotonic()
+        os.killpg(driver.pid, sig) if to_group else driver.send_signal(sig)
+        assert driver.wait(timeout=30) == 130
+        assert time.monotonic() - sent < 5, "the driver took more than 5 s to stop"
+        deadline = time.time() + 10
+        while time.time() < deadline and any(alive(p) for p in seen):
+            time.sleep(0.1)
+        assert not any(alive(p) for p in seen), f"orphaned run processes after {sig.name}"
+    finally:
+        if driver.poll() is None:
+            driver.kill()

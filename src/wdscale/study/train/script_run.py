@@ -27,6 +27,7 @@ from ...errors import WdscaleError
 from ...schedules import Schedule
 from ..plan.config import RunConfig
 from .loop import build, trainable_params
+from .user_loop import check_steps_and_ratios, ratio_mismatch
 
 SPEC_ENV = "WDSCALE_RUN"  # the run's spec (a JSON file the driver wrote)
 RESULT_ENV = "WDSCALE_RESULT"  # where rank 0 writes what the run reports
@@ -88,6 +89,8 @@ class ScriptRun:
     taken: int = 0
     n_params: int = 0
     finished: bool = False
+    expected_lrs: list[float] = field(default_factory=list)
+    mismatch: Optional[str] = None
 
     @property
     def is_main(self) -> bool:
@@ -119,9 +122,12 @@ class ScriptRun:
             ) from e
         self.n_params = trainable_params(model)
         self.optimizer = opt
+        self.expected_lrs = [float(g["lr"]) for g in opt.param_groups]
 
         def count(*_: Any) -> None:
             self.taken += 1
+            if self.mismatch is None:  # the first step that broke the rule's ratios, as a train_fn's
+                self.mismatch = ratio_mismatch(opt, self.expected_lrs)
 
         opt.register_step_post_hook(count)
         return model, opt
@@ -152,16 +158,14 @@ class ScriptRun:
         if not self.is_main or self.result_path is None:
             return
         loss = float(val_loss)
+        status: Optional[str] = None if math.isfinite(loss) else "diverged"
         error = None
         built = self.optimizer is not None
-        if built and self.taken != self.steps:
-            error = (
-                f"took {self.taken} optimizer steps, the plan assumes {self.steps} "
-                f"({self.config.epochs} epochs × {self.config.steps_per_epoch})"
+        if self.optimizer is not None:  # the checks a train_fn's run gets
+            override, error = check_steps_and_ratios(
+                self.optimizer, self.expected_lrs, self.taken, self.steps, self.mismatch
             )
-        status = None if math.isfinite(loss) else "diverged"
-        if built and self.taken == 0:
-            status, error = "failed", "took no optimizer step: the run trained nothing"
+            status = override or status
         result = {
             "val_loss": loss if math.isfinite(loss) else None,
             "steps": self.taken if built else self.steps,
