@@ -106,7 +106,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         for _ in range(args.repeats):
             for name, side in sides.items():
-                times[name].append(timed(lambda: side(Path(d))) / n)
+                times[name].append(timed(lambda side=side: side(Path(d))) / n)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"per run, median of {args.repeats} (6 runs a side, {args.steps} steps, 1 thread, {os.cpu_count()} cores)")
     for k, v in med.items():
