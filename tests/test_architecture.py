@@ -52,6 +52,7 @@ LAYER_MODULES = {
         "wdscale.study.run.execution",
         "wdscale.study.run.store",
         "wdscale.study.run.runner",
+        "wdscale.study.run.external",
         "wdscale.study.run.relabel",
     ],
     # what the runs say: pure pandas, never trains

@@ -1,4 +1,4 @@
-"""`wdscale study run | refine | report | export | status | advise`."""
+"""`wdscale study run | refine | report | export | status | advise | import`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from .plan.study_plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, ma
 from .plan.tasks import TASKS, get_task
 from .report.study_report import write_report
 from .run.execution import Execution
+from .run.external import Fixed, import_runs
 from .run.relabel import relabel_study
 from .run.runner import run_study
 from .run.store import Store, load_runs, write_export
@@ -229,6 +230,48 @@ def cmd_relabel(args: argparse.Namespace) -> None:
         f"of {done.checked} ok and not_learned runs, {len(done.not_learned)} relabelled not_learned (they never "
         f"left chance) and {len(done.learned)} relabelled ok (they ended below chance)"
     )
+
+
+# the fixed knobs an imported table does not carry (the size axis's own comes from its rows)
+IMPORT_KNOBS = ("width", "depth", "n_train", "batch_size", "epochs")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    knobs: dict[str, Any] = {k: _whole(f"--{k.replace('_', '-')}", getattr(args, k), 0) for k in IMPORT_KNOBS}
+    fixed = Fixed(
+        rule=args.rule,
+        size_axis=args.size_axis,
+        optimizer=args.optimizer,
+        task=args.name,
+        base_size=_whole("--base-size", args.base_size, None),
+        **knobs,
+    )
+    print(import_runs(args.dir, args.table, fixed))
+
+
+def _import_parser(ssub: Any) -> None:
+    p = ssub.add_parser(
+        "import",
+        help="bring a sweep trained elsewhere (a CSV or Parquet table of runs) into a study directory",
+        description="Store runs trained elsewhere — a W&B export, a shell loop's log — as runs of a declared "
+        "rule, so `study report`, `study advise` and `study export` read the directory as a study. The table "
+        "has one run per row: size, lr, setting (or weight_decay), seed, val_loss (nan or inf: the run "
+        "diverged), and optionally steps and schedule. Every row is checked first: bad rows are refused with "
+        "their line numbers (the header is line 1) and nothing is imported. Importing the same table again "
+        "adds nothing.",
+    )
+    p.add_argument("dir", help="the study directory (made if missing)")
+    p.add_argument("table", help="the runs: a .csv or .parquet file")
+    p.add_argument("--rule", required=True, help="the decay rule the runs' setting is of (see `wdscale rules`)")
+    p.add_argument("--size-axis", dest="size_axis", default="width", help="what `size` is (default width)")
+    p.add_argument("--optimizer", default="adamw", help="the optimizer the runs trained with (default adamw)")
+    p.add_argument("--name", default="external", help="the task's name in the report (default external)")
+    for knob in IMPORT_KNOBS:
+        p.add_argument(
+            f"--{knob.replace('_', '-')}", dest=knob, help=f"the runs' {knob.replace('_', ' ')} (default: not known)"
+        )
+    p.add_argument("--base-size", dest="base_size", help="where the setting is tuned (default: the smallest size)")
+    p.set_defaults(func=cmd_import)
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -629,6 +672,7 @@ def add_study_parser(sub: Any) -> None:
     p.add_argument("dir", help="the study directory")
     p.set_defaults(func=cmd_status)
 
+    _import_parser(ssub)
     _advise_parser(ssub)
     _advise_parser(sub)  # `wdscale advise DIR ...`: the same command at the top level
 

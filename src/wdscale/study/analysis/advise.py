@@ -336,8 +336,13 @@ def _target_config(runs: pd.DataFrame, axis: str, target: int) -> dict:
     the study's runs (their most common value), the target axis replaced."""
     cfg: dict[str, Any] = {}
     for col in ("width", "depth", "base_width", "base_depth", "lr", "n_train", "batch_size", "epochs", "momentum"):
-        if col in runs.columns and runs[col].notna().any():
-            cfg[col] = runs[col].mode().iloc[0]
+        if col not in runs.columns:
+            continue
+        values = runs[col]
+        if col != "momentum":  # a knob stored 0 is not known (runs imported without it, `run.external`)
+            values = values[pd.to_numeric(values, errors="coerce") > 0]
+        if values.notna().any():
+            cfg[col] = values.mode().iloc[0]
     cfg[axis] = target
     return cfg
 

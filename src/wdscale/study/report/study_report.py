@@ -121,7 +121,8 @@ def _regime(runs: pd.DataFrame) -> str:
                 f"mean lr multiplier {mean:.3g} (a τ, read at the peak lr as the rules define it, is τ/{mean:.3g} "
                 "averaged over the run)"
             ]
-        what += [f"{int(d['epochs'])} epochs"] if "epochs" in d else []
+        # runs imported with their epochs not known store 0 (`run.external`)
+        what += [f"{int(d['epochs'])} epochs"] if "epochs" in d and d["epochs"] > 0 else []
         steps = stepped["steps"] if "steps" in g else pd.Series(dtype=float)
         what += [f"{int(steps.median())} optimizer steps (median run)"] if len(steps) else []
         parts.append(", ".join(what) + (f" ({len(g)} runs)" if len(g) < len(runs) else ""))
