@@ -2,7 +2,8 @@
 
 ok: trains with wdscale.current_run(); crash: prints and exits 3; hang: starts a child that
 sleeps and sleeps itself (its pids written to $PIDS_FILE); no_loss: trains, reports nothing;
-slow: sleeps a second, then trains (a driver can be killed mid-study)."""
+slow: sleeps a second, then trains (a driver can be killed mid-study); bowl: one step, then a loss
+that is a known bowl in (log lr, log λ) around lr* = 0.2 / width, λ* = 0.002 · width."""
 
 import os
 import subprocess
@@ -50,6 +51,18 @@ if __name__ == "__main__":
         with open(os.environ["PIDS_FILE"], "a") as f:
             f.write(f"{os.getpid()} {child.pid}\n")
         time.sleep(120)
+    if case == "bowl":
+        import math
+
+        import wdscale
+
+        run = wdscale.current_run()
+        model, opt = run.build(make)
+        opt.zero_grad()
+        opt.step()
+        c = run.config
+        run.finish(1 + math.log(c.lr * c.width / 0.2) ** 2 + 0.5 * math.log(c.setting / (0.002 * c.width)) ** 2)
+        sys.exit(0)
     if case == "slow":
         with open(os.environ["PIDS_FILE"], "a") as f:
             f.write(f"{os.getpid()}\n")

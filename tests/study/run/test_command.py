@@ -95,6 +95,7 @@ def test_a_crashing_script_is_stored_failed_with_its_exit_status_and_its_logs_la
     assert len(df) >= 3 and (df["status"] == "failed").all()
     assert df["error"].str.contains("exit status 3").all() and df["error"].str.contains("boom").all()
     assert "boom: the data path does not exist" in capsys.readouterr().err  # the first failure, shown
+    assert all(f"logs/{r.run_id}.log" in r.error for r in df.itertuples())  # each names its log
 
 
 def test_a_script_that_reports_no_loss_is_failed_saying_how_to_report(tmp_path):
@@ -122,6 +123,28 @@ def test_a_hanging_script_is_killed_at_the_timeout_with_everything_it_started(tm
     while time.time() < deadline and any(alive(p) for p in spawned):
         time.sleep(0.2)
     assert not any(alive(p) for p in spawned), "a hanging run's processes outlived its timeout"
+
+
+def test_a_script_study_refines_and_advises(tmp_path):
+    s = script_study(tmp_path, "bowl", rules=["decoupled"], settings={"decoupled": [0.004, 0.04, 0.4]}, lr=0.02,
+                     epochs=1, batch_size=60, n_train=60, execution=TWO)  # fmt: skip
+    s.run()
+    assert s.refine(points=2, max_seeds=1).added_runs > 0
+    assert "decoupled" in str(s.advise(target=64))
+    df = s.results()
+    assert (df["path"] == "command").all() and df["run_id"].is_unique and (df["status"] == "ok").all()
+
+
+def test_a_script_is_tuned_up_a_ladder(tmp_path):
+    s = script_study(tmp_path, "bowl", rules=["decoupled"], settings={"decoupled": [0.004, 0.04, 0.4]}, lr=0.02,
+                     lr_decades=1, lr_points_per_decade=2, epochs=1, batch_size=60, n_train=60,
+                     execution=TWO)  # fmt: skip
+    result = s.tune(32, rungs=[8, 32], budget=None, max_seeds=1)
+    assert result.rungs == (8, 32) and result.rule == "decoupled"
+    df = s.results()
+    at = df[df["size"] == 32]
+    assert (df["path"] == "command").all() and (df["status"] == "ok").all()
+    assert result.loss == at.groupby(["lr", "setting"])["val_loss"].mean().min()  # measured at the target
 
 
 def test_current_run_outside_a_study_is_one_clear_line(monkeypatch):
@@ -223,6 +246,9 @@ def test_gpu_shares_are_whole_gpus_pairs_or_fractions():
 def record_share(run):
     """A training function that records the GPU share it ran on and when."""
     start = time.time()
+    for _ in range(run.steps):  # the plan's steps: a run that takes none is failed
+        run.optimizer.zero_grad()
+        run.optimizer.step()
     time.sleep(0.4)
     with open(os.environ["SHARES_FILE"], "a") as f:
         f.write(f"{os.environ.get('CUDA_VISIBLE_DEVICES')} {start} {time.time()}\n")

@@ -658,3 +658,17 @@ def test_a_stop_signal_ends_a_batched_study_within_seconds_with_exit_130_and_no_
     finally:
         if driver.poll() is None:
             driver.kill()
+
+
+def test_the_report_names_the_first_failed_run_its_cause_and_its_log(tmp_path):
+    from user_model import fragile_study
+
+    study = fragile_study(tmp_path / "s", execution=Execution(workers=1, progress=False))
+    study.run()
+    failed = study.results().query("status == 'failed'")
+    assert len(failed) == 3 and failed["error"].str.contains("boom at width 16").all()
+    first = failed.iloc[0]
+    assert (tmp_path / "s" / "logs" / f"{first.run_id}.log").is_file()
+    study.report()
+    text = (tmp_path / "s" / "report.md").read_text()
+    assert "First failed run: sum width=16" in text and "boom at width 16" in text and "logs/" in text

@@ -187,3 +187,18 @@ def test_a_one_pass_study_of_your_training_sizes_each_budget_by_its_parameters(t
         assert {(c.n_train, c.epochs) for c in runs if c.size == width} == {(round(4.0 * n_params / 2), 1)}
     with pytest.raises(wdscale.WdscaleError, match="epochs must be 1"):
         study(tmp_path, my_training, n_train=None, epochs=3, tokens_per_param=4.0).runs()
+
+
+def test_a_failed_runs_whole_traceback_is_kept_in_its_log(tmp_path):
+    def broken(run):
+        def deep_in_the_users_code():
+            raise KeyError("tokenizer_path")
+
+        deep_in_the_users_code()
+
+    s = study(tmp_path, broken, sizes=[8, 16], rules=["sum"], settings={"sum": [0.01, 0.1, 1.0]})
+    with pytest.raises(wdscale.WdscaleError, match="all failed the same way: KeyError"):
+        s.run()
+    failed = s.results()
+    log = (tmp_path / "s" / "logs" / f"{failed.iloc[0].run_id}.log").read_text()
+    assert "Traceback" in log and "deep_in_the_users_code" in log and "tokenizer_path" in log

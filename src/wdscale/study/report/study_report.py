@@ -77,6 +77,16 @@ def _what_was_run(runs: pd.DataFrame, a: StudyAnalysis) -> Bullets:
         f"(counted as infinite loss), {c['failed']} failed (excluded)"
         + (f"; left out, too few settings after failed runs: {', '.join(a.sizes_dropped)}" if a.sizes_dropped else "")
     )
+    failed = runs[runs["status"] == "failed"]
+    if len(failed) and "error" in failed:
+        first = failed.iloc[0]
+        why = str(first["error"]).split("\n")[0].split("; log ")[0]
+        log = f"logs/{first['run_id']}.log"
+        items.append(
+            f"First failed run: {first['rule']} {first['size_axis']}={first['size']} "
+            f"setting {number(first['setting'])} lr {number(first['lr'])}: {why}"
+            + (f" (its output: {log})" if "; log " in str(first["error"]) else "")
+        )
     items.append(_execution(runs))
     if "wall_time" in runs:
         items.append(f"Total wall time: {_duration(float(runs['wall_time'].fillna(0).sum()))} (summed over runs)")

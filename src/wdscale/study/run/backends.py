@@ -183,8 +183,9 @@ class _Scheduler:
                 decay = pair[1] if isinstance(pair, tuple) else float("nan")
             child = CommandJob(job, self.command, decay, self.device, self.threads, slot, self.out)
         else:
-            # a log per run for the user's own code (its prints and tracebacks); wdscale's batched jobs need none
-            logged = self.out is not None and self.origin is not None and len(job.configs) == 1
+            # a log per job where the user's code runs (its prints and tracebacks), named by its first run;
+            # a built-in task's jobs run wdscale's code alone and need none
+            logged = self.out is not None and self.origin is not None
             where = log_path(self.out, job.configs[0].run_id) if logged and self.out is not None else None
             child = ForkedJob(job, self.source, self.device, self.threads, slot, where)
         self.running.append(child)
@@ -222,10 +223,10 @@ class _Scheduler:
         """A failed run's error names its log; the first failure is shown with the log's tail."""
         if self.out is None:
             return
+        where = log_path(self.out, job.configs[0].run_id)  # the job's log: its first run's
         for c, r in zip(job.configs, results):
             if r.status != "failed":
                 continue
-            where = log_path(self.out, c.run_id)
             if where.is_file() and str(where) not in (r.error or ""):
                 r.error = f"{r.error}; log {where}"
             if not self.first_failure_shown:

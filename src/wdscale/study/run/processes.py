@@ -188,6 +188,9 @@ def _forked_main(
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
+        # Python's streams too: a notebook or a test runner may have put others in their place
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the process
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
     message: tuple[str, Any]
     try:
         message = ("ok", execute(job, source, device, threads))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence, Union
 
@@ -177,6 +178,7 @@ def train_user_run(config: RunConfig, train_fn: TrainFn, model_fn: ModelFn, *, d
         )
         loss = _as_loss(train_fn(run))
     except Exception as e:  # the study goes on; the store records why this run failed
+        traceback.print_exc()  # whole, into the run's log (its process's stderr)
         return RunResult(
             run_id=config.run_id,
             status="failed",
