@@ -10,9 +10,15 @@ import subprocess
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+if sys.argv[1:2] == ["hang"]:  # before torch loads: the pids are written at once, whatever the load
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    with open(os.environ["PIDS_FILE"], "a") as f:
+        f.write(f"{os.getpid()} {child.pid}\n")
+    time.sleep(120)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 
 
 def make(width: int) -> nn.Module:
@@ -46,11 +52,6 @@ if __name__ == "__main__":
     if case == "crash":
         print("loading data ... boom: the data path does not exist", flush=True)
         sys.exit(3)
-    if case == "hang":
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
-        with open(os.environ["PIDS_FILE"], "a") as f:
-            f.write(f"{os.getpid()} {child.pid}\n")
-        time.sleep(120)
     if case == "bowl":
         import math
 

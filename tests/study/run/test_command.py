@@ -110,12 +110,12 @@ def test_a_hanging_script_is_killed_at_the_timeout_with_everything_it_started(tm
     pids = tmp_path / "pids"
     monkeypatch.setenv("PIDS_FILE", str(pids))
     s = script_study(tmp_path, "hang", rules=["decoupled"], sizes=[8, 16], decades=0.5,
-                     execution=Execution(workers=2, progress=False, run_timeout=3))  # fmt: skip
+                     execution=Execution(workers=2, progress=False, run_timeout=4))  # fmt: skip
     started = time.monotonic()
-    with pytest.raises(WdscaleError, match="all failed the same way: timed out after 3 s"):
+    with pytest.raises(WdscaleError, match="all failed the same way: timed out after 4 s"):
         s.run()
     df = s.results()
-    assert (df["status"] == "failed").all() and df["error"].str.startswith("timed out after 3 s").all()
+    assert (df["status"] == "failed").all() and df["error"].str.startswith("timed out after 4 s").all()
     assert time.monotonic() - started < 60
     spawned = [int(p) for line in pids.read_text().split("\n") if line for p in line.split()]
     assert len(spawned) == 2 * len(df)

@@ -471,7 +471,8 @@ def test_runs_that_kill_every_process_at_every_size_stop_the_study_with_one_clea
     study = Study(deadly, load, out=tmp_path / "s", sizes=[8, 32], rules=["sum"], seeds=1, lr=1e-2, epochs=1,
                   batch_size=50, decades=1.0, points_per_decade=4,
                   execution=Execution(workers=2, batch=False, progress=False))  # fmt: skip
-    with pytest.raises(ValueError, match="all failed the same way: its process died twice: killed by SIGKILL"):
+    # its first runs all died alike, or six jobs in a row died: either way one clear stop, saying why
+    with pytest.raises(ValueError, match="(all failed the same way: its process died twice|6 different jobs in a row)"):
         study.run()
     done = study.results()  # stored failed, with the cause, before the stop
     assert len(done) < len(study.runs()) and (done["status"] == "failed").all()

@@ -63,15 +63,23 @@ def test_a_study_runs_the_users_training_function(tmp_path):
 
 
 def test_the_run_holds_the_rules_optimizer_the_seeded_model_and_the_schedule(tmp_path):
-    seen = []
+    checked = tmp_path / "checked"
 
-    def inspect(run):
-        seen.append(run)
+    def inspect(run):  # runs in the run's own process: what it sees is checked there
+        if run.config.size == 32 and run.config.seed == 1:
+            check_the_run(run)
+            checked.write_text("yes")
+        for _ in range(run.steps):
+            run.optimizer.step()
         return 1.0
 
     s = study(tmp_path, inspect, rules=["mup"], sizes=[8, 32], seeds=2)
     s.run()
-    run = next(r for r in seen if r.config.size == 32 and r.config.seed == 1)
+    df = s.results()
+    assert checked.read_text() == "yes" and (df["status"] == "ok").all(), df["error"].dropna().tolist()[:1]
+
+
+def check_the_run(run):
     assert run.steps == run.config.total_steps == 12
     base = make(8)
     want = wdscale.param_groups(
@@ -118,7 +126,11 @@ def steps_then(value, steps=12, set_lr=None):
 )
 def test_each_outcome_of_the_function_is_recorded_with_one_clear_message(tmp_path, returns, status, message):
     s = study(tmp_path, steps_then(returns), rules=["sum"])
-    s.run()
+    if status == "failed":  # every run fails alike: the study stops after its first few, saying why
+        with pytest.raises(wdscale.WdscaleError, match="all failed the same way"):
+            s.run()
+    else:
+        s.run()
     df = s.results()
     assert (df["status"] == status).all()
     if message:
@@ -145,7 +157,8 @@ def test_a_run_that_took_other_steps_than_the_plan_is_flagged(tmp_path):
 
 def test_a_run_that_took_no_optimizer_step_fails(tmp_path):
     s = study(tmp_path, lambda run: 0.25, rules=["sum"], sizes=[8, 16])
-    s.run()
+    with pytest.raises(wdscale.WdscaleError, match="all failed the same way: took no optimizer step"):
+        s.run()
     df = s.results()
     assert (df["status"] == "failed").all() and (df["steps"] == 0).all()
     assert df["error"].str.contains("took no optimizer step (the plan assumes 12)", regex=False).all()
