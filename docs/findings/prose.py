@@ -145,14 +145,15 @@ def fill_refs(doc: str, found: dict[str, list[Table]]) -> str:
 
 # what a measurement looks like in prose: a decimal, a percent, a factor (×2.6), an exponent
 # (^0.33), a count grouped in thousands, a count of runs, core-seconds or minutes, and either end
-# of a range of those ("15–17 %")
+# of a range of those ("15–17 %"), and a tally ("33 of 46")
 MEASURED = re.compile(
-    r"×\d[\d.,]*|\^[−-]?\d[\d.]*|[−-]?\d[\d,]*\.\d+(?:\s?%)?|\d{1,3}(?:,\d{3})+|\d+\s?%"
+    r"×\d+(?:[.,]\d+)*|\^[−-]?\d[\d.]*|[−-]?\d[\d,]*\.\d+(?:\s?%)?|\d{1,3}(?:,\d{3})+|\d+\s?%"
     r"|\d+(?=(?:\s?[–-]\s?\d+)?\s?(?:%|runs?\b|core-s|core-seconds|min\b))"
+    r"|\d+ of (?:the )?\d+\b"
 )
 # a configuration, not a measurement: the number straight after the setting it names
 # (lr 0.01, momentum 0.9, batch 128, width 1024, cosine to 10 %, warmup (5 %), lrs 0.003–0.3)
-CONFIGURED = re.compile(r"(?:\blrs?|momentum|batch|width|depth|n_train|context|cosine to|warmup \(|–)\s?$")
+CONFIGURED = re.compile(r"(?:(?:\blrs?|momentum|batch|width|depth|n_train|context|cosine to)[\s-]|warmup \(|–\s?)$")
 
 
 def bare_numbers(prose: str, allowed: frozenset[str] = frozenset()) -> list[str]:
