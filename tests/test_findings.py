@@ -18,8 +18,15 @@ import prose  # noqa: E402
 FINDINGS = (ROOT / "docs" / "findings.md").read_text(encoding="utf-8")
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
-# design constants the covered prose may state: the interval's 90 %, the goal's 1 % (and its 5 %
-# and tenth), the schedules' 5 % / 10 %, Power Lines' published exponent and its level at 20 TPP
+# The allow-list, small on purpose. A number in the prose is a measurement unless it is one of:
+# the method's own constants (the interval's 90 %, the goal's 1 % with its 5 % and tenth, the
+# schedules' 5 % / 10 %) and the published ones it is set against (Power Lines' exponent −0.527
+# and its level 0.21 at 20 TPP, √ as ^0.5); a configuration, recognised by the setting named right
+# before it (`prose.CONFIGURED`: lr 0.01, width 1024, batch 128 ...); or not a measured kind at all
+# (`prose.MEASURED` reads decimals, percents, ×factors, ^exponents, counts in thousands, counts of
+# runs / core-seconds / minutes and tallies "n of m"; section numbers, years, widths, seeds and
+# citations are plain integers it does not read). Headings, code, links, generated blocks and
+# references are not prose.
 DESIGN = frozenset({"90 %", "1 %", "5 %", "10 %", "−0.527", "−0.53", "^−0.527", "0.21", "^0.5"})
 
 
@@ -30,11 +37,18 @@ def section(doc: str, start: str, end: str) -> str:
     return m.group()
 
 
-# the prose held to "no typed number": every measured number in it is a reference or generated
-COVERED = {
-    "findings §6": lambda: section(FINDINGS, "## 6.", "## 7."),
-    "README's answer": lambda: section(README, "**The answer**", "## The two commands"),
-}
+def sections(doc: str) -> dict[str, str]:
+    """findings.md cut at its `## ` headings: the intro (before the first) and every section."""
+    parts = re.split(r"(?m)^(?=## )", doc)
+    return {("intro" if i == 0 else p.splitlines()[0]): p for i, p in enumerate(parts)}
+
+
+# issue 33, still to convert: sections whose prose still types restated numbers. A ratchet, not a
+# pass: the test below fails once one of them is clean, so that it leaves this set for good.
+STILL_TYPED = frozenset(
+    {"intro", "## 1. Width", "## 8. Under a schedule", "## 9. One pass over a token budget", "## 4. The answer"}
+    | {"## 10. Tune: the target's best without sweeping it"}
+)
 
 
 def test_every_reference_in_the_findings_and_the_readme_agrees_with_its_table():
@@ -70,10 +84,25 @@ def test_a_reference_that_does_not_resolve_is_named():
     assert problems and "0 cells match" in problems[0]
 
 
-@pytest.mark.parametrize("name", sorted(COVERED))
-def test_covered_prose_holds_no_typed_number(name):
-    bare = prose.bare_numbers(COVERED[name](), DESIGN)
+@pytest.mark.parametrize("name", sorted(sections(FINDINGS)))
+def test_findings_prose_holds_no_typed_number(name):
+    bare = prose.bare_numbers(sections(FINDINGS)[name], DESIGN)
+    if name in STILL_TYPED:
+        assert bare, f"{name} holds no typed number now: take it out of STILL_TYPED"
+        return
     assert not bare, f"{name}: numbers typed, not referenced to a table: {bare}"
+
+
+def test_the_readmes_answer_holds_no_typed_number():
+    bare = prose.bare_numbers(section(README, "**The answer**", "## The two commands"), DESIGN)
+    assert not bare, f"README's answer: numbers typed, not referenced to a table: {bare}"
+
+
+def test_what_counts_as_a_typed_number():
+    typed = "lost 44 % [43, 47] over 1,314 runs (×3.6, ∝ width^0.97, 33 of 46 hold-outs, 4833 runs)"
+    assert prose.bare_numbers(typed, DESIGN) == ["44 %", "1,314", "×3.6", "^0.97", "33 of 46", "4833"]
+    configured = "AdamW lr 0.01, momentum 0.9, batch 128, width 1024, cosine to 10 %, depth-1 runs; §6, 2025"
+    assert prose.bare_numbers(configured, DESIGN) == []
 
 
 def test_a_published_interval_end_holds_under_other_bootstrap_seeds():
@@ -90,8 +119,33 @@ def test_a_published_interval_end_holds_under_other_bootstrap_seeds():
             text = interval_end_percent(t[end], t[f"{end}_mc"])
             if text == "–":
                 continue
+            if text == "> 0":  # an end above 0 that its digit rounds to 0: it stays above 0
+                assert all(o.loc[rule, end] > 0 for o in others), (rule, end)
+                continue
             unit = 10.0 ** -interval_end_digits(t[f"{end}_mc"])
             for o in others:
                 moved = abs(100 * o.loc[rule, end] - float(text))
                 assert moved <= unit + 1e-9, (rule, end, text, 100 * o.loc[rule, end])
     assert np.isfinite(published["regret_lo_mc"]).all()
+
+
+def test_a_costs_row_prints_an_interval_above_0():
+    # issue 33: `sgd_width`/sum read "costs" with "14.7 % [0, 16]": every bootstrap seed's lower end
+    # was above 0, but its Monte Carlo digit rounded the median to 0; such an end prints "> 0"
+    from wdscale.study.report.study_report import interval_end_percent
+
+    assert interval_end_percent(0.003, 0.004) == "> 0"
+    assert interval_end_percent(0.0, 0.004) == "0"
+    assert interval_end_percent(0.16, 0.004) == "16"
+    rows = 0
+    for block in prose.tables(FINDINGS).values():
+        for t in block:
+            if "resolution" not in t.header:
+                continue
+            regret, verdict = t.header.index("transfer regret, measured [90% CI]"), t.header.index("resolution")
+            for r in t.rows:
+                if r[verdict] == "costs":
+                    lo = re.search(r"\[([^,\]]+),", r[regret])
+                    assert lo and lo.group(1).strip() not in ("0", "0.0"), r
+                    rows += 1
+    assert rows > 20

@@ -68,6 +68,12 @@ def numbers(text: str) -> list[tuple[float, int]]:
 
 def resolve(spec: str, found: dict[str, list[Table]]) -> tuple[list[float], str]:
     """The numbers a reference points at, from its cell on; ValueError naming what does not resolve."""
+    values, cell = resolve_written(spec, found)
+    return [v for v, _ in values], cell
+
+
+def resolve_written(spec: str, found: dict[str, list[Table]]) -> tuple[list[tuple[float, int]], str]:
+    """As `resolve`, each number with the decimals its cell prints it to."""
     parts = [p.strip() for p in spec.split("|")]
     if len(parts) != 3:
         raise ValueError(f"reference {spec!r}: want 'BLOCK | ROW | COLUMN'")
@@ -87,17 +93,17 @@ def resolve(spec: str, found: dict[str, list[Table]]) -> tuple[list[float], str]
                 hits.append(r[cols[0]])
     if len(hits) != 1:
         raise ValueError(f"reference {spec!r}: {len(hits)} cells match (want one)")
-    values = [v for v, _ in numbers(hits[0])][start - 1 :]
-    return values, hits[0]
+    return numbers(hits[0])[start - 1 :], hits[0]
 
 
 def check_refs(doc: str, found: dict[str, list[Table]]) -> list[str]:
-    """What disagrees: each reference whose text is not its cell's numbers at the text's precision."""
+    """What disagrees: each reference whose text is not its cell's numbers at the text's precision,
+    or states a number to more decimals than its cell prints (a precision the table does not have)."""
     problems = []
     for m in REF.finditer(doc):
         spec, text = m.group("spec"), m.group("text")
         try:
-            values, cell = resolve(spec, found)
+            values, cell = resolve_written(spec, found)
         except ValueError as e:
             problems.append(str(e))
             continue
@@ -105,27 +111,31 @@ def check_refs(doc: str, found: dict[str, list[Table]]) -> list[str]:
         if not said or len(said) > len(values):
             problems.append(f"{text!r} ({spec}): {len(said)} numbers, the cell {cell!r} has {len(values)}")
             continue
-        for (v, d), truth in zip(said, values):
+        for (v, d), (truth, shown) in zip(said, values):
             if abs(v - truth) > 0.5 * 10.0**-d + 1e-9:
                 problems.append(f"{text!r} says {v:g} where its table says {cell!r} ({spec})")
+                break
+            if d > shown:
+                problems.append(f"{text!r} says {v:g} to {d} decimals where its table prints {cell!r} ({spec})")
                 break
     return problems
 
 
 def fill_refs(doc: str, found: dict[str, list[Table]]) -> str:
-    """Every reference's numbers rewritten from its cell, each to the decimals the text shows."""
+    """Every reference's numbers rewritten from its cell, each to the decimals the text shows but
+    never to more than the cell prints."""
 
     def one(m: re.Match) -> str:
         spec, text = m.group("spec"), m.group("text")
-        values, _ = resolve(spec, found)
+        values, _ = resolve_written(spec, found)
         it = iter(values)
 
         def sub(n: re.Match) -> str:
-            truth = next(it)
+            truth, shown = next(it)
             if "," in n.group():
                 return f"{round(truth):,}"
             mantissa = n.group().split("e")[0]
-            decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
+            decimals = min(len(mantissa.split(".")[1]) if "." in mantissa else 0, shown)
             return f"{truth:.{decimals}f}".replace("-", "−")
 
         return f"<!--ref {spec}-->{NUMBER.sub(sub, text)}<!--/ref-->"
@@ -133,19 +143,38 @@ def fill_refs(doc: str, found: dict[str, list[Table]]) -> str:
     return REF.sub(one, doc)
 
 
+# what a measurement looks like in prose: a decimal, a percent, a factor (×2.6), an exponent
+# (^0.33), a count grouped in thousands, a count of runs, core-seconds or minutes, and either end
+# of a range of those ("15–17 %"), and a tally ("33 of 46")
+MEASURED = re.compile(
+    r"×\d+(?:[.,]\d+)*|\^[−-]?\d[\d.]*|[−-]?\d[\d,]*\.\d+(?:\s?%)?|\d{1,3}(?:,\d{3})+|\d+\s?%"
+    r"|\d+(?=(?:\s?[–-]\s?\d+)?\s?(?:%|runs?\b|core-s|core-seconds|min\b))"
+    r"|\d+ of (?:the )?\d+\b"
+)
+# a configuration, not a measurement: the number straight after the setting it names
+# (lr 0.01, momentum 0.9, batch 128, width 1024, cosine to 10 %, warmup (5 %), lrs 0.003–0.3)
+CONFIGURED = re.compile(r"(?:(?:\blrs?|momentum|batch|width|depth|n_train|context|cosine to)[\s-]|warmup \(|–\s?)$")
+
+
 def bare_numbers(prose: str, allowed: frozenset[str] = frozenset()) -> list[str]:
-    """Measured-looking numbers (decimals, thousands, percents, ×factors) in prose outside a
-    reference, a generated block, code and links; `allowed` holds the design constants the prose
-    may state (the 90 % of an interval, a published exponent)."""
+    """Measured-looking numbers (`MEASURED`) in prose outside a reference, a generated block, a
+    heading, code and links, unless they configure the runs (`CONFIGURED`: the number right after
+    the setting it names; a range's second end counts as its first does) or are in `allowed`, the
+    method's own constants the prose may state (the 90 % of an interval, a published exponent)."""
     text = BLOCK.sub("", REF.sub("", prose))
     text = re.sub(r"```.*?```", "", text, flags=re.S)
     text = re.sub(r"`[^`]*`", "", text)
     text = re.sub(r"\]\([^)]*\)", "]", text)
     text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
+    text = re.sub(r"^#.*$", "", text, flags=re.M)
     out = []
-    for m in re.finditer(
-        r"×\d[\d.,]*|[−-]?\d[\d,]*\.\d+|\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?\s?%|\^[−-]?\d[\d.]*|\d+–\d+\s?%", text
-    ):
+    last_configured = -1
+    for m in MEASURED.finditer(text):
+        before = text[max(0, m.start() - 12) : m.start()]
+        if CONFIGURED.search(before) and not (before.rstrip().endswith("–") and last_configured < 0):
+            last_configured = m.end()
+            continue
+        last_configured = -1
         if m.group().strip() not in allowed:
             out.append(m.group())
     return out

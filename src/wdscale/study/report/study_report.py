@@ -169,18 +169,22 @@ def interval_end_digits(margin: float) -> int:
 
 def interval_end_percent(end: float, margin: float) -> str:
     """An interval end (a fraction) in percent, to `interval_end_digits(margin)`; "–" when not
-    finite.
+    finite; "> 0" for an end above 0 that its digit would round to 0 (a "costs" verdict needs a
+    lower end above 0 under every bootstrap seed: printed as 0 it would contradict its verdict).
 
     Args:
         end: the interval end, a fraction (0.43 for 43 %).
         margin: its Monte Carlo margin, a fraction; NaN (no panel) prints one decimal.
 
     Returns:
-        The end as text, e.g. "43.0", "43" or "40"."""
+        The end as text, e.g. "43.0", "43", "40" or "> 0"."""
     if not np.isfinite(end):
         return "–"
     digits = interval_end_digits(margin)
-    return f"{round(100 * end, digits):.{max(digits, 0)}f}"
+    shown = round(100 * end, digits)
+    if end > 0 and shown == 0:
+        return "> 0"
+    return f"{shown:.{max(digits, 0)}f}"
 
 
 def _regret_cell(t) -> str:
