@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any, Iterable, TypeVar
 
 from .errors import WdscaleError, WdscaleTypeError
@@ -77,6 +78,27 @@ def check_positive_int(name: str, value: Any) -> int:
     if not isinstance(value, numbers.Integral) or value <= 0:
         raise _refuse(name, value, "a positive integer")
     return int(value)
+
+
+# torch's intra-op threads on a machine wdscale cannot see the cores of (a Ray cluster's worker): at
+# most this many (torch crashed with a segmentation fault at 10,000)
+MAX_REMOTE_THREADS = 1024
+
+
+def check_threads(value: Any, *, local: bool = True) -> int:
+    """torch intra-op threads per run: a whole number from 1 to this machine's cores (`local`),
+    or to MAX_REMOTE_THREADS for workers on other machines.
+
+    Raises:
+        WdscaleTypeError: `value` is not a number.
+        WdscaleError: any other value outside that range.
+    """
+    threads = check_positive_int("threads", value)
+    most = (os.cpu_count() or 1) if local else MAX_REMOTE_THREADS
+    if threads > most:
+        where = f"this machine has {most} cores" if local else f"at most {most}"
+        raise _refuse("threads", value, f"a whole number from 1 to {most} ({where})")
+    return threads
 
 
 def check_choice(name: str, value: Any, allowed: Iterable[T]) -> T:

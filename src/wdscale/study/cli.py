@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import re
@@ -18,7 +17,7 @@ from ..schedules import SCHEDULE_NAMES
 from .analysis.advise import advise, advise_joint, holdout, render_holdout
 from .analysis.joint import fixed_lr_slice, is_joint
 from .api import Study
-from .plan.study_plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs, preview
+from .plan.study_plan import PRESET_HELP, PRESETS, StudyPlan, load_plan_file, make_runs, preview, read_plan_json
 from .plan.tasks import TASKS, get_task
 from .report.study_report import write_report
 from .run.execution import Execution
@@ -175,13 +174,19 @@ def _check_writable(directory: Path, flag: str) -> None:
         raise WdscaleError(f"cannot write into {str(directory)!r} (not a writable directory): give {flag} elsewhere")
 
 
+def _plan_json(out: Path) -> Optional[StudyPlan]:
+    """A study directory's plan.json, checked (one error if it is not a plan); None if it has none."""
+    return read_plan_json(out / "plan.json") if (out / "plan.json").is_file() else None
+
+
 def _base_lr(out: Path) -> Optional[float]:
     """A study's base lr (a joint study's fixed lr): its plan's lr, else its built-in task's default."""
-    try:
-        d = json.loads((out / "plan.json").read_text())
-        return float(d["lr"]) if d.get("lr") is not None else get_task(d["task"]).default_lr[d["optimizer"]]
-    except (OSError, ValueError, KeyError, TypeError, WdscaleError):
-        return None  # no plan, or a custom task's: the λ-only view takes the middle coarse lr
+    plan = _plan_json(out)
+    if plan is None:
+        return None  # no plan: the λ-only view takes the middle coarse lr
+    if plan.lr is not None:
+        return float(plan.lr)
+    return TASKS[plan.task].default_lr.get(plan.optimizer) if plan.task in TASKS else None
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -189,8 +194,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     df = load_runs(out)
     if df.empty:
         raise WdscaleError(f"the study in {str(out)!r} has no finished runs yet")
-    plan = out / "plan.json"
-    if plan.is_file() and json.loads(plan.read_text()).get("grid_sizes"):
+    plan = _plan_json(out)
+    if plan is not None and plan.grid_sizes:
         raise WdscaleError(
             f"{str(out)!r} holds a tune (a grid at its bottom rung only), not a study: `wdscale tune` with the "
             "same flags prints its result again without training anything"
@@ -277,23 +282,18 @@ def _import_parser(ssub: Any) -> None:
 def cmd_status(args: argparse.Namespace) -> None:
     out = Path(args.dir)
     df = load_runs(out)
-    plan_dict = None
-    if (out / "runs.sqlite").exists():
-        with Store(out / "runs.sqlite", readonly=True) as store:
-            plan_dict = store.plan()
-    if plan_dict is None and (out / "plan.json").exists():
-        try:
-            plan_dict = json.loads((out / "plan.json").read_text())
-        except (OSError, ValueError):
-            plan_dict = None
     planned = "?"
-    if plan_dict is not None:
-        try:
-            plan = StudyPlan.from_stored(plan_dict)
-            if plan.task in TASKS:
-                planned = str(len(make_runs(plan, TASKS[plan.task])))
-        except (ValueError, TypeError):
-            planned = "? (its plan no longer checks)"
+    try:
+        plan = None
+        if (out / "runs.sqlite").exists():
+            with Store(out / "runs.sqlite", readonly=True) as store:
+                stored = store.plan()
+            plan = StudyPlan.from_stored(stored) if stored is not None else None
+        plan = plan or _plan_json(out)
+        if plan is not None and plan.task in TASKS:
+            planned = str(len(make_runs(plan, TASKS[plan.task])))
+    except (ValueError, TypeError):
+        planned = "? (its plan no longer checks)"
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
     print(
         f"{len(df)} of {planned} runs stored"
@@ -321,7 +321,6 @@ def cmd_refine(args: argparse.Namespace) -> None:
     threads = _whole("--threads", args.threads, 1)
     assert points is not None and max_seeds is not None and threads is not None  # defaults above
     check_refine_args(points, max_seeds)  # before stored_plan makes a store from an export
-    plan = stored_plan(out)
     execution = Execution(
         workers=workers,
         threads=threads,
@@ -330,6 +329,7 @@ def cmd_refine(args: argparse.Namespace) -> None:
         gpus=args.gpus,
         run_timeout=args.run_timeout,
     )
+    plan = stored_plan(out)
     if _own(args):
         study = _own_study(args, plan, out, execution, plan.task)
         study.refine(points=points, max_seeds=max_seeds, seeds_at=args.seeds_at)
@@ -556,15 +556,48 @@ def _placement_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+# the flags of `study run` and `tune` that a tune replaces or does not read, per search: each
+# given one is refused (`tune --seeds 0` or `1e9` was once accepted and ignored)
+_TUNE_UNUSED = {
+    "seeds": "the ladder's seeds are --bottom-seeds, --target-seeds and --max-seeds",
+    "sizes": "the sizes climbed are --rungs (default target/16, target/4, target)",
+    "base_size": "the base is the ladder's bottom rung (--rungs)",
+    "retry_failed": "a tune trains what is missing; a failed run is a measured point",
+}
+_LADDER_ONLY = ("target_seeds", "bottom_seeds", "max_seeds")
+_TPE_ONLY = ("sampler_seeds",)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_tune_flags(args: argparse.Namespace, axis: str) -> None:
+    """Refuse each given flag the tune would not use, naming what it uses instead."""
+    for name, why in _TUNE_UNUSED.items():
+        if getattr(args, name) is not None and getattr(args, name) is not False:
+            raise WdscaleError(f"{_flag(name)} is not used by `wdscale tune`: {why}")
+    if args.size_axis is not None and args.size_axis != axis:
+        raise WdscaleError(f"--size-axis {args.size_axis} is not the target's axis ({axis}): leave it out")
+    unused = _LADDER_ONLY if args.search != "ladder" else _TPE_ONLY
+    for name in unused:
+        if getattr(args, name) is not None:
+            raise WdscaleError(
+                f"{_flag(name)} is not used by --search {args.search}: "
+                + ("it sets the ladder's seeds" if args.search != "ladder" else "it counts Optuna searches")
+            )
+
+
 def cmd_tune(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    plan = build_plan(args)
-    execution = _execution(args)
     given = [(axis, getattr(args, f"target_{axis}")) for axis in ("width", "depth", "n_train", "batch_size")]
     given = [(axis, v) for axis, v in given if v is not None]
     if len(given) != 1:
         raise WdscaleError("give one target: --target-width, --target-depth, --target-n-train or --target-batch-size")
     axis, target = given[0]
+    _check_tune_flags(args, axis)
+    plan = build_plan(args)
+    execution = _execution(args)
     plan = dataclasses.replace(plan, size_axis=axis)
     if args.search != "ladder":
         if _own(args):
@@ -573,12 +606,12 @@ def cmd_tune(args: argparse.Namespace) -> None:
             raise WdscaleError(f"--search {args.search} needs a fraction > 0 of one recipe's sweep: --budget 'none'")
         result = optuna_search(
             plan, out, target, search=args.search, budget=args.budget,
-            base=(args.rungs or ladder(target))[0], sampler_seeds=args.sampler_seeds, execution=execution,
+            base=(args.rungs or ladder(target))[0], sampler_seeds=args.sampler_seeds or 1, execution=execution,
         )  # fmt: skip
         print(result)
         return
-    kw = dict(rungs=args.rungs, seeds=args.target_seeds, max_seeds=args.max_seeds, budget=args.budget,
-              bottom_seeds=args.bottom_seeds)  # fmt: skip
+    kw = dict(rungs=args.rungs, seeds=args.target_seeds or 1, max_seeds=args.max_seeds or 4, budget=args.budget,
+              bottom_seeds=args.bottom_seeds or 1)  # fmt: skip
     if _own(args):
         study = _own_study(
             args, dataclasses.replace(plan, sizes=args.rungs or ladder(target)), out, execution, args.task or "custom"
@@ -698,21 +731,18 @@ def add_study_parser(sub: Any) -> None:
         "--target-seeds",
         dest="target_seeds",
         type=_positive,
-        default=1,
         help="seeds per candidate at the target (default 1; more where the best two are within noise)",
     )
     p.add_argument(
         "--bottom-seeds",
         dest="bottom_seeds",
         type=_positive,
-        default=1,
         help="seeds per point of the bottom rung's grid (default 1; each recipe's best 3 points get 2)",
     )
     p.add_argument(
         "--max-seeds",
         dest="max_seeds",
         type=_positive,
-        default=4,
         help="the most seeds a candidate gets while the best two are within noise (default 4)",
     )
     p.add_argument(
@@ -733,7 +763,6 @@ def add_study_parser(sub: Any) -> None:
         "--sampler-seeds",
         dest="sampler_seeds",
         type=_positive,
-        default=1,
         help="with --search tpe / tpe_hyperband: this many searches, sampler seeds 0, 1, …, each at the whole "
         "budget, into the same directory (one search is one draw of the sampler)",
     )

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ from torch import nn
 from wdscale.errors import WdscaleError
 from wdscale.study.plan.study_plan import StudyPlan, load_plan_file, make_runs, preset, resolve
 from wdscale.study.plan.tasks import get_task
+
+FINDINGS = Path(__file__).parents[3] / "docs" / "findings"
 
 TASK = get_task("mnist1d_mlp")
 
@@ -250,9 +253,9 @@ def test_the_fixed_lr_has_one_definition_for_plans_and_stored_runs():
 def test_a_grid_of_billions_is_refused_before_it_is_built(change):
     """Issue 21, item 5: these used to build billions of configs (a MemoryError after a minute).
     `resolve` refuses them: it checks the plan and builds no grid, so the count comes from the
-    plan's dimensions alone."""
+    plan's dimensions alone (a grid of more than 30 decades is refused before it is counted)."""
     plan = StudyPlan(task="digits_mlp", sizes=[8, 16], rules=["sum"], **change)
-    with pytest.raises(WdscaleError, match=r"more than max_runs=200,000"):
+    with pytest.raises(WdscaleError, match=r"more than max_runs=200,000|a grid spans at most 30 decades"):
         resolve(plan, get_task("digits_mlp"))
 
 
@@ -351,6 +354,11 @@ def test_export_into_a_missing_directory_is_one_clear_error(tmp_path, capsys):
         ("settings = [1, 2, 3]", "plan key 'settings' must be a table of rule"),
         ('extend = "mean"', "plan key 'extend' must be a table"),
         ("task_options = {bogus = 1}", "task_options 'bogus' are not options of task 'mnist1d_mlp'; it takes: n_pool"),
+        # issue 31: stored as given, a string where a switch or a number belongs
+        ('decay_vectors = "yes"', "plan key 'decay_vectors' must be true or false, got 'yes'"),
+        ('lr = "0.01"', "plan key 'lr' must be a number"),
+        ("seeds = 2.5", "plan key 'seeds' must be a whole number, got 2.5"),
+        ('extend = {mean = "3"}', "plan key 'extend' must be a table of rule → decades"),
     ],
 )
 def test_a_config_key_of_the_wrong_shape_is_one_clear_error(tmp_path, text, match):
@@ -358,6 +366,21 @@ def test_a_config_key_of_the_wrong_shape_is_one_clear_error(tmp_path, text, matc
     path.write_text(f"sizes = [16, 32]\n{text}\n")
     with pytest.raises(WdscaleError, match=match):
         make_runs(StudyPlan.from_dict(load_plan_file(path)), TASK)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"width"', "{not json", "null"])
+def test_a_plan_json_that_is_not_a_plan_is_one_clear_line(tmp_path, capsys, text):
+    from wdscale.cli import main
+
+    study = tmp_path / "study"
+    study.mkdir()
+    shutil.copy(FINDINGS / "digits_width" / "runs.parquet", study)
+    (study / "plan.json").write_text(text)
+    for command in (["study", "report", str(study), "--to", str(tmp_path / "r")], ["study", "refine", str(study)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "plan.json" in err and err.count("\n") == 1, err
+    assert not (study / "runs.sqlite").exists()
 
 
 def test_refine_refuses_a_points_count_that_would_plan_billions(tmp_path, capsys):

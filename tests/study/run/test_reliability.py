@@ -673,3 +673,58 @@ def test_the_report_names_the_first_failed_run_its_cause_and_its_log(tmp_path):
     study.report()
     text = (tmp_path / "s" / "report.md").read_text()
     assert "First failed run: sum width=16" in text and "boom at width 16" in text and "logs/" in text
+
+
+# -- issue 31: every number bounded, a tune flag the tune does not use refused ---------------------------
+
+TUNE = "tune --task digits_mlp --rules sum --decades 1 --points-per-decade 2 --epochs 1 --depth 1 --no-progress".split()
+RUN = ["study", "run", *TINY_FLAGS]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        # each of these once crashed (rc -11), raised a traceback or hung past 90 s
+        ([*RUN, "--threads", "10000"], "threads must be a whole number from 1 to"),
+        (["study", "refine", "{out}", "--threads", "10000"], "threads must be a whole number from 1 to"),
+        ([*RUN, "--size-axis", "depth", "--sizes", "1,2", "--width", "1000000000000"], "parameters, more than the"),
+        ([*RUN, "--lr-decades", "1e308"], "lr_decades=1e+308 is not allowed: a grid spans at most 30 decades"),
+        ([*RUN, "--extend", "sum=1e308"], "a grid spans at most 30 decades"),
+        ([*RUN, "--epochs", "1000000000000"], "optimizer steps (1,000,000,000,000 epochs of"),
+        ([*TUNE, "--target-width", "1000000000000"], "parameters, more than the"),
+        ([*TUNE, "--target-width", "64", "--search", "tpe", "--budget", "1e308"], "budget=1e+308 is not allowed"),
+        ([*TUNE, "--target-width", "64", "--search", "tpe", "--sampler-seeds", "1000000000000"], "from 1 to 1000"),
+        # accepted and ignored before
+        ([*TUNE, "--target-width", "64", "--seeds", "0"], "--seeds is not used by `wdscale tune`"),
+        ([*TUNE, "--target-width", "64", "--seeds", "1000000000"], "--seeds is not used by `wdscale tune`"),
+        ([*TUNE, "--target-width", "64", "--sampler-seeds", "3"], "--sampler-seeds is not used by --search ladder"),
+        ([*TUNE, "--target-width", "64", "--search", "tpe", "--target-seeds", "2"], "not used by --search tpe"),
+    ],
+    ids=["threads", "refine-threads", "width", "lr-decades", "extend", "epochs", "tune-target", "tpe-budget",
+         "sampler-seeds", "tune-seeds-0", "tune-seeds-1e9", "ladder-sampler-seeds", "tpe-target-seeds"],
+)  # fmt: skip
+def test_a_number_past_its_bound_or_an_unused_tune_flag_is_one_line_before_any_run(tmp_path, capsys, argv, message):
+    out = tmp_path / "s"
+    argv = [a.replace("{out}", str(out)) for a in argv]
+    if argv[0] != "study" or argv[1] != "refine":
+        argv += ["--out", str(out)]
+    capsys.readouterr()
+    started = time.monotonic()
+    assert cli(*argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (out / "runs.sqlite").exists() and time.monotonic() - started < 30
+
+
+def test_threads_past_the_cores_are_refused_in_the_python_api_too():
+    with pytest.raises(ValueError, match=r"threads=10000 is not allowed: threads must be a whole number from 1 to"):
+        Execution(threads=10000)
+    assert Execution(threads=os.cpu_count() or 1).threads == (os.cpu_count() or 1)
+
+
+def test_your_model_too_large_to_build_is_refused_at_once_naming_the_size(tmp_path):
+    # built for real, width 10^12 was an allocator error; it is counted on the meta device first
+    with pytest.raises(ValueError, match=r"width=1000000000000 makes a custom model of [\d,]+ parameters, more than"):
+        Study(make_model, load, out=tmp_path, sizes=[8, 10**12], rules=["sum"], seeds=1, lr=1e-2, epochs=1,
+              batch_size=50).run(progress=False)  # fmt: skip
+    assert not (tmp_path / "runs.sqlite").exists()

@@ -95,7 +95,7 @@ def test_bad_tune_arguments_are_refused_by_name(tmp_path):
 
 def test_wdscale_tune_on_a_built_in_task(tmp_path, capsys):
     argv = (
-        f"tune --task digits_mlp --target-width 64 --rules decoupled,mup --seeds 1 --decades 2 --points-per-decade 1 "
+        f"tune --task digits_mlp --target-width 64 --rules decoupled,mup --decades 2 --points-per-decade 1 "
         f"--lr-decades 1 --epochs 2 --depth 1 --workers 1 --no-progress --out {tmp_path / 'tune'}"
     ).split()
     assert main(argv) == 0

@@ -18,11 +18,12 @@ import dataclasses
 import inspect
 import json
 import math
+import numbers
 import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 import yaml
@@ -33,7 +34,7 @@ else:  # the same parser, before it joined the standard library
     import tomli as tomllib
 
 from ...checks import check_fraction, check_number, check_positive, check_positive_int
-from ...errors import WdscaleError
+from ...errors import WdscaleError, WdscaleTypeError
 from ...groups import classify
 from ...optim import OPTIMIZER_NAMES, ShrinkWarning, apply_rule
 from ...rules import DataFacts, get_rule, setting_kwargs
@@ -119,6 +120,9 @@ class StudyPlan:
     # every step and cannot learn. Plans stored before this existed read False (their grid as run).
     shrink_cap: bool = True
 
+    def __post_init__(self) -> None:
+        _check_types(self)
+
     @property
     def placed_for_run(self) -> bool:
         """Whether the default grids are placed for the run (else centred on anchor_total_decay)."""
@@ -138,10 +142,14 @@ class StudyPlan:
     def from_stored(cls, d: dict[str, Any]) -> StudyPlan:
         """A plan a study stored (plan.json, the store's meta): a key it predates takes the value
         its runs were planned with, not today's default."""
+        if not isinstance(d, dict):
+            raise WdscaleTypeError(f"a stored plan must be a table of plan keys, not a {type(d).__name__}")
         return cls.from_dict({**STORED_BEFORE, **d})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudyPlan:
+        if not isinstance(d, dict):
+            raise WdscaleTypeError(f"a plan must be a table of plan keys, not a {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -156,33 +164,87 @@ class StudyPlan:
             d["lrs"] = _float_list("lrs", d["lrs"])
         if isinstance(d.get("rules"), str):
             d["rules"] = [r.strip() for r in d["rules"].split(",") if r.strip()]
-        _check_shapes(d)
         return cls(**d)
 
     def save(self, path: Union[str, Path]) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
 
 
-def _check_shapes(d: dict[str, Any]) -> None:
-    """The container keys of a plan dict have the right shape (a config file can hold anything):
-    one error naming the key, what it holds and what is allowed."""
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
-    def bad(key: str, allowed: str) -> WdscaleError:
-        return WdscaleError(f"plan key {key!r} must be {allowed}, got {d[key]!r}")
 
-    if "rules" in d and not (isinstance(d["rules"], list) and all(isinstance(r, str) for r in d["rules"])):
-        raise bad("rules", 'a list of rule names, e.g. ["sum", "mup"] (or "sum,mup")')
-    if d.get("settings") is not None and not (
-        isinstance(d["settings"], dict) and all(isinstance(v, list) for v in d["settings"].values())
-    ):
-        raise bad("settings", "a table of rule → list of settings, e.g. {mup = [0.1, 0.3, 1.0]}")
-    for key in ("extend", "task_options", "refined"):
-        if key in d and not isinstance(d[key], dict):
-            raise bad(key, "a table (e.g. {mean = 3})" if key == "extend" else "a table")
-    for key in ("sizes", "lrs", "grid_sizes"):
-        if d.get(key) is not None and not isinstance(d[key], list):
-            raise bad(key, "a list of numbers")
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
+
+def _is_list(v: Any, item: Callable[[Any], bool]) -> bool:
+    return isinstance(v, (list, tuple)) and all(item(x) for x in v)
+
+
+# each plan key's type, as a test of its value and what the message says is allowed: a config file
+# or plan.json can hold anything (`decay_vectors = "yes"` was once stored as a string), and the
+# Python API builds the plan directly; the values themselves are checked by `resolve`
+_KEY_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **dict.fromkeys(("task", "size_axis", "optimizer", "schedule"), (lambda v: isinstance(v, str), "a string")),
+    **dict.fromkeys(("decay_vectors", "shrink_cap"), (lambda v: isinstance(v, bool), "true or false")),
+    **dict.fromkeys(("seeds", "points_per_decade", "lr_points_per_decade", "max_runs"), (_is_int, "a whole number")),
+    **dict.fromkeys(
+        ("epochs", "batch_size", "n_train", "width", "depth", "base_size"),
+        (lambda v: v is None or _is_int(v), "a whole number (or left out)"),
+    ),
+    **dict.fromkeys(("lr_decades", "momentum", "warmup", "final_lr", "decay_fraction"), (_is_real, "a number")),
+    **dict.fromkeys(
+        ("lr", "tokens_per_param", "decades", "anchor_total_decay"),
+        (lambda v: v is None or _is_real(v), "a number (or left out)"),
+    ),
+    "rules": (
+        lambda v: _is_list(v, lambda r: isinstance(r, str)),
+        'a list of rule names, e.g. ["sum", "mup"] (or "sum,mup")',
+    ),
+    **dict.fromkeys(
+        ("sizes", "grid_sizes"), (lambda v: v is None or _is_list(v, _is_int), "a list of whole numbers, e.g. [16, 64]")
+    ),
+    "lrs": (lambda v: v is None or _is_list(v, _is_real), "a list of numbers, e.g. [0.003, 0.01, 0.03]"),
+    "settings": (
+        lambda v: (
+            v is None
+            or (isinstance(v, dict) and all(isinstance(k, str) and _is_list(g, _is_real) for k, g in v.items()))
+        ),
+        "a table of rule → list of settings, e.g. {mup = [0.1, 0.3, 1.0]}",
+    ),
+    "extend": (
+        lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_real(d) for k, d in v.items()),
+        "a table of rule → decades (e.g. {mean = 3})",
+    ),
+    "task_options": (lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v), "a table"),
+    "refined": (
+        lambda v: (
+            isinstance(v, dict)
+            and all(isinstance(k, str) and _is_list(p, lambda e: _is_list(e, _is_real)) for k, p in v.items())
+        ),
+        "a table of RULE@SIZE → [[setting, seeds], ...]",
+    ),
+}
+assert set(_KEY_TYPES) == {f.name for f in dataclasses.fields(StudyPlan)}, "a plan key without its type"
+
+
+def _check_types(plan: StudyPlan) -> None:
+    """Every plan key holds a value of its type: one error naming the key, what it holds and what
+    is allowed. Lists given as tuples become lists (the plan is stored as JSON)."""
+    for name, (ok, allowed) in _KEY_TYPES.items():
+        value = getattr(plan, name)
+        if not ok(value):
+            raise WdscaleTypeError(f"plan key {name!r} must be {allowed}, got {value!r}")
+        if isinstance(value, tuple):
+            setattr(plan, name, list(value))
+
+
+# bounds on a plan's numbers, so that no typo reaches an overflow, an allocation or a run that
+# never ends (`--lr-decades 1e308` once raised OverflowError, `--epochs 1e12` hung)
+MAX_DECADES = 30  # of a decay grid, an lr grid, or `extend`
+MAX_RUN_STEPS = 10_000_000  # optimizer steps of one run: a tiny model's run of 10 million takes hours
+MAX_TOKENS_PER_PARAM = 1e6
 
 # plan keys added after studies were stored, with the value those studies were planned under
 STORED_BEFORE: dict[str, Any] = {"shrink_cap": False}
@@ -378,6 +440,20 @@ def load_plan_file(path: Union[str, Path]) -> dict[str, Any]:
     return d
 
 
+def read_plan_json(path: Union[str, Path]) -> StudyPlan:
+    """A study's plan.json, checked as a config file is: a file that is not JSON, not a table of
+    plan keys, or holds a key of the wrong type is one error naming the file."""
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise WdscaleError(f"{str(p)!r} is not a readable plan (JSON): {' '.join(str(e).split())}") from None
+    try:
+        return StudyPlan.from_stored(d)
+    except WdscaleError as e:
+        raise type(e)(f"{str(p)!r}: {e}") from None
+
+
 @dataclass(frozen=True)
 class Resolved:
     """A plan with the task's defaults filled in."""
@@ -396,9 +472,11 @@ class Resolved:
     n_train_at: Optional[dict[int, int]] = None
 
 
-def resolve(plan: StudyPlan, task, model_fn=None) -> Resolved:
+def resolve(plan: StudyPlan, task, model_fn=None, *, shapes_only: bool = False) -> Resolved:
     """Fill defaults from `task` (a wdscale.study.plan.tasks.Task or a custom stand-in) and check
-    everything; `model_fn` (default: the task's) counts the parameters of a token budget."""
+    everything; `model_fn` (default: the task's) counts the parameters of a token budget.
+    `shapes_only`: the plan's sizes and model shapes, before any model is built (a token budget's
+    n_train, which builds a model at every size, and what depends on it are left out)."""
     if plan.size_axis not in SIZE_AXES:
         raise WdscaleError(f"unknown size axis {plan.size_axis!r}; allowed: {', '.join(SIZE_AXES)}")
     if plan.optimizer not in OPTIMIZER_NAMES:
@@ -419,6 +497,13 @@ def resolve(plan: StudyPlan, task, model_fn=None) -> Resolved:
         check_positive("decades", plan.decades)
     if plan.anchor_total_decay is not None:
         check_positive("anchor_total_decay", plan.anchor_total_decay)
+    for name, decades in (
+        ("decades", plan.decades),
+        ("lr_decades", plan.lr_decades),
+        *((f"extend[{rule!r}]", dec) for rule, dec in plan.extend.items()),
+    ):
+        if decades is not None and abs(check_number(name, decades)) > MAX_DECADES:
+            raise WdscaleError(f"{name}={decades!r} is not allowed: a grid spans at most {MAX_DECADES} decades")
     default_sizes = {"width": list(task.default_widths)}.get(plan.size_axis)
     sizes = plan.sizes if plan.sizes is not None else default_sizes
     if not sizes:
@@ -502,17 +587,24 @@ def resolve(plan: StudyPlan, task, model_fn=None) -> Resolved:
             raise WdscaleError(f"grid_sizes {plan.grid_sizes} must be some of the sizes {sizes} (or none)")
     lrs = lr_grid(plan, float(lr))
     n_train_at = None
-    if plan.tokens_per_param is not None:
+    if plan.tokens_per_param is not None and not shapes_only:
         n_train_at = budget_n_train(plan, task, model_fn, sizes, width=width, depth=depth)
     resolved = Resolved(
         plan, sizes, float(lr), lrs, epochs, batch_size, n_train, width, depth, int(base_size), n_train_at
     )
-    for size in sizes:
+    for size in [] if shapes_only else sizes:
         knobs = size_knobs(resolved, size)
         if knobs["batch_size"] > knobs["n_train"]:
             raise WdscaleError(
                 f"batch_size={knobs['batch_size']} is larger than n_train={knobs['n_train']} at "
                 f"{plan.size_axis}={size}: a batch cannot hold more samples than the data has"
+            )
+        steps = epochs * math.ceil(knobs["n_train"] / knobs["batch_size"])
+        if steps > MAX_RUN_STEPS:
+            raise WdscaleError(
+                f"a run at {plan.size_axis}={size} takes {steps:,} optimizer steps ({epochs:,} epochs of "
+                f"{knobs['n_train']:,} samples in batches of {knobs['batch_size']:,}), more than the {MAX_RUN_STEPS:,} "
+                "a run may take: check epochs, n_train and batch_size"
             )
     return resolved
 
@@ -542,6 +634,11 @@ def budget_n_train(plan: StudyPlan, task, model_fn, sizes: list[int], *, width: 
     task's tokens per sample, P counting every parameter of the model at that size (as the
     `power_lines` rule does), rounded to whole samples."""
     tpp = check_positive("tokens_per_param", plan.tokens_per_param)
+    if tpp > MAX_TOKENS_PER_PARAM:
+        raise WdscaleError(
+            f"tokens_per_param={tpp:g} is not allowed: at most {MAX_TOKENS_PER_PARAM:g} tokens per parameter "
+            "(Chinchilla trains on about 20)"
+        )
     if plan.size_axis == "n_train":
         raise WdscaleError(
             "tokens_per_param sets n_train from each size's parameters, so the size axis cannot be n_train; "
@@ -586,11 +683,14 @@ def _check_size(plan: StudyPlan, sizes: list[int]) -> None:
         n_settings = hi - lo + 1 + round(extra * plan.points_per_decade)
     grid = len(plan.grid_sizes) if plan.grid_sizes is not None else len(sizes)
     runs = grid * len(plan.rules) * n_lrs * n_settings * plan.seeds
-    if runs > plan.max_runs:
+    refined = sum(int(point[1]) for points in plan.refined.values() for point in points)
+    if runs + refined > plan.max_runs:
         raise WdscaleError(
-            f"the plan makes about {runs:,} runs ({grid} sizes × {len(plan.rules)} rules × {n_lrs} lrs × "
-            f"{n_settings} settings × {plan.seeds} seeds), more than max_runs={plan.max_runs:,}; check seeds, "
-            "points_per_decade, decades, lr_decades and extend, or raise max_runs (--max-runs) to mean it"
+            f"the plan makes about {runs + refined:,} runs ({grid} sizes × {len(plan.rules)} rules × {n_lrs} lrs × "
+            f"{n_settings} settings × {plan.seeds} seeds"
+            + (f", and {refined:,} refined" if refined else "")
+            + f"), more than max_runs={plan.max_runs:,}; check seeds, points_per_decade, decades, lr_decades, "
+            "extend and refined, or raise max_runs (--max-runs) to mean it"
         )
 
 
@@ -613,7 +713,13 @@ def lr_grid(plan: StudyPlan, lr: float) -> list[float]:
         raise WdscaleError(
             f"lr_decades={plan.lr_decades:g} at {plan.lr_points_per_decade} per decade gives one lr: widen it"
         )
-    return [float(f"{lr * 10 ** (k / plan.lr_points_per_decade):.4g}") for k in range(-half, half + 1)]
+    grid = [float(f"{lr * 10 ** (k / plan.lr_points_per_decade):.4g}") for k in range(-half, half + 1)]
+    if not all(0 < v < math.inf for v in grid):
+        raise WdscaleError(
+            f"lr={lr:g} with lr_decades={plan.lr_decades:g} gives lrs from {grid[0]:g} to {grid[-1]:g}, beyond "
+            "what a float holds: check lr and lr_decades"
+        )
+    return grid
 
 
 def fixed_lr(lrs: Sequence[float], base_lr: Optional[float] = None) -> float:
@@ -678,7 +784,13 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
         weaker = -1 if rule_obj.takes == "weight_decay" else 1
         while len(steps) < 3:
             steps = sorted([*steps, (min(steps) - 1 if weaker < 0 else max(steps) + 1) if steps else 0])
-    return [_grid_value(r, centre, k) for k in steps]
+    grid = [_grid_value(r, centre, k) for k in steps]
+    if not all(0 < v < math.inf for v in grid):
+        raise WdscaleError(
+            f"rule {rule!r}'s grid around anchor_total_decay={r.plan.anchor_total_decay:g} runs from {grid[0]:g} to "
+            f"{grid[-1]:g}, beyond what a float holds: check anchor_total_decay, lr and decades"
+        )
+    return grid
 
 
 def _anchor(plan: StudyPlan) -> float:
@@ -764,8 +876,8 @@ def check_models(r: Resolved, model_fn) -> None:
         )
 
 
-# the largest built-in model a plan may ask for: a typo like --depth 100000 or --sizes 100000000
-# would otherwise hang building it, then exhaust the memory
+# the largest model a plan may ask for: a typo like --depth 100000 or --sizes 100000000 would
+# otherwise hang building it, then exhaust the memory
 MAX_BUILTIN_PARAMS = 2_000_000_000
 
 
@@ -775,25 +887,45 @@ def meta_params(model_fn, width: int, depth: int) -> int:
         return sum(p.numel() for p in model_fn(width, depth).parameters())
 
 
-def check_builtin_sizes(r: Resolved, task) -> None:
-    """Count a built-in task's parameters at every size on the meta device (no memory, no data)
-    and refuse a model beyond MAX_BUILTIN_PARAMS, naming the size."""
-    with torch.random.fork_rng():  # a real small one first: a factory that loads and caches data
-        task.make_model(min(size_knobs(r, s)["width"] for s in r.sizes), 1)  # must not cache meta tensors
-    for size in r.sizes:
-        knobs = size_knobs(r, size)
-        n = meta_params(task.make_model, knobs["width"], knobs["depth"])
+def check_model_sizes(r: Resolved, task, model_fn=None) -> None:
+    """Count the model's parameters at every size and at the base on the meta device (no memory,
+    no data) and refuse a model beyond MAX_BUILTIN_PARAMS, naming the size. A factory that loads
+    and caches data must not cache meta tensors, so one small model is built for real first: a
+    built-in task's at its base width; yours at the plan's smallest width and depth (a factory that
+    fails there, or cannot build on the meta device, is left to `check_models`, which builds
+    every size for real)."""
+    knobs = [size_knobs(r, s) for s in r.sizes]
+    shapes = {(k["width"], k["depth"]): f"{r.plan.size_axis}={s}" for s, k in zip(r.sizes, knobs)}
+    shapes.setdefault((knobs[0]["base_width"], knobs[0]["depth"]), f"the base {r.plan.size_axis}={r.base_size}")
+    name = getattr(task, "name", r.plan.task)
+    try:
+        with torch.random.fork_rng():
+            if model_fn is None:
+                task.make_model(task.base_width, 1)
+            else:
+                model_fn(min(w for w, _ in shapes), min(d for _, d in shapes))
+    except Exception:
+        if model_fn is None:
+            raise
+        return
+    for (width, depth), where in shapes.items():
+        try:
+            n = meta_params(model_fn or task.make_model, width, depth)
+        except Exception:
+            if model_fn is None:
+                raise
+            continue  # your factory cannot build on the meta device: `check_models` builds it for real
         if n > MAX_BUILTIN_PARAMS:
             raise WdscaleError(
-                f"{r.plan.size_axis}={size} makes a {task.name} model of {n:,} parameters, more than the "
-                f"{MAX_BUILTIN_PARAMS:,} a study trains on these machines; check --sizes, --width and --depth"
+                f"{where} makes a {name} model of {n:,} parameters, more than the {MAX_BUILTIN_PARAMS:,} a study "
+                "trains on these machines; check --sizes, --width, --depth and --base-size"
             )
 
 
 def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
     """Every run of the plan, in a stable order (size, rule, setting, seed)."""
-    if model_fn is None:  # before anything builds a real model (a token budget counts parameters)
-        check_builtin_sizes(resolve(dataclasses.replace(plan, refined={}, tokens_per_param=None), task), task)
+    # before anything builds a real model at the plan's sizes (a token budget counts parameters)
+    check_model_sizes(resolve(plan, task, model_fn, shapes_only=True), task, model_fn)
     r = resolve(plan, task, model_fn)
     model_fn = model_fn or task.make_model
     check_models(r, model_fn)
@@ -880,6 +1012,7 @@ def points(
 
 def coarse_grids(plan: StudyPlan, task, model_fn=None) -> dict[str, list[float]]:
     """The coarse grid of every rule (without the refined points)."""
+    check_model_sizes(resolve(plan, task, model_fn, shapes_only=True), task, model_fn)
     r = resolve(plan, task, model_fn)
     model_fn = model_fn or task.make_model
     return {rule: (plan.settings or {}).get(rule) or centred_grid(r, rule, model_fn) for rule in plan.rules}

@@ -11,7 +11,7 @@ from typing import Optional, Union
 
 import torch
 
-from ...checks import check_positive_int
+from ...checks import check_positive_int, check_threads
 from ...errors import WdscaleError, WdscaleTypeError
 from .backends import Backend, check_run_timeout, make_backend
 from .placement import check_gpus_per_run, parse_gpus
@@ -103,7 +103,7 @@ class Execution:
             raise WdscaleError("gpus= picks a local study's GPUs; a Ray cluster places its tasks itself (gpus_per_run)")
         if self.workers is not None:
             check_positive_int("workers", self.workers)
-        check_positive_int("threads", self.threads)
+        check_threads(self.threads, local=self.backend != "ray")
         for name in ("batch", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise WdscaleTypeError(f"{name}={getattr(self, name)!r} is not allowed: {name} is True or False")

@@ -25,7 +25,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import pandas as pd
 
-from ...checks import check_positive, check_positive_int
+from ...checks import check_positive_int
 from ...errors import WdscaleError
 from ..analysis.study_analysis import params_samples, run_losses
 from ..plan.config import ModelFn
@@ -35,9 +35,10 @@ from ..run.execution import DEFAULT_EXECUTION, Execution
 from ..run.jobs import Source
 from ..run.runner import keep_refined, run_study
 from ..run.store import load_runs
-from .tune import DEFAULT_BUDGET, TuneResult, ladder, measured_result, run_work, sweep_points
+from .tune import DEFAULT_BUDGET, TuneResult, check_budget, ladder, measured_result, run_work, sweep_points
 
 SEARCHES = ("tpe", "tpe_hyperband")
+MAX_SAMPLER_SEEDS = 1000  # searches into one directory (10^12 once ran for ever)
 TRIALS_FILE = "trials.csv"  # each trial: its point, its state and the epochs its compute is counted to
 
 
@@ -87,8 +88,11 @@ def optuna_search(
     """
     if search not in SEARCHES:
         raise WdscaleError(f"unknown search {search!r}; allowed: {', '.join(SEARCHES)}")
-    check_positive("budget", budget)
-    check_positive_int("sampler_seeds", sampler_seeds)
+    check_budget(budget)
+    if check_positive_int("sampler_seeds", sampler_seeds) > MAX_SAMPLER_SEEDS:
+        raise WdscaleError(
+            f"sampler_seeds={sampler_seeds!r} is not allowed: a whole number from 1 to {MAX_SAMPLER_SEEDS}"
+        )
     if search == "tpe_hyperband" and plan.schedule != "constant":
         raise WdscaleError(
             f"tpe_hyperband stops runs early, which a {plan.schedule!r} schedule does not allow (its lr at an "

@@ -28,7 +28,6 @@ optimum.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from ..plan.study_plan import (
     fixed_lr,
     make_runs,
     points,
+    read_plan_json,
     refined_key,
     resolve,
     with_refined,
@@ -323,7 +323,7 @@ def stored_plan(out: Union[str, Path]) -> StudyPlan:
     and plan.json, as docs/findings keeps finished studies) first gets its store made from them."""
     path = Path(out)
     if not (path / "runs.sqlite").exists() and (path / "runs.parquet").is_file() and (path / "plan.json").is_file():
-        plan = StudyPlan.from_stored(json.loads((path / "plan.json").read_text()))
+        plan = read_plan_json(path / "plan.json")
         if plan.task in TASKS:
             n = store_from_export(path, make_runs(plan, get_task(plan.task)), plan.to_dict())
             print(f"refine: made {path / 'runs.sqlite'} from runs.parquet ({n} runs) and plan.json", file=sys.stderr)

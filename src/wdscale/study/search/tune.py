@@ -68,15 +68,25 @@ from ..run.execution import DEFAULT_EXECUTION, Execution
 from ..run.jobs import Source
 from ..run.runner import keep_refined, run_study
 from ..run.store import load_runs
-from .refine import log_step, measured_optima, setting_means
+from .refine import MAX_SEEDS, log_step, measured_optima, setting_means
 
 DEFAULT_BUDGET = 0.1  # of one recipe's sweep at the target: the issue's goal
+MAX_BUDGET = 10.0  # ten sweeps: a budget beyond that is a typo (1e308 made the Optuna search run for ever)
 MAX_SEED_ROUNDS = 4
 MAX_BRACKET_ROUNDS = 4  # local steps at a middle rung until its optimum is bracketed
 MAX_LAW_STEPS = 2  # how far (lattice steps) the laws' point at the target may sit from the carried one
 NOISE_POINTS = 3  # each recipe's best points at the bottom rung given a second seed
 NOISE_FLOOR = 0.01  # the relative seed noise assumed before any point has two seeds
 NOISE_NEAR = 0.1  # the seed noise is pooled over points within this fraction of the best loss
+
+
+def check_budget(budget: float) -> float:
+    """A fraction of one recipe's sweep in (0, MAX_BUDGET], or one error naming it."""
+    if check_positive("budget", budget) > MAX_BUDGET:
+        raise WdscaleError(
+            f"budget={budget!r} is not allowed: a fraction of one recipe's sweep at the target, at most {MAX_BUDGET:g}"
+        )
+    return float(budget)
 
 
 def ladder(target: int, rungs: int = 3, factor: int = 4) -> list[int]:
@@ -236,8 +246,10 @@ def tune_study(
     check_positive_int("bottom_seeds", bottom_seeds)
     if check_positive_int("max_seeds", max_seeds) < seeds:
         raise WdscaleError(f"max_seeds={max_seeds} is fewer than seeds={seeds}")
+    if max_seeds > MAX_SEEDS:
+        raise WdscaleError(f"max_seeds={max_seeds!r} is not allowed: a whole number from 1 to {MAX_SEEDS}")
     if budget is not None:
-        check_positive("budget", budget)
+        check_budget(budget)
     sizes = sorted(set(rungs)) if rungs else ladder(int(target))
     if sizes[-1] != target or len(sizes) < 2:
         raise WdscaleError(f"rungs {rungs} must hold at least two sizes and end at the target {target}")
