@@ -728,3 +728,69 @@ def test_your_model_too_large_to_build_is_refused_at_once_naming_the_size(tmp_pa
         Study(make_model, load, out=tmp_path, sizes=[8, 10**12], rules=["sum"], seeds=1, lr=1e-2, epochs=1,
               batch_size=50).run(progress=False)  # fmt: skip
     assert not (tmp_path / "runs.sqlite").exists()
+
+
+# -- issue 31: stored and exported runs checked on read --------------------------------------------------
+
+FINDINGS = Path(__file__).parents[3] / "docs" / "findings"
+
+
+def _edited(df, case):
+    import numpy as np
+
+    return {  # each was analysed as if right: recommended, sorted as text, or read as a loss
+        "rule unknown": lambda: df.assign(rule=df["rule"].where(df.index != 5, "bogus")),
+        "rule a number": lambda: df.assign(rule=7),
+        "size text": lambda: df.assign(size=df["size"].astype(str)),
+        "val_loss all NaN": lambda: df.assign(val_loss=np.nan),
+        "val_loss boolean": lambda: df.assign(val_loss=True),
+        "val_loss words": lambda: df.assign(val_loss="low"),
+        "status unknown": lambda: df.assign(status=df["status"].where(df.index != 3, "great")),
+    }[case]()
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("rule unknown", "column 'rule' holds 'bogus' at row 5"),
+        ("rule a number", "column 'rule' holds 7 at row 0"),
+        ("size text", "column 'size' holds '32' at row 0"),
+        ("val_loss all NaN", "column 'val_loss' holds nan at row 0"),
+        ("val_loss boolean", "column 'val_loss' holds True at row 0"),
+        ("val_loss words", "column 'val_loss' holds 'low' at row 0"),
+        ("status unknown", "column 'status' holds 'great' at row 3"),
+    ],
+)
+def test_an_export_edited_to_hold_what_no_run_can_is_refused_by_every_reader(tmp_path, capsys, case, message):
+    import pandas as pd
+
+    study = tmp_path / "study"
+    study.mkdir()
+    shutil.copy(FINDINGS / "digits_width" / "plan.json", study)
+    _edited(pd.read_parquet(FINDINGS / "digits_width" / "runs.parquet"), case).to_parquet(study / "runs.parquet")
+    before = digest(study)
+    for command in (
+        ["study", "report", str(study), "--to", str(tmp_path / "report")],
+        ["advise", str(study), "--target-width", "1024"],
+        ["study", "status", str(study)],
+        ["study", "refine", str(study)],
+        ["study", "relabel", str(study)],
+    ):
+        assert cli(*command) == 2, command
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (command, err)
+    assert digest(study) == before  # no store made from it, nothing relabelled
+
+
+def test_a_store_edited_by_hand_is_refused_on_read(tiny_study, tmp_path, capsys):
+    study = tmp_path / "study"
+    shutil.copytree(tiny_study, study)
+    with sqlite3.connect(study / "runs.sqlite") as db:
+        db.execute("UPDATE runs SET rule='bogus' WHERE run_id=(SELECT MIN(run_id) FROM runs)")
+    db.close()
+    assert cli("study", "report", str(study)) == 2
+    assert "runs.sqlite': column 'rule' holds 'bogus' at row" in capsys.readouterr().err
+    from wdscale.study.run.store import load_runs
+
+    with pytest.raises(ValueError, match="column 'rule' holds 'bogus'"):
+        load_runs(study)

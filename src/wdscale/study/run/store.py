@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
 from ...errors import WdscaleError
-from ..plan.config import REGIME_DEFAULTS, RunConfig, RunResult
+from ...optim import OPTIMIZER_NAMES
+from ...rules import RULES
+from ..plan.config import REGIME_DEFAULTS, SIZE_AXES, STATUSES, RunConfig, RunResult
 
 # columns of the first store version; later columns are added by ALTER TABLE when a writer opens it
 _RUN_COLUMNS = (
@@ -336,16 +340,133 @@ def write_export(df: pd.DataFrame, path: Union[str, Path], fmt: str = "parquet")
 EXPORT_COLUMNS = ("run_id", "task", "size_axis", "size", "rule", "setting", "optimizer", "seed", "status", "val_loss")
 
 
+def _whole(least: int) -> tuple[Callable[[Any], bool], str]:
+    return (
+        lambda v: _is_number(v) and math.isfinite(v) and float(v).is_integer() and v >= least,
+        f"a whole number ≥ {least}",
+    )
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_text(v: Any) -> bool:
+    return isinstance(v, str) and v != ""
+
+
+def _known_rule(v: Any) -> bool:
+    return isinstance(v, str) and v in RULES
+
+
+def _finite_positive(v: Any) -> bool:
+    return _is_number(v) and 0 < v < math.inf
+
+
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def _number_or_missing(v: Any) -> bool:
+    return _missing(v) or _is_number(v)
+
+
+# what each column of a study's runs may hold, checked wherever runs are read (a store, an export):
+# a runs.parquet edited by hand once had an unknown rule or a number as its `rule` analysed and
+# recommended, sizes stored as text sorted "16, 8", and boolean or word losses read as advice.
+# A column an older study lacks is not checked; `val_loss` is checked against `status` after these.
+_COLUMN_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "run_id": (_is_text, "a run id (text)"),
+    "task": (_is_text, "a task name (text)"),
+    "size_axis": (lambda v: v in SIZE_AXES, f"one of {', '.join(SIZE_AXES)}"),
+    "size": _whole(1),
+    # 0: not known (a run trained elsewhere and imported, `external.py`, stores the knobs its table lacks so)
+    **{c: _whole(0) for c in ("width", "depth", "n_train", "batch_size", "base_width", "base_depth", "epochs")},
+    "seed": _whole(0),
+    "rule": (_known_rule, "a known rule (`wdscale rules`), or one registered with wdscale.register_rule first"),
+    "setting": (_finite_positive, "a finite number > 0"),
+    "lr": (_finite_positive, "a finite number > 0"),
+    "optimizer": (lambda v: v in OPTIMIZER_NAMES, f"one of {', '.join(OPTIMIZER_NAMES)}"),
+    "status": (lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}"),
+    **dict.fromkeys(
+        ("train_loss", "val_loss", "best_val_loss", "val_acc", "best_val_acc", "wall_time", "steps", "threads",
+         "n_params", "momentum", "warmup", "final_lr", "decay_fraction"),
+        (_number_or_missing, "a number (or missing)"),
+    ),
+    "decay_vectors": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
+    "schedule": (_is_text, "a schedule's name (text)"),
+    **dict.fromkeys(("path", "error"), (lambda v: _missing(v) or isinstance(v, str), "text (or missing)")),
+    "history": (
+        lambda v: isinstance(v, (list, tuple, np.ndarray)) and all(_number_or_missing(h) for h in v),
+        "a list of per-epoch losses",
+    ),
+}  # fmt: skip
+# a run that finished with these statuses has a finite loss; diverged and failed runs say why theirs is not
+_FINITE_LOSS_STATUSES = ("ok", "not_learned")
+
+
+def check_runs(df: pd.DataFrame, where: Union[str, Path]) -> pd.DataFrame:
+    """Every column of a study's runs holds what a run's does, or one error naming the file, the
+    column, the first bad row and what is allowed. Returns `df` (unchanged when it passes).
+
+    Raises:
+        WdscaleError: a value a run cannot hold: an unknown rule, a size that is not a whole
+            number, an unknown status, a boolean or text loss, a `val_loss` that is NaN or infinite
+            in a run whose status says it finished (ok, not_learned), a run id that repeats.
+    """
+    if df.empty:
+        return df
+
+    def refuse(column: str, row: int, value: Any, allowed: str) -> WdscaleError:
+        run = df["run_id"].iloc[row] if "run_id" in df.columns else "?"
+        value = value.item() if isinstance(value, np.generic) else value  # 0.5, not np.float64(0.5)
+        return WdscaleError(
+            f"{str(where)!r}: column {column!r} holds {value!r} at row {row} (run {run}), where a run holds {allowed}"
+        )
+
+    for column, (ok, allowed) in _COLUMN_CHECKS.items():
+        if column not in df.columns:
+            continue
+        if (
+            ok is _number_or_missing
+            and pd.api.types.is_numeric_dtype(df[column])
+            and not (pd.api.types.is_bool_dtype(df[column]))
+        ):
+            continue  # a column of numbers: nothing to look at one by one
+        for row, value in enumerate(df[column].tolist()):
+            if not ok(value):
+                raise refuse(column, row, value, allowed)
+    repeated = df["run_id"].duplicated()
+    if repeated.any():
+        row = int(np.argmax(repeated.to_numpy()))
+        raise refuse("run_id", row, df["run_id"].iloc[row], "an id no other row holds")
+    finished = df["status"].isin(_FINITE_LOSS_STATUSES).to_numpy()
+    loss = df["val_loss"].to_numpy(dtype=float)
+    bad = finished & ~np.isfinite(loss)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise refuse(
+            "val_loss", row, df["val_loss"].iloc[row],
+            f"a finite loss where its status is {df['status'].iloc[row]!r} (NaN or inf only in a diverged or "
+            "failed run)",
+        )  # fmt: skip
+    return df
+
+
 def read_export(path: Union[str, Path]) -> pd.DataFrame:
-    """A runs.parquet export, refused in one line if it lacks a column a store needs."""
-    df = pd.read_parquet(path)
+    """A runs.parquet export, refused in one line if it lacks a column a store needs or holds a
+    value no run can (`check_runs`)."""
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow's errors for a file that is not parquet have no common base
+        raise WdscaleError(f"{str(path)!r} is not a readable parquet file: {' '.join(str(e).split())[:200]}") from None
     missing = [c for c in EXPORT_COLUMNS if c not in df.columns]
     if missing:
         raise WdscaleError(
             f"{str(path)!r} lacks the column(s) {', '.join(missing)} that a study's runs need: "
             "export it again with `wdscale study export DIR --format parquet`"
         )
-    return df
+    return check_runs(df, path)
 
 
 def load_runs(study_dir: Union[str, Path]):
@@ -359,7 +480,7 @@ def load_runs(study_dir: Union[str, Path]):
         raise WdscaleError(f"{str(out)!r} is a file, not a study directory")
     if (out / "runs.sqlite").exists():
         with Store(out / "runs.sqlite", readonly=True) as store:
-            return with_regime_defaults(store.frame())
+            return check_runs(with_regime_defaults(store.frame()), out / "runs.sqlite")
     if (out / "runs.parquet").exists():
         return with_regime_defaults(read_export(out / "runs.parquet"))
     raise WdscaleError(f"{str(out)!r} holds no study (no runs.sqlite): run `wdscale study run --out {out}` first")
