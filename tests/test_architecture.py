@@ -51,6 +51,7 @@ LAYER_MODULES = {
         "wdscale.study.run.backends",
         "wdscale.study.run.execution",
         "wdscale.study.run.store",
+        "wdscale.study.run.identity",
         "wdscale.study.run.runner",
         "wdscale.study.run.external",
         "wdscale.study.run.relabel",

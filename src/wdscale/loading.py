@@ -79,6 +79,9 @@ def _load_file(path: str, spec: str, what: str) -> ModuleType:
     if module_spec is None or module_spec.loader is None:
         raise UsageError(f"{what} {spec!r}: cannot load {path!r} as a Python file")
     module = importlib.util.module_from_spec(module_spec)
+    # the file names its functions (a study keeps which function trained its runs: two files of one
+    # name would otherwise read the same); wdscale.study.run.identity.LOADED_FROM
+    module.__wdscale_loaded_from__ = path  # type: ignore[attr-defined]
     sys.modules[name] = module  # pickling (worker processes) finds functions by their module's name
     try:
         module_spec.loader.exec_module(module)

@@ -794,3 +794,57 @@ def test_a_store_edited_by_hand_is_refused_on_read(tiny_study, tmp_path, capsys)
 
     with pytest.raises(ValueError, match="column 'rule' holds 'bogus'"):
         load_runs(study)
+
+
+# -- issue 31: a directory holds one plan, tune and training function included -----------------------
+
+
+def _steps(run) -> None:
+    for _ in range(run.steps):  # the plan's steps (a training function must take them)
+        run.optimizer.step()
+
+
+def _loss_a(run) -> float:
+    _steps(run)
+    return 1.0 + run.config.setting
+
+
+def _loss_b(run) -> float:
+    _steps(run)
+    return 2.0 + run.config.setting
+
+
+def _own_training(out, train_fn, sizes=(8, 16)):
+    return Study(make_model, out=out, train_fn=train_fn, sizes=list(sizes), rules=["sum"], seeds=1, lr=1e-2,
+                 epochs=1, batch_size=50, n_train=300, decades=1.0, points_per_decade=2,
+                 execution=Execution(workers=1, progress=False))  # fmt: skip
+
+
+def test_a_study_resumed_or_grown_with_another_training_function_is_refused(tmp_path):
+    out = tmp_path / "s"
+    _own_training(out, _loss_a).run()
+    before = digest(out)
+    for other in (_own_training(out, _loss_b), _own_training(out, _loss_b, sizes=(8, 16, 32))):  # resumed, grown
+        with pytest.raises(ValueError, match=r"holds runs trained by test_reliability:_loss_a, and this study trains "
+                           r"with test_reliability:_loss_b"):  # fmt: skip
+            other.run()
+    assert digest(out) == before  # nothing written, nothing mixed
+    _own_training(out, _loss_a, sizes=(8, 16, 32)).run()  # the same function may grow the study
+    df = frame(out)
+    assert set(df["size"]) == {8, 16, 32} and (df["val_loss"] - (1.0 + df["setting"])).abs().max() < 1e-9
+
+
+def test_two_files_of_one_name_are_two_training_functions(tmp_path):
+    from wdscale.loading import load_object
+    from wdscale.study.run.identity import trained_by
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "mytrain.py").write_text("def train(run):\n    return 1.0\n")
+    a = load_object(str(tmp_path / "a" / "mytrain.py") + ":train", "--train")
+    b = load_object(str(tmp_path / "b" / "mytrain.py") + ":train", "--train")
+    assert trained_by(a) == f"{tmp_path / 'a' / 'mytrain.py'}:train" != trained_by(b)
+    assert trained_by(_loss_a) == "test_reliability:_loss_a" and trained_by(None) == "wdscale's own training loop"
+    from wdscale.study.run.command import Command
+
+    assert trained_by(None, Command.parse("python train.py --lr {lr}")) == "the command 'python train.py --lr {lr}'"

@@ -55,7 +55,12 @@ def test_the_ladder_finds_an_optimum_that_moves_by_a_known_law(tmp_path):
     # resumable: the same tune again trains nothing and gives the same answer
     again = s.tune(256)
     assert len(load_runs(s.out)) == len(runs) and (again.lr, again.setting) == (result.lr, result.setting)
-    # no budget and 2 seeds a candidate: the same climb goes on from the stored runs
+    # with other arguments the stored runs would steer the climb away from a fresh one's: refused
+    with pytest.raises(wdscale.WdscaleError, match=r"holds a tune with other arguments \(budget 0.1 there, null here"):
+        s.tune(256, budget=None, seeds=2)
+    assert len(load_runs(s.out)) == len(runs)
+    # no budget and 2 seeds a candidate, in a directory of its own
+    s = study(tmp_path, out=tmp_path / "free")
     free = s.tune(256, budget=None, seeds=2)
     more = load_runs(s.out)
     assert len(more[more["size"] == 256]) > len(at) and free.seeds >= 2 and free.fraction > result.fraction

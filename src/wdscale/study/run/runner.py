@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
@@ -38,6 +38,7 @@ from ..plan.tasks import Task, get_task
 from ..train.loop import logits_of
 from .command import check_flags_only
 from .execution import DEFAULT_EXECUTION, Execution
+from .identity import check_identity, trained_by
 from .jobs import Source, cut_jobs, resolve_source
 from .processes import config_label
 from .store import Store
@@ -211,12 +212,14 @@ def run_study(
     model_fn: Optional[ModelFn] = None,
     execution: Execution = DEFAULT_EXECUTION,
     retry_failed: bool = False,
+    tune: Optional[dict[str, Any]] = None,
 ) -> RunSummary:
     """Plan → runs → store. Re-running with the same plan and out_dir resumes: stored runs are skipped.
 
     Everything is checked before anything is written: the plan, the models at every size, the
     model's output against the data, the device, the study directory, the lock and that the store
-    holds no run of another plan. `execution`: where and how the runs train (`Execution`)."""
+    holds no run of another plan, nor of another training function or tune (`identity.py`).
+    `execution`: where and how the runs train (`Execution`); `tune`: a tune's arguments."""
     device = execution.resolved_device()
     threads = execution.threads
     out = Path(out_dir)
@@ -254,6 +257,7 @@ def run_study(
     backend = execution.make_backend()
     with study_lock(out), Store(out / "runs.sqlite") as store:
         check_plan_fits_store(store, runs, out)
+        check_identity(store, out, trained_by(origin.train_fn, origin.command), tune)
         plan.save(out / "plan.json")
         store.set_plan(plan.to_dict())
         if retry_failed:

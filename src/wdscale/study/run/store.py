@@ -230,16 +230,30 @@ class Store:
 
     def set_plan(self, plan: dict[str, Any]) -> None:
         """The plan this store's runs belong to (the latest, when a plan grew)."""
+        self.set_meta("plan", plan)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Keep a JSON value under `key` beside the runs (the plan; what else makes the directory
+        one study: `identity.py`)."""
         with self._db:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('plan', ?)", (json.dumps(plan),))
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     # -- reading --
 
     def plan(self) -> Optional[dict[str, Any]]:
+        return self.meta("plan")
+
+    def meta(self, key: str) -> Any:
+        """The JSON value kept under `key`, None if there is none."""
         if self.readonly and self.empty:
             return None
-        row = self._db.execute("SELECT value FROM meta WHERE key='plan'").fetchone()
-        return None if row is None else json.loads(row[0])
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except ValueError:
+            raise StoreError(f"{str(self.path)!r}: its {key!r} is not JSON (edited by hand?)") from None
 
     def done_ids(self, statuses: Optional[Iterable[str]] = None) -> set[str]:
         if self.readonly and self.empty:

@@ -108,6 +108,9 @@ def optuna_search(
     base = base if base is not None else ladder(int(target))[0]
     # the base size stays a size of the plan (a study has two or more) with nothing trained there
     plan = dataclasses.replace(plan, sizes=sorted({base, target}), grid_sizes=[], base_size=base, seeds=1)
+    # kept with its runs: the same directory searched with other arguments is refused (`run.identity`)
+    arguments = dict(search=search, target=target, budget=budget, seed=seed, sampler_seeds=sampler_seeds,
+                     metric=metric, plan=plan.to_dict())  # fmt: skip
     out = Path(out_dir)
     plan = keep_refined(plan, out)
     task = task if task is not None else get_task(plan.task)
@@ -135,7 +138,7 @@ def optuna_search(
             g = grids[rule]
             setting = float(f"{trial.suggest_float(f'setting_{rule}', min(g), max(g), log=True):.4g}")
             plan = with_refined(plan, {refined_key(rule, target): {(lr, setting): 1}})
-            run_study(plan, out, source=source, task=task, model_fn=model_fn, execution=execution)
+            run_study(plan, out, source=source, task=task, model_fn=model_fn, execution=execution, tune=arguments)
             run = _the_run(load_runs(out), rule, lr, setting, target)
             history = [float(v) for v in np.atleast_1d(run["history"])] if run is not None else []
             loss = float(run_losses(run.to_frame().T, metric)[0]) if run is not None else math.inf

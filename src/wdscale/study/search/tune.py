@@ -256,6 +256,10 @@ def tune_study(
     if plan.lrs is None and not plan.lr_decades:
         plan = dataclasses.replace(plan, lr_decades=2.0, lr_points_per_decade=2)
     plan = dataclasses.replace(plan, sizes=sizes, grid_sizes=[sizes[0]], base_size=sizes[0], seeds=bottom_seeds)
+    # what decides the climb, kept with its runs: the same directory tuned with other arguments is
+    # refused (its runs would steer the climb away from what a fresh directory finds)
+    arguments = dict(search="ladder", target=target, seeds=seeds, max_seeds=max_seeds, budget=budget,
+                     metric=metric, plan=plan.to_dict())  # fmt: skip
     out = Path(out_dir)
     plan = keep_refined(plan, out)
     task = task if task is not None else get_task(plan.task)
@@ -267,7 +271,7 @@ def tune_study(
     allowance = budget * sweep_points(resolved, grids) * work[target] if budget is not None else math.inf
 
     def train(p: StudyPlan) -> pd.DataFrame:
-        run_study(p, out, source=source, task=task, model_fn=model_fn, execution=execution)
+        run_study(p, out, source=source, task=task, model_fn=model_fn, execution=execution, tune=arguments)
         runs = load_runs(out)
         return runs[runs["task"] == plan.task]
 
