@@ -88,6 +88,7 @@ def main() -> None:
     torch.set_num_threads(1)
     n = len(WIDTHS) * len(SETTINGS)
     me = [sys.executable, str(HERE)]
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def train_fn(run):
         return loop(run.model, run.optimizer, run.steps, run.config.seed)
@@ -96,7 +97,10 @@ def main() -> None:
         "bare, in process": lambda tmp: [bare(w, s, args.steps) for w in WIDTHS for s in SETTINGS],
         "function run": lambda tmp: study(tmp, args.steps, train_fn=train_fn),
         "bare, as a subprocess": lambda tmp: [
-            subprocess.run([*me, "--bare", str(w), str(s), str(args.steps)], check=True, capture_output=True)
+            # the environment a command run gets: one OpenMP thread from the start, as the study sets it
+            subprocess.run(
+                [*me, "--bare", str(w), str(s), str(args.steps)], check=True, capture_output=True, env=one_thread
+            )
             for w in WIDTHS
             for s in SETTINGS
         ],

@@ -118,7 +118,7 @@ def test_a_hanging_script_is_killed_at_the_timeout_with_everything_it_started(tm
     assert (df["status"] == "failed").all() and df["error"].str.startswith("timed out after 4 s").all()
     assert time.monotonic() - started < 60
     spawned = [int(p) for line in pids.read_text().split("\n") if line for p in line.split()]
-    assert len(spawned) == 2 * len(df)
+    assert len(spawned) >= 2 * len(df)  # a run still starting when the study stopped is killed too
     deadline = time.time() + 10
     while time.time() < deadline and any(alive(p) for p in spawned):
         time.sleep(0.2)

@@ -24,7 +24,7 @@ from ..plan.config import RunResult
 from .command import log_path, log_tail, one_pair
 from .jobs import Job, OnResult, Source, registered
 from .placement import Slot, check_gpus_per_run, plan_slots
-from .processes import Child, CommandJob, Died, ForkedJob, config_label
+from .processes import Child, CommandJob, Died, ForkedJob, config_label, warm_up
 from .ray_backend import RayBackend
 
 log = logging.getLogger("wdscale.study")
@@ -103,6 +103,8 @@ class LocalBackend:
     ) -> None:
         slots = self.slots(device, threads)[: max(1, len(jobs))]
         self.slots_used = slots
+        if jobs:
+            warm_up()
         _Scheduler(self, jobs, source, device, on_result, threads, out, slots).run()
 
 
