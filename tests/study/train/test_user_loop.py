@@ -139,7 +139,7 @@ def test_each_outcome_of_the_function_is_recorded_with_one_clear_message(tmp_pat
         assert (df["val_loss"] == 0.25).all()
 
 
-def test_a_run_that_took_other_steps_than_the_plan_is_flagged(tmp_path):
+def test_a_run_that_took_other_steps_than_the_plan_is_flagged(tmp_path, capsys):
     def one_epoch_short(run):
         loader, (xv, yv) = digits_loader(run.config.batch_size)
         for x, y in loader:  # one epoch of two
@@ -149,10 +149,13 @@ def test_a_run_that_took_other_steps_than_the_plan_is_flagged(tmp_path):
         return F.cross_entropy(run.model(xv), yv).item()
 
     s = study(tmp_path, one_epoch_short, rules=["sum"])
-    s.run()
+    summary = s.run()
     df = s.results()
     assert (df["status"] == "ok").all() and (df["steps"] == 6).all()
     assert df["error"].str.contains("took 6 optimizer steps, the plan assumes 12").all()
+    # counted where the user looks: the summary and the end-of-study line
+    assert summary.off_plan_steps == len(df) == 6
+    assert "done: 6 runs (6 ok; 6 off the plan's steps)" in capsys.readouterr().err
 
 
 def test_a_run_that_took_no_optimizer_step_fails(tmp_path):
