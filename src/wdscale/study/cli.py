@@ -283,15 +283,19 @@ def cmd_status(args: argparse.Namespace) -> None:
     out = Path(args.dir)
     df = load_runs(out)
     planned = "?"
+    stored_total: Optional[int] = None
     try:
         plan = None
         if (out / "runs.sqlite").exists():
             with Store(out / "runs.sqlite", readonly=True) as store:
-                stored = store.plan()
+                stored, stored_total = store.plan(), store.planned_runs()
             plan = StudyPlan.from_stored(stored) if stored is not None else None
-        plan = plan or _plan_json(out)
-        if plan is not None and plan.task in TASKS:
-            planned = str(len(make_runs(plan, TASKS[plan.task])))
+        if stored_total is not None:  # counted when it was planned: a study of your model or script too
+            planned = str(stored_total)
+        else:
+            plan = plan or _plan_json(out)
+            if plan is not None and plan.task in TASKS:
+                planned = str(len(make_runs(plan, TASKS[plan.task])))
     except (ValueError, TypeError):
         planned = "? (its plan no longer checks)"
     counts = df["status"].value_counts().to_dict() if not df.empty else {}

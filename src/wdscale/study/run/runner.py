@@ -279,6 +279,7 @@ def run_study(
         check_identity(store, out, trained_by(origin.train_fn, origin.command), tune)
         plan.save(out / "plan.json")
         store.set_plan(plan.to_dict())
+        store.set_planned_runs(len(runs))
         if retry_failed:
             store.forget(store.done_ids(["failed"]))
         done = store.done_ids()
