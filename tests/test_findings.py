@@ -94,7 +94,7 @@ def test_findings_prose_holds_no_typed_number(name):
 
 
 def test_the_readmes_answer_holds_no_typed_number():
-    bare = prose.bare_numbers(section(README, "**The answer**", "## The two commands"), DESIGN)
+    bare = prose.bare_numbers(section(README, "**The answer**", "## Rules"), DESIGN)
     assert not bare, f"README's answer: numbers typed, not referenced to a table: {bare}"
 
 
@@ -149,3 +149,21 @@ def test_a_costs_row_prints_an_interval_above_0():
                     assert lo and lo.group(1).strip() not in ("0", "0.0"), r
                     rows += 1
     assert rows > 20
+
+
+def test_the_readme_opens_with_what_it_is_and_its_images_are_what_make_demo_draws():
+    from wdscale.study.report.study_report import _slug
+
+    heads = re.findall(r"^## (.+)$", README, re.M)
+    order = ["The two commands", "30 seconds: your own model", "30 seconds: your own training",
+             "What the studies found"]  # fmt: skip
+    assert heads[: len(order)] == order  # the front door: what it is, the commands, your model and training, the answer
+    assert len(README[: README.index("## The two commands")].splitlines()) <= 12  # no findings before the commands
+    # each image the README shows is a figure `make demo` copies from the report it writes
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    copies = dict(reversed(pair.split(":")) for pair in re.search(r"^DEMO_IMAGES := (.+)$", makefile, re.M)[1].split())
+    shown = re.findall(r'src="docs/img/([^"]+)"', README)
+    assert shown and set(shown) <= set(copies)
+    assert copies["quick_drift.png"] == f"drift_{_slug('mnist1d_mlp', 'adamw', 'width')}.png"
+    assert copies["quick_mean_curves.png"] == f"curves_{_slug('mnist1d_mlp', 'adamw', 'mean', 'width')}.png"
+    assert "cp $(DEMO_DIR)/figures/" in makefile

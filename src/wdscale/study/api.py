@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -29,7 +30,7 @@ from .run.jobs import register_source
 from .run.runner import RunSummary, run_study
 from .run.store import load_runs
 from .search.refine import RefineSummary, SeedsAt, refine_study
-from .search.tune import DEFAULT_BUDGET, TuneResult, tune_study
+from .search.tune import DEFAULT_BUDGET, TuneResult, ladder, tune_study
 from .train.user_loop import TrainFn
 
 
@@ -392,13 +393,14 @@ class Study:
         target/16, target/4, target): a joint grid per recipe (each rule) at the bottom, the
         recipes within noise of the best climbing, a few points placed at each rung above from
         what the rungs below measured, and as many candidates at the target as the budget allows.
-        The study's sizes are replaced by the ladder; its lr grid (`lrs`, `lr_decades`; default 2
-        decades) and setting grid are the bottom rung's. Resumable like `run` (see
-        `wdscale.study.search.tune`).
+        The rungs are the study's sizes where they reach the target (those below it, then the
+        target), else the ladder (said on stderr); the Study itself is not changed. Its lr grid
+        (`lrs`, `lr_decades`; default 2 decades) and setting grid are the bottom rung's. Resumable
+        like `run` (see `wdscale.study.search.tune`).
 
         Args:
             target: the size to tune for, on the study's size axis.
-            rungs: the sizes climbed, ending at the target.
+            rungs: the sizes climbed, ending at the target (default: the study's sizes, see above).
             seeds: seeds per candidate at the target.
             max_seeds: the most a candidate at the target gets while the best two are within noise.
             budget: the climb's compute as a fraction of one recipe's sweep at the target (default
@@ -413,6 +415,7 @@ class Study:
         Raises:
             WdscaleError: a bad value, or no candidate that trained at the target.
         """
+        rungs = rungs or self._rungs(int(target))
         return tune_study(
             self.plan,
             self.out,
@@ -427,6 +430,21 @@ class Study:
             model_fn=self.model_fn,
             execution=self._execution(progress),
         )
+
+    def _rungs(self, target: int) -> Optional[list[int]]:
+        """The study's sizes below the target, then the target, where they reach it (and hold one
+        below it); else None (the ladder), said on stderr."""
+        sizes = sorted(set(self.plan.sizes or ()))
+        below = [s for s in sizes if s < target]
+        if sizes and sizes[-1] >= target and below:
+            return [*below, target]
+        if sizes:
+            print(
+                f"tune: the study's sizes {', '.join(map(str, sizes))} do not reach {target} from below: climbing "
+                f"the ladder {', '.join(map(str, ladder(target)))} (give rungs= to choose)",
+                file=sys.stderr,
+            )
+        return None
 
     def _execution(self, progress: Optional[bool]) -> Execution:
         return self.execution if progress is None else dataclasses.replace(self.execution, progress=progress)

@@ -8,7 +8,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from ..checks import check_positive_int
 from ..errors import WdscaleError
@@ -83,6 +83,24 @@ def _floats(s: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
 
 
+def _settings(s: str) -> Union[list[float], dict[str, list[float]]]:
+    """--settings: one rule's grid ("0.01,0.1,1") or several rules' ("decoupled=0.01,0.1,1;mup=0.1,1")."""
+    if "=" not in s:
+        return _floats(s)
+    grids: dict[str, list[float]] = {}
+    for part in (p.strip() for p in s.split(";") if p.strip()):
+        rule, eq, values = part.partition("=")
+        if not eq or not rule.strip():
+            raise argparse.ArgumentTypeError(
+                f"expected RULE=numbers for each rule, separated by ';' (e.g. 'decoupled=0.01,0.1;mup=0.1,1'), "
+                f"got {part!r}"
+            )
+        if rule.strip() in grids:
+            raise argparse.ArgumentTypeError(f"rule {rule.strip()!r} is given twice in --settings")
+        grids[rule.strip()] = _floats(values)
+    return grids
+
+
 # plan fields a flag sets by the same name; these three are combined with the preset and config
 # file by hand (a rule's grid, decades added to a grid, a switch), and some have no flag (a config file sets them)
 _COMBINED_FLAGS = ("settings", "extend", "decay_vectors")
@@ -98,11 +116,20 @@ def build_plan(args: argparse.Namespace) -> StudyPlan:
     for f in dataclasses.fields(StudyPlan):
         if f.name not in _COMBINED_FLAGS + _NO_FLAG and getattr(args, f.name) is not None:
             d[f.name] = getattr(args, f.name)
-    if args.settings:
+    if isinstance(args.settings, dict):  # RULE=grid;RULE=grid: the rules named, unless --rules names them
+        rules = d.setdefault("rules", list(args.settings))
+        extra = [r for r in args.settings if r not in rules]
+        if extra:
+            raise WdscaleError(
+                f"--settings gives a grid for {', '.join(map(repr, extra))}, not among the rules "
+                f"{', '.join(rules)}: add it to --rules, or drop its grid"
+            )
+        d["settings"] = {**(d.get("settings") or {}), **args.settings}
+    elif args.settings:
         if len(d.get("rules", [])) != 1:
             raise WdscaleError(
-                "--settings sets one rule's grid: use it with exactly one --rules entry "
-                "(or give a settings table per rule in --config)"
+                "--settings with one grid sets one rule's: use it with exactly one --rules entry, or name each "
+                "rule's grid (--settings 'decoupled=0.01,0.1,1;mup=0.1,1')"
             )
         d["settings"] = {d["rules"][0]: args.settings}
     if args.extend:
@@ -283,15 +310,19 @@ def cmd_status(args: argparse.Namespace) -> None:
     out = Path(args.dir)
     df = load_runs(out)
     planned = "?"
+    stored_total: Optional[int] = None
     try:
         plan = None
         if (out / "runs.sqlite").exists():
             with Store(out / "runs.sqlite", readonly=True) as store:
-                stored = store.plan()
+                stored, stored_total = store.plan(), store.planned_runs()
             plan = StudyPlan.from_stored(stored) if stored is not None else None
-        plan = plan or _plan_json(out)
-        if plan is not None and plan.task in TASKS:
-            planned = str(len(make_runs(plan, TASKS[plan.task])))
+        if stored_total is not None:  # counted when it was planned: a study of your model or script too
+            planned = str(stored_total)
+        else:
+            plan = plan or _plan_json(out)
+            if plan is not None and plan.task in TASKS:
+                planned = str(len(make_runs(plan, TASKS[plan.task])))
     except (ValueError, TypeError):
         planned = "? (its plan no longer checks)"
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
@@ -425,7 +456,11 @@ def _plan_arguments(p: argparse.ArgumentParser, presets: str) -> None:
         type=_strs,
         help="comma-separated rule names, see `wdscale rules` (default sum,mean,decoupled,timescale,mup)",
     )
-    p.add_argument("--settings", type=_floats, help="explicit grid of λ (or τ) for a single rule")
+    p.add_argument(
+        "--settings",
+        type=_settings,
+        help="explicit grids of λ (or τ): 'decoupled=0.01,0.1,1;mup=0.1,1' per rule, or '0.01,0.1,1' with one --rules",
+    )
     p.add_argument("--optimizer", help="sgd | adam | adamw (default adamw)")
     p.add_argument("--seeds", type=int, help="seeds per setting (default 3)")
     p.add_argument(

@@ -172,3 +172,25 @@ def test_the_settings_table_of_a_model_too_large_to_build_is_skipped_with_a_reas
     assert far.settings_table == "" and "too many to build here" in far.why
     near = advise(runs, 2048, model_factory=get_task("mnist1d_mlp").make_model, n_boot=50)
     assert near.settings_table  # a buildable target still gets its table
+
+
+def test_a_tie_within_noise_is_said_and_broken_by_the_transfers_verdict_not_by_name():
+    from wdscale.study.analysis.advise import Law, recommend
+
+    def law(rule, regret, code):
+        return Law(
+            task="t", optimizer="adamw", rule=rule, size_axis="width", setting_name="lambda", source="setting_star",
+            sizes=(8, 32), intercept=0.0, slope=0.0, target_size=128, predicted=0.1, lo=0.05, hi=0.2, straight=True,
+            max_miss=0.0, extrapolation=4.0, warning="", regret=regret, regret_lo=0.0, regret_hi=0.02, min_seeds=3,
+            code=code, detectable=0.01,
+        )  # fmt: skip
+
+    # mup and sum tie at 0.0 %: the names' order put mup first; sum's verdict is the only "transfers"
+    rule, resolved, why = recommend([law("mup", 0.0, "not_resolved"), law("sum", 0.0, "transfers")])
+    assert rule == "sum" and resolved and "a tie within seed noise" in why and "resolved 'transfers'" in why
+    # a tie nothing measured breaks is said so, and not resolved
+    rule, resolved, why = recommend([law("mup", 0.0, "not_resolved"), law("sum", 0.004, "not_resolved")])
+    assert rule == "mup" and not resolved and "nothing measured tells them apart" in why
+    # no tie (0.3 apart, noise 0.01): the smallest regret, as before
+    rule, _, why = recommend([law("mup", 0.3, "costs"), law("sum", 0.0, "not_resolved")])
+    assert rule == "sum" and "tie" not in why

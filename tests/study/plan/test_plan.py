@@ -410,3 +410,26 @@ def test_dry_run_previews_the_grids_as_lambda_and_tau_and_trains_nothing(tmp_pat
     taus = [float(v) for v in out.split("\n  decoupled")[1].split("τ/T: ")[1].split("\n")[0].split(", ")]
     assert taus[0] == 100 and taus[-1] < 1
     assert "parameters × samples over 88 runs" in out and not (tmp_path / "s").exists()
+
+
+def test_settings_takes_a_grid_per_rule_and_keeps_the_one_rule_form(tmp_path, capsys):
+    from wdscale.cli import main
+
+    args = ["study", "run", "--out", str(tmp_path / "s"), "--sizes", "16,64", "--epochs", "2", "--n-train", "500",
+            "--seeds", "1", "--dry-run"]  # fmt: skip
+    # several rules, each its own grid; the rules are the ones named
+    assert main([*args, "--settings", "decoupled=0.01,0.1,1;mup=0.1,1,10,100"]) in (0, None)
+    out = capsys.readouterr().out
+    assert out.startswith("14 runs: task mnist1d_mlp")  # (3 + 4) settings × 2 sizes × 1 seed
+    assert "\n  decoupled" in out and "\n  mup" in out and "\n  sum" not in out
+    # the one-rule form still works with one --rules entry
+    assert main([*args, "--rules", "sum", "--settings", "0.01,0.1,1"]) in (0, None)
+    assert capsys.readouterr().out.startswith("6 runs: task mnist1d_mlp")
+    # a grid for a rule --rules does not name, a one-grid form with two rules, bad text: one clear line each
+    assert main([*args, "--rules", "sum", "--settings", "decoupled=0.1,1,10"]) == 2
+    assert "--settings gives a grid for 'decoupled', not among the rules sum" in capsys.readouterr().err
+    assert main([*args, "--rules", "sum,mup", "--settings", "0.1,1,10"]) == 2
+    assert "name each rule's grid" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--settings", "decoupled=0.1;=1"])
+    assert "expected RULE=numbers" in capsys.readouterr().err

@@ -101,8 +101,8 @@ def test_markdown_content(report):
     assert "inconclusive: optimum at grid edge" in md and "EDGE" in md
     assert "τ\\*" in md  # τ-rules talk about τ*, escaped for markdown
     assert "## How to read this" in md
-    # it ends (before how to read it) with the advice for 4× and 16× the largest width, predictions
-    advice = md[md.index("## Advice for the next sizes") : md.index("## How to read this")]
+    # it ends with the advice for 4× and 16× the largest width, predictions
+    advice = md[md.index("## Advice for the next sizes") :]
     assert "| width 256 | indep | λ " in advice and "| width 1024 | flat | λ " in advice
     assert "PREDICTION" in advice and "more than 4× beyond" in advice and "Recommended at width 256" in advice
     # indep's λ* doubles per doubling of width from 1e-3 at 16: 1.6e-2 at 256, well inside its interval
@@ -112,7 +112,7 @@ def test_markdown_content(report):
     # measured regret with its interval and the detectable threshold; fitted columns say so
     assert "| transfer regret, measured [90% CI] | detectable regret | noise (seed s.e.m.) |" in md
     assert "| drift exponent (fit) |" in md and "| optimum (fit) | best loss (trained) |" in md
-    assert "| 0.00% [0.00%, 0.00%] |" in md  # flat: the same grid point at both ends
+    assert "| 0.0% [0.0%, 0.0%] |" in md  # flat: the same grid point at both ends
     assert "-0.00" not in md
     assert "with 3 seeds a setting's mean takes only 10 distinct values" in md
     # cost of finding λ: 11 proxy runs of 3 s + one target run, vs 11 target runs (one seed)
@@ -120,6 +120,34 @@ def test_markdown_content(report):
     assert "saved (params × samples)" not in md  # a toy task's parameter count is unknown
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
         assert (out / link).is_file()
+
+
+def test_the_report_opens_with_its_answer_and_reads_before_its_numbers(report):
+    _, out, _ = report
+    md = (out / "report.md").read_text(encoding="utf-8")
+    # two plain sentences right under the title: which rule, how sure, why
+    opening = md.split("\n\n")[1]
+    assert opening.startswith("Use flat") and ("Sure: " in opening or "Not sure" in opening)
+    assert "90 % interval" in opening
+    # the glossary comes before the first table of numbers, not at the end
+    assert md.index("## How to read this") < md.index("## Verdict per rule") < md.index("## Advice for the next sizes")
+    # one value per number: the flat rule's regret interval as its verdict words print it, in the table and
+    # the opening (the table once printed 2 decimals and the words 1, from another bootstrap stream)
+    row = next(line for line in md.splitlines() if line.startswith("| toy | sgd | width | indep |"))
+    interval = re.search(r"(\d+\.\d%) \[(\d+\.\d%), (\d+\.\d%)\]", row)
+    assert interval and f"transfer regret {interval[1]} [{interval[2]}, {interval[3]}]" in row
+
+
+def test_ties_in_the_recommendation_are_said_in_the_report():
+    from wdscale.study.analysis.advise import Advice
+    from wdscale.study.report.study_report import _opening
+
+    advice = Advice((), "width", 256, "sum", True, "sum: a tie within seed noise on measured transfer regret", "", "")
+    table = pd.DataFrame({"rule": ["sum", "mup"], "regret": [0.0, 0.0], "regret_lo": [0.0, 0.0],
+                          "regret_hi": [0.01, 0.02]})  # fmt: skip
+    text = _opening(advice, table).text
+    assert text.startswith("Use sum: of the 2 rules tried") and "Sure: a tie within seed noise" in text
+    assert _opening(None, None).text.startswith("No rule can be recommended from this study yet.")
 
 
 def test_html_is_standalone_and_images_resolve(report):
@@ -132,6 +160,9 @@ def test_html_is_standalone_and_images_resolve(report):
     for src in srcs:
         assert not Path(src).is_absolute() and (out / src).is_file()
     assert "<td>tau_rule</td>" in page
+    text = re.sub(r"<style>.*</style>", "", page, flags=re.S)
+    assert "`" not in text  # no markdown in the HTML: `wdscale advise` is <code>wdscale advise</code>
+    assert "<code>wdscale advise DIR" in page
 
 
 def test_no_cost_table_on_the_batch_size_axis(tmp_path):

@@ -24,7 +24,7 @@ def bowl(run) -> float:
     return 1 + math.log(c.lr * w / LR0) ** 2 + 0.5 * math.log(c.setting / (LAM0 * w)) ** 2 + noise
 
 
-def study(tmp_path, **kw):
+def study(tmp_path, model=None, **kw):
     args = dict(
         sizes=[16, 64], rules=["decoupled"], settings={"decoupled": SETTINGS}, seeds=1, lr=0.01, lr_decades=2,
         lr_points_per_decade=2, n_train=10, batch_size=10, epochs=1, out=tmp_path / "t",
@@ -33,7 +33,7 @@ def study(tmp_path, **kw):
     # a hidden w × w layer: parameters grow ∝ w², as an MLP's do, so a ladder's lower rungs are cheap
     net = lambda w: torch.nn.Sequential(torch.nn.Linear(2, w), torch.nn.ReLU(), torch.nn.Linear(w, w),  # noqa: E731
                                         torch.nn.ReLU(), torch.nn.Linear(w, 2))  # fmt: skip
-    return wdscale.Study(net, **{"train_fn": bowl, **args, **kw})
+    return wdscale.Study(model or net, **{"train_fn": bowl, **args, **kw})
 
 
 def test_the_ladder_finds_an_optimum_that_moves_by_a_known_law(tmp_path):
@@ -103,17 +103,75 @@ def test_wdscale_tune_on_a_built_in_task(tmp_path, capsys):
         f"tune --task digits_mlp --target-width 64 --rules decoupled,mup --decades 2 --points-per-decade 1 "
         f"--lr-decades 1 --epochs 2 --depth 1 --workers 1 --no-progress --out {tmp_path / 'tune'}"
     ).split()
-    assert main(argv) == 0
+    # planned before any run: the bottom grid (2 × 9 points and 6 second seeds at width 4) beside a run
+    # at width 64 is over a tenth of the 9-point sweep there: refused, saying the budget that fits
+    assert main(argv) == 2
+    assert "cannot afford the bottom rung's grid (24 runs at width 4" in capsys.readouterr().err
+    assert not (tmp_path / "tune" / "runs.sqlite").exists()
+    assert main([*argv, "--budget", "0.3"]) == 0
     captured = capsys.readouterr()
-    assert "tuned for width 64 by climbing 4, 16, 64" in captured.out and "recommended:" in captured.out
-    # a tenth of the 9-point sweep at width 64 is less than one run there: width 16 does not fit beside it
+    assert "the bottom rung's 24 runs at width 4 take" in captured.err  # the plan, said before it trains
+    # width 16 does not fit beside the run at the target: the summary names the rungs climbed
     assert "width 16 beside a run at the target: rung skipped" in captured.err
-    assert "the budget was 10 %" in captured.out
+    assert "tuned for width 64 by climbing 4, 64 (16 skipped: over the budget)" in captured.out
+    assert "recommended:" in captured.out and "the budget was 30 %" in captured.out
+    assert "% in measured core-seconds" in captured.out
     assert main(["tune", "--task", "digits_mlp", "--out", str(tmp_path / "x")]) == 2  # no target
     for bad in ("0", "-1", "nan", "a lot"):
         with pytest.raises(SystemExit):
             main([*argv, "--budget", bad])
         assert f"expected a fraction > 0 of one recipe's sweep, or 'none', got {bad!r}" in capsys.readouterr().err
+
+
+def test_every_rung_is_built_before_any_run_and_one_that_cannot_be_is_named(tmp_path):
+    def heads_of_32(w, d=1):  # a width under 32 has no attention head: its factory divides by zero
+        heads = w // 32
+        hidden = (w // heads) * heads
+        return torch.nn.Sequential(torch.nn.Linear(2, w), torch.nn.Linear(w, hidden), torch.nn.Linear(hidden, 2))
+
+    s = study(tmp_path, sizes=[64, 128], model=heads_of_32)
+    with pytest.raises(wdscale.WdscaleError, match=r"cannot be built at width 16 .*ZeroDivisionError.*rungs="):
+        s.tune(256, rungs=[16, 64, 256])
+    assert not (s.out / "runs.sqlite").exists()  # before any run
+
+
+def test_study_tune_climbs_the_studys_sizes_when_they_reach_the_target(tmp_path):
+    s = study(tmp_path, sizes=[64, 128, 256])
+    # a budget too small for the bottom grid: refused before any run, naming the study's own bottom rung
+    with pytest.raises(wdscale.WdscaleError, match=r"bottom rung's grid \(58 runs at width 64:.*budget ≥ "):
+        s.tune(256, budget=0.01)
+    assert s.plan.sizes == [64, 128, 256] and not (s.out / "runs.sqlite").exists()
+
+
+def test_a_pick_that_rests_on_a_tie_or_an_edge_says_so():
+    import pandas as pd
+
+    from wdscale.study.search.tune import TuneResult, _at_target, _edge_warnings, _ties
+
+    row = dict(size=256, status="ok", seed=0)
+    runs = pd.DataFrame([
+        {**row, "rule": "mup", "lr": 0.01, "setting": 0.1, "val_loss": 0.998},
+        {**row, "rule": "mup", "lr": 0.01, "setting": 0.1, "val_loss": 1.006, "seed": 1},
+        {**row, "rule": "decoupled", "lr": 0.01, "setting": 0.1, "val_loss": 1.004},
+        {**row, "rule": "mup", "lr": 0.001, "setting": 1.0, "val_loss": 1.5},
+        {**row, "rule": "mup", "lr": 0.003, "setting": 0.01, "val_loss": 1.2},
+    ])  # fmt: skip
+    at = _at_target(runs, 256, "val_loss")
+    ties = _ties(runs, at, at.iloc[0], ["mup", "decoupled", "sum"], "val_loss")
+    assert len(ties) == 2 and ties[0].startswith("decoupled") and "within seed noise" in ties[0]
+    assert ties[1].startswith("sum was within seed noise of mup at the rung below and never trained at the target")
+    # the pick (lr 0.01) is the largest lr trained for mup: an edge; its λ 0.1 lies inside 0.01 … 1
+    warn = _edge_warnings(runs, "mup", 0.01, 0.1, "λ")
+    assert len(warn) == 1 and "lr 0.01 sits on the edge of the lrs trained (0.001 … 0.01)" in warn[0]
+    result = TuneResult(
+        target=256, axis="width", rungs=(16, 256), rule="mup", lr=0.01, setting=0.1, setting_name="lambda", loss=1.0,
+        loss_lo=0.99, loss_hi=1.01, seeds=2, candidates=at, core_s=90.0, sweep_core_s=100.0, work=1.0,
+        sweep_work=10.0, call="c", budget=0.1, skipped=(64,), ties=tuple(ties), warnings=tuple(warn),
+    )  # fmt: skip
+    text = str(result)
+    assert "by climbing 16, 256 (64 skipped: over the budget)" in text
+    assert "90 % in measured core-seconds" in text and "over the budget" in text and result.core_fraction == 0.9
+    assert "a tie: decoupled" in text and "warning: the pick's lr 0.01" in text
 
 
 def test_a_report_of_a_tune_says_what_it_is(tmp_path, capsys):

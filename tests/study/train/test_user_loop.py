@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from user_model import load, make
 
 import wdscale
+from wdscale.cli import main
 from wdscale.study import Run
 from wdscale.study.run.execution import Execution
 
@@ -49,7 +50,7 @@ def study(tmp_path, train_fn, **kw):
     return wdscale.Study(make, train_fn=train_fn, **{**args, **kw})
 
 
-def test_a_study_runs_the_users_training_function(tmp_path):
+def test_a_study_runs_the_users_training_function(tmp_path, capsys):
     s = study(tmp_path, my_training)
     summary = s.run()
     df = s.results()
@@ -60,6 +61,11 @@ def test_a_study_runs_the_users_training_function(tmp_path):
     assert df["val_loss"].between(0.05, 3).all()
     # resumes: nothing trained twice
     assert s.run().ran == 0
+    assert summary.off_plan_steps == 0
+    # `study status` knows the total of a study it cannot re-plan (your model, your loop): stored with the plan
+    capsys.readouterr()
+    assert main(["study", "status", str(s.out)]) == 0
+    assert capsys.readouterr().out.startswith("12 of 12 runs stored: 12 ok")
 
 
 def test_the_run_holds_the_rules_optimizer_the_seeded_model_and_the_schedule(tmp_path):
@@ -139,7 +145,7 @@ def test_each_outcome_of_the_function_is_recorded_with_one_clear_message(tmp_pat
         assert (df["val_loss"] == 0.25).all()
 
 
-def test_a_run_that_took_other_steps_than_the_plan_is_flagged(tmp_path):
+def test_a_run_that_took_other_steps_than_the_plan_is_flagged(tmp_path, capsys):
     def one_epoch_short(run):
         loader, (xv, yv) = digits_loader(run.config.batch_size)
         for x, y in loader:  # one epoch of two
@@ -149,10 +155,13 @@ def test_a_run_that_took_other_steps_than_the_plan_is_flagged(tmp_path):
         return F.cross_entropy(run.model(xv), yv).item()
 
     s = study(tmp_path, one_epoch_short, rules=["sum"])
-    s.run()
+    summary = s.run()
     df = s.results()
     assert (df["status"] == "ok").all() and (df["steps"] == 6).all()
     assert df["error"].str.contains("took 6 optimizer steps, the plan assumes 12").all()
+    # counted where the user looks: the summary and the end-of-study line
+    assert summary.off_plan_steps == len(df) == 6
+    assert "done: 6 runs (6 ok; 6 off the plan's steps)" in capsys.readouterr().err
 
 
 def test_a_run_that_took_no_optimizer_step_fails(tmp_path):

@@ -50,7 +50,17 @@ from ...optim import explain
 from ...rules import RULES, DataFacts, setting_kwargs
 from ..plan.study_plan import MAX_BUILTIN_PARAMS, meta_params
 from .joint import analyze_joint, joint_optimum_draws
-from .study_analysis import CI, SERIES_KEYS, analyze, mean_curves, number, optimum_resamples, percent, setting_symbol
+from .study_analysis import (
+    CI,
+    SERIES_KEYS,
+    StudyAnalysis,
+    analyze,
+    mean_curves,
+    number,
+    optimum_resamples,
+    percent,
+    setting_symbol,
+)
 
 AXES = ("width", "depth", "n_train", "batch_size")
 EXTRAPOLATION_LIMIT = 4.0  # a target further than this factor beyond the measured sizes: warned
@@ -74,7 +84,8 @@ class Law:
     regret, regret_lo, regret_hi: the MEASURED transfer regret of the rule (analysis: the
     smallest size's best trained setting reused at the largest), for the recommendation.
     edge: sizes whose optimum is on the grid's edge (a bound, and the law through it is one too);
-    min_seeds: the fewest seeds behind a size's optimum (one seed measures no seed noise)."""
+    min_seeds: the fewest seeds behind a size's optimum (one seed measures no seed noise).
+    code, detectable: the analysis's verdict code and detectable regret, which break a tie."""
 
     task: str
     optimizer: str
@@ -101,6 +112,8 @@ class Law:
     # the analysis's "flat" verdict in words: the edge optima sit at the grid's weak end where the
     # loss is within seed noise (decay barely matters), not outside a grid to be widened
     flat: str = ""
+    code: str = ""  # the analysis's verdict code ("transfers", "not_resolved", "edge", ...)
+    detectable: float = float("nan")  # the smallest regret the design can tell from 0 (the seed noise)
 
 
 @dataclass(frozen=True)
@@ -268,13 +281,20 @@ def _series_keys(runs: pd.DataFrame) -> list:
 
 
 def fit_laws(
-    runs: pd.DataFrame, target: int, metric: str = "val_loss", n_boot: int = N_BOOT, seed: int = 0
+    runs: pd.DataFrame,
+    target: int,
+    metric: str = "val_loss",
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    analysis: Optional[StudyAnalysis] = None,
 ) -> list[Law]:
-    """Every rule's law, fitted on the study's per-size optima, and its value at `target`."""
+    """Every rule's law, fitted on the study's per-size optima, and its value at `target`;
+    `analysis`: the study's analysis of `runs` where one is at hand (a report's), so the regrets
+    the recommendation quotes are the ones its tables print."""
     if int(target) < 1:
         raise WdscaleError(f"the target size must be a whole number ≥ 1, got {target}")
     # the laws read the optima and the regret interval, not the verdicts: one bootstrap seed
-    result = analyze(runs, metric=metric, n_boot=300, seed=seed, stability_seeds=1)
+    result = analysis or analyze(runs, metric=metric, n_boot=300, seed=seed, stability_seeds=1)
     optima = result.optima_frame()
     table = result.table()
     steps = _grid_steps(runs)
@@ -296,17 +316,31 @@ def fit_laws(
                 regret=float(row["regret"]),
                 regret_lo=float(row["regret_lo"]),
                 regret_hi=float(row["regret_hi"]),
+                code=str(row["code"]),
+                detectable=float(row["detectable"]),
             )
         )
     return laws
 
 
+def _tied(a: Law, b: Law) -> bool:
+    """Two measured regrets closer than the seed noise can tell apart (the larger detectable regret)."""
+    noise = np.nanmax([a.detectable, b.detectable, 0.0])
+    return bool(abs(b.regret - a.regret) <= noise)
+
+
 def recommend(laws: list) -> tuple:
     """(rule, resolved, why): the rule with the smallest measured transfer regret; not resolved
-    when its 90 % interval overlaps the runner-up's."""
+    when its 90 % interval overlaps the runner-up's. Where regrets tie within the seed noise the
+    tie is said, and broken by measurement: a resolved "transfers" verdict goes first (never the
+    names' order); a tie nothing measured breaks is not resolved."""
     ranked = sorted((law for law in laws if np.isfinite(law.regret)), key=lambda law: law.regret)
     if not ranked:
         return "", False, "no rule's transfer regret was measured: no recommendation"
+    tie = [law for law in ranked if _tied(ranked[0], law)]
+    transfers = [law for law in tie if law.code == "transfers"]
+    if len(tie) > 1:
+        ranked = [*transfers, *[law for law in ranked if law not in transfers]]
     best = ranked[0]
     text = (
         f"{best.rule}: smallest measured transfer regret {percent(best.regret)} "
@@ -314,6 +348,20 @@ def recommend(laws: list) -> tuple:
     )
     if len(ranked) == 1:
         return best.rule, False, text + " (the only rule measured: nothing to compare with)"
+    if len(tie) > 1:
+        others = ", ".join(f"{law.rule} {percent(law.regret)}" for law in tie if law is not best)
+        text = (
+            f"{best.rule}: a tie within seed noise on measured transfer regret ({best.rule} {percent(best.regret)}, "
+            f"{others}); "
+        )
+        if len(transfers) == 1:
+            return best.rule, True, text + f"{best.rule} is the one whose verdict is a resolved 'transfers'"
+        why = "several have" if transfers else "none has"
+        return (
+            best.rule,
+            False,
+            text + f"{why} a resolved 'transfers' verdict: not resolved, nothing measured tells them apart",
+        )
     second = ranked[1]
     resolved = bool(np.isfinite(best.regret_hi) and np.isfinite(second.regret_lo) and best.regret_hi < second.regret_lo)
     vs = f"runner-up {second.rule} {percent(second.regret)} [{percent(second.regret_lo)}, {percent(second.regret_hi)}]"
@@ -372,12 +420,14 @@ def advise(
     metric: str = "val_loss",
     n_boot: int = N_BOOT,
     seed: int = 0,
+    analysis: Optional[StudyAnalysis] = None,
 ) -> Advice:
     """Predict every rule's optimum at size `target` on the study's size axis and recommend a rule.
 
     axis: the size axis the target is on; it must be the study's (None: the study's). With a
     model_factory(width, depth), the recommended rule's per-group settings at the target are
     tabulated by `wdscale.explain` (base model: the factory at the study's base width).
+    analysis: the study's analysis of `runs` where one is at hand (see `fit_laws`).
     Raises WdscaleError for a target on another axis, a study of several axes, or bad runs."""
     axes = sorted(set(runs["size_axis"])) if "size_axis" in runs.columns else []
     if len(axes) != 1:
@@ -387,7 +437,7 @@ def advise(
         raise WdscaleError(
             f"the target is a {axis} but this study varies {study_axis}: give --target-{study_axis.replace('_', '-')}"
         )
-    laws = fit_laws(runs, target, metric=metric, n_boot=n_boot, seed=seed)
+    laws = fit_laws(runs, target, metric=metric, n_boot=n_boot, seed=seed, analysis=analysis)
     rule, resolved, why = recommend(laws)
     table, call = "", ""
     chosen = [law for law in laws if law.rule == rule and np.isfinite(law.predicted)]

@@ -739,7 +739,10 @@ def _stable(runs_of_series: list, key: SeriesKey) -> tuple:
         ends = {k: np.array([getattr(r, k) for _, _, r, _ in runs_of_series], float) for k in ("lo", "hi")}
         mid = {k: float(np.median(v)) if np.isfinite(v).all() else getattr(reg, k) for k, v in ends.items()}
         mc = {k: float(np.ptp(v)) / 2 if np.isfinite(v).all() else float("nan") for k, v in ends.items()}
+        first = f"[{percent(reg.lo)}, {percent(reg.hi)}]"
         reg = replace(reg, lo=mid["lo"], hi=mid["hi"], lo_mc=mc["lo"], hi_mc=mc["hi"])
+        # the verdict's words carry the same interval as the table (one value per number)
+        verdict = replace(verdict, text=verdict.text.replace(first, f"[{percent(reg.lo)}, {percent(reg.hi)}]", 1))
     outcomes = [(v.code, r.resolution) for _, _, r, v in runs_of_series]
     agree = outcomes.count(outcomes[0])
     panel = len(outcomes)

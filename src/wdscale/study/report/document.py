@@ -4,6 +4,7 @@ and to HTML from the same list, so the two can never disagree."""
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union
@@ -80,22 +81,28 @@ figcaption { color: #555; font-size: 0.9em; }
 """
 
 
+def _html_text(s: str) -> str:
+    """Escaped text, its `code` spans as <code> (markdown's backticks are no markup in HTML)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(s))
+
+
 def to_html(blocks: Sequence[Block], title: str) -> str:
     e = html.escape
+    t = _html_text
     out = []
     for b in blocks:
         if isinstance(b, Heading):
-            out.append(f"<h{b.level}>{e(b.text)}</h{b.level}>")
+            out.append(f"<h{b.level}>{t(b.text)}</h{b.level}>")
         elif isinstance(b, Paragraph):
-            out.append(f"<p>{e(b.text)}</p>")
+            out.append(f"<p>{t(b.text)}</p>")
         elif isinstance(b, Bullets):
-            out.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b.items) + "</ul>")
+            out.append("<ul>" + "".join(f"<li>{t(i)}</li>" for i in b.items) + "</ul>")
         elif isinstance(b, Table):
-            head = "".join(f"<th>{e(str(h))}</th>" for h in b.header)
-            body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b.rows)
+            head = "".join(f"<th>{t(str(h))}</th>" for h in b.header)
+            body = "".join("<tr>" + "".join(f"<td>{t(str(c))}</td>" for c in r) + "</tr>" for r in b.rows)
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif isinstance(b, Figure):
-            cap = f"<figcaption>{e(b.caption)}</figcaption>" if b.caption else ""
+            cap = f"<figcaption>{t(b.caption)}</figcaption>" if b.caption else ""
             out.append(f'<figure><img src="{e(b.src)}" alt="{e(b.alt)}">{cap}</figure>')
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

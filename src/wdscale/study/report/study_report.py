@@ -13,7 +13,7 @@ import pandas as pd
 
 from ...errors import WdscaleError
 from ...schedules import Schedule
-from ..analysis.advise import JointLaw, Law, advise, advise_joint
+from ..analysis.advise import Advice, JointAdvice, JointLaw, Law, advise, advise_joint
 from ..analysis.cost import SearchCost, search_cost
 from ..analysis.joint import JointAnalysis, analyze_joint, fixed_lr_slice, is_joint, point_means
 from ..analysis.study_analysis import (
@@ -23,6 +23,7 @@ from ..analysis.study_analysis import (
     exponent,
     mean_curves,
     number,
+    percent,
     setting_symbol,
     with_setting_names,
 )
@@ -193,8 +194,8 @@ def _regret_cell(t) -> str:
         return "∞ (diverges or does not learn)"
     if not np.isfinite(t["regret"]):
         return "not measured" if str(t["regret_reason"]).startswith("not measured") else "–"
-    pct = lambda x: "∞" if x == np.inf else "–" if not np.isfinite(x) else f"{100 * x:.2f}%"  # noqa: E731
-    cell = f"{pct(t['regret'])} [{pct(t['regret_lo'])}, {pct(t['regret_hi'])}]"
+    # percent(): the verdict's words print the same numbers the same way (one value per number)
+    cell = f"{percent(t['regret'])} [{percent(t['regret_lo'])}, {percent(t['regret_hi'])}]"
     if np.isfinite(t["boot_measured"]) and t["boot_measured"] < 1:
         cell += f" ({100 * t['boot_measured']:.0f}% of resamples measured)"
     return cell
@@ -233,7 +234,7 @@ def _verdict_table(table: pd.DataFrame) -> Table:
             exponent(t["slope_fit"]),
             f"×{number(t['fold_change'], 3)}",
             _regret_cell(t),
-            _pct(t["detectable"]),
+            percent(t["detectable"]),  # as the verdict's words print it
             _pct(t["noise"]),
         ]
         if has_acc:
@@ -304,11 +305,7 @@ def _cost_table(costs: list) -> Table:
             f"{setting_symbol(c.setting_name)} = {number(c.proxy_setting)}",
             number(c.transfer_loss, 4) if np.isfinite(c.transfer_loss) else "not measured",
             number(c.sweep_loss, 4),
-            f"{100 * c.regret:.2f}%"
-            if np.isfinite(c.regret)
-            else "–"
-            if c.reason
-            else "∞ (diverges or does not learn)",
+            percent(c.regret) if np.isfinite(c.regret) else "–" if c.reason else "∞ (diverges or does not learn)",
             f"{number(c.transfer_seconds, 3)} / {c.sweep_seconds:.0f}"
             if c.reason
             else f"{c.transfer_seconds:.0f} / {c.sweep_seconds:.0f}",
@@ -394,7 +391,6 @@ def _blocks(
     blocks += drift_figs
     blocks += [Heading("Loss against the decay setting", 3)]
     blocks += curve_figs
-    blocks += [Heading("How to read this", 2), Paragraph(HOW_TO_READ)]
     return blocks
 
 
@@ -423,7 +419,33 @@ def _predicted(law: Union[Law, JointLaw]) -> str:
     return f"{sym} {number(law.predicted)} [{number(law.lo)}, {number(law.hi)}]"
 
 
-def _advice_blocks(runs: pd.DataFrame, joint: bool, metric: str) -> list:
+def _opening(advice: Optional[Union[Advice, JointAdvice]], table: Optional[pd.DataFrame]) -> Paragraph:
+    """Two plain sentences before anything else: which rule to use, how sure, and why (the
+    recommendation at 4× the largest size, its regret as the verdict table prints it)."""
+    if advice is None or not advice.recommended:
+        why = advice.why if advice is not None else "no advice could be fitted to these runs"
+        return Paragraph(f"No rule can be recommended from this study yet. Why: {why}.")
+    rule = advice.recommended
+    axis = advice.target_axis if isinstance(advice, Advice) else advice.axis
+    measured = ""
+    if table is not None and (table["rule"] == rule).any():
+        t = table[table["rule"] == rule].iloc[0]
+        if np.isfinite(t["regret"]):
+            measured = (
+                f": of the {table['rule'].nunique()} rules tried, its best decay setting at the smallest {axis} lost "
+                f"the least when reused at the largest ({percent(t['regret'])}, 90 % interval "
+                f"[{percent(t['regret_lo'])}, {percent(t['regret_hi'])}])"
+            )
+    first = f"Use {rule}{'' if advice.resolved else ' for now'}{measured}."
+    reason = advice.why.split(": ", 1)[-1] if advice.why.startswith(f"{rule}: ") else advice.why
+    sure = "Sure" if advice.resolved else "Not sure (more seeds, or a finer grid near the optimum, would decide it)"
+    return Paragraph(f"{first} {sure}: {reason}.")
+
+
+def _advice_blocks(
+    runs: pd.DataFrame, joint: bool, metric: str, analysis: Optional[StudyAnalysis] = None
+) -> tuple[list, Optional[Union[Advice, JointAdvice]]]:
+    """The advice section, and the advice at the first target (what the report opens with)."""
     axis = str(runs["size_axis"].iloc[0])
     largest = int(runs["size"].max())
     targets = [f * largest for f in ADVICE_FACTORS]
@@ -436,20 +458,22 @@ def _advice_blocks(runs: pd.DataFrame, joint: bool, metric: str) -> list:
         ),
     ]
     rows, whys = [], []
+    first: Optional[Union[Advice, JointAdvice]] = None
     try:
         for t in targets:
             advice = (
                 advise_joint(runs, t, metric=metric, n_boot=200)
                 if joint
-                else advise(runs, t, metric=metric, n_boot=300)
+                else advise(runs, t, metric=metric, n_boot=300, analysis=analysis)
             )
+            first = first or advice
             rows += [(f"{axis} {t}", law.rule, _predicted(law), law.warning or "–") for law in advice.laws]
             whys.append(f"{axis} {t}: " + (advice.why if advice.recommended else "no recommendation: " + advice.why))
     except WdscaleError as e:
-        return blocks + [Paragraph(f"No advice: {e}")]
+        return blocks + [Paragraph(f"No advice: {e}")], None
     blocks.append(Table(("target", "rule", "predicted optimum [90%]", "warning"), tuple(rows)))
     blocks.append(Bullets(tuple(f"Recommended at {w}" for w in whys)))
-    return blocks
+    return blocks, first
 
 
 # ----------------------------------------------------------------------------- a joint study
@@ -625,12 +649,15 @@ def write_report(
     (out / FIG_DIR).mkdir(parents=True, exist_ok=True)
     files: dict = {}
     joint: list = []
-    advice = _advice_blocks(runs, is_joint(runs), metric if analysis is None else analysis.metric)
-    if is_joint(runs):
+    joint_study = is_joint(runs)
+    if joint_study:
+        advice, first = _advice_blocks(runs, True, metric if analysis is None else analysis.metric)
         joint = _joint_section(runs, out, plt, metric if analysis is None else analysis.metric, base_lr, files)
         runs = fixed_lr_slice(runs, base_lr)
     if analysis is None:
         analysis = analyze(runs, metric=metric)
+    if not joint_study:  # the advice quotes the regrets of this analysis: one value per number
+        advice, first = _advice_blocks(runs, False, analysis.metric, analysis)
     curves = mean_curves(runs, metric=analysis.metric)
     optima = analysis.optima_frame()
     table = analysis.table()
@@ -670,11 +697,13 @@ def write_report(
     cheap_proxy = runs[runs["size_axis"] != "batch_size"]
     if {"wall_time", "steps", "batch_size"}.issubset(runs.columns) and len(cheap_proxy):
         costs = search_cost(cheap_proxy, metric=analysis.metric)
-    blocks = _blocks(runs, analysis, title, drift_figs, curve_figs, costs)
-    if joint:
-        blocks = blocks[:3] + joint + [Heading("The λ-only view at the fixed lr", 2)] + blocks[3:]
-    how = blocks.index(next(b for b in blocks if isinstance(b, Heading) and b.text == "How to read this"))
-    blocks = blocks[:how] + advice + blocks[how:]
+    body = _blocks(runs, analysis, title, drift_figs, curve_figs, costs)
+    # the answer in two sentences, what was run, then the glossary before the first table of numbers
+    opening = [_opening(first, None if joint_study else table)]
+    glossary = [Heading("How to read this", 2), Paragraph(HOW_TO_READ)]
+    blocks = body[:1] + opening + body[1:3] + glossary + joint
+    blocks += [Heading("The λ-only view at the fixed lr", 2)] if joint else []
+    blocks += body[3:] + advice
     (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     (out / "report.html").write_text(to_html(blocks, title), encoding="utf-8")
     files["md"] = out / "report.md"

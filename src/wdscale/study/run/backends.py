@@ -208,11 +208,15 @@ class _Scheduler:
             self._note_logs(job, results)
             self.deaths.append(job)
             self.on_result(job.configs, results)
+            # the first runs all dying alike is said as such (the more specific stop) before the deaths in a
+            # row are counted: with the largest size's jobs first, the sixth death is also the first at a
+            # second size, and which stop spoke depended on the workers' timing
+            self._check_same_failure(job, results)
             self._check_deaths()
-        else:
-            results = outcome
-            self._note_logs(job, results)
-            self.on_result(job.configs, results)
+            return
+        results = outcome
+        self._note_logs(job, results)
+        self.on_result(job.configs, results)
         if any(r.status != "failed" for r in results):
             self.succeeded, self.deaths = True, []
         self._check_same_failure(job, results)

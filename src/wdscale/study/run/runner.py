@@ -53,6 +53,25 @@ class RunSummary:
     ran: int
     statuses: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    off_plan_steps: int = 0  # finished runs whose optimizer steps differ from the plan's
+
+
+# a diverged run stops early and a failed one wherever it raised: only a run that finished counts as
+# off the plan's steps (its rules' data facts and schedule assumed the plan's)
+_FINISHED = ("ok", "not_learned")
+
+
+def steps_off_plan(config: RunConfig, result: RunResult) -> bool:
+    """A finished run whose optimizer steps differ from the plan's (`config.total_steps`)."""
+    return result.status in _FINISHED and result.steps != config.total_steps
+
+
+def describe_counts(summary: RunSummary) -> str:
+    """'3 ok, 1 failed; 2 off the plan's steps': the end-of-study line's counts."""
+    text = ", ".join(f"{v} {k}" for k, v in summary.statuses.items())
+    if summary.off_plan_steps:
+        text += f"; {summary.off_plan_steps} off the plan's steps"
+    return text
 
 
 def check_data(data: TaskData) -> None:
@@ -260,6 +279,7 @@ def run_study(
         check_identity(store, out, trained_by(origin.train_fn, origin.command), tune)
         plan.save(out / "plan.json")
         store.set_plan(plan.to_dict())
+        store.set_planned_runs(len(runs))
         if retry_failed:
             store.forget(store.done_ids(["failed"]))
         done = store.done_ids()
@@ -284,17 +304,21 @@ def run_study(
                 if new:
                     summary.ran += 1
                     summary.statuses[r.status] = summary.statuses.get(r.status, 0) + 1
+                    summary.off_plan_steps += int(steps_off_plan(c, r))
                     if r.status == "failed":
                         log.warning("run %s (%s) failed: %s", config_label(c), c.run_id, (r.error or "").split("\n")[0])
             bar.update(len(configs))
-            bar.set_postfix({k: v for k, v in summary.statuses.items() if k != "ok"}, refresh=False)
+            postfix = {k: v for k, v in summary.statuses.items() if k != "ok"}
+            if summary.off_plan_steps:
+                postfix["off-plan steps"] = summary.off_plan_steps
+            bar.set_postfix(postfix, refresh=False)
 
         try:
             with _sigterm_as_interrupt():
                 backend.run(jobs, source, device, on_result, threads, out=out)
         finally:
             bar.close()
-    print(f"  done: {summary.ran} runs ({', '.join(f'{v} {k}' for k, v in summary.statuses.items())})", file=sys.stderr)
+    print(f"  done: {summary.ran} runs ({describe_counts(summary)})", file=sys.stderr)
     return summary
 
 

@@ -238,7 +238,20 @@ class Store:
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
+    def set_planned_runs(self, n: int) -> None:
+        """How many runs the plan holds, counted when it was planned (a study of your model or your
+        script cannot be re-planned by `study status`, which has neither)."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('planned_runs', ?)", (json.dumps(int(n)),))
+
     # -- reading --
+
+    def planned_runs(self) -> Optional[int]:
+        """The plan's run count as `set_planned_runs` stored it; None for a store from before."""
+        if self.readonly and self.empty:
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key='planned_runs'").fetchone()
+        return None if row is None else int(json.loads(row[0]))
 
     def plan(self) -> Optional[dict[str, Any]]:
         return self.meta("plan")

@@ -4,7 +4,10 @@ A practitioner wants the settings for the model they are about to train, as good
 that size for much less. `tune_study` climbs a ladder of sizes (default target/16, target/4,
 target, on the study's size axis) within a budget: a fraction (default 0.1) of one recipe's sweep
 at the target, in parameters × samples, counted before any run, so the budget decides how far
-each step goes:
+each step goes. Every rung's model is built (on the meta device) before any run, and a budget that
+cannot afford the bottom rung's grid beside one run at the target is refused then, naming the
+budget that would; the result reports the spend in measured core-seconds beside, says where its
+pick rests on a tie, and warns where the pick sits on the edge of what was trained:
 
 1. **Bottom rung**: a joint (lr × setting) grid per recipe (each rule with its own per-layer lr
    scaling, as in a joint study), one seed a point, and a second seed at each recipe's best three
@@ -111,8 +114,12 @@ class TuneResult:
     the measured cost of one target run); work and sweep_work: the same in parameters × samples
     seen, which no machine load changes, sweep_work counted before any run; fraction: work /
     sweep_work; budget: the fraction the climb was given (None: none); method: "ladder", or the
-    Optuna search of `optuna_search`. call: a ready
-    `wdscale.optimizer(...)`.
+    Optuna search of `optuna_search`; core_fraction: core_s / sweep_core_s, the spend in the unit
+    that follows the runs' real cost. rungs: the sizes climbed (the target last); skipped: those
+    the budget could not afford. ties: where the pick rests on a tie (another candidate within
+    seed noise at the target, or a recipe within noise at the rung below that the target never
+    trained); warnings: the pick at the edge of the lrs or settings trained for its recipe (a
+    bound, as `advise` says of an edge optimum). call: a ready `wdscale.optimizer(...)`.
     """
 
     target: int
@@ -134,24 +141,49 @@ class TuneResult:
     call: str
     budget: Optional[float] = None
     method: str = "ladder"  # or the Optuna search it was measured against (`optuna_search`)
+    skipped: tuple = ()  # rungs the budget could not afford (not climbed)
+    ties: tuple = ()  # what the pick is within seed noise of: where it rests on a tie, not a measurement
+    warnings: tuple = ()  # the pick at the edge of what was trained, as `advise` warns of an edge optimum
 
     @property
     def fraction(self) -> float:
         return self.work / self.sweep_work if self.sweep_work > 0 else math.nan
 
+    @property
+    def core_fraction(self) -> float:
+        """core_s / sweep_core_s: the spend in measured core-seconds, which follows what the runs
+        really cost (at small sizes a run's fixed costs outweigh its parameters)."""
+        return self.core_s / self.sweep_core_s if self.sweep_core_s > 0 else math.nan
+
     def __str__(self) -> str:
         sym = "τ" if self.setting_name == "tau" else "λ"
-        how = f"by climbing {', '.join(map(str, self.rungs))}" if self.method == "ladder" else f"by {self.method} there"
+        if self.method == "ladder":
+            how = f"by climbing {', '.join(map(str, self.rungs))}"
+            if self.skipped:
+                how += f" ({', '.join(map(str, self.skipped))} skipped: over the budget)"
+        else:
+            how = f"by {self.method} there"
+        over = (
+            f"; measured in core-seconds it cost {100 * self.core_fraction:.0f} % of a sweep, over the budget: at "
+            "these sizes a run's cost does not follow its parameters (fixed costs per run), so a sweep at the "
+            "target may cost little more"
+            if self.budget is not None and self.core_fraction > self.budget
+            else ""
+        )
         lines = [
             f"tuned for {self.axis} {self.target} {how} (every number below measured at the target):",
             f"  recommended: {self.rule}, lr {self.lr:.4g}, {sym} {self.setting:.4g}: val loss {self.loss:.4f} "
             f"[{self.loss_lo:.4f}, {self.loss_hi:.4f}] over {self.seeds} seeds",
             f"  compute: {100 * self.fraction:.0f} % of one recipe's sweep at the target in parameters × samples "
             f"({self.work:.3g} against {self.sweep_work:.3g}: its grid's points, one seed each); "
-            f"{self.core_s:.3g} core-s against about {self.sweep_core_s:.3g}"
-            + (f"; the budget was {100 * self.budget:.0f} %" if self.budget is not None else ""),
-            "  candidates at the target:",
+            f"{100 * self.core_fraction:.0f} % in measured core-seconds ({self.core_s:.3g} core-s against about "
+            f"{self.sweep_core_s:.3g})"
+            + (f"; the budget was {100 * self.budget:.0f} %" if self.budget is not None else "")
+            + over,
         ]
+        lines += [f"  a tie: {t}" for t in self.ties]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        lines.append("  candidates at the target:")
         for _, c in self.candidates.sort_values("mean").iterrows():
             lines.append(
                 f"    {c['rule']:<12} lr {c['lr']:<9.4g} setting {c['setting']:<9.4g} mean {c['mean']:.4f} "
@@ -238,8 +270,10 @@ def tune_study(
         and the compute against a sweep's.
 
     Raises:
-        WdscaleError: a bad value, a ladder that does not end at the target, or no candidate that
-            trained at the target.
+        WdscaleError: a bad value, a ladder that does not end at the target, a rung whose model
+            cannot be built (every rung is built on the meta device before any run), a budget that
+            cannot afford the bottom rung's grid beside one run at the target, or no candidate
+            that trained at the target.
     """
     check_positive_int("target", target)
     check_positive_int("seeds", seeds)
@@ -267,8 +301,9 @@ def tune_study(
     grids = coarse_grids(plan, task, model_fn)
     lr_step = 1.0 / plan.lr_points_per_decade
     lr_anchor = resolved.lr
-    work = {size: run_work(resolved, model_fn or task.make_model, size) for size in sizes}
+    work = {size: run_work(resolved, model_fn or task.make_model, size) for size in sizes}  # every rung built
     allowance = budget * sweep_points(resolved, grids) * work[target] if budget is not None else math.inf
+    _plan_budget(plan, resolved, grids, work, sizes, seeds, budget, allowance)
 
     def train(p: StudyPlan) -> pd.DataFrame:
         run_study(p, out, source=source, task=task, model_fn=model_fn, execution=execution, tune=arguments)
@@ -313,6 +348,7 @@ def tune_study(
         plan, runs = _second_seeds(plan, runs, size, contenders, 1, metric, train)
         contenders = _contenders(runs, size, contenders, metric)
     climbed = [size for size in sizes[:-1] if (runs["size"] == size).any()]  # a skipped rung is not below
+    skipped = [size for size in sizes[:-1] if size not in climbed]
     candidates = _target_candidates(finite_optima(runs, metric), contenders, climbed, target, grids, lr_anchor, lr_step)
     below = left(runs, upto=sizes[-2])
     fits = math.floor(below / (seeds * work[target])) if math.isfinite(allowance) else len(candidates)
@@ -347,7 +383,41 @@ def tune_study(
             _add(additions, str(c["rule"]), target, float(c["lr"]), float(c["setting"]), more)
         plan = with_refined(plan, additions)
         runs = train(plan)
-    return measured_result(runs, plan, sizes, target, grids, metric, resolved, work[target], budget)
+    return measured_result(
+        runs, plan, sizes, target, grids, metric, resolved, work[target], budget, skipped=skipped, contenders=contenders
+    )
+
+
+def bottom_runs(resolved: Resolved, grids: dict[str, list[float]], rules: list[str], bottom_seeds: int) -> int:
+    """The runs the bottom rung trains: every recipe's joint grid at `bottom_seeds` seeds, and a
+    second seed at each recipe's best NOISE_POINTS points where it has one."""
+    grid = len(resolved.lrs) * sum(len(grids[r]) for r in rules)
+    return grid * bottom_seeds + (NOISE_POINTS * len(rules) if bottom_seeds < 2 else 0)
+
+
+def _plan_budget(plan, resolved, grids, work, sizes, seeds, budget, allowance) -> None:
+    """The budget planned before any run: the bottom rung's grid beside `seeds` runs at the target
+    must fit in it (else refused, with the budget that would), and what the bottom takes is said."""
+    n = bottom_runs(resolved, grids, plan.rules, plan.seeds)
+    bottom, target = n * work[sizes[0]], seeds * work[sizes[-1]]
+    axis = plan.size_axis
+    if budget is None:
+        _say(f"no budget: {n} runs at {axis} {sizes[0]} ({bottom:.3g} parameters × samples), then the rungs above")
+        return
+    sweep = allowance / budget
+    if bottom + target > allowance:
+        raise WdscaleError(
+            f"budget {budget:g} ({allowance:.3g} parameters × samples: that fraction of one recipe's sweep at "
+            f"{axis} {sizes[-1]}) cannot afford the bottom rung's grid ({n} runs at {axis} {sizes[0]}: {bottom:.3g}) "
+            f"beside {seeds} run(s) at the target ({target:.3g}); it needs a budget ≥ "
+            f"{math.ceil(100 * (bottom + target) / sweep) / 100:g}: give that (--budget), a smaller bottom rung "
+            "(rungs=), or a coarser grid (fewer rules, lrs or settings)"
+        )
+    _say(
+        f"budget {budget:g} of one recipe's sweep at {axis} {sizes[-1]} ({allowance:.3g} parameters × samples): "
+        f"the bottom rung's {n} runs at {axis} {sizes[0]} take {100 * bottom / allowance:.0f} % of it, "
+        f"the rest goes to the rungs above and the target"
+    )
 
 
 def _say(text: str) -> None:
@@ -361,8 +431,16 @@ def run_work(r: Resolved, model_fn: ModelFn, size: int) -> float:
     try:
         n = meta_params(model_fn, knobs["width"], knobs["depth"])
     except Exception:  # a user's factory that loads data or checks devices
-        with torch.random.fork_rng():
-            n = sum(p.numel() for p in model_fn(knobs["width"], knobs["depth"]).parameters())
+        try:
+            with torch.random.fork_rng():
+                n = sum(p.numel() for p in model_fn(knobs["width"], knobs["depth"]).parameters())
+        except Exception as e:
+            axis = r.plan.size_axis
+            raise WdscaleError(
+                f"the model cannot be built at {axis} {size} (width {knobs['width']}, depth {knobs['depth']}): "
+                f"{type(e).__name__}: {' '.join(str(e).split())[:200]}; give the sizes it takes as rungs= "
+                f"(--rungs), ending at the target"
+            ) from None
     return float(n) * knobs["n_train"] * r.epochs
 
 
@@ -517,13 +595,54 @@ def _sweep_core_s(runs: pd.DataFrame, target: int, n_points: float) -> float:
     return n_points * float(core_seconds(at).median()) if len(at) else 0.0
 
 
+def _ties(runs: pd.DataFrame, at_target: pd.DataFrame, best: pd.Series, contenders, metric: str) -> list[str]:
+    """Where the pick rests on a tie, in words: another recipe's candidate at the target within
+    seed noise of it, or a recipe within noise at the rung below that the target never trained
+    (the budget took the first in order: nothing measured put the pick ahead of it)."""
+    noise, out = _noise(runs, metric), []
+    rule = str(best["rule"])
+    for _, c in at_target.iloc[1:].iterrows():
+        if str(c["rule"]) != rule and _within_noise(best, c, noise):
+            out.append(
+                f"{c['rule']} (lr {c['lr']:.4g}, setting {c['setting']:.4g}: {c['mean']:.4f}) is within seed noise "
+                f"({100 * noise:.2g} %) of {rule}'s {best['mean']:.4f} at the target: the pick is not a measured "
+                "difference"
+            )
+    trained = set(at_target["rule"].astype(str))
+    for other in contenders:
+        if other != rule and other not in trained:
+            out.append(
+                f"{other} was within seed noise of {rule} at the rung below and never trained at the target "
+                "(the budget): the pick of one over the other is not a measured difference"
+            )
+    return out
+
+
+def _edge_warnings(runs: pd.DataFrame, rule: str, lr: float, setting: float, sym: str) -> list[str]:
+    """The pick at the edge of the lrs or settings trained for its recipe at any rung: the climb
+    never looked beyond it, so the optimum may lie there (a bound, as `advise` says of an edge)."""
+    mine = runs[(runs["rule"] == rule) & (runs["status"] != "failed")]
+    out = []
+    for name, value, col, knob in (("lr", lr, "lr", "lr_decades"), (sym, setting, "setting", "decades")):
+        lo, hi = float(mine[col].min()), float(mine[col].max())
+        if lo < hi and (math.isclose(value, lo, rel_tol=1e-3) or math.isclose(value, hi, rel_tol=1e-3)):
+            out.append(
+                f"the pick's {name} {value:.4g} sits on the edge of the {name}s trained ({lo:.4g} … {hi:.4g}): "
+                f"the optimum may lie beyond it, so it is a bound; widen the grid ({knob}) and tune again"
+            )
+    return out
+
+
 def sweep_points(resolved: Resolved, grids: dict[str, list[float]]) -> float:
     """The points of one recipe's sweep: the lr grid × the (median) recipe's setting grid."""
     return len(resolved.lrs) * float(np.median([len(g) for g in grids.values()]))
 
 
-def measured_result(runs, plan, sizes, target, grids, metric, resolved, target_work, budget) -> TuneResult:
-    """The result measured at the target; `target_work`: one target run's parameters × samples."""
+def measured_result(
+    runs, plan, sizes, target, grids, metric, resolved, target_work, budget, *, skipped=(), contenders=()
+) -> TuneResult:
+    """The result measured at the target; `target_work`: one target run's parameters × samples;
+    `skipped`: the rungs not climbed; `contenders`: the recipes within noise at the last rung climbed."""
     at_target = _at_target(runs, target, metric)
     if at_target.empty:
         raise WdscaleError(f"no candidate trained at the target {target} (every one failed, diverged or did not learn)")
@@ -547,7 +666,7 @@ def measured_result(runs, plan, sizes, target, grids, metric, resolved, target_w
     return TuneResult(
         target=int(target),
         axis=plan.size_axis,
-        rungs=tuple(sizes),
+        rungs=tuple(int(s) for s in sizes if s not in skipped),
         rule=rule,
         lr=lr,
         setting=setting,
@@ -563,4 +682,7 @@ def measured_result(runs, plan, sizes, target, grids, metric, resolved, target_w
         sweep_work=n_points * float(target_work),
         call=call,
         budget=budget,
+        skipped=tuple(int(s) for s in skipped),
+        ties=tuple(_ties(runs, at_target, best, contenders, metric)),
+        warnings=tuple(_edge_warnings(runs, rule, lr, setting, "τ" if setting_name == "tau" else "λ")),
     )
