@@ -627,6 +627,12 @@ class Explanation:
                 f"{self.adjust_lr!r}: its update takes lr·{scale} (the 'update lr' column), its decay w ← w(1 − lr·λ) "
                 "the group's lr, so τ is read at the group's lr\n"
             )
+            if self.rule.name in ("mup", "timescale", "power_lines"):
+                head += (
+                    "Muon's matrices take the spectral lr η·k, k = (√(fan_out/fan_in)/s(A, B)) / (the same at the "
+                    "base) (hidden m×: 1/√m under match_rms_adamw, 1 under original), and λ/k under mup: "
+                    'Yang, Simon & Bernstein, "A Spectral Condition for Feature Learning", 2023\n'
+                )
         cols = [
             "grp",
             "parameter",

@@ -526,9 +526,8 @@ _BUILTIN_RULES = [
         "mup",
         mup_rule,
         "μP per-layer lr; λ scaled to keep η_g λ_g fixed per group",
-        "Adam: hidden η/m, λ·m; SGD: vector η·m, λ/m, matrix η/r, λ·r; Muon matrices: spectral η·k, λ/k",
-        f"{_TENSOR_PROGRAMS_V}; microsoft/mup, mup/optim.py (MuAdam, MuAdamW, MuSGD); for Muon's matrices "
-        'Yang, Simon & Bernstein, "A Spectral Condition for Feature Learning", 2023',
+        "Adam: hidden η/m, λ·m; SGD: vector η·m, λ/m, matrix η/r, λ·r",
+        f"{_TENSOR_PROGRAMS_V}; microsoft/mup, mup/optim.py (MuAdam, MuAdamW, MuSGD)",
         mode="optimizer",
         optimizers=OPTIMIZER_NAMES,
         needs_base=True,
