@@ -306,3 +306,10 @@ def test_hf_trainer_steps_muon_with_its_scheduler(tmp_path):
     ratios = [grp["lr"] / lr0 for grp, lr0 in zip(opt.param_groups, initial)]
     assert max(ratios) == pytest.approx(min(ratios)) and 0 < ratios[0] < 1
     assert not torch.equal(before, model.net.sq.weight)  # Muon's matrices trained
+
+
+def test_rules_command_says_which_rules_take_muon(capsys):
+    assert main(["rules"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line and not line[0].isspace()}
+    assert "sgd, adam, adamw, muon]" in lines["decoupled"] and "sgd, adam, adamw, muon]" in lines["mup"]
+    assert "muon" not in lines["sum"] and "muon" not in lines["sqrt_width"]

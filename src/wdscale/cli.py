@@ -45,7 +45,7 @@ def cmd_rules(args: argparse.Namespace) -> None:
     width = max(len(n) for n in RULES)
     for rule in RULES.values():
         takes = "τ" if rule.takes == "tau" else "λ"
-        print(f"{rule.name.ljust(width)}  [{takes}, {rule.mode}]  {rule.formula}")
+        print(f"{rule.name.ljust(width)}  [{takes}, {rule.mode}; {', '.join(rule.optimizers)}]  {rule.formula}")
         print(f"{' ' * width}  {rule.summary}")
         if rule.takes == "tau":
             pad = " " * width
