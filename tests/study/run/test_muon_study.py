@@ -55,7 +55,7 @@ def test_a_muon_plan_with_a_coupled_rule_is_refused_by_name():
 def test_wdscale_tune_with_optimizer_muon(tmp_path, capsys):
     argv = (
         "tune --task digits_mlp --optimizer muon --target-width 64 --rules decoupled --decades 2 "
-        "--points-per-decade 1 --lr-decades 1 --epochs 2 --depth 2 --workers 1 "
+        "--points-per-decade 1 --lr-decades 1 --epochs 2 --depth 2 --budget 0.25 --workers 1 "
         f"--no-progress --out {tmp_path / 'tune'}"
     ).split()
     assert main(argv) == 0
