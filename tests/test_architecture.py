@@ -19,6 +19,7 @@ LAYER_MODULES = {
         "wdscale.errors",
         "wdscale.checks",
         "wdscale.sgdw",
+        "wdscale.muon",
         "wdscale.schedules",
         "wdscale.groups",
         "wdscale.rules",

@@ -67,7 +67,8 @@ def test_check_choice_lists_the_allowed_values():
 def test_closed_value_sets_are_typed_and_match_their_tuples():
 
     assert get_args(wdscale.ParamKind) == wdscale.KINDS == ("hidden", "input", "output", "vector")
-    assert get_args(wdscale.OptimizerName) == OPTIMIZER_NAMES == wdscale.OPTIMIZER_NAMES == ("sgd", "adam", "adamw")
+    opts = get_args(wdscale.OptimizerName)
+    assert opts == OPTIMIZER_NAMES == wdscale.OPTIMIZER_NAMES == ("sgd", "adam", "adamw", "muon")
     assert get_args(wdscale.DecayMode) == ("coupled", "decoupled")
     assert get_args(wdscale.SettingKind) == ("weight_decay", "tau")
     assert {r.takes for r in wdscale.RULES.values()} <= set(get_args(wdscale.SettingKind))

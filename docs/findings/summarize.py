@@ -78,6 +78,10 @@ SCHEDULE_STUDIES = {
 SCHEDULE_JOINT_STUDIES = {"joint_width_cosine": "joint_width", "joint_shakespeare_cosine": "joint_shakespeare"}
 
 
+# Muon for the hidden matrices, AdamW for the rest (§11) -> what they vary, on what
+MUON_STUDIES = {"muon_width_cosine": "width · MNIST-1D MLP · Muon + AdamW · warmup + cosine"}
+
+
 # one pass over a token budget (§9): the axis τ* is read against, and the published laws' slope there
 # (Power Lines: τ* ∝ TPP^−0.527, so flat across width at a fixed TPP; Wang & Aitchison: τ_epoch flat)
 ONEPASS_STUDIES = {"onepass_width": ("width", 0.0), "onepass_tpp": ("TPP", -0.527)}
@@ -954,6 +958,12 @@ def main() -> int:
         blocks[f"{name}_vs_constant"] = schedule_table(analyses[twin], scheduled)
     if pairs:
         schedule_figure(pairs, HERE / "schedule_regret.png")
+    for name, label in MUON_STUDIES.items():
+        runs = exported(HERE / name)
+        if runs is None or runs.empty:
+            missing.append(name)
+            continue
+        blocks[name] = study_table(verdict_rows(name, label, analyze(runs)))
     tau_pts: dict[str, pd.DataFrame] = {}
     for name in [*SCHEDULE_JOINT_STUDIES, *ONEPASS_STUDIES]:
         runs = exported(HERE / name)

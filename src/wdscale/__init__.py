@@ -6,6 +6,7 @@ optimizers; `wdscale.study` measures which setting transfers across sizes on a r
 
 from .errors import WdscaleError, WdscaleTypeError
 from .groups import KINDS, ParamInfo, ParamKind, classify
+from .muon import MuonWithAdamW
 from .optim import (
     OPTIMIZER_NAMES,
     TORCH_KEYWORDS,
@@ -65,6 +66,7 @@ __all__ = [
     "RuleMode",
     "RuleOutcome",
     "SCHEDULE_NAMES",
+    "MuonWithAdamW",
     "SGDW",
     "Schedule",
     "SettingKind",

@@ -45,7 +45,7 @@ def cmd_rules(args: argparse.Namespace) -> None:
     width = max(len(n) for n in RULES)
     for rule in RULES.values():
         takes = "τ" if rule.takes == "tau" else "λ"
-        print(f"{rule.name.ljust(width)}  [{takes}, {rule.mode}]  {rule.formula}")
+        print(f"{rule.name.ljust(width)}  [{takes}, {rule.mode}; {', '.join(rule.optimizers)}]  {rule.formula}")
         print(f"{' ' * width}  {rule.summary}")
         if rule.takes == "tau":
             pad = " " * width
@@ -83,6 +83,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
         data=data,
         optimizer=args.optimizer,
         decay_vectors=args.decay_vectors,
+        adjust_lr=args.adjust_lr,
     )
     if args.schedule is not None:
         schedule = Schedule(args.schedule, args.warmup, args.final_lr, args.decay_fraction)
@@ -109,7 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, required=True)
     p.add_argument("--weight-decay", type=float, help="λ, for rules that take it")
     p.add_argument("--tau", type=float, help="τ in epochs, for timescale / power_lines")
-    p.add_argument("--optimizer", default="adamw", help="sgd, adam or adamw (default adamw)")
+    p.add_argument("--optimizer", default="adamw", help="sgd, adam, adamw or muon (default adamw)")
+    p.add_argument(
+        "--adjust-lr",
+        dest="adjust_lr",
+        help="with --optimizer muon: Muon's lr adjustment, match_rms_adamw (default) or original",
+    )
     p.add_argument("--width", type=int, help="width passed to the factory")
     p.add_argument("--base-width", type=int, help="width of the base model (where λ was tuned)")
     p.add_argument("--n-samples", type=int)

@@ -24,7 +24,26 @@ from torch import nn
 from .checks import check_non_negative, check_number, check_positive
 from .errors import WdscaleError, WdscaleTypeError
 from .groups import ParamInfo, ParamKind, canonical_name, classify, unwrap
-from .rules import OPTIMIZER_NAMES, RULES, Context, DataFacts, DecayMode, OptimizerName, Rule, get_rule
+from .muon import (
+    ADAMW_KEYWORDS,
+    DEFAULT_ADJUST_LR,
+    MUON_KEYWORDS,
+    AdjustLR,
+    MuonWithAdamW,
+    check_adjust_lr,
+    update_scale,
+)
+from .rules import (
+    OPTIMIZER_NAMES,
+    RULES,
+    Context,
+    DataFacts,
+    DecayMode,
+    OptimizerName,
+    Rule,
+    get_rule,
+    goes_to_muon,
+)
 from .schedules import Schedule
 from .sgdw import SGDW
 
@@ -59,6 +78,8 @@ TORCH_KEYWORDS: dict[OptimizerName, tuple[str, ...]] = {
     "sgd": ("momentum", "dampening", "nesterov", *_TORCH_COMMON),
     "adam": ("betas", "eps", "amsgrad", "capturable", *_TORCH_COMMON),
     "adamw": ("betas", "eps", "amsgrad", "capturable", *_TORCH_COMMON),
+    # Muon's own, then the AdamW side's (eps is AdamW's)
+    "muon": (*MUON_KEYWORDS, *ADAMW_KEYWORDS),
 }
 
 
@@ -68,11 +89,13 @@ class ShrinkWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Assignment:
-    """One parameter with the lr and weight_decay its rule gives it."""
+    """One parameter with the lr and weight_decay its rule gives it, and the torch optimizer that
+    trains it: the optimizer's name, or under "muon" "muon" (its 2-D hidden matrices) or "adamw"."""
 
     info: ParamInfo
     lr: float
     weight_decay: float
+    trained_by: str = "adamw"
 
 
 @dataclass(frozen=True)
@@ -86,6 +109,7 @@ class RuleOutcome:
         assignments: every trainable parameter with its lr and weight_decay, in
             `named_parameters` order.
         data: the data facts given, or None.
+        adjust_lr: under "muon", Muon's lr adjustment; else None.
     """
 
     rule: Rule
@@ -93,6 +117,7 @@ class RuleOutcome:
     mode: DecayMode
     assignments: list[Assignment]
     data: Optional[DataFacts]
+    adjust_lr: Optional[AdjustLR] = None
 
 
 def _optimizer_name(name: Any) -> OptimizerName:
@@ -108,7 +133,7 @@ def decay_mode(rule: str, optimizer: str) -> DecayMode:
 
     Args:
         rule: a rule name.
-        optimizer: "sgd", "adam" or "adamw" (any case).
+        optimizer: "sgd", "adam", "adamw" or "muon" (any case).
 
     Returns:
         "coupled" (L2 added to the gradient) or "decoupled" (w ← w(1 − ηλ)).
@@ -128,11 +153,14 @@ _ARGS_DOC = """
         base: the same model at the width where the setting was tuned; the width rules (mup,
             sqrt_width, completep) need it unless the parameters carry mup's infshape.
         data: facts about the data and run, for rules that need them (N, B, T).
-        optimizer: "sgd", "adam" or "adamw": the rule's lr multipliers and coupling depend on it.
+        optimizer: "sgd", "adam", "adamw" or "muon" (Muon for the 2-D hidden matrices, AdamW for
+            the rest): the rule's lr multipliers and coupling depend on it.
         decay_vectors: decay biases and norm gains too.
         depth_mult: m_L = depth / base depth (completep), > 0.
         alpha: CompleteP's depth exponent.
-        no_decay: a parameter or module name, or a list of them, never to decay."""
+        no_decay: a parameter or module name, or a list of them, never to decay.
+        adjust_lr: with optimizer "muon", Muon's lr adjustment: "match_rms_adamw" (None, the
+            default: 0.2·√max(A, B), Moonlight's) or "original" (√max(1, A/B), Keller Jordan's)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +180,7 @@ class RuleArgs:
     depth_mult: float = 1.0
     alpha: float = 1.0
     no_decay: Union[str, Iterable[str]] = ()
+    adjust_lr: Optional[str] = None
 
 
 # the keyword arguments of `optimizer()` that go to the rule (`apply_rule`), in signature order
@@ -247,7 +276,26 @@ def _apply_rule(model: nn.Module, args: RuleArgs) -> RuleOutcome:
     r = get_rule(rule)
     opt = _optimizer_name(args.optimizer)
     if opt not in r.optimizers:
+        if opt == "muon":
+            for_muon = [n for n, known in RULES.items() if "muon" in known.optimizers]
+            why = (
+                "it is coupled L2 (added to the gradient), and Muon orthogonalises the gradient, so an L2 term "
+                "is no decay there"
+                if r.mode == "coupled"
+                else "its lr multipliers are not defined for Muon's orthogonalised update"
+            )
+            raise WdscaleError(
+                f"rule {rule!r} has no meaning for optimizer 'muon': {why}; rules for 'muon': {', '.join(for_muon)}"
+            )
         raise WdscaleError(f"rule {rule!r} is defined for optimizers {', '.join(r.optimizers)}, not {opt!r}")
+    adjust_lr: Optional[AdjustLR] = None
+    if opt == "muon":
+        adjust_lr = check_adjust_lr(DEFAULT_ADJUST_LR if args.adjust_lr is None else args.adjust_lr)
+    elif args.adjust_lr is not None:
+        raise WdscaleError(
+            f"adjust_lr={args.adjust_lr!r} is Muon's lr adjustment, but the optimizer is {opt!r}: give it with "
+            "optimizer 'muon', or leave it out"
+        )
     lr = check_positive("lr", lr)
     given = {k: v for k, v in (("weight_decay", weight_decay), ("tau", tau)) if v is not None}
     if len(given) != 1 or r.takes not in given:
@@ -262,6 +310,13 @@ def _apply_rule(model: nn.Module, args: RuleArgs) -> RuleOutcome:
     alpha = check_number("alpha", args.alpha)
 
     infos = classify(model, args.base, decay_vectors=args.decay_vectors, no_decay=args.no_decay)
+    if opt == "muon" and not any(goes_to_muon(p) for p in infos):
+        kinds = ", ".join(f"{p.name} {'×'.join(map(str, p.shape)) or 'scalar'} {p.kind}" for p in infos[:6])
+        raise WdscaleError(
+            "optimizer 'muon' needs at least one 2-D hidden matrix (a weight both of whose dimensions grow with "
+            f"width, or an inner layer when there is no base) and the model has none ({kinds}"
+            f"{', ...' if len(infos) > 6 else ''}); use 'adamw'"
+        )
     ctx = Context(
         lr=lr,
         setting=setting,
@@ -272,6 +327,7 @@ def _apply_rule(model: nn.Module, args: RuleArgs) -> RuleOutcome:
         depth_mult=depth_mult,
         alpha=alpha,
         decay_vectors=bool(args.decay_vectors),
+        adjust_lr=adjust_lr,
     )
     mode = r.decay_mode(opt)
     assignments = []
@@ -283,7 +339,8 @@ def _apply_rule(model: nn.Module, args: RuleArgs) -> RuleOutcome:
                 f"rule {rule!r} gives {p.name!r} lr={lr_g!r}, weight_decay={wd_g!r}; "
                 "check the setting and the data facts"
             )
-        assignments.append(Assignment(p, lr_g, wd_g))
+        trained_by = ("muon" if goes_to_muon(p) else "adamw") if opt == "muon" else opt
+        assignments.append(Assignment(p, lr_g, wd_g, trained_by))
     flipped = [a for a in assignments if mode == "decoupled" and a.lr * a.weight_decay >= 1.0]
     if flipped:
         # w ← w·(1 − η_g λ_g) with η_g λ_g >= 1 zeroes or flips the sign of the weights every step.
@@ -299,7 +356,7 @@ def _apply_rule(model: nn.Module, args: RuleArgs) -> RuleOutcome:
             ShrinkWarning,
             stacklevel=_first_caller_outside(),
         )
-    return RuleOutcome(rule=r, optimizer=opt, mode=mode, assignments=assignments, data=data)
+    return RuleOutcome(rule=r, optimizer=opt, mode=mode, assignments=assignments, data=data, adjust_lr=adjust_lr)
 
 
 def _first_caller_outside() -> int:
@@ -329,17 +386,26 @@ def _apply_rule_with_base(model: nn.Module, args: RuleArgs) -> RuleOutcome:
     )
 
 
-def _group_key(a: Assignment) -> tuple[ParamKind, float, float]:
-    """Parameters share a group when they share kind, lr and weight_decay."""
-    return a.info.kind, a.lr, a.weight_decay
+GroupKey = tuple[str, ParamKind, float, float]
+
+
+def _group_key(a: Assignment) -> GroupKey:
+    """Parameters share a group when they share the optimizer that trains them, kind, lr and weight_decay."""
+    return a.trained_by, a.info.kind, a.lr, a.weight_decay
 
 
 def _groups(outcome: RuleOutcome, base_lr: float) -> list[dict[str, Any]]:
-    groups: dict[tuple[ParamKind, float, float], dict[str, Any]] = {}
-    for a in outcome.assignments:
+    groups: dict[GroupKey, dict[str, Any]] = {}
+    # under "muon", Muon's groups first: the order MuonWithAdamW keeps them in
+    assignments = sorted(outcome.assignments, key=lambda a: a.trained_by != "muon")
+    for a in assignments:
+        muon_keys: dict[str, Any] = {"optimizer": a.trained_by} if outcome.optimizer == "muon" else {}
+        if a.trained_by == "muon":
+            muon_keys["adjust_lr_fn"] = outcome.adjust_lr  # what torch.optim.Muon reads per group
         g = groups.setdefault(
             _group_key(a),
             {
+                **muon_keys,
                 "params": [],
                 "names": [],
                 "kind": a.info.kind,
@@ -369,7 +435,9 @@ def param_groups(model: nn.Module, args: RuleArgs) -> list[dict[str, Any]]:
     Returns:
         Dicts with `params`, `lr`, `weight_decay`, `names` (canonical parameter names), `kind` and
         `lr_scale` (the group's lr ÷ the base lr: a loop that sets lrs itself keeps the rule's
-        ratios with `g["lr"] = lr * g["lr_scale"]`).
+        ratios with `g["lr"] = lr * g["lr_scale"]`). Under "muon" each also says `optimizer`
+        ("muon" for `torch.optim.Muon`, whose groups come first and carry `adjust_lr_fn`, or
+        "adamw"); `wdscale.MuonWithAdamW` takes them as they are.
 
     Raises:
         WdscaleError: as `apply_rule`, and a width rule without a base (or mup's infshape).
@@ -382,6 +450,8 @@ def param_groups(model: nn.Module, args: RuleArgs) -> list[dict[str, Any]]:
 
 
 def _optimizer_class(name: OptimizerName, mode: DecayMode) -> type[torch.optim.Optimizer]:
+    if name == "muon":
+        return MuonWithAdamW
     if name == "sgd":
         return SGDW if mode == "decoupled" else torch.optim.SGD
     # coupled L2 under Adam is Adam(weight_decay=...), not AdamW
@@ -414,29 +484,34 @@ def _check_torch_keywords(opt: OptimizerName, cls_name: str, rule: Rule, torch_k
 @_rule_keywords(
     (
         inspect.Parameter("name", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="str"),
-        'the update: "sgd", "adam" or "adamw" (any case).',
+        'the update: "sgd", "adam", "adamw" or "muon" (any case).',
     ),
     without=("optimizer",),
     var_keyword=(
         "torch_kwargs",
         """passed to the torch constructor; those `TORCH_KEYWORDS[name]` lists:
             sgd: momentum, dampening, nesterov; adam/adamw: betas, eps, amsgrad, capturable;
-            all: maximize, foreach, differentiable, fused.""",
+            all: maximize, foreach, differentiable, fused; muon: Muon's momentum, nesterov,
+            ns_coefficients, ns_steps and the AdamW side's betas, eps, amsgrad, capturable,
+            maximize, foreach, differentiable, fused.""",
     ),
 )
 def optimizer(model: nn.Module, name: str, args: RuleArgs, **torch_kwargs: Any) -> torch.optim.Optimizer:
     """A stock torch optimizer (SGD, Adam, AdamW; or wdscale.SGDW) with the rule's per-group lr and λ.
 
-    `name` picks the update (sgd, adam, adamw); the rule picks coupled or decoupled decay, so
+    `name` picks the update (sgd, adam, adamw, muon); the rule picks coupled or decoupled decay, so
     `rule="sum"` with "adamw" gives Adam with coupled L2, and `rule="decoupled"` with "sgd" gives
-    SGDW. `explain` shows what it decided.
+    SGDW. "muon" gives `wdscale.MuonWithAdamW`: `torch.optim.Muon` for the 2-D hidden matrices,
+    `torch.optim.AdamW` for the rest (Keller Jordan's Muon post, 2024; Moonlight, Liu et al. 2025),
+    both with decoupled decay, so only decoupled rules take it. `explain` shows what it decided.
 
     Args:
         {ARGS}
 
     Returns:
-        torch.optim.SGD, wdscale.SGDW, torch.optim.Adam or torch.optim.AdamW, its param_groups
-        those of `param_groups` (with `names`, `kind` and `lr_scale`).
+        torch.optim.SGD, wdscale.SGDW, torch.optim.Adam, torch.optim.AdamW or
+        wdscale.MuonWithAdamW, its param_groups those of `param_groups` (with `names`, `kind` and
+        `lr_scale`; under "muon" `optimizer` too).
 
     Raises:
         WdscaleTypeError: a keyword neither the rule nor the torch optimizer takes (named, with
@@ -451,6 +526,8 @@ def optimizer(model: nn.Module, name: str, args: RuleArgs, **torch_kwargs: Any) 
     _check_torch_keywords(opt, cls.__name__, r, torch_kwargs)
     outcome = _apply_rule_with_base(model, dataclasses.replace(args, optimizer=opt))
     build: Callable[..., torch.optim.Optimizer] = cls  # torch's subclasses take lr; the base class does not
+    if outcome.adjust_lr is not None:
+        torch_kwargs = {**torch_kwargs, "adjust_lr": outcome.adjust_lr}
     return build(_groups(outcome, float(args.lr)), lr=float(args.lr), **torch_kwargs)
 
 
@@ -473,6 +550,8 @@ class ExplainRow:
     decay_per_step: Optional[float]  # multiplicative shrink per step at peak lr; None under Adam + L2
     tau_steps: Optional[float]  # 1 / (η_g λ_g)
     tau_epochs: Optional[float]  # τ_steps · B / N
+    trained_by: str = "adamw"  # the torch optimizer that trains it (under "muon": "muon" or "adamw")
+    update_lr: Optional[float] = None  # Muon's adjusted lr η_g·s(A, B), which scales its update (not its decay)
 
 
 @dataclass(frozen=True)
@@ -487,6 +566,7 @@ class Explanation:
     data: Optional[DataFacts] = None
     schedule: Optional[Schedule] = None  # set by `under`: what the schedule makes of τ over the run
     total_steps: Optional[int] = None
+    adjust_lr: Optional[AdjustLR] = None  # under "muon": Muon's lr adjustment
 
     def under(self, schedule: Schedule, total_steps: Optional[int] = None) -> Explanation:
         """The same table with what an lr schedule makes of each group's timescale over a run.
@@ -539,6 +619,20 @@ class Explanation:
             f"rule {self.rule.name!r} ({self.rule.formula}; {self.mode} decay, {self.optimizer}) — "
             f"{self.rule.summary}\nsource: {self.rule.source}\n"
         )
+        muon = self.optimizer == "muon"
+        if muon:
+            scale = "0.2·√max(A, B)" if self.adjust_lr == "match_rms_adamw" else "√max(1, A/B)"
+            head += (
+                f"Muon (torch.optim.Muon) trains the 2-D hidden matrices, AdamW the rest; Muon's lr adjustment "
+                f"{self.adjust_lr!r}: its update takes lr·{scale} (the 'update lr' column), its decay w ← w(1 − lr·λ) "
+                "the group's lr, so τ is read at the group's lr\n"
+            )
+            if self.rule.name in ("mup", "timescale", "power_lines"):
+                head += (
+                    "Muon's matrices take the spectral lr η·k, k = (√(fan_out/fan_in)/s(A, B)) / (the same at the "
+                    "base) (hidden m×: 1/√m under match_rms_adamw, 1 under original), and λ/k under mup: "
+                    'Yang, Simon & Bernstein, "A Spectral Condition for Feature Learning", 2023\n'
+                )
         cols = [
             "grp",
             "parameter",
@@ -552,7 +646,7 @@ class Explanation:
             "shrink/step",
             "τ steps",
             "τ epochs",
-        ]
+        ] + (["opt", "update lr"] if muon else [])
         f = lambda x: "—" if x is None else f"{x:.4g}"  # noqa: E731
         body = [
             [
@@ -569,6 +663,7 @@ class Explanation:
                 f(r.tau_steps),
                 f(r.tau_epochs),
             ]
+            + ([r.trained_by, f(r.update_lr)] if muon else [])
             for r in self.rows
         ]
         widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
@@ -610,11 +705,14 @@ def explain(model: nn.Module, args: RuleArgs) -> Explanation:
         ShrinkWarning: a decoupled group gets lr·weight_decay >= 1 (the table flags it too).
     """
     outcome = _apply_rule_with_base(model, args)
-    index: dict[tuple[ParamKind, float, float], int] = {}
+    index: dict[GroupKey, int] = {}
     has_factor = outcome.mode == "decoupled" or outcome.optimizer == "sgd"
     rows = []
+    # groups numbered as `param_groups` orders them (under "muon", Muon's first)
+    for a in sorted(outcome.assignments, key=lambda a: a.trained_by != "muon"):
+        index.setdefault(_group_key(a), len(index))
     for a in outcome.assignments:
-        g = index.setdefault(_group_key(a), len(index))
+        g = index[_group_key(a)]
         shrink = 1.0 - a.lr * a.weight_decay if has_factor else None
         tau_steps = 1.0 / (a.lr * a.weight_decay) if has_factor and a.weight_decay > 0 else None
         data_facts = outcome.data
@@ -633,7 +731,13 @@ def explain(model: nn.Module, args: RuleArgs) -> Explanation:
                 shrink,
                 tau_steps,
                 tau_ep,
+                a.trained_by,
+                a.lr * update_scale(a.info.shape, outcome.adjust_lr)
+                if a.trained_by == "muon" and outcome.adjust_lr is not None
+                else None,
             )
         )
     frozen = [canonical_name(n) for n, q in unwrap(model).named_parameters() if not q.requires_grad]
-    return Explanation(outcome.rule, outcome.optimizer, outcome.mode, rows, frozen, data=outcome.data)
+    return Explanation(
+        outcome.rule, outcome.optimizer, outcome.mode, rows, frozen, data=outcome.data, adjust_lr=outcome.adjust_lr
+    )

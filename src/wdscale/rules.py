@@ -6,7 +6,13 @@ Each rule is a small pure function `(param: ParamInfo, ctx: Context) -> (lr_g, �
 * coupled rules add λ_g·w to the gradient (torch SGD / Adam `weight_decay`), i.e. the loss gains
   (λ_g/2)·Σ w². Factor-2 convention: a penalty written `λ_q Σ w²` has gradient 2λ_q·w, so λ_g = 2λ_q.
 * decoupled rules shrink `w ← w·(1 − lr_g·λ_g)` each step (torch AdamW; wdscale.SGDW for SGD).
-* rules with mode "optimizer" follow the optimizer's name: "adamw" decoupled, "sgd"/"adam" coupled.
+* rules with mode "optimizer" follow the optimizer's name: "adamw" and "muon" decoupled, "sgd"/"adam"
+  coupled.
+
+Under "muon" (`torch.optim.Muon` for the 2-D hidden matrices, AdamW for the rest; see `wdscale.muon`)
+only decoupled rules have a meaning: Muon orthogonalises the gradient, so an L2 term added to it
+is no decay. Torch's Muon shrinks w ← w·(1 − η_g λ_g) with the group's lr η_g and scales only the
+update by s(A, B), so every τ = 1/(η_g λ_g) here is read at the group's lr, on both sides.
 
 Notation: η the base lr, λ the setting (τ for rules that take tau), B batch size, N training
 samples, T epochs, D = N·T samples seen in the run, P decayed parameters, m (m_N) the width
@@ -27,11 +33,15 @@ from typing import Callable, Literal, Optional, TypedDict, get_args
 from .checks import check_choice, check_positive, check_positive_int
 from .errors import WdscaleError, WdscaleTypeError
 from .groups import ParamInfo
+from .muon import AdjustLR, update_scale
 
-OptimizerName = Literal["sgd", "adam", "adamw"]
+OptimizerName = Literal["sgd", "adam", "adamw", "muon"]
 OPTIMIZER_NAMES: tuple[OptimizerName, ...] = get_args(OptimizerName)
+# what a rule is defined for unless it says otherwise: Muon's hidden groups need their own lr, so a
+# rule takes "muon" only by naming it
+PER_ENTRY_OPTIMIZERS: tuple[OptimizerName, ...] = ("sgd", "adam", "adamw")
 DecayMode = Literal["coupled", "decoupled"]
-RuleMode = Literal["coupled", "decoupled", "optimizer"]  # "optimizer": decoupled under adamw, else coupled
+RuleMode = Literal["coupled", "decoupled", "optimizer"]  # "optimizer": decoupled under adamw and muon, else coupled
 SettingKind = Literal["weight_decay", "tau"]  # what a rule takes: λ, or the timescale τ in epochs
 
 
@@ -109,6 +119,7 @@ class Context:
         alpha: CompleteP's depth exponent.
         decay_vectors: whether the caller asked for vectors (biases, norm gains, embeddings that
             are not layers) to be decayed too.
+        adjust_lr: under "muon", Muon's lr adjustment ("match_rms_adamw" or "original"); else None.
     """
 
     lr: float
@@ -120,6 +131,7 @@ class Context:
     depth_mult: float = 1.0
     alpha: float = 1.0
     decay_vectors: bool = False
+    adjust_lr: Optional[AdjustLR] = None
 
     @property
     def sgd(self) -> bool:
@@ -151,6 +163,46 @@ def mup_multipliers(p: ParamInfo, sgd: bool) -> tuple[float, float]:
             return 1.0 / p.width_mult, p.width_mult
         return 1.0, 1.0
     return 1.0 / p.fan_in_mult, p.fan_in_mult  # plain readout, Tensor Programs V Table 3
+
+
+def goes_to_muon(p: ParamInfo) -> bool:
+    """Whether "muon" trains this parameter with Muon: a hidden matrix (two dimensions that grow
+    with width, or the inner layers by position without a base) stored 2-D, as Keller Jordan's
+    reference and Moonlight split them; everything else goes to AdamW."""
+    return p.kind == "hidden" and len(p.shape) == 2
+
+
+def muon_lr_multiplier(p: ParamInfo, adjust_lr: AdjustLR) -> float:
+    """The spectral lr multiplier of a Muon matrix against its base: (lr multiplier, its inverse for λ).
+
+    The spectral condition for feature learning (Yang, Simon & Bernstein, "A Spectral Condition for
+    Feature Learning", 2023, arXiv:2310.17813) asks each update's spectral norm to be
+    Θ(√(fan_out / fan_in)). Muon's update is η_g·s(A, B)·O with O the Newton–Schulz orthogonalised
+    momentum, whose singular values are all ≈ 1 (assumed: ‖O‖ = Θ(1) at every width), so
+    η_g ∝ √(fan_out / fan_in) / s(A, B). Against the base (A₀, B₀ = the shape over the fan
+    multipliers) that is `(√(fo/fi)/s(A, B)) / (√(fo₀/fi₀)/s(A₀, B₀))`: for a hidden matrix whose
+    both dimensions grow by m, 1 under "original" and 1/√m under "match_rms_adamw" — not AdamW's μP
+    1/m, which assumes an update of low stable rank (spectral norm ∝ d·RMS) where the orthogonalised
+    update is full rank (∝ √d·RMS): matching the RMS carries AdamW's lr over at one width, not
+    across widths.
+    """
+    fo, fi = p.fan_out, p.fan_in
+    fo0, fi0 = fo / p.fan_out_mult, fi / p.fan_in_mult
+    stored_out_first = p.shape[0] == fo and p.shape[1] == fi
+    shape0 = (fo0, fi0) if stored_out_first else (fi0, fo0)
+    now = math.sqrt(fo / fi) / update_scale(p.shape, adjust_lr)
+    base = math.sqrt(fo0 / fi0) / update_scale(shape0, adjust_lr)  # type: ignore[arg-type]
+    return now / base
+
+
+def width_multipliers(p: ParamInfo, ctx: Context) -> tuple[float, float]:
+    """The per-layer (lr multiplier, λ multiplier) the width rules use, their product 1: μP's
+    (`mup_multipliers`) for SGD, Adam and AdamW and for the AdamW side of "muon"; the spectral one
+    (`muon_lr_multiplier`) for the matrices Muon trains."""
+    if ctx.optimizer == "muon" and goes_to_muon(p):
+        m = muon_lr_multiplier(p, ctx.adjust_lr or "match_rms_adamw")
+        return m, 1.0 / m
+    return mup_multipliers(p, ctx.sgd)
 
 
 def _need(ctx: Context, rule: str, *facts: str) -> DataFacts:
@@ -243,9 +295,12 @@ def timescale_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
 
     τ_iter = τ · N / B;  λ_g = 1 / (η_g · τ_iter), decoupled. With a base model the groups take
     μP's lr (hidden η/m for Adam), as in the source's experiments, so λ_g ∝ fan_in; λ ∝ B; λ ∝ 1/N.
+    Under "muon" Muon's matrices take the spectral lr (`muon_lr_multiplier`) and τ is read at the
+    group's lr η_g, the lr torch's Muon multiplies λ by (the adjustment s(A, B) scales the update
+    only), so every group still forgets with the same τ.
     """
     d = _need(ctx, "timescale", "n_samples", "batch_size")
-    lr_g = ctx.lr * mup_multipliers(p, ctx.sgd)[0]
+    lr_g = ctx.lr * width_multipliers(p, ctx)[0]
     return lr_g, 1.0 / (lr_g * ctx.setting * d.steps_per_epoch)
 
 
@@ -257,12 +312,13 @@ def power_lines_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
 
     τ = B / (η λ D) is the EMA timescale as a fraction of the run (D samples seen in all), so
     λ_g = B / (η_g · τ · D), decoupled; the setting is c (τ at TPP = 1). Groups take μP's lr with a
-    base, as `timescale`. The exponent −0.527 was fitted (R² 0.975) over 111M–3.3B parameters.
+    base (under "muon" the spectral lr for Muon's matrices), as `timescale`. The exponent −0.527
+    was fitted (R² 0.975) over 111M–3.3B parameters.
     """
     d = _need(ctx, "power_lines", "n_samples", "batch_size", "epochs")
     _, samples_seen = _run_length(d)
     tau = ctx.setting * (samples_seen / ctx.n_params) ** POWER_LINES_EXPONENT
-    lr_g = ctx.lr * mup_multipliers(p, ctx.sgd)[0]
+    lr_g = ctx.lr * width_multipliers(p, ctx)[0]
     return lr_g, d.batch_size / (lr_g * tau * samples_seen)
 
 
@@ -271,9 +327,11 @@ def mup_rule(p: ParamInfo, ctx: Context) -> tuple[float, float]:
 
     Adam: hidden η/m, λ·m; SGD: vector-like η·m, λ/m, matrix-like η/r, λ·r (see
     `mup_multipliers`); mup's MuAdam/MuAdamW/MuSGD with their `decoupled_wd=False` default scale λ
-    this way.
+    this way. Muon (its matrices): the spectral lr of `muon_lr_multiplier` (hidden m×: 1 under
+    "original", 1/√m under "match_rms_adamw") and λ by its inverse, so η_g·λ_g is fixed there too;
+    the AdamW side as Adam.
     """
-    lr_mult, wd_mult = mup_multipliers(p, ctx.sgd)
+    lr_mult, wd_mult = width_multipliers(p, ctx)
     return ctx.lr * lr_mult, ctx.setting * wd_mult
 
 
@@ -331,7 +389,8 @@ class Rule:
         source: where the rule comes from: the paper or project, as a citation.
         takes: the setting it takes: "weight_decay" (λ) or "tau" (τ, in epochs).
         mode: "coupled", "decoupled", or "optimizer" (decoupled under adamw, coupled otherwise).
-        optimizers: the optimizers it is defined for.
+        optimizers: the optimizers it is defined for (default sgd, adam, adamw: a rule takes "muon"
+            only by naming it, and only a decoupled rule can).
         needs_base: it scales lr and λ with width against a base model, so `param_groups`,
             `optimizer` and `explain` refuse it without `base` (or mup's infshape).
 
@@ -348,7 +407,7 @@ class Rule:
     source: str
     takes: SettingKind = "weight_decay"
     mode: RuleMode = "coupled"
-    optimizers: tuple[OptimizerName, ...] = OPTIMIZER_NAMES
+    optimizers: tuple[OptimizerName, ...] = PER_ENTRY_OPTIMIZERS
     needs_base: bool = False
 
     def __post_init__(self) -> None:
@@ -360,6 +419,11 @@ class Rule:
             raise WdscaleTypeError(f"Rule.fn must be a function (param, ctx) -> (lr, weight_decay), got {self.fn!r}")
         check_choice("Rule.takes", self.takes, get_args(SettingKind))
         check_choice("Rule.mode", self.mode, get_args(RuleMode))
+        if "muon" in self.optimizers and self.mode == "coupled":
+            raise WdscaleError(
+                f"rule {self.name!r} is coupled (L2 in the gradient) and names 'muon': Muon orthogonalises "
+                "the gradient, so an L2 term is no decay there; only decoupled rules can take 'muon'"
+            )
         if not self.optimizers:
             raise WdscaleError(f"Rule.optimizers is empty for rule {self.name!r}: name one of {OPTIMIZER_NAMES}")
         for opt in self.optimizers:
@@ -369,7 +433,7 @@ class Rule:
         """How this rule's decay is applied under `optimizer`: "coupled" (L2) or "decoupled"."""
         if self.mode != "optimizer":
             return self.mode
-        return "decoupled" if optimizer == "adamw" else "coupled"
+        return "decoupled" if optimizer in ("adamw", "muon") else "coupled"
 
     def __call__(self, p: ParamInfo, ctx: Context) -> tuple[float, float]:
         return self.fn(p, ctx)
@@ -417,6 +481,7 @@ _BUILTIN_RULES = [
         "λ_g = λ",
         _LOSHCHILOV_HUTTER,
         mode="decoupled",
+        optimizers=OPTIMIZER_NAMES,
     ),
     Rule(
         "normalized",
@@ -425,6 +490,7 @@ _BUILTIN_RULES = [
         "λ_g = λ · sqrt(B / (N T))",
         f"{_LOSHCHILOV_HUTTER}, Appendix B.1",
         mode="decoupled",
+        optimizers=OPTIMIZER_NAMES,
     ),
     Rule(
         "independent",
@@ -434,6 +500,7 @@ _BUILTIN_RULES = [
         'Wortsman et al., "Small-scale proxies for large-scale Transformer training instabilities", 2023; '
         "unit-scaling's independent_weight_decay",
         mode="decoupled",
+        optimizers=OPTIMIZER_NAMES,
     ),
     Rule(
         "timescale",
@@ -443,6 +510,7 @@ _BUILTIN_RULES = [
         'Wang & Aitchison, "How to set AdamW\'s weight decay as you scale model and dataset size", ICML 2025',
         takes="tau",
         mode="decoupled",
+        optimizers=OPTIMIZER_NAMES,
     ),
     Rule(
         "power_lines",
@@ -452,6 +520,7 @@ _BUILTIN_RULES = [
         'Bergsma et al., "Power Lines: Scaling Laws for Weight Decay and Batch Size in LLM Pre-training", 2025',
         takes="tau",
         mode="decoupled",
+        optimizers=OPTIMIZER_NAMES,
     ),
     Rule(
         "mup",
@@ -460,6 +529,7 @@ _BUILTIN_RULES = [
         "Adam: hidden η/m, λ·m; SGD: vector η·m, λ/m, matrix η/r, λ·r",
         f"{_TENSOR_PROGRAMS_V}; microsoft/mup, mup/optim.py (MuAdam, MuAdamW, MuSGD)",
         mode="optimizer",
+        optimizers=OPTIMIZER_NAMES,
         needs_base=True,
     ),
     Rule(

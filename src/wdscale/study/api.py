@@ -121,7 +121,8 @@ class Study:
         size_axis: "width", "depth", "n_train" or "batch_size".
         sizes: the sizes along that axis (required for your own model).
         rules: the rules to compare (`wdscale rules` lists them).
-        optimizer: "sgd", "adam" or "adamw".
+        optimizer: "sgd", "adam", "adamw" or "muon" (Muon with "match_rms_adamw" for the 2-D hidden
+            matrices, AdamW for the rest; decoupled rules only; trained sequentially).
         seeds: seeds per setting.
         settings: an explicit grid of λ (or τ) per rule; else a grid placed on the same effective
             decay for every rule: by default for the run (the hidden weights' τ = 1/(η·λ) from

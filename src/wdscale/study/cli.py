@@ -461,7 +461,10 @@ def _plan_arguments(p: argparse.ArgumentParser, presets: str) -> None:
         type=_settings,
         help="explicit grids of λ (or τ): 'decoupled=0.01,0.1,1;mup=0.1,1' per rule, or '0.01,0.1,1' with one --rules",
     )
-    p.add_argument("--optimizer", help="sgd | adam | adamw (default adamw)")
+    p.add_argument(
+        "--optimizer",
+        help="sgd | adam | adamw | muon (default adamw; muon: Muon for the 2-D hidden matrices, AdamW for the rest)",
+    )
     p.add_argument("--seeds", type=int, help="seeds per setting (default 3)")
     p.add_argument(
         "--points-per-decade", dest="points_per_decade", type=int, help="grid points per decade of decay (default 4)"

@@ -128,7 +128,8 @@ def test_task_defaults_are_sane(name: str) -> None:
     assert task.base_width in task.default_widths
     assert max(task.default_widths) >= 16 * min(task.default_widths)
     assert list(task.default_widths) == sorted(task.default_widths)
-    assert set(task.default_lr) == {"sgd", "adam", "adamw"}
+    assert set(task.default_lr) == {"sgd", "adam", "adamw", "muon"}
+    assert task.default_lr["muon"] == task.default_lr["adamw"]  # match_rms_adamw: AdamW's lr reused (Moonlight)
     assert all(lr > 0 for lr in task.default_lr.values())
     assert task.default_depth >= 1 and task.default_epochs >= 1 and task.default_batch_size >= 1
 

@@ -37,7 +37,7 @@ from ...checks import check_fraction, check_number, check_positive, check_positi
 from ...errors import WdscaleError, WdscaleTypeError
 from ...groups import classify
 from ...optim import OPTIMIZER_NAMES, ShrinkWarning, apply_rule
-from ...rules import DataFacts, get_rule, setting_kwargs
+from ...rules import RULES, DataFacts, get_rule, setting_kwargs
 from ...schedules import Schedule
 from .config import SIZE_AXES, RunConfig
 
@@ -357,6 +357,40 @@ for _name in PRESETS:
     # every preset keeps the centred grid it was run with (its decades are given)
     PRESETS[_name].setdefault("anchor_total_decay", CENTRED_ANCHOR)
 
+# Muon for the 2-D hidden matrices, AdamW for the rest (docs/findings.md §11), under warmup + cosine
+# as their AdamW twins, on the twins' centred grids (the grid stops at zero shrink: these are new).
+# λ across width with the rules that have a meaning for Muon (decoupled; independent: η·λ fixed;
+# mup: Muon's spectral lr, 1/√m under match_rms_adamw); λ × lr jointly at the AdamW joint studies'
+# widths, to read what reusing AdamW's tuned (lr, λ) costs.
+_MUON_RULES = ["decoupled", "independent", "mup"]
+PRESETS["muon_shakespeare_cosine"] = {
+    **PRESETS["shakespeare_width_cosine"],
+    "optimizer": "muon",
+    "rules": _MUON_RULES,
+    "extend": {},
+    "shrink_cap": True,
+}
+PRESETS["muon_width_cosine"] = {
+    **PRESETS["full_cosine"],
+    "optimizer": "muon",
+    # 16x in width, to fit ~40 min on one core (Muon trains one run at a time)
+    "sizes": [16, 32, 64, 128, 256],
+    "rules": _MUON_RULES,
+    "extend": {},
+    "shrink_cap": True,
+}
+PRESETS["joint_muon_shakespeare_cosine"] = {
+    **PRESETS["joint_shakespeare_cosine"],
+    "optimizer": "muon",
+    "shrink_cap": True,
+}
+PRESETS["joint_muon_width_cosine"] = {
+    **PRESETS["joint_width_cosine"],
+    "optimizer": "muon",
+    "rules": ["decoupled", "mup"],
+    "shrink_cap": True,
+}
+
 
 # one line per preset, for `wdscale study run --help`
 PRESET_HELP: dict[str, str] = {
@@ -384,6 +418,10 @@ PRESET_HELP: dict[str, str] = {
     "full_linear": "`full` under warmup + linear decay to zero, every other setting of its grid",
     "onepass_width": "one pass over 20 tokens per parameter: character transformer, widths 8-32, decoupled / mup",
     "onepass_tpp": "one pass over 5-80 tokens per parameter: character transformer width 16, decoupled / timescale",
+    "muon_shakespeare_cosine": "`shakespeare_width_cosine` under Muon + AdamW: decoupled / independent / mup",
+    "muon_width_cosine": "MNIST-1D MLP widths 16-256 under Muon + AdamW, cosine: decoupled / independent / mup",
+    "joint_muon_shakespeare_cosine": "`joint_shakespeare_cosine` under Muon + AdamW (lr × decay jointly)",
+    "joint_muon_width_cosine": "`joint_width_cosine` under Muon + AdamW (lr × decay jointly), decoupled / mup",
 }
 assert set(PRESET_HELP) == set(PRESETS)
 
@@ -486,8 +524,11 @@ def resolve(plan: StudyPlan, task, model_fn=None, *, shapes_only: bool = False) 
     for r in plan.rules:
         rule = get_rule(r)
         if plan.optimizer not in rule.optimizers:
+            for_it = [n for n, known in RULES.items() if plan.optimizer in known.optimizers]
             raise WdscaleError(
                 f"rule {r!r} is defined for {', '.join(rule.optimizers)}, not optimizer {plan.optimizer!r}"
+                f"{' (Muon takes decoupled rules only)' if plan.optimizer == 'muon' else ''}; rules for "
+                f"{plan.optimizer!r}: {', '.join(for_it)}"
             )
     if len(set(plan.rules)) != len(plan.rules):
         raise WdscaleError(f"rules repeat: {plan.rules}")
@@ -513,6 +554,11 @@ def resolve(plan: StudyPlan, task, model_fn=None, *, shapes_only: bool = False) 
     sizes = sorted(set(sizes))
     if len(sizes) < 2:
         raise WdscaleError(f"a study needs at least two sizes to see a drift, got {sizes}")
+    if plan.lr is None and plan.optimizer not in task.default_lr:
+        raise WdscaleError(
+            f"task {getattr(task, 'name', task)!r} has no default lr for optimizer {plan.optimizer!r} (it has "
+            f"{', '.join(task.default_lr)}): give lr"
+        )
     lr = check_positive("lr", plan.lr if plan.lr is not None else task.default_lr[plan.optimizer])
     if plan.tokens_per_param is not None and plan.epochs not in (None, 1):
         raise WdscaleError(
@@ -757,7 +803,9 @@ def centred_grid(r: Resolved, rule: str, model_fn) -> list[float]:
         model = model_fn(knobs["width"], knobs["depth"])
     data = DataFacts(n_samples=knobs["n_train"], batch_size=knobs["batch_size"], epochs=r.epochs)
     rule_obj = get_rule(rule)
-    outcome = _rule_at(r, rule, 1.0, model, data)
+    with warnings.catch_warnings():  # a probe at setting 1 (for `independent` a per-step decay of 1)
+        warnings.simplefilter("ignore", ShrinkWarning)
+        outcome = _rule_at(r, rule, 1.0, model, data)
     decayed = [a for a in outcome.assignments if a.weight_decay > 0]
     if not decayed:
         raise WdscaleError(f"rule {rule!r} decays no parameter of this model")

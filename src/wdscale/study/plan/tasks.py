@@ -45,7 +45,9 @@ class Task:
     default_n_train: int
     default_batch_size: int
     default_epochs: int
-    default_lr: dict[str, float]  # per optimizer ("sgd", "adam", "adamw"), tuned at base width
+    # per optimizer ("sgd", "adam", "adamw", "muon"), tuned at base width; muon's is AdamW's, which
+    # Muon's "match_rms_adamw" adjustment (the study's) is meant to let it reuse (Moonlight, Liu et al. 2025)
+    default_lr: dict[str, float]
     loader: Callable[..., TaskData] = field(repr=False, compare=False)  # loader(seed, **options)
     model_factory: Callable[[int, int], nn.Module] = field(repr=False, compare=False)  # (width, depth)
     tokens_per_sample: int = 1  # tokens a sample trains on (its context for a language model)
@@ -277,7 +279,7 @@ _MNIST1D_MLP = Task(
     default_n_train=4000,
     default_batch_size=128,
     default_epochs=100,
-    default_lr={"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3},
+    default_lr={"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3, "muon": 3e-3},
     loader=load_mnist1d,
     model_factory=lambda w, d: MLP(MNIST1D_LEN, 10, w, d),
 )
@@ -319,7 +321,7 @@ TASKS: dict[str, Task] = {
             default_n_train=4000,
             default_batch_size=128,
             default_epochs=30,
-            default_lr={"sgd": 0.3, "adam": 5e-3, "adamw": 5e-3},
+            default_lr={"sgd": 0.3, "adam": 5e-3, "adamw": 5e-3, "muon": 5e-3},
             loader=load_mnist1d,
             model_factory=lambda w, d: CNN1D(MNIST1D_LEN, 10, w, d),
         ),
@@ -333,7 +335,7 @@ TASKS: dict[str, Task] = {
             default_n_train=1297,
             default_batch_size=64,
             default_epochs=100,
-            default_lr={"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3},
+            default_lr={"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3, "muon": 3e-3},
             loader=load_digits_task,
             model_factory=lambda w, d: MLP(64, 10, w, d),
         ),
@@ -347,7 +349,7 @@ TASKS: dict[str, Task] = {
             default_n_train=256,
             default_batch_size=16,
             default_epochs=20,
-            default_lr={"sgd": 1.0, "adam": 3e-3, "adamw": 3e-3},
+            default_lr={"sgd": 1.0, "adam": 3e-3, "adamw": 3e-3, "muon": 3e-3},
             loader=load_shakespeare,
             model_factory=lambda w, d: CharTransformer(len(shakespeare_vocab()), SHAKESPEARE_CONTEXT, w, d),
             tokens_per_sample=SHAKESPEARE_CONTEXT,

@@ -224,7 +224,7 @@ def _decide(configs, source, device, memory_budget, max_k) -> tuple[str, str, in
     c0 = configs[0]
     with torch.random.fork_rng():
         model = model_fn(c0.width, c0.depth)
-    path, why = choose_path(model, device)
+    path, why = choose_path(model, device, c0.optimizer)
     if path == "sequential":
         return path, why, 1
     x = data.x_train[: c0.batch_size]

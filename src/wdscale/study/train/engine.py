@@ -385,9 +385,17 @@ def train_batched(
 BATCH_MAX_PARAMS = {"batched-bmm": 150_000, "batched-vmap": 50_000}
 
 
-def choose_path(model: nn.Module, device: Device = "cpu") -> tuple[str, str]:
-    """("sequential" | "batched-bmm" | "batched-vmap", why) for runs of `model` on `device`: a
-    deterministic rule of the model's structure and size (on a GPU, every batchable model batches)."""
+# the updates the batched step re-does; Muon's Newton–Schulz iteration is not among them (it would
+# need K small matmul chains per matrix per step, batched by shape): its runs train one by one
+BATCHED_OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def choose_path(model: nn.Module, device: Device = "cpu", optimizer: str = "adamw") -> tuple[str, str]:
+    """("sequential" | "batched-bmm" | "batched-vmap", why) for runs of `model` trained by
+    `optimizer` on `device`: a deterministic rule of the optimizer and the model's structure and
+    size (on a GPU, every batchable model batches); "muon" runs are sequential."""
+    if optimizer not in BATCHED_OPTIMIZERS:
+        return "sequential", f"the batched engine re-does {', '.join(BATCHED_OPTIMIZERS)} steps only, not {optimizer}"
     ok, why = can_batch(model)
     if not ok:
         return "sequential", why
