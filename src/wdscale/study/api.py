@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
 import sys
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from ..optim import OPTIMIZER_NAMES
 from .analysis.advise import Advice, Holdout, JointAdvice, advise, advise_joint, holdout
 from .analysis.joint import is_joint
 from .analysis.study_analysis import StudyAnalysis, analyze
-from .plan.config import RunConfig, TaskData
+from .plan.config import RunConfig, TaskData, two_arg
 from .plan.study_plan import StudyPlan, make_runs, preview
 from .plan.tasks import Task, get_task
 from .report.study_report import write_report
@@ -70,25 +69,6 @@ def _needs_data(data: Optional[TaskData]) -> TaskData:
     if data is None:  # a study with your training function: it loads its own data
         raise WdscaleError("this study trains with your train_fn, which loads its own data: wdscale has none")
     return data
-
-
-def _two_arg(model_fn: Callable[..., nn.Module], size_axis: str) -> Callable[[int, int], nn.Module]:
-    """The runner calls model_fn(width, depth); users write model_fn(size) or model_fn(width, depth)."""
-    try:
-        n = len(
-            [
-                p
-                for p in inspect.signature(model_fn).parameters.values()
-                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-            ]
-        )
-    except (TypeError, ValueError):
-        n = 1
-    if n >= 2:
-        return model_fn
-    if size_axis == "depth":
-        return lambda width, depth: model_fn(depth)
-    return lambda width, depth: model_fn(width)
 
 
 class Study:
@@ -290,7 +270,7 @@ class Study:
                 raise WdscaleError(f"give {key}= for your own {'training' if task_data is None else 'model'} ({why})")
         assert lr is not None and batch_size is not None  # checked just above
         check_positive_int("tokens_per_sample", tokens_per_sample)
-        self.model_fn = _two_arg(model_fn, size_axis)
+        self.model_fn = two_arg(model_fn, size_axis)
         self.plan = StudyPlan(task=name, **{**plan, "width": width})
         self.task = Task(
             name=name,

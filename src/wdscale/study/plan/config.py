@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import math
 from dataclasses import dataclass, field
@@ -28,6 +29,21 @@ STATUSES = ("ok", "not_learned", "diverged", "failed")
 # their defaults, so a run of the old regime (a constant lr) keeps the id it was stored under, and
 # filled in with them where an older store or export has no such column
 REGIME_DEFAULTS = {"schedule": "constant", "warmup": 0.0, "final_lr": 0.0, "decay_fraction": 0.2}
+
+
+def two_arg(model_fn: Callable[..., nn.Module], size_axis: str) -> ModelFn:
+    """A user's model family as `model_fn(width, depth)`, the form wdscale calls: users write
+    `model_fn(size)` (the size on the study's axis) or `model_fn(width, depth)`."""
+    try:
+        params = inspect.signature(model_fn).parameters.values()
+        n = len([p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])
+    except (TypeError, ValueError):
+        n = 1
+    if n >= 2:
+        return model_fn
+    if size_axis == "depth":
+        return lambda width, depth: model_fn(depth)
+    return lambda width, depth: model_fn(width)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ same model and optimizer; only rank 0's `report` and `finish` count, so the run 
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -25,7 +24,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from ...errors import WdscaleError
 from ...schedules import Schedule
-from ..plan.config import RunConfig
+from ..plan.config import RunConfig, two_arg
 from .loop import build, trainable_params
 from .user_loop import check_steps_and_ratios, ratio_mismatch
 
@@ -48,20 +47,6 @@ def _local_device(device: str) -> torch.device:
     if dev.type == "cuda" and dev.index is None:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return dev
-
-
-def _as_two_arg(make_model: Callable[..., nn.Module], size_axis: str) -> Callable[[int, int], nn.Module]:
-    """`make_model(width, depth)` or `make_model(size)` (the size on the study's axis)."""
-    try:
-        params = inspect.signature(make_model).parameters.values()
-        n = len([p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])
-    except (TypeError, ValueError):
-        n = 1
-    if n >= 2:
-        return make_model
-    if size_axis == "depth":
-        return lambda width, depth: make_model(depth)
-    return lambda width, depth: make_model(width)
 
 
 @dataclass
@@ -111,7 +96,7 @@ class ScriptRun:
         Raises:
             WdscaleError: the factory fails, or the rule cannot be applied to its model.
         """
-        factory = _as_two_arg(make_model, self.config.size_axis)
+        factory = two_arg(make_model, self.config.size_axis)
         try:
             model, opt = build(self.config, self.config.n_train, factory, device=self.device)
         except WdscaleError:
