@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from ...schedules import SCHEDULE_NAMES
 from ..plan.config import SIZE_AXES, RunConfig, RunResult
 from ..plan.study_plan import StudyPlan
 from ..plan.tasks import TASKS
-from .runner import study_lock
+from .runner import make_study_dir, study_lock
 from .store import Store
 
 # what each imported run records as how it was executed
@@ -108,12 +107,7 @@ def import_runs(study_dir: Union[str, Path], table: Union[str, Path], fixed: Fix
     plan = _plan(rows, fixed)
     if out.exists():
         _check_directory(out, plan, rows)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise WdscaleError(f"cannot create the study directory {str(out)!r}: {e.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise WdscaleError(f"the study directory {str(out)!r} is not writable")
+    make_study_dir(out)
     with study_lock(out), Store(out / "runs.sqlite") as store:
         # checked again under the lock: another import may have stored runs since
         stored = store.plan()

@@ -124,6 +124,16 @@ def check_output(data: TaskData, model: nn.Module, where: str) -> None:
         )
 
 
+def make_study_dir(out: Path) -> None:
+    """The study directory, made if missing, and writable: one clear error otherwise."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WdscaleError(f"cannot create the study directory {str(out)!r}: {e.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise WdscaleError(f"the study directory {str(out)!r} is not writable")
+
+
 @contextlib.contextmanager
 def study_lock(out: Path) -> Iterator[None]:
     """One driver per study directory: a second `study run` on the same --out is refused (it would
@@ -267,12 +277,7 @@ def run_study(
         with torch.random.fork_rng():
             for (width, depth), c in shapes.items():
                 check_output(data, origin.model_fn(width, depth), f"{c.size_axis}={c.size}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise WdscaleError(f"cannot create the study directory {str(out)!r}: {e.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise WdscaleError(f"the study directory {str(out)!r} is not writable")
+    make_study_dir(out)
     backend = execution.make_backend()
     with study_lock(out), Store(out / "runs.sqlite") as store:
         check_plan_fits_store(store, runs, out)
