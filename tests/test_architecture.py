@@ -29,6 +29,7 @@ LAYER_MODULES = {
     "plan": [
         "wdscale.study.plan.config",
         "wdscale.study.plan.models",
+        "wdscale.study.plan.markov_text",
         "wdscale.study.plan.tasks",
         "wdscale.study.plan.study_plan",
     ],

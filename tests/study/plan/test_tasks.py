@@ -252,3 +252,17 @@ def test_vmap_over_stacked_copies_matches_each_copy(family: str) -> None:
     models[1](x).square().mean().backward()
     for name, p in models[1].named_parameters():
         assert torch.allclose(grads[name][1], p.grad, atol=1e-5), name
+
+
+def test_mnist1d_takes_a_larger_validation_set_from_other_generator_seeds():
+    from wdscale.study.plan.tasks import load_mnist1d
+
+    small, big = load_mnist1d(0), load_mnist1d(0, n_val=6000)
+    assert big.x_val.shape == (6000, 40) and torch.equal(big.x_val[:1000], small.x_val)  # canonical first
+    assert torch.equal(big.x_train, small.x_train)  # the training set does not move
+    pool = load_mnist1d(0, n_pool=9000).x_train
+    extra = big.x_val[1000:]
+    assert not (torch.cdist(extra[:200], pool).min(dim=1).values < 1e-6).any()  # never a training sample
+    assert abs(float(extra.mean())) < 0.1 and 0.9 < float(extra.std()) < 1.1  # scaled like the rest
+    with pytest.raises(Exception, match="n_val=0"):
+        load_mnist1d(0, n_val=0)

@@ -29,6 +29,7 @@ from torch import nn
 
 from ...errors import WdscaleError
 from .config import Objective, TaskData
+from .markov_text import MarkovText, fit_markov
 from .models import CNN1D, MLP, CharTransformer, ResMLP
 
 
@@ -132,16 +133,48 @@ def _mnist1d_arrays(n_pool: int) -> tuple[torch.Tensor, ...]:
     return x, y, x_val, torch.tensor(base["y_test"], dtype=torch.int64)  # a copy: the cache stays intact
 
 
-def load_mnist1d(seed: int = 0, n_pool: int = MNIST1D_TRAIN) -> TaskData:
-    """MNIST-1D: 10 classes of 40-sample 1-D signals; 1000 validation samples.
+MNIST1D_VAL = 1000
+MNIST1D_VAL_SEEDS = 10_000  # extra validation samples come from generator seeds 10000, 10001, …
+MNIST1D_MAX_POOL = 2_000_000  # samples either set may ask for (400 generator calls)
+
+
+@cache
+def _mnist1d_val(n_val: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The canonical 1000 validation samples, then (n_val > 1000) samples of generator seeds far
+    from the training pool's (43, 44, …), standardised with the canonical training statistics."""
+    base = _mnist1d_generate(42)
+    xs, ys = [base["x_test"]], [base["y_test"]]
+    have, gen_seed = MNIST1D_VAL, MNIST1D_VAL_SEEDS
+    while have < n_val:
+        extra = _mnist1d_generate(gen_seed)
+        xs += [extra["x"], extra["x_test"]]
+        ys += [extra["y"], extra["y_test"]]
+        have += len(extra["y"]) + len(extra["y_test"])
+        gen_seed += 1
+    canonical = torch.as_tensor(base["x"], dtype=torch.float32)
+    mean, std = canonical.mean(0), canonical.std(0)
+    x = (torch.as_tensor(np.concatenate(xs)[:n_val], dtype=torch.float32) - mean) / std
+    return x, torch.as_tensor(np.concatenate(ys)[:n_val], dtype=torch.int64)
+
+
+def load_mnist1d(seed: int = 0, n_pool: int = MNIST1D_TRAIN, n_val: int = MNIST1D_VAL) -> TaskData:
+    """MNIST-1D: 10 classes of 40-sample 1-D signals; 1000 validation samples by default.
 
     ``n_pool`` > 4000 extends the training set for data-size studies beyond the canonical 4000.
     Reordering by seed permutes the canonical 4000 and the extra samples separately, so
-    ``subset(n)`` for n <= 4000 is the same whatever ``n_pool`` is.
+    ``subset(n)`` for n <= 4000 is the same whatever ``n_pool`` is. ``n_val`` > 1000 adds
+    validation samples from generator seeds the training pool never uses (a validation set large
+    enough that its own sampling noise stays below a run's seed noise).
+
+    Raises:
+        WdscaleError: n_pool or n_val not a whole number from 1 to MNIST1D_MAX_POOL.
     """
-    if n_pool < 1:
-        raise WdscaleError(f"n_pool must be positive, got {n_pool}")
+    for name, n in (("n_pool", n_pool), ("n_val", n_val)):
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MNIST1D_MAX_POOL:
+            raise WdscaleError(f"{name}={n!r} is not allowed: a whole number from 1 to {MNIST1D_MAX_POOL:,}")
     x, y, x_val, y_val = _mnist1d_arrays(n_pool)
+    if n_val != MNIST1D_VAL:
+        x_val, y_val = _mnist1d_val(n_val)
     head = min(n_pool, MNIST1D_TRAIN)
     order = torch.cat([_reorder(head, seed), head + _reorder(n_pool - head, seed)])
     return TaskData(x[order], y[order], x_val, y_val, n_classes=10, objective="classification")
@@ -266,6 +299,51 @@ def load_shakespeare(seed: int = 0) -> TaskData:
 
 
 # ----------------------------------------------------------------------------------------------
+# Text sampled from a character Markov chain fitted to Shakespeare (one-pass studies)
+# ----------------------------------------------------------------------------------------------
+
+MARKOV_ORDER = 4  # 4 characters of context: Shakespeare-like words, 1.22 nats a character floor
+MARKOV_N_POOL = 65_536  # training windows (4.2M tokens): one pass at 20 tokens per parameter to ~200k parameters
+MARKOV_N_VAL = 2_048  # validation windows (131k tokens)
+MARKOV_MAX_WINDOWS = 1_000_000
+
+
+@cache
+def markov_chain() -> MarkovText:
+    """The order-MARKOV_ORDER chain of the Shakespeare task's training text."""
+    train, _, vocab = _shakespeare_corpus()
+    return fit_markov(train, len(vocab), MARKOV_ORDER)
+
+
+@cache
+def _markov_windows(n: int, stream_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n windows, each its own chain started from the fitted context frequencies (independent)."""
+    ids = markov_chain().sample(n * (SHAKESPEARE_CONTEXT + 1), seed=stream_seed, streams=n)
+    ids = ids.reshape(n, SHAKESPEARE_CONTEXT + 1)
+    return ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
+
+
+def load_markov_text(seed: int = 0, n_pool: int = MARKOV_N_POOL, n_val: int = MARKOV_N_VAL) -> TaskData:
+    """Character LM on text sampled from a 4-character Markov chain fitted to the Shakespeare
+    training text (plan/markov_text.py): as many training windows as ``n_pool`` asks (stream 0)
+    and ``n_val`` validation windows (stream 1, never trained on), context 64, the Shakespeare
+    vocabulary. Seeds reorder the training windows; the chain's entropy rate is the loss floor.
+
+    Raises:
+        WdscaleError: n_pool or n_val not a whole number from 1 to MARKOV_MAX_WINDOWS.
+    """
+    for name, n in (("n_pool", n_pool), ("n_val", n_val)):
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MARKOV_MAX_WINDOWS:
+            raise WdscaleError(
+                f"{name}={n!r} is not allowed: a whole number of windows from 1 to {MARKOV_MAX_WINDOWS:,}"
+            )
+    x, y = _markov_windows(n_pool, 0)
+    x_val, y_val = _markov_windows(n_val, 1)
+    order = _reorder(n_pool, seed)
+    return TaskData(x[order], y[order], x_val, y_val, n_classes=len(shakespeare_vocab()), objective="lm")
+
+
+# ----------------------------------------------------------------------------------------------
 # Registry
 # ----------------------------------------------------------------------------------------------
 
@@ -351,6 +429,22 @@ TASKS: dict[str, Task] = {
             default_epochs=20,
             default_lr={"sgd": 1.0, "adam": 3e-3, "adamw": 3e-3, "muon": 3e-3},
             loader=load_shakespeare,
+            model_factory=lambda w, d: CharTransformer(len(shakespeare_vocab()), SHAKESPEARE_CONTEXT, w, d),
+            tokens_per_sample=SHAKESPEARE_CONTEXT,
+        ),
+        Task(
+            name="markov_char",
+            description="character LM on unlimited text from a Markov chain fitted to Shakespeare (context 64), "
+            "small GPT; one pass",
+            objective="lm",
+            default_widths=(16, 32, 64, 128, 256),
+            base_width=16,
+            default_depth=2,
+            default_n_train=16_384,
+            default_batch_size=32,
+            default_epochs=1,
+            default_lr={"sgd": 1.0, "adam": 3e-3, "adamw": 3e-3, "muon": 3e-3},
+            loader=load_markov_text,
             model_factory=lambda w, d: CharTransformer(len(shakespeare_vocab()), SHAKESPEARE_CONTEXT, w, d),
             tokens_per_sample=SHAKESPEARE_CONTEXT,
         ),
