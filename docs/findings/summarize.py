@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import prose  # docs/findings/prose.py, beside this script
 
+from wdscale.groups import classify
 from wdscale.study.analysis.advise import Holdout, holdout
 from wdscale.study.analysis.cost import SearchCost, search_cost
 from wdscale.study.analysis.joint import JointAnalysis, analyze_joint
@@ -39,6 +40,7 @@ from wdscale.study.run.store import load_runs
 from wdscale.study.search.optuna_search import TRIALS_FILE, counted_work
 from wdscale.study.search.refine import DESIGNS, design_replay, setting_means
 from wdscale.study.search.tune import finite_optima, placed_point
+from wdscale.study.train.loop import chance_loss
 
 HERE = Path(__file__).resolve().parent
 
@@ -678,16 +680,171 @@ def refined_row(name: str, runs: pd.DataFrame, coarse: set[str]) -> str:
     )
 
 
-def designs_row(name: str, runs: pd.DataFrame, coarse: set[str], base_seeds: int) -> str:
-    """A refined study's cheaper designs replayed (`design_replay`): each design's compute against
-    the coarse grid's, and in how many rule series the regret's resolution and the drift's verdict
-    are the ones the refinement as run reached."""
-    r = design_replay(runs, coarse, base_seeds)
+def designs_row(name: str, r: pd.DataFrame) -> str:
+    """A refined study's cheaper designs replayed (`r`, its `design_replay`): each design's compute
+    against the coarse grid's, and in how many rule series the regret's resolution and the drift's
+    verdict are the ones the refinement as run reached."""
     cells = [
         f"×{g.compute.iloc[0]:.2f} ({int((g.same_regret & g.same_drift).sum())}/{len(g)})"
         for _, g in r.groupby("design", sort=False)
     ]
     return f"| `{name}` | " + " | ".join(cells) + " |"
+
+
+# the refinement's goal: its compute within this factor of the coarse grid's
+REFINE_GOAL = 1.5
+
+
+def designs_summary(replays: dict[str, pd.DataFrame]) -> str:
+    """The designs table read across studies, one line per design: its compute against the coarse
+    grid's (least and most, and on how many studies within `REFINE_GOAL`), and in how many rule
+    series both verdicts are the refinement's, naming the studies where one changed."""
+    lines = []
+    for design in DESIGNS:
+        compute, kept, series, changed = [], 0, 0, []
+        for name, r in replays.items():
+            g = r[r["design"] == design]
+            compute.append(float(g["compute"].iloc[0]))
+            same = int((g["same_regret"] & g["same_drift"]).sum())
+            kept, series = kept + same, series + len(g)
+            if same < len(g):
+                changed.append(f"`{name}` {len(g) - same}")
+        within = sum(c <= REFINE_GOAL for c in compute)
+        verdicts = "" if design == "as run" else (
+            f"; both verdicts the refinement's in {kept} of the {series} rule series"
+            + (f" (changed: {', '.join(changed)})" if changed else "")
+        )  # fmt: skip
+        lines.append(
+            f"- *{design}*: ×{min(compute):.2f}–{max(compute):.2f} the coarse grid's compute, within "
+            f"{REFINE_GOAL:g}× on {within} of the {len(compute)} studies{verdicts}."
+        )
+    return "\n".join(lines)
+
+
+def overview_row(part: str, what: str, name: str, runs: pd.DataFrame | None, coarse: set[str]) -> str:
+    """One study of the page's overview: its runs on the coarse grid and added by refinement, and
+    the coarse grid's compute as recorded (core-minutes)."""
+    if runs is None:
+        return f"| {part} | {what} | `{name}` | not run yet | |"
+    is_coarse = runs["run_id"].isin(coarse)
+    core = float(core_seconds(runs)[is_coarse].sum())
+    return f"| {part} | {what} | `{name}` | {int(is_coarse.sum())} + {int((~is_coarse).sum())} | {core / 60:.0f} |"
+
+
+# the overview table at the top of findings.md: (part, what the study varies, its directory), in
+# the page's order; None: a part read from another study's runs
+OVERVIEW = (
+    ("1 width", "MNIST-1D MLP, AdamW, 16 → 1024", "full"),
+    ("1 width", "MNIST-1D MLP, SGD + momentum, 16 → 512", "sgd_width"),
+    ("1 width", "digits MLP, AdamW, 32 → 512", "digits_width"),
+    ("1 width", "character-level transformer (Shakespeare), AdamW, 8 → 128", "shakespeare_width"),
+    ("1 width", "the transformer's `mup` with biases and LayerNorm decayed", "shakespeare_vectors"),
+    ("2 data", "MNIST-1D MLP (width 128), AdamW, n_train 250 → 4000", "mnist1d_data"),
+    ("2 batch", "MNIST-1D MLP (width 128), AdamW, batch 16 → 256", "mnist1d_batch"),
+    ("3 depth", "MNIST-1D MLP (width 128), AdamW, depth 1 → 8", "mnist1d_depth"),
+    ("3 depth", "MNIST-1D residual MLP (width 128), AdamW, depth 1 → 8", "resmlp_depth"),
+    ("3 depth", "the same with CompleteP's 1/depth branches", "resmlp_depth_completep"),
+    ("5 cost", "from the `full` study", None),
+    ("6 lr × λ", "MNIST-1D MLP, AdamW, width 32 → 512, 3 recipes", "joint_width"),
+    ("6 lr × λ", "digits MLP, AdamW, width 32 → 512, 3 recipes", "joint_digits"),
+    ("6 lr × λ", "character transformer, AdamW, width 8 → 64, 2 recipes", "joint_shakespeare"),
+    ("6 lr × λ", "MNIST-1D MLP (width 128), n_train 250 → 4000, 3 recipes", "joint_data"),
+)
+
+
+def overview_table() -> str:
+    """The overview of the constant-lr studies (§1–§6), their runs counted from their exports."""
+    out = [
+        "| part | study | preset | runs (coarse + refined) | coarse grid's compute (core-min, as recorded) |",
+        "|---|---|---|---|---|",
+    ]
+    for part, what, name in OVERVIEW:
+        if name is None:
+            out.append(f"| {part} | {what} | | | |")
+            continue
+        out.append(overview_row(part, what, name, exported(HERE / name), coarse_ids(HERE / name)))
+    return "\n".join(out)
+
+
+def _kind(name: str) -> str:
+    """What made a directory under docs/findings: Optuna's baselines (`tune_tpe_…`, `tune_hb_…`),
+    a tune's ladder (`tune_…`, but the law point `tune_law_…`, a study run), or a study."""
+    if name.startswith(("tune_tpe_", "tune_hb_")):
+        return "optuna"
+    return "tune" if name.startswith("tune_") and not name.startswith("tune_law_") else "study"
+
+
+def corpus_text() -> str:
+    """The page's first line: how many studies, tunes and Optuna baselines, and their runs."""
+    counts = {"study": 0, "tune": 0, "optuna": 0}
+    runs = 0
+    for d in sorted(p for p in HERE.iterdir() if (p / "runs.parquet").exists()):
+        counts[_kind(d.name)] += 1
+        runs += len(pd.read_parquet(d / "runs.parquet", columns=["run_id"]))
+    return (
+        f"{counts['study']} studies, {counts['tune']} tunes and {counts['optuna']} Optuna baselines "
+        f"({runs:,} training runs), on 2 CPU cores."
+    )
+
+
+# the tasks whose chance loss the page states, in words
+CHANCE_TASKS = {"mnist1d_mlp": "MNIST-1D", "digits_mlp": "digits", "shakespeare_char": "Shakespeare (characters)"}
+
+
+def not_learned_text() -> str:
+    """Chance per task (what `not_learned` is read against) and how many committed runs are
+    `not_learned`, with the studies that hold the most."""
+    chance = ", ".join(f"{chance_loss(get_task(t).load()):.3f} on {w}" for t, w in CHANCE_TASKS.items())
+    per_study, total = {}, 0
+    for d in sorted(p for p in HERE.iterdir() if (p / "runs.parquet").exists()):
+        status = pd.read_parquet(d / "runs.parquet", columns=["status"])["status"]
+        per_study[d.name] = int((status == "not_learned").sum())
+        total += len(status)
+    most = sorted(per_study.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    return (
+        f"Chance, the loss of predicting the training labels' frequencies: {chance}. In the committed "
+        f"exports {sum(per_study.values()):,} of the {total:,} runs are `not_learned`; the most in "
+        + ", ".join(f"`{n}` ({c})" for n, c in most)
+        + "."
+    )
+
+
+# width studies whose `mean` rule (λ/P Σ w²) is read against its decayed parameter count P
+MEAN_PARAM_STUDIES = ("full", "sgd_width", "digits_width", "shakespeare_width")
+
+
+def decayed_count(task: str, width: int, depth: int, decay_vectors: bool) -> int:
+    """P: the decayed parameters of a task's model at a width (what `mean` divides λ by)."""
+    model = get_task(task).make_model(width, depth)
+    return sum(p.numel for p in classify(model, None, decay_vectors=decay_vectors) if p.decayed)
+
+
+def mean_params_row(name: str, runs: pd.DataFrame, a: StudyAnalysis) -> str:
+    """Mean square's λ* against its decayed parameter count: how much each grew from the smallest
+    width to the largest, and the exponent that makes λ* ∝ P^k over those two ends."""
+    o = a.optima_frame()
+    o = o[o["rule"] == "mean"].sort_values("size")
+    ends = [int(o["size"].iloc[0]), int(o["size"].iloc[-1])]
+    counts = []
+    for w in ends:
+        r = runs[(runs["size"] == w) & (runs["rule"] == "mean")].iloc[0]
+        counts.append(decayed_count(str(r["task"]), int(r["width"]), int(r["depth"]), bool(r["decay_vectors"])))
+    fold = float(o["setting_star"].iloc[-1] / o["setting_star"].iloc[0])
+    grew = counts[1] / counts[0]
+    return (
+        f"| `{name}` | {ends[0]} → {ends[1]} | {counts[0]:,} → {counts[1]:,} | ×{grew:.0f} | ×{fold:.3g} "
+        f"| {math.log(fold) / math.log(grew):.2f} |"
+    )
+
+
+def mean_params_table(rows: list[str]) -> str:
+    return "\n".join(
+        [
+            "| study | widths | decayed parameters P | P grew | `mean`'s λ\\* grew | k in λ\\* ∝ P^k |",
+            "|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
 
 
 # rules that are the same optimizer on a study's axis (tests/test_rules.py checks the identities):
@@ -899,6 +1056,8 @@ def main() -> int:
     held: list[tuple[str, Holdout]] = []
     loaded: dict[str, pd.DataFrame | None] = {}
     refined, designs = [], []
+    replays: dict[str, pd.DataFrame] = {}
+    mean_params: list[str] = []
     for name, label in STUDIES.items():
         runs = loaded[name] = load(HERE / name)
         if runs is None or runs.empty:
@@ -908,8 +1067,11 @@ def main() -> int:
         coarse = coarse_ids(HERE / name)
         if plan.refined:
             refined.append(refined_row(name, runs, coarse))
-            designs.append(designs_row(name, runs, coarse, plan.seeds))
+            replays[name] = design_replay(runs, coarse, plan.seeds)
+            designs.append(designs_row(name, replays[name]))
         analyses[name] = analyze(runs)
+        if name in MEAN_PARAM_STUDIES:
+            mean_params.append(mean_params_row(name, runs, analyses[name]))
         rows = verdict_rows(name, label, analyses[name])
         verdicts += rows
         blocks[name] = study_table(rows)
@@ -929,6 +1091,11 @@ def main() -> int:
     blocks["designs"] = "\n".join(
         ["| study | " + " | ".join(DESIGNS) + " |", "|---|" + "---|" * len(DESIGNS), *designs]
     )
+    blocks["designs_summary"] = designs_summary(replays)
+    blocks["mean_vs_params"] = mean_params_table(mean_params)
+    blocks["overview"] = overview_table()
+    blocks["corpus"] = corpus_text()
+    blocks["not_learned"] = not_learned_text()
     joint_runs: list[str] = []
     joint_edges: list[int] = []  # per joint study of §6: its ends (smallest and largest size), those at an edge
     for name, (_, one_d_name) in JOINT_STUDIES.items():
