@@ -147,6 +147,8 @@ class Study:
             `tokens_per_param`, with your own model (a built-in task knows its own).
         grid_sizes: the sizes where the grid is trained (default: every size; elsewhere only the
             refined points are: what `tune` uses).
+        first_seed: every point's first seed (its n seeds are first_seed … first_seed + n − 1;
+            what `tune`'s re-scoring on fresh seeds uses).
         out: the study directory (its store, plan and report).
         name: your study's name (letters, digits, '_', '-', '.'); the task column of its runs.
         execution: where and how the runs train: backend, workers, device, batching, threads,
@@ -198,6 +200,7 @@ class Study:
         tokens_per_param: Optional[float] = None,
         tokens_per_sample: int = 1,
         shrink_cap: bool = True,
+        first_seed: int = 0,
         out: Union[str, Path] = "wdscale-study",
         name: str = "custom",
         execution: Optional[Execution] = None,
@@ -238,7 +241,7 @@ class Study:
             decay_vectors=decay_vectors, task_options=task_options or {}, refined=refined or {},
             schedule=schedule, warmup=warmup, final_lr=final_lr, decay_fraction=decay_fraction,
             grid_sizes=grid_sizes, max_runs=max_runs, tokens_per_param=tokens_per_param,
-            shrink_cap=shrink_cap,
+            shrink_cap=shrink_cap, first_seed=first_seed,
         )  # fmt: skip
         if rules is not None:
             plan["rules"] = rules

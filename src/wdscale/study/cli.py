@@ -104,7 +104,7 @@ def _settings(s: str) -> Union[list[float], dict[str, list[float]]]:
 # plan fields a flag sets by the same name; these three are combined with the preset and config
 # file by hand (a rule's grid, decades added to a grid, a switch), and some have no flag (a config file sets them)
 _COMBINED_FLAGS = ("settings", "extend", "decay_vectors")
-_NO_FLAG = ("anchor_total_decay", "task_options", "refined", "grid_sizes", "shrink_cap")
+_NO_FLAG = ("anchor_total_decay", "task_options", "refined", "grid_sizes", "shrink_cap", "first_seed")
 
 
 def build_plan(args: argparse.Namespace) -> StudyPlan:
