@@ -371,6 +371,8 @@ class Study:
         max_seeds: int = 4,
         budget: Optional[float] = DEFAULT_BUDGET,
         bottom_seeds: int = 1,
+        method: str = "ladder",
+        rescore_seeds: int = 0,
         progress: Optional[bool] = None,
     ) -> TuneResult:
         """The best (lr, setting) for size `target`, by climbing a ladder of sizes (default
@@ -390,6 +392,11 @@ class Study:
             budget: the climb's compute as a fraction of one recipe's sweep at the target (default
                 0.1; None: no limit but max_seeds).
             bottom_seeds: seeds per point of the bottom grid.
+            method: "ladder" (the climb), or a peer it is measured against: "mutransfer" (μP's
+                bottom grid, its best carried to the target, one run there) or "laws" (the lower
+                rungs climbed, then the laws' point, one run at the target).
+            rescore_seeds: re-train the pick on this many fresh seeds at the target and score it
+                there (stored apart, in the directory's `rescore/`; 0: none).
             progress: show progress bars (default: the study's execution).
 
         Returns:
@@ -397,7 +404,7 @@ class Study:
             interval, the candidates, the compute spent and a sweep's.
 
         Raises:
-            WdscaleError: a bad value, or no candidate that trained at the target.
+            WdscaleError: a bad value, an unknown method, or no candidate that trained at the target.
         """
         rungs = rungs or self._rungs(int(target))
         return tune_study(
@@ -409,6 +416,8 @@ class Study:
             max_seeds=max_seeds,
             budget=budget,
             bottom_seeds=bottom_seeds,
+            method=method,
+            rescore_seeds=rescore_seeds,
             source=self.source,
             task=self.task,
             model_fn=self.model_fn,
