@@ -147,6 +147,8 @@ class Study:
             `tokens_per_param`, with your own model (a built-in task knows its own).
         grid_sizes: the sizes where the grid is trained (default: every size; elsewhere only the
             refined points are: what `tune` uses).
+        first_seed: every point's first seed (its n seeds are first_seed … first_seed + n − 1;
+            what `tune`'s re-scoring on fresh seeds uses).
         out: the study directory (its store, plan and report).
         name: your study's name (letters, digits, '_', '-', '.'); the task column of its runs.
         execution: where and how the runs train: backend, workers, device, batching, threads,
@@ -198,6 +200,7 @@ class Study:
         tokens_per_param: Optional[float] = None,
         tokens_per_sample: int = 1,
         shrink_cap: bool = True,
+        first_seed: int = 0,
         out: Union[str, Path] = "wdscale-study",
         name: str = "custom",
         execution: Optional[Execution] = None,
@@ -238,7 +241,7 @@ class Study:
             decay_vectors=decay_vectors, task_options=task_options or {}, refined=refined or {},
             schedule=schedule, warmup=warmup, final_lr=final_lr, decay_fraction=decay_fraction,
             grid_sizes=grid_sizes, max_runs=max_runs, tokens_per_param=tokens_per_param,
-            shrink_cap=shrink_cap,
+            shrink_cap=shrink_cap, first_seed=first_seed,
         )  # fmt: skip
         if rules is not None:
             plan["rules"] = rules
@@ -368,6 +371,8 @@ class Study:
         max_seeds: int = 4,
         budget: Optional[float] = DEFAULT_BUDGET,
         bottom_seeds: int = 1,
+        method: str = "ladder",
+        rescore_seeds: int = 0,
         progress: Optional[bool] = None,
     ) -> TuneResult:
         """The best (lr, setting) for size `target`, by climbing a ladder of sizes (default
@@ -387,6 +392,11 @@ class Study:
             budget: the climb's compute as a fraction of one recipe's sweep at the target (default
                 0.1; None: no limit but max_seeds).
             bottom_seeds: seeds per point of the bottom grid.
+            method: "ladder" (the climb), or a peer it is measured against: "mutransfer" (μP's
+                bottom grid, its best carried to the target, one run there) or "laws" (the lower
+                rungs climbed, then the laws' point, one run at the target).
+            rescore_seeds: re-train the pick on this many fresh seeds at the target and score it
+                there (stored apart, in the directory's `rescore/`; 0: none).
             progress: show progress bars (default: the study's execution).
 
         Returns:
@@ -394,7 +404,7 @@ class Study:
             interval, the candidates, the compute spent and a sweep's.
 
         Raises:
-            WdscaleError: a bad value, or no candidate that trained at the target.
+            WdscaleError: a bad value, an unknown method, or no candidate that trained at the target.
         """
         rungs = rungs or self._rungs(int(target))
         return tune_study(
@@ -406,6 +416,8 @@ class Study:
             max_seeds=max_seeds,
             budget=budget,
             bottom_seeds=bottom_seeds,
+            method=method,
+            rescore_seeds=rescore_seeds,
             source=self.source,
             task=self.task,
             model_fn=self.model_fn,

@@ -27,7 +27,15 @@ from .run.runner import run_study
 from .run.store import Store, load_runs, write_export
 from .search.optuna_search import SEARCHES, optuna_search
 from .search.refine import PRUNING_NOTE, SEEDS_AT, SEEDS_AT_NOTE, check_refine_args, refine_study, stored_plan
-from .search.tune import DEFAULT_BUDGET, ladder, tune_study
+from .search.tune import (
+    DEFAULT_BUDGET,
+    MAX_RESCORE_SEEDS,
+    METHODS,
+    RESCORE_FIRST_SEED,
+    check_rescore_seeds,
+    ladder,
+    tune_study,
+)
 
 
 def _ints(s: str) -> list[int]:
@@ -47,6 +55,15 @@ def _budget(s: str) -> Optional[float]:
     if not b > 0 or not math.isfinite(b):
         raise argparse.ArgumentTypeError(f"expected a fraction > 0 of one recipe's sweep, or 'none', got {s!r}")
     return b
+
+
+def _rescore_seeds(s: str) -> int:
+    try:
+        return check_rescore_seeds(int(s))
+    except (ValueError, WdscaleError):
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of fresh seeds from 0 to {MAX_RESCORE_SEEDS}, got {s!r}"
+        ) from None
 
 
 def _positive(s: str) -> int:
@@ -104,7 +121,7 @@ def _settings(s: str) -> Union[list[float], dict[str, list[float]]]:
 # plan fields a flag sets by the same name; these three are combined with the preset and config
 # file by hand (a rule's grid, decades added to a grid, a switch), and some have no flag (a config file sets them)
 _COMBINED_FLAGS = ("settings", "extend", "decay_vectors")
-_NO_FLAG = ("anchor_total_decay", "task_options", "refined", "grid_sizes", "shrink_cap")
+_NO_FLAG = ("anchor_total_decay", "task_options", "refined", "grid_sizes", "shrink_cap", "first_seed")
 
 
 def build_plan(args: argparse.Namespace) -> StudyPlan:
@@ -602,8 +619,15 @@ _TUNE_UNUSED = {
     "base_size": "the base is the ladder's bottom rung (--rungs)",
     "retry_failed": "a tune trains what is missing; a failed run is a measured point",
 }
-_LADDER_ONLY = ("target_seeds", "bottom_seeds", "max_seeds")
-_TPE_ONLY = ("sampler_seeds",)
+# each search's own flags, and why another search does not use them
+_ONLY = {
+    "target_seeds": (("ladder",), "it sets the ladder's seeds at the target"),
+    "max_seeds": (("ladder",), "it sets the ladder's seeds at the target"),
+    "bottom_seeds": (("ladder", "mutransfer", "laws"), "it sets the seeds of the ladder's bottom grid"),
+    "sampler_seeds": (SEARCHES, "it counts Optuna searches"),
+    "match_compute": (SEARCHES, "it gives an Optuna search a ladder's core-seconds"),
+    "reference": (SEARCHES, "it widens an Optuna search's space"),
+}
 
 
 def _flag(name: str) -> str:
@@ -617,13 +641,13 @@ def _check_tune_flags(args: argparse.Namespace, axis: str) -> None:
             raise WdscaleError(f"{_flag(name)} is not used by `wdscale tune`: {why}")
     if args.size_axis is not None and args.size_axis != axis:
         raise WdscaleError(f"--size-axis {args.size_axis} is not the target's axis ({axis}): leave it out")
-    unused = _LADDER_ONLY if args.search != "ladder" else _TPE_ONLY
-    for name in unused:
-        if getattr(args, name) is not None:
-            raise WdscaleError(
-                f"{_flag(name)} is not used by --search {args.search}: "
-                + ("it sets the ladder's seeds" if args.search != "ladder" else "it counts Optuna searches")
-            )
+    for name, (searches, what) in _ONLY.items():
+        if getattr(args, name) is not None and args.search not in searches:
+            raise WdscaleError(f"{_flag(name)} is not used by --search {args.search}: {what}")
+    if args.match_compute is not None and hasattr(args, "budget"):
+        raise WdscaleError(
+            f"--budget {args.budget} and --match-compute {args.match_compute} both give the compute: give one"
+        )
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
@@ -637,19 +661,22 @@ def cmd_tune(args: argparse.Namespace) -> None:
     plan = build_plan(args)
     execution = _execution(args)
     plan = dataclasses.replace(plan, size_axis=axis)
-    if args.search != "ladder":
+    budget = getattr(args, "budget", DEFAULT_BUDGET)  # left out: the default (a flag given is told apart)
+    rescore = args.rescore_seeds or 0
+    if args.search in SEARCHES:
         if _own(args):
             raise WdscaleError("--search tpe / tpe_hyperband runs on a built-in task or preset; use Study for your own")
-        if args.budget is None:
+        if budget is None:
             raise WdscaleError(f"--search {args.search} needs a fraction > 0 of one recipe's sweep: --budget 'none'")
         result = optuna_search(
-            plan, out, target, search=args.search, budget=args.budget,
-            base=(args.rungs or ladder(target))[0], sampler_seeds=args.sampler_seeds or 1, execution=execution,
+            plan, out, target, search=args.search, budget=None if args.match_compute else budget,
+            rungs=args.rungs, match_compute=args.match_compute, reference=args.reference or (),
+            rescore_seeds=rescore, sampler_seeds=args.sampler_seeds or 1, execution=execution,
         )  # fmt: skip
         print(result)
         return
-    kw = dict(rungs=args.rungs, seeds=args.target_seeds or 1, max_seeds=args.max_seeds or 4, budget=args.budget,
-              bottom_seeds=args.bottom_seeds or 1)  # fmt: skip
+    kw = dict(rungs=args.rungs, seeds=args.target_seeds or 1, max_seeds=args.max_seeds or 4, budget=budget,
+              bottom_seeds=args.bottom_seeds or 1, method=args.search, rescore_seeds=rescore)  # fmt: skip
     if _own(args):
         study = _own_study(
             args, dataclasses.replace(plan, sizes=args.rungs or ladder(target)), out, execution, args.task or "custom"
@@ -786,16 +813,40 @@ def add_study_parser(sub: Any) -> None:
     p.add_argument(
         "--budget",
         type=_budget,
-        default=DEFAULT_BUDGET,
+        default=argparse.SUPPRESS,  # left out: DEFAULT_BUDGET, told apart from a --budget given
         help="the climb's compute as a fraction of one recipe's sweep at the target, in parameters × samples "
         f"(default {DEFAULT_BUDGET}; 'none': no limit but --max-seeds)",
     )
     p.add_argument(
         "--search",
-        choices=["ladder", *SEARCHES],
+        choices=[*METHODS, *SEARCHES],
         default="ladder",
-        help="ladder: climb the sizes (default); tpe / tpe_hyperband: Optuna's TPE (with its HyperbandPruner over "
-        "epochs) at the target alone, for the same --budget: the baseline the ladder is measured against",
+        help="ladder: climb the sizes (default); its peers at the target: mutransfer (μP's part of the ladder's "
+        "bottom grid, its best carried to the target, one run there), laws (the ladder's lower rungs, then its "
+        "laws' point, one run at the target), tpe / tpe_hyperband (Optuna's TPE, with its HyperbandPruner over "
+        "epochs, at the target alone, in the whole space the ladder reaches, for the same --budget or a "
+        "ladder's --match-compute)",
+    )
+    p.add_argument(
+        "--match-compute",
+        dest="match_compute",
+        help="with --search tpe / tpe_hyperband: a ladder's directory (a tune to this target); the search goes on "
+        "until it has spent at least that ladder's measured core-seconds (the last trial crossing it), instead "
+        "of --budget, and widens its space to every point the ladder trained",
+    )
+    p.add_argument(
+        "--reference",
+        type=lambda v: [x for x in v.split(",") if x],
+        help="with --search tpe / tpe_hyperband: study directories (DIR[,DIR]: e.g. the reference sweep at the "
+        "target) whose lrs and settings trained at the target the search's space is widened to cover",
+    )
+    p.add_argument(
+        "--rescore-seeds",
+        dest="rescore_seeds",
+        type=_rescore_seeds,
+        help="re-train the pick at the target on this many fresh seeds (seeds the search never used, from "
+        f"{RESCORE_FIRST_SEED}) and score it there, beside the search's own score; stored apart in OUT/rescore, "
+        "never counted as the search's compute (default 0: none)",
     )
     p.add_argument(
         "--sampler-seeds",

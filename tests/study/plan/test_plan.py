@@ -433,3 +433,17 @@ def test_settings_takes_a_grid_per_rule_and_keeps_the_one_rule_form(tmp_path, ca
     with pytest.raises(SystemExit):
         main([*args, "--settings", "decoupled=0.1;=1"])
     assert "expected RULE=numbers" in capsys.readouterr().err
+
+
+def test_first_seed_starts_every_points_seeds_and_a_plan_from_zero_reads_as_before():
+    plan = StudyPlan(sizes=[32, 64], rules=["sum"], seeds=2, points_per_decade=1, decades=1.0)
+    base = make_runs(plan, TASK)
+    fresh = make_runs(dataclasses.replace(plan, first_seed=1000), TASK)
+    assert sorted({c.seed for c in base}) == [0, 1] and sorted({c.seed for c in fresh}) == [1000, 1001]
+    assert len(fresh) == len(base) and not {c.run_id for c in fresh} & {c.run_id for c in base}
+    # a plan from seed 0 writes no first_seed: every stored plan and tune argument reads as it did
+    assert "first_seed" not in plan.to_dict() and StudyPlan.from_dict(plan.to_dict()) == plan
+    moved = dataclasses.replace(plan, first_seed=1000)
+    assert moved.to_dict()["first_seed"] == 1000 and StudyPlan.from_dict(moved.to_dict()) == moved
+    with pytest.raises(WdscaleError, match="first_seed=-1 is not allowed: a whole number from 0 to"):
+        make_runs(dataclasses.replace(plan, first_seed=-1), TASK)

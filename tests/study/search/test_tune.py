@@ -2,38 +2,15 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from bowl import LAM0, LR0, SETTINGS, bowl, study
 
 import wdscale
 from wdscale.cli import main
 from wdscale.study.run.store import load_runs
 from wdscale.study.search.tune import ladder
-
-LR0, LAM0 = 0.2, 2e-3  # the known law: lr*(w) = LR0 / w, λ*(w) = LAM0 · w (η·λ fixed: AdamW's ridge)
-SETTINGS = [float(f"{10 ** (k / 2):.4g}") for k in range(-8, 3)]  # 1e-4 … 10, half-decade steps
-
-
-def bowl(run) -> float:
-    """A training function whose loss is a known bowl in (log lr, log λ) around the law, plus a
-    little seed noise; it takes the plan's one step so the run is not flagged."""
-    w, c = run.config.width, run.config
-    run.optimizer.zero_grad()
-    run.optimizer.step()
-    noise = 1e-3 * torch.randn(1, generator=torch.Generator().manual_seed(1000 * c.seed + w)).item()
-    return 1 + math.log(c.lr * w / LR0) ** 2 + 0.5 * math.log(c.setting / (LAM0 * w)) ** 2 + noise
-
-
-def study(tmp_path, model=None, **kw):
-    args = dict(
-        sizes=[16, 64], rules=["decoupled"], settings={"decoupled": SETTINGS}, seeds=1, lr=0.01, lr_decades=2,
-        lr_points_per_decade=2, n_train=10, batch_size=10, epochs=1, out=tmp_path / "t",
-        execution=wdscale.Execution(workers=1, progress=False),
-    )  # fmt: skip
-    # a hidden w × w layer: parameters grow ∝ w², as an MLP's do, so a ladder's lower rungs are cheap
-    net = lambda w: torch.nn.Sequential(torch.nn.Linear(2, w), torch.nn.ReLU(), torch.nn.Linear(w, w),  # noqa: E731
-                                        torch.nn.ReLU(), torch.nn.Linear(w, 2))  # fmt: skip
-    return wdscale.Study(model or net, **{"train_fn": bowl, **args, **kw})
 
 
 def test_the_ladder_finds_an_optimum_that_moves_by_a_known_law(tmp_path):
@@ -208,3 +185,92 @@ def test_a_resumed_climb_decides_as_the_first_one_did_where_seeds_reorder_the_po
         first.lr,
         first.setting,
     )
+
+
+def test_mutransfer_carries_mups_bottom_optimum_to_one_run_at_the_target(tmp_path):
+    s = study(tmp_path, rules=["decoupled", "mup"], settings={"decoupled": SETTINGS, "mup": SETTINGS})
+    result = s.tune(256, method="mutransfer", budget=None)
+    runs = load_runs(s.out)
+    # μP's part of the ladder's bottom grid (5 lrs × 11 settings, and second seeds at its best 3), then
+    # one run at the target; nothing at the middle rung, nothing of the other recipe
+    assert set(runs["rule"]) == {"mup"} and set(runs["size"]) == {16, 256}
+    bottom = runs[runs["size"] == 16]
+    assert bottom[["lr", "setting"]].drop_duplicates().shape[0] == 55 and (bottom["seed"] == 1).sum() == 3
+    means = bottom.groupby(["lr", "setting"])["val_loss"].mean()
+    lr, setting = means.idxmin()  # by hand: the bottom's best seed-mean point, carried unchanged
+    at = runs[runs["size"] == 256]
+    assert len(at) == 1 and (result.rule, result.lr, result.setting) == ("mup", lr, setting)
+    assert result.method == "mutransfer" and "by μTransfer from width 16" in str(result)
+    with pytest.raises(wdscale.WdscaleError, match=r"carries the mup recipe, not among the rules \['decoupled'\]"):
+        study(tmp_path, out=tmp_path / "no-mup").tune(256, method="mutransfer")
+    with pytest.raises(wdscale.WdscaleError, match="unknown method 'sweep'"):
+        s.tune(256, method="sweep")
+    with pytest.raises(wdscale.WdscaleError, match="trains one run at the target: leave seeds"):
+        s.tune(256, method="mutransfer", seeds=2)
+
+
+def test_laws_climbs_as_the_ladder_does_and_trains_its_laws_point_once(tmp_path):
+    ladder_result = study(tmp_path, out=tmp_path / "ladder").tune(256)
+    s = study(tmp_path, out=tmp_path / "laws")
+    result = s.tune(256, method="laws")
+    ours, theirs = load_runs(s.out), load_runs(tmp_path / "ladder")
+    keys = ["size", "rule", "lr", "setting", "seed"]
+    below = {tuple(r) for r in ours.loc[ours["size"] < 256, keys].to_numpy()}
+    assert below == {tuple(r) for r in theirs.loc[theirs["size"] < 256, keys].to_numpy()}  # the same climb
+    at = ours[ours["size"] == 256]
+    assert len(at) == 1 and result.method == "laws" and ladder_result.method == "ladder"
+    # by hand: the lines of log lr* and log λ* through the optima at 16 and 64, at 256, on the half-decade
+    # lattices (lr anchored at 0.01, λ at 1e-4)
+    best = ours[ours["size"] < 256].groupby(["size", "lr", "setting"])["val_loss"].mean().reset_index()
+    best = best.loc[best.groupby("size")["val_loss"].idxmin()].sort_values("size")
+    x = np.log(best["size"].to_numpy(float))
+
+    def law(col, anchor):
+        v = math.exp(np.polyval(np.polyfit(x, np.log(best[col].to_numpy(float)), 1), math.log(256)))
+        return float(f"{anchor * 10 ** (round(2 * math.log10(v / anchor)) / 2):.4g}")
+
+    assert (result.lr, result.setting) == pytest.approx((law("lr", 0.01), law("setting", 1e-4)))
+    # the bowl's law at 256: within one half-decade step
+    assert abs(math.log10(result.lr / (LR0 / 256))) <= 0.5 + 1e-9
+    assert abs(math.log10(result.setting / (LAM0 * 256))) <= 0.5 + 1e-9
+    assert "and training the laws' point once at the target" in str(result)
+
+
+def test_the_ladders_pick_rescored_on_fresh_seeds_apart_from_its_runs(tmp_path):
+    s = study(tmp_path)
+    plain = s.tune(256)
+    stored = load_runs(s.out)
+    result = s.tune(256, rescore_seeds=3)  # the same tune: its own runs resumed, the pick re-trained apart
+    fresh = load_runs(s.out / "rescore")
+    assert len(load_runs(s.out)) == len(stored) and (result.lr, result.setting) == (plain.lr, plain.setting)
+    assert sorted(fresh["seed"]) == [1000, 1001, 1002] and stored["seed"].max() < 1000
+    assert np.allclose(fresh["lr"], plain.lr) and np.allclose(fresh["setting"], plain.setting)
+    assert (fresh["size"] == 256).all() and result.rescore.loss == pytest.approx(fresh["val_loss"].mean())
+    assert result.work == plain.work and result.core_s == pytest.approx(plain.core_s)  # not the search's compute
+    with pytest.raises(wdscale.WdscaleError, match="rescore_seeds=65 is not allowed: a whole number from 0"):
+        s.tune(256, rescore_seeds=65)
+
+
+def test_the_space_an_optuna_peer_searches_holds_what_the_ladder_and_the_sweep_reached():
+    # §10's transformer: Optuna once searched lr 0.00095-0.0095, the bottom grid's; the sweep's best at width
+    # 64 was lr 0.0204 (128: 0.0139), the ladder's picks 0.03 and 0.0949, all outside it
+    import dataclasses
+
+    from wdscale.study.plan.study_plan import PRESETS, StudyPlan, coarse_grids, resolve
+    from wdscale.study.plan.tasks import get_task
+    from wdscale.study.search.tune import reach_box
+
+    plan = StudyPlan.from_dict({**PRESETS["joint_shakespeare"], "sizes": [4, 128], "base_size": 4})
+    task = get_task(plan.task)
+    resolved, grids = resolve(plan, task), coarse_grids(plan, task)
+    assert (min(resolved.lrs), max(resolved.lrs)) == pytest.approx((0.0009487, 0.009487))
+    for box in reach_box(resolved, grids, [8, 32, 128]):
+        # by hand: 1.5 decades past the bottom grid's ends (the middle rung's step, the laws' two)
+        assert (box.lr_lo, box.lr_hi) == pytest.approx((0.0009487 / 10**1.5, 0.009487 * 10**1.5), rel=1e-3)
+        assert all(box.lr_lo <= v <= box.lr_hi for v in (0.0139, 0.0204, 0.03, 0.0949))
+        g = grids[box.rule]
+        assert (box.setting_lo, box.setting_hi) == pytest.approx((g[0] / 10**1.5, g[-1] * 10**1.5), rel=1e-3)
+    # two rungs: no middle step, the target's two
+    two = reach_box(resolved, grids, [8, 128])[0]
+    assert (two.lr_lo, two.lr_hi) == pytest.approx((0.0009487 / 10, 0.009487 * 10), rel=1e-3)
+    assert dataclasses.is_dataclass(two)

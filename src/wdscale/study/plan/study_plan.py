@@ -97,6 +97,9 @@ class StudyPlan:
     # seeds 0..seeds-1 (if more than `seeds`), a new one is trained at those seeds. Part of the
     # plan, so the store holds one plan still.
     refined: dict[str, list[list[float]]] = field(default_factory=dict)
+    # the first seed of every point (a point's n seeds are first_seed … first_seed + n − 1): a pick
+    # re-scored on seeds its search never used (`wdscale tune --rescore-seeds`) starts far above 0
+    first_seed: int = 0
     # the lr schedule every run trains under (`wdscale.schedules`): constant (the default), cosine,
     # linear (to zero) or wsd (warmup-stable-decay); warmup: fraction of a run's steps; final_lr:
     # fraction of the peak at the end (cosine, wsd); decay_fraction: wsd's final decay
@@ -136,7 +139,10 @@ class StudyPlan:
     # -- (de)serialisation --
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not d["first_seed"]:  # a plan from seed 0 reads as every plan stored before the key (and a tune's arguments)
+            del d["first_seed"]
+        return d
 
     @classmethod
     def from_stored(cls, d: dict[str, Any]) -> StudyPlan:
@@ -188,7 +194,9 @@ def _is_list(v: Any, item: Callable[[Any], bool]) -> bool:
 _KEY_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     **dict.fromkeys(("task", "size_axis", "optimizer", "schedule"), (lambda v: isinstance(v, str), "a string")),
     **dict.fromkeys(("decay_vectors", "shrink_cap"), (lambda v: isinstance(v, bool), "true or false")),
-    **dict.fromkeys(("seeds", "points_per_decade", "lr_points_per_decade", "max_runs"), (_is_int, "a whole number")),
+    **dict.fromkeys(
+        ("seeds", "points_per_decade", "lr_points_per_decade", "max_runs", "first_seed"), (_is_int, "a whole number")
+    ),
     **dict.fromkeys(
         ("epochs", "batch_size", "n_train", "width", "depth", "base_size"),
         (lambda v: v is None or _is_int(v), "a whole number (or left out)"),
@@ -248,6 +256,7 @@ MAX_TOKENS_PER_PARAM = 1e6
 
 # plan keys added after studies were stored, with the value those studies were planned under
 STORED_BEFORE: dict[str, Any] = {"shrink_cap": False}
+MAX_FIRST_SEED = 2**31 - 1_000_000  # a seed torch takes, with room for the seeds after it
 
 # what the MNIST-1D presets share: 2000 training samples (overfit at every width, so the decay
 # setting matters at every size), 40 epochs, lr 0.01, 3 seeds, 4 decades of grid
@@ -533,6 +542,8 @@ def resolve(plan: StudyPlan, task, model_fn=None, *, shapes_only: bool = False) 
     if len(set(plan.rules)) != len(plan.rules):
         raise WdscaleError(f"rules repeat: {plan.rules}")
     check_positive_int("seeds", plan.seeds)
+    if plan.first_seed < 0 or plan.first_seed > MAX_FIRST_SEED:
+        raise WdscaleError(f"first_seed={plan.first_seed!r} is not allowed: a whole number from 0 to {MAX_FIRST_SEED}")
     check_positive_int("points_per_decade", plan.points_per_decade)
     if plan.decades is not None:
         check_positive("decades", plan.decades)
@@ -985,7 +996,7 @@ def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
         knobs = size_knobs(r, size)
         for rule in plan.rules:
             for (lr, setting), n_seeds in points(plan, grids[rule], rule, size, r.lrs).items():
-                for seed in range(n_seeds):
+                for seed in range(plan.first_seed, plan.first_seed + n_seeds):
                     runs.append(
                         RunConfig(
                             task=plan.task,

@@ -81,6 +81,10 @@ MAX_LAW_STEPS = 2  # how far (lattice steps) the laws' point at the target may s
 NOISE_POINTS = 3  # each recipe's best points at the bottom rung given a second seed
 NOISE_FLOOR = 0.01  # the relative seed noise assumed before any point has two seeds
 NOISE_NEAR = 0.1  # the seed noise is pooled over points within this fraction of the best loss
+METHODS = ("ladder", "mutransfer", "laws")  # `tune_study`'s: the climb, and the two peers it shares code with
+RESCORE_DIR = "rescore"  # a search's re-scoring runs: a study of their own, apart from the search's compute
+RESCORE_FIRST_SEED = 1000  # re-scoring seeds start here (or past every seed the search trained)
+MAX_RESCORE_SEEDS = 64
 
 
 def check_budget(budget: float) -> float:
@@ -102,6 +106,35 @@ def ladder(target: int, rungs: int = 3, factor: int = 4) -> list[int]:
 
 
 @dataclass(frozen=True)
+class Box:
+    """One recipe's search space at the target: lr in [lr_lo, lr_hi], its setting in [setting_lo,
+    setting_hi] (both searched in log)."""
+
+    rule: str
+    lr_lo: float
+    lr_hi: float
+    setting_lo: float
+    setting_hi: float
+
+
+@dataclass(frozen=True)
+class Rescore:
+    """A search's pick re-trained at the target on seeds the search never used, and scored there.
+
+    seeds: the fresh seeds; loss, loss_lo, loss_hi: their mean and its 90 % interval (Student t
+    over the seeds where there are 3 or more, else the search's pooled seed noise); core_s, work:
+    what the re-scoring cost (core-seconds; parameters × samples), never counted as the search's.
+    """
+
+    seeds: tuple
+    loss: float
+    loss_lo: float
+    loss_hi: float
+    core_s: float
+    work: float
+
+
+@dataclass(frozen=True)
 class TuneResult:
     """What the climb found, measured at the target.
 
@@ -120,6 +153,10 @@ class TuneResult:
     seed noise at the target, or a recipe within noise at the rung below that the target never
     trained); warnings: the pick at the edge of the lrs or settings trained for its recipe (a
     bound, as `advise` says of an edge optimum). call: a ready `wdscale.optimizer(...)`.
+    given_core_s: the compute a peer was given in core-seconds (`optuna_search`'s match_compute:
+    a ladder's), None where it was given a budget; overshoot: how far the spend went past what
+    was given (the last trial may cross it). box: the space an Optuna search searched, per recipe.
+    rescore: the pick re-trained on fresh seeds (`rescore_pick`), None where it was not.
     """
 
     target: int
@@ -144,6 +181,9 @@ class TuneResult:
     skipped: tuple = ()  # rungs the budget could not afford (not climbed)
     ties: tuple = ()  # what the pick is within seed noise of: where it rests on a tie, not a measurement
     warnings: tuple = ()  # the pick at the edge of what was trained, as `advise` warns of an edge optimum
+    given_core_s: Optional[float] = None  # a peer given the ladder's core-seconds (match_compute)
+    box: tuple = ()  # an Optuna search's space, one Box per recipe
+    rescore: Optional[Rescore] = None  # the pick on fresh seeds, apart from the search's compute
 
     @property
     def fraction(self) -> float:
@@ -155,12 +195,24 @@ class TuneResult:
         really cost (at small sizes a run's fixed costs outweigh its parameters)."""
         return self.core_s / self.sweep_core_s if self.sweep_core_s > 0 else math.nan
 
+    @property
+    def overshoot(self) -> float:
+        """How far the spend went past what was given, as a fraction of it (0: exactly; negative:
+        under): in core-seconds where it was given core-seconds, else in parameters × samples."""
+        if self.given_core_s is not None:
+            return self.core_s / self.given_core_s - 1 if self.given_core_s > 0 else math.nan
+        return self.fraction / self.budget - 1 if self.budget else math.nan
+
     def __str__(self) -> str:
         sym = "τ" if self.setting_name == "tau" else "λ"
-        if self.method == "ladder":
+        if self.method in ("ladder", "laws"):
             how = f"by climbing {', '.join(map(str, self.rungs))}"
             if self.skipped:
                 how += f" ({', '.join(map(str, self.skipped))} skipped: over the budget)"
+            if self.method == "laws":
+                how += " and training the laws' point once at the target"
+        elif self.method == "mutransfer":
+            how = f"by μTransfer from {self.axis} {self.rungs[0]} (its best carried, one run at the target)"
         else:
             how = f"by {self.method} there"
         over = (
@@ -179,7 +231,22 @@ class TuneResult:
             f"{100 * self.core_fraction:.0f} % in measured core-seconds ({self.core_s:.3g} core-s against about "
             f"{self.sweep_core_s:.3g})"
             + (f"; the budget was {100 * self.budget:.0f} %" if self.budget is not None else "")
+            + (
+                f"; given {self.given_core_s:.3g} core-s (a ladder's), {100 * self.overshoot:+.0f} % past it"
+                if self.given_core_s is not None
+                else ""
+            )
             + over,
+        ]
+        if self.rescore is not None:
+            r = self.rescore
+            lines.append(
+                f"  re-scored on {len(r.seeds)} fresh seed(s) ({r.seeds[0]}…{r.seeds[-1]}, never used by the search): "
+                f"val loss {r.loss:.4f} [{r.loss_lo:.4f}, {r.loss_hi:.4f}] ({r.core_s:.3g} core-s, not counted above)"
+            )
+        lines += [
+            f"  searched: {b.rule} lr {b.lr_lo:.4g} … {b.lr_hi:.4g}, setting {b.setting_lo:.4g} … {b.setting_hi:.4g}"
+            for b in self.box
         ]
         lines += [f"  a tie: {t}" for t in self.ties]
         lines += [f"  warning: {w}" for w in self.warnings]
@@ -238,12 +305,18 @@ def tune_study(
     budget: Optional[float] = DEFAULT_BUDGET,
     bottom_seeds: int = 1,
     metric: str = "val_loss",
+    method: str = "ladder",
+    rescore_seeds: int = 0,
     source: Optional[Source] = None,
     task: Optional[Task] = None,
     model_fn: Optional[ModelFn] = None,
     execution: Execution = DEFAULT_EXECUTION,
 ) -> TuneResult:
-    """Climb the ladder to the target's best (lr, setting); see the module docstring.
+    """Climb the ladder to the target's best (lr, setting); see the module docstring. Two peers
+    share its code: "mutransfer" trains the μP recipe's bottom grid alone (the ladder's bottom
+    rung, its second seeds included) and carries its best (lr, setting) to the target, one run
+    there; "laws" climbs the lower rungs as the ladder does at the same budget (the same runs) and
+    trains at the target only the best recipe's laws' point (the ladder's second candidate), once.
 
     Args:
         plan: the family and the bottom rung's grid: task, size_axis, rules (the recipes), the lr
@@ -263,18 +336,26 @@ def tune_study(
         bottom_seeds: seeds per point of the bottom grid (each recipe's best three points get two
             either way, so the seed noise is measured).
         metric: what is minimised.
+        method: "ladder" (the climb), "mutransfer" or "laws" (the peers above; one seed at the
+            target, so `seeds` and `max_seeds` stay at 1 and 4).
+        rescore_seeds: re-train the pick at the target on this many fresh seeds and score it there
+            (`rescore_pick`: stored apart, in the directory's `rescore/`); 0: none.
         source, task, model_fn, execution: as `run_study`.
 
     Returns:
         The recommended recipe and point with its loss measured at the target, the candidates,
-        and the compute against a sweep's.
+        and the compute against a sweep's (and its fresh-seed score, with rescore_seeds).
 
     Raises:
-        WdscaleError: a bad value, a ladder that does not end at the target, a rung whose model
-            cannot be built (every rung is built on the meta device before any run), a budget that
-            cannot afford the bottom rung's grid beside one run at the target, or no candidate
-            that trained at the target.
+        WdscaleError: a bad value, an unknown method, "mutransfer" without the mup recipe, a
+            ladder that does not end at the target, a rung whose model cannot be built (every
+            rung is built on the meta device before any run), a budget that cannot afford the
+            bottom rung's grid beside one run at the target, or no candidate that trained at the
+            target.
     """
+    if method not in METHODS:
+        raise WdscaleError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
+    check_rescore_seeds(rescore_seeds)
     check_positive_int("target", target)
     check_positive_int("seeds", seeds)
     check_positive_int("bottom_seeds", bottom_seeds)
@@ -282,17 +363,24 @@ def tune_study(
         raise WdscaleError(f"max_seeds={max_seeds} is fewer than seeds={seeds}")
     if max_seeds > MAX_SEEDS:
         raise WdscaleError(f"max_seeds={max_seeds!r} is not allowed: a whole number from 1 to {MAX_SEEDS}")
+    if method != "ladder" and (seeds, max_seeds) != (1, 4):
+        raise WdscaleError(f"method {method!r} trains one run at the target: leave seeds and max_seeds out")
     if budget is not None:
         check_budget(budget)
     sizes = sorted(set(rungs)) if rungs else ladder(int(target))
     if sizes[-1] != target or len(sizes) < 2:
         raise WdscaleError(f"rungs {rungs} must hold at least two sizes and end at the target {target}")
+    if method == "mutransfer":
+        if "mup" not in plan.rules:
+            raise WdscaleError(f"method 'mutransfer' carries the mup recipe, not among the rules {plan.rules}: add mup")
+        sizes = [sizes[0], sizes[-1]]  # the bottom rung alone, then the target
+        plan = only_rule(plan, "mup")
     if plan.lrs is None and not plan.lr_decades:
         plan = dataclasses.replace(plan, lr_decades=2.0, lr_points_per_decade=2)
     plan = dataclasses.replace(plan, sizes=sizes, grid_sizes=[sizes[0]], base_size=sizes[0], seeds=bottom_seeds)
     # what decides the climb, kept with its runs: the same directory tuned with other arguments is
     # refused (its runs would steer the climb away from what a fresh directory finds)
-    arguments = dict(search="ladder", target=target, seeds=seeds, max_seeds=max_seeds, budget=budget,
+    arguments = dict(search=method, target=target, seeds=seeds, max_seeds=max_seeds, budget=budget,
                      metric=metric, plan=plan.to_dict())  # fmt: skip
     out = Path(out_dir)
     plan = keep_refined(plan, out)
@@ -353,6 +441,11 @@ def tune_study(
     below = left(runs, upto=sizes[-2])
     fits = math.floor(below / (seeds * work[target])) if math.isfinite(allowance) else len(candidates)
     tried = max(1, fits)
+    if method != "ladder":  # a peer: the best recipe's carried point (mutransfer) or laws' point, one run
+        optima = finite_optima(runs, metric)
+        best = _ranked(optima[(optima["size"] == climbed[-1]) & optima["rule"].isin(contenders)]).iloc[0]
+        carried, law = _carried_and_law(best, optima, climbed, target, grids, lr_anchor, lr_step)
+        candidates, tried = [(str(best["rule"]), *(law if method == "laws" else carried))], 1
     additions = {}
     for rule, lr, setting in candidates[:tried]:
         _add(additions, rule, target, lr, setting, seeds)
@@ -365,7 +458,7 @@ def tune_study(
         tried += 1
         plan = with_refined(plan, {refined_key(rule, target): {(lr, setting): seeds}})
         runs = train(plan)
-    for _ in range(MAX_SEED_ROUNDS):  # seeds where the target's best two are within noise, while the budget allows
+    for _ in range(MAX_SEED_ROUNDS if method == "ladder" else 0):  # seeds where the best two are within noise
         at_target = _at_target(runs, target, metric)
         if at_target.empty or int(at_target["n"].iloc[0]) >= max_seeds:
             break
@@ -383,9 +476,14 @@ def tune_study(
             _add(additions, str(c["rule"]), target, float(c["lr"]), float(c["setting"]), more)
         plan = with_refined(plan, additions)
         runs = train(plan)
-    return measured_result(
+    result = measured_result(
         runs, plan, sizes, target, grids, metric, resolved, work[target], budget, skipped=skipped, contenders=contenders
     )
+    result = dataclasses.replace(result, method=method)
+    if rescore_seeds:
+        result = rescore_pick(result, plan, out, rescore_seeds, runs, metric=metric, source=source, task=task,
+                              model_fn=model_fn, execution=execution)  # fmt: skip
+    return result
 
 
 def bottom_runs(resolved: Resolved, grids: dict[str, list[float]], rules: list[str], bottom_seeds: int) -> int:
@@ -562,17 +660,28 @@ def _target_candidates(optima, rules, below, size, grids, lr_anchor, lr_step) ->
     out: list[tuple[str, float, float]] = []
     for k, (_, o) in enumerate(last.iterrows()):
         rule = str(o["rule"])
-        s_anchor, s_step = grids[rule][0], log_step(grids[rule])
-        lr0, s0 = _lattice(float(o["lr"]), lr_anchor, lr_step), _lattice(float(o["setting"]), s_anchor, s_step)
-        law = placed_point(optima, rule, below, size) or (lr0, s0)
-        lr_law = _within_steps(law[0], lr0, lr_anchor, lr_step)
-        s_law = _within_steps(law[1], s0, s_anchor, s_step)
-        out += [(rule, lr0, s0), (rule, lr_law, s_law)]
-        direction = np.sign(math.log(law[0] / float(o["lr"]))) if len(below) > 1 else 0.0
+        (lr0, s0), law = _carried_and_law(o, optima, below, size, grids, lr_anchor, lr_step)
+        out += [(rule, lr0, s0), (rule, *law)]
+        fitted = placed_point(optima, rule, below, size)  # where its lr law moves, before the lattice
+        direction = np.sign(math.log(fitted[0] / float(o["lr"]))) if fitted is not None and len(below) > 1 else 0.0
         if k == 0 and direction:
             lr_k = _lattice(lr0 * 10 ** (direction * lr_step), lr_anchor, lr_step)
-            out.append((rule, lr_k, _lattice(lr0 * s0 / lr_k, s_anchor, s_step)))
+            out.append((rule, lr_k, _lattice(lr0 * s0 / lr_k, grids[rule][0], log_step(grids[rule]))))
     return list(dict.fromkeys(out))  # in order, each point once
+
+
+def _carried_and_law(
+    optimum: pd.Series, optima: pd.DataFrame, below: list[int], size: int, grids, lr_anchor: float, lr_step: float
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """A recipe's two points at `size` on the lattice: its optimum at the rung below carried over,
+    and its laws' point (the lines of log lr* and log setting* through the rungs below; held
+    within MAX_LAW_STEPS of the carried point; the carried point itself with one rung below)."""
+    rule = str(optimum["rule"])
+    s_anchor, s_step = grids[rule][0], log_step(grids[rule])
+    lr0 = _lattice(float(optimum["lr"]), lr_anchor, lr_step)
+    s0 = _lattice(float(optimum["setting"]), s_anchor, s_step)
+    law = placed_point(optima, rule, below, size) or (lr0, s0)
+    return (lr0, s0), (_within_steps(law[0], lr0, lr_anchor, lr_step), _within_steps(law[1], s0, s_anchor, s_step))
 
 
 def _within_steps(value: float, centre: float, anchor: float, step: float) -> float:
@@ -686,3 +795,124 @@ def measured_result(
         ties=tuple(_ties(runs, at_target, best, contenders, metric)),
         warnings=tuple(_edge_warnings(runs, rule, lr, setting, "τ" if setting_name == "tau" else "λ")),
     )
+
+
+def only_rule(plan: StudyPlan, rule: str) -> StudyPlan:
+    """The plan of one of its recipes (its grid and extension kept, the others' dropped)."""
+    keep = lambda d: {k: v for k, v in d.items() if k == rule}  # noqa: E731
+    settings = keep(plan.settings) if plan.settings is not None else None
+    return dataclasses.replace(plan, rules=[rule], settings=settings, extend=keep(plan.extend))
+
+
+def check_rescore_seeds(n: int) -> int:
+    """A count of fresh seeds from 0 (none) to MAX_RESCORE_SEEDS, or one error naming it."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_RESCORE_SEEDS:
+        raise WdscaleError(f"rescore_seeds={n!r} is not allowed: a whole number from 0 (none) to {MAX_RESCORE_SEEDS}")
+    return int(n)
+
+
+def rescore_pick(
+    result: TuneResult,
+    plan: StudyPlan,
+    out_dir: Union[str, Path],
+    n_seeds: int,
+    search_runs: pd.DataFrame,
+    *,
+    metric: str = "val_loss",
+    source: Optional[Source] = None,
+    task: Optional[Task] = None,
+    model_fn: Optional[ModelFn] = None,
+    execution: Execution = DEFAULT_EXECUTION,
+) -> TuneResult:
+    """The search's pick re-trained at the target on `n_seeds` seeds it never used and scored there:
+    a pick chosen on its own seed is flattered by that seed (the more points a search tried, the
+    more), so every method's pick is compared on fresh ones. The runs are a study of their own in
+    `out_dir/rescore` (the search's plan, its base size included, at seeds from RESCORE_FIRST_SEED
+    or past every seed the search trained), so they are never counted as the search's compute nor
+    read by a resumed search; the same call again trains none of them again.
+
+    Args:
+        result: the search's result (its rule, lr, setting and target).
+        plan: the search's plan (task, rules, base size, schedule, …: everything a run is but its seed).
+        out_dir: the search's directory.
+        n_seeds: fresh seeds, 1 to MAX_RESCORE_SEEDS.
+        search_runs: the search's own runs (the seeds it trained, and its pooled seed noise).
+        metric, source, task, model_fn, execution: as the search's.
+
+    Returns:
+        `result` with `rescore` set.
+
+    Raises:
+        WdscaleError: a bad seed count, or a directory whose rescore study holds another plan.
+    """
+    if check_rescore_seeds(n_seeds) < 1:
+        raise WdscaleError(f"n_seeds={n_seeds!r} is not allowed: a whole number from 1 to {MAX_RESCORE_SEEDS}")
+    first = max(RESCORE_FIRST_SEED, int(search_runs["seed"].max()) + 1 if len(search_runs) else 0)
+    target, rule = result.target, result.rule
+    fresh = dataclasses.replace(only_rule(plan, rule), refined={}, grid_sizes=[], seeds=1, first_seed=first)
+    fresh = with_refined(fresh, {refined_key(rule, target): {(result.lr, result.setting): n_seeds}})
+    out = Path(out_dir) / RESCORE_DIR
+    arguments = dict(search="rescore", of=result.method, target=target, first_seed=first)
+    _say(f"re-scoring {rule} lr {result.lr:.4g} setting {result.setting:.4g} at {plan.size_axis} {target} on "
+         f"{n_seeds} fresh seed(s) from {first}, in {out}")  # fmt: skip
+    run_study(fresh, out, source=source, task=task, model_fn=model_fn, execution=execution, tune=arguments)
+    runs = load_runs(out)
+    seeds = range(first, first + n_seeds)
+    mine = runs[
+        (runs["task"] == plan.task)
+        & (runs["rule"] == rule)
+        & (runs["size"] == target)
+        & runs["seed"].isin(seeds)
+        & np.isclose(runs["lr"], result.lr, rtol=1e-6)
+        & np.isclose(runs["setting"], result.setting, rtol=1e-6)
+    ]
+    losses = run_losses(mine, metric)
+    mean = float(np.mean(losses))
+    if len(losses) >= 3 and np.isfinite(losses).all():
+        half = float(stats.t.ppf(0.95, len(losses) - 1) * np.std(losses, ddof=1) / math.sqrt(len(losses)))
+    else:  # too few for their own spread: the search's pooled seed noise
+        half = float(stats.norm.ppf(0.95) * _noise(search_runs, metric) * mean / math.sqrt(max(1, len(losses))))
+    rescore = Rescore(
+        seeds=tuple(int(v) for v in sorted(mine["seed"])),
+        loss=mean,
+        loss_lo=mean - half,
+        loss_hi=mean + half,
+        core_s=float(core_seconds(mine).sum()),
+        work=float(params_samples(mine).sum()),
+    )
+    return dataclasses.replace(result, rescore=rescore)
+
+
+def reach_box(resolved: Resolved, grids: dict[str, list[float]], rungs: list[int]) -> list[Box]:
+    """Per recipe, the (lr, setting) box the ladder over `rungs` reaches at the target (the last
+    rung) before any bracketing, on the lattices its points lie on: the bottom grid, one step
+    further at each middle rung (the 3 × 3 block around the point placed there), and at the target
+    MAX_LAW_STEPS more (its laws' point, held within that of the carried one; the η·λ ridge step
+    moves one lr step). Bracketing at a middle rung, and a laws' line through a noisy rung, can go
+    further, as far as the budget and the losses take them: `optuna_search` widens this box to
+    every point a ladder's directory trained (`match_compute`), so its peer searches whatever the
+    ladder reached.
+
+    Args:
+        resolved: the plan resolved (its lr grid and base lr, the lr lattice's anchor).
+        grids: each recipe's setting grid at the bottom rung.
+        rungs: the ladder's sizes, the target last.
+
+    Returns:
+        One Box per recipe, in the grids' order.
+    """
+    lr_step = 1.0 / resolved.plan.lr_points_per_decade
+    middle = len(set(rungs)) - 2
+
+    def reach(values: list[float], anchor: float, step: float, ridge: int) -> tuple[float, float]:
+        k = [math.log10(v / anchor) / step for v in values]
+        wider = middle + max(MAX_LAW_STEPS, ridge)
+        lo, hi = math.floor(min(k) + 1e-3) - wider, math.ceil(max(k) - 1e-3) + wider  # grids hold 4 digits
+        return float(f"{anchor * 10 ** (lo * step):.4g}"), float(f"{anchor * 10 ** (hi * step):.4g}")
+
+    lr_lo, lr_hi = reach(resolved.lrs, resolved.lr, lr_step, 1)
+    boxes = []
+    for rule, grid in grids.items():
+        s_step = log_step(grid)
+        boxes.append(Box(rule, lr_lo, lr_hi, *reach(grid, grid[0], s_step, math.ceil(lr_step / s_step - 1e-9))))
+    return boxes
