@@ -22,9 +22,10 @@ import pandas as pd
 import prose  # docs/findings/prose.py, beside this script
 
 from wdscale.groups import classify
+from wdscale.rules import RULES
 from wdscale.study.analysis.advise import Holdout, holdout
 from wdscale.study.analysis.cost import SearchCost, search_cost
-from wdscale.study.analysis.joint import JointAnalysis, analyze_joint
+from wdscale.study.analysis.joint import JointAnalysis, _points, analyze_joint
 from wdscale.study.analysis.study_analysis import (
     StudyAnalysis,
     analyze,
@@ -172,6 +173,252 @@ def tau_table(j: JointAnalysis, runs: pd.DataFrame, axis: str, published: float)
         else:
             s, lo, hi = d.setting_slope
         lines.append(f"| `{d.rule}` | {s:.2f} [{lo:.2f}, {hi:.2f}] | {published:g} | 0 |")
+    return "\n".join(lines)
+
+
+# §9 in loss terms: what τ costs, not only where its best grid point falls. The candidate slopes of
+# τ* along a study's axis (Power Lines' −0.527 among them), the share of the best loss a τ may lose
+# and still count as near it, and the resamples behind the intervals
+TAU_SLOPES = (-0.6, POWER_LINES_EXPONENT, -0.4, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4)
+TAU_NEAR = 0.01
+TAU_BOOT = 2000
+TAU_SAME = 0.02  # decades: τ values closer than this are one τ (4-digit lrs and settings)
+
+
+@dataclasses.dataclass(frozen=True)
+class TauProfile:
+    """One recipe at one size: its loss against τ, the best over the lrs trained at each τ (a
+    τ-rule's setting is τ; a λ-rule's τ = 1/(η·λ·T)). log_tau: the distinct τ trained, ascending;
+    loss: (τ, 1 + resamples), column 0 the seed means, then seed-resampled means."""
+
+    rule: str
+    size: int
+    tpp: float  # tokens per parameter
+    log_tau: np.ndarray
+    loss: np.ndarray
+    noise: float  # the seed s.e.m. of the best point over its loss
+
+
+def tau_profiles(runs: pd.DataFrame, n_boot: int = TAU_BOOT, seed: int = 0) -> list[TauProfile]:
+    """Every recipe's and size's τ profile, from every trained point (seeds resampled with
+    replacement, each resampled mean spread as a fresh mean of its seeds, as the joint analysis does)."""
+    p = _points(runs, "val_loss", n_boot, seed)
+    facts = runs.groupby("size").agg(n_train=("n_train", "first"), n_params=("n_params", "first"),
+                                      batch=("batch_size", "first"))  # fmt: skip
+    per_sample = get_task(str(runs["task"].iloc[0])).tokens_per_sample
+    values = np.column_stack([p.mean, p.boot])
+    keys = pd.DataFrame(p.keys, columns=["rule", "size", "lr", "setting"])
+    out = []
+    for (rule, size), g in keys.groupby(["rule", "size"], sort=True):
+        f = facts.loc[size]
+        steps = math.ceil(f["n_train"] / f["batch"])
+        takes_tau = rule in RULES and RULES[rule].takes == "tau"
+        tau = g["setting"] if takes_tau else 1 / (g["lr"] * g["setting"] * steps)
+        order = np.argsort(np.log10(tau.to_numpy(float)))
+        log_tau, idx = np.log10(tau.to_numpy(float))[order], g.index.to_numpy()[order]
+        group = np.concatenate([[0], np.cumsum(np.diff(log_tau) > TAU_SAME)])
+        lt = np.array([log_tau[group == k].mean() for k in np.unique(group)])
+        loss = np.array([values[idx[group == k]].min(axis=0) for k in np.unique(group)])
+        best = idx[int(np.argmin(values[idx, 0]))]
+        tpp = f["n_train"] * per_sample / f["n_params"]
+        out.append(TauProfile(str(rule), int(size), float(tpp), lt, loss, float(p.sem[best] / p.mean[best])))
+    return out
+
+
+def _trained_lrs(runs: pd.DataFrame, rule: str, size: int) -> tuple[int, list[int], str]:
+    """How the cross through a recipe's optimum was trained: the lrs at its setting, the lrs at each
+    neighbouring setting (the nearest trained below and above), and how many of those neighbours
+    were trained at the optimum's lr."""
+    ok = setting_means(runs[(runs["rule"] == rule) & (runs["size"] == size)])
+    best = ok.loc[ok["mean"].idxmin()]
+    settings = sorted(ok["setting"].unique())
+    k = settings.index(best["setting"])
+    near = [settings[i] for i in (k - 1, k + 1) if 0 <= i < len(settings)]
+    lrs_at = [int((ok["setting"] == s).sum()) for s in near]
+    at_best_lr = sum(bool(((ok["setting"] == s) & (ok["lr"] == best["lr"])).any()) for s in near)
+    return int((ok["setting"] == best["setting"]).sum()), lrs_at, f"{at_best_lr} of {len(near)}"
+
+
+def _near_span(pr: TauProfile) -> tuple[int, int, int]:
+    """The best τ's index and the first and last of the τ around it over which the profile stays
+    within TAU_NEAR of the best."""
+    m = pr.loss[:, 0]
+    k = int(np.argmin(m))
+    near = m <= (1 + TAU_NEAR) * m[k]
+    lo = hi = k
+    while lo > 0 and near[lo - 1]:
+        lo -= 1
+    while hi < len(m) - 1 and near[hi + 1]:
+        hi += 1
+    return k, lo, hi
+
+
+def tau_span_rows(name: str, runs: pd.DataFrame, profiles: list[TauProfile]) -> list[str]:
+    """Per recipe and size: τ*, its loss, the τ range around it over which the profile stays within
+    TAU_NEAR of the best (a range that reaches the last τ trained is a bound, ≥), and how the cross
+    through the optimum was trained."""
+    rows = []
+    for pr in profiles:
+        m = pr.loss[:, 0]
+        k, lo, hi = _near_span(pr)
+        bound = "≥ " if lo == 0 or hi == len(m) - 1 else ""
+        n_best, n_near, at_lr = _trained_lrs(runs, pr.rule, pr.size)
+        rows.append(
+            f"| `{name}` | `{pr.rule}` | {pr.size} | {pr.tpp:.3g} | {10 ** pr.log_tau[k]:.3g} | {m[k]:.3f} "
+            f"| {10 ** pr.log_tau[lo]:.3g} – {10 ** pr.log_tau[hi]:.3g} "
+            f"| {bound}×{10 ** (pr.log_tau[hi] - pr.log_tau[lo]):.3g} "
+            f"| {noise_pct(pr.noise)} | {n_best} | {', '.join(map(str, n_near))} | {at_lr} |"
+        )
+    return rows
+
+
+def slope_costs(profiles: list[TauProfile], slopes: tuple[float, ...] = TAU_SLOPES) -> np.ndarray:
+    """The loss cost of setting τ ∝ TPP^slope from the middle size's τ* (per resample: the middle
+    size's best τ in that resample), each size's loss read off its profile interpolated in log τ and
+    taken over its own best, minus 1; NaN where the line leaves the τ trained. Returns the costs
+    (slopes, sizes, 1 + resamples); the middle size costs 0 by construction."""
+    mid = profiles[len(profiles) // 2]
+    anchor = mid.log_tau[np.argmin(mid.loss, axis=0)]  # (1 + resamples,)
+    cols = np.arange(len(anchor))
+    costs = np.full((len(slopes), len(profiles), len(anchor)), np.nan)
+    for j, pr in enumerate(profiles):
+        if len(pr.log_tau) < 2:  # one τ trained: nothing to read a line off
+            continue
+        best = pr.loss.min(axis=0)
+        for i, slope in enumerate(slopes):
+            target = anchor + slope * (math.log10(pr.tpp) - math.log10(mid.tpp))
+            inside = (target >= pr.log_tau[0]) & (target <= pr.log_tau[-1])
+            upper = np.clip(np.searchsorted(pr.log_tau, target), 1, len(pr.log_tau) - 1)
+            x0, x1 = pr.log_tau[upper - 1], pr.log_tau[upper]
+            y0, y1 = pr.loss[upper - 1, cols], pr.loss[upper, cols]
+            w = np.clip((target - x0) / (x1 - x0), 0.0, 1.0)
+            with np.errstate(invalid="ignore"):  # an end that diverged: +inf, not inf × 0
+                at = np.where(w == 0, y0, np.where(w == 1, y1, (1 - w) * y0 + w * y1))
+            costs[i, j] = np.where(inside, at / best - 1, np.nan)
+    return costs
+
+
+def _slope(x: float) -> str:
+    return fmt(x, 3 if x == POWER_LINES_EXPONENT else 1)
+
+
+def tau_slope_rows(name: str, profiles: list[TauProfile]) -> tuple[list[str], list[str]]:
+    """Per recipe: each candidate slope's loss cost over the sizes away from the middle (their mean
+    and the worst, with 90 % intervals over the resamples) and its excess over the least-cost slope
+    (paired resamples: told apart where the interval's lower end is above 0); and per recipe a
+    summary row: the least-cost slope and the slopes not told apart from it."""
+    rows, summary = [], []
+    for rule in sorted({pr.rule for pr in profiles}):
+        mine = sorted((pr for pr in profiles if pr.rule == rule), key=lambda pr: pr.tpp)
+        away = np.delete(slope_costs(mine), len(mine) // 2, axis=1)  # (slopes, the other sizes, draws)
+        mean, worst = away.mean(axis=1), away.max(axis=1)
+        least = int(np.nanargmin(mean[:, 0]))
+        same = []
+        for i, slope in enumerate(TAU_SLOPES):
+            excess = mean[i, 1:] - mean[least, 1:]
+            if not np.isfinite(mean[i, 0]):  # the line leaves the τ trained: nothing to compare
+                told = "–"
+            else:
+                told = "least cost" if i == least else ("yes" if np.nanpercentile(excess, 5) > 0 else "no")
+            if told in ("least cost", "no"):
+                same.append(slope)
+            rows.append(
+                f"| `{name}` | `{rule}` | {_slope(slope)} | {cost_pct(mean[i, 0], mean[i, 1:])} "
+                f"| {cost_pct(worst[i, 0], worst[i, 1:])} | {cost_pct(mean[i, 0] - mean[least, 0], excess)} | {told} |"
+            )
+        summary.append(
+            f"| {_slope(TAU_SLOPES[least])} | {_slope(min(same))} | {_slope(max(same))} "
+            f"| {len(same)} of {len(TAU_SLOPES)} |"
+        )
+    return rows, summary
+
+
+def noise_pct(x: float) -> str:
+    """A seed noise (s.e.m. over the loss) in percent; – where it was not measured (one seed)."""
+    return f"{100 * x:.2f} %" if np.isfinite(x) else "–"
+
+
+def cost_pct(x: float, draws: np.ndarray) -> str:
+    """A loss cost in percent to two decimals (the costs are tenths of a percent) and its 90 %
+    interval over the resamples to one (the resampling moves the second)."""
+    if not np.isfinite(x):
+        return "off the τ trained"
+    lo, hi = np.nanpercentile(draws, [5, 95])
+    return f"{100 * x:.2f} % [{100 * lo:.1f}, {100 * hi:.1f}]".replace("-", "−")
+
+
+def tau_loss_block(studies: dict[str, pd.DataFrame]) -> str:
+    """§9 in loss terms, from the one-pass studies' runs: how wide the near-best τ is at each size
+    (both studies) and what each candidate slope of τ* in tokens per parameter costs in loss."""
+    spans, slopes, summary, coarse = [], [], [], []
+    for name, runs in studies.items():
+        profiles = tau_profiles(runs)
+        spans += tau_span_rows(name, runs, profiles)
+        rows, summ = tau_slope_rows(name, profiles) if ONEPASS_STUDIES[name][0] == "TPP" else ([], [])
+        slopes += rows
+        if summ:  # the same on the coarse grid alone: every setting at every coarse lr, on the same seeds
+            on_grid = tau_profiles(runs[runs["run_id"].isin(coarse_ids(HERE / name))])
+            rules = sorted({pr.rule for pr in on_grid})
+            coarse += [f"| `{name}` | `{r}` {row}" for r, row in zip(rules, tau_slope_rows(name, on_grid)[1])]
+        for rule in sorted({pr.rule for pr in profiles}):
+            mine = [pr for pr in profiles if pr.rule == rule]
+            widths = [10 ** (pr.log_tau[hi] - pr.log_tau[lo]) for pr in mine for _, lo, hi in [_near_span(pr)]]
+            noise = noise_pct(float(np.nanmean([pr.noise for pr in mine])))
+            slope = summ.pop(0) if summ else "| – | – | – | – |"
+            summary.append(f"| `{name}` | `{rule}` | ×{min(widths):.3g} | ×{max(widths):.3g} | {noise} {slope}")
+    return "\n".join(
+        [
+            r"| study | recipe | size | tokens per parameter | τ\* | its loss "
+            f"| τ within {100 * TAU_NEAR:g} % of the best "
+            r"| ×span | seed noise of the best (s.e.m.) | lrs trained at setting\* | lrs trained at each neighbouring "
+            r"setting | neighbours trained at lr\* |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *spans,
+            "",
+            r"| study | recipe | τ\* ∝ TPP^slope from the middle size's τ\* | loss cost, mean over the other sizes "
+            "[90% CI] | the worst size's cost [90% CI] | over the least-cost slope [90% CI] | told apart from it |",
+            "|---|---|---|---|---|---|---|",
+            *slopes,
+            "",
+            f"| study | recipe | ×span within {100 * TAU_NEAR:g} %, narrowest | widest "
+            "| seed noise of the optima (mean s.e.m.) | least-cost slope in TPP | lowest slope not told apart "
+            "| highest slope not told apart | slopes not told apart |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *summary,
+            "",
+            "| study | recipe | on the coarse grid alone: least-cost slope | lowest not told apart "
+            "| highest not told apart | how many not told apart |",
+            "|---|---|---|---|---|---|",
+            *coarse,
+        ]
+    )
+
+
+def onepass_scope_table(points: dict[str, pd.DataFrame], studies: dict[str, pd.DataFrame]) -> str:
+    """The range of τ* over the one-pass optima (those inside what was trained through them, those
+    at an edge, and those inside at the width study's tokens per parameter), and each study's
+    parameters and steps."""
+    pts = pd.concat([d.assign(study=n) for n, d in points.items()], ignore_index=True)
+    width_tpp = float(points["onepass_width"]["tpp"].median()) if "onepass_width" in points else math.nan
+    inside = pts[~pts["edge"]]
+    groups = [
+        ("inside what was trained through them, both studies", inside),
+        ("at an edge of what was trained through them (a bound)", pts[pts["edge"]]),
+        ("inside, at the width study's tokens per parameter", inside[np.isclose(inside["tpp"], width_tpp, rtol=0.05)]),
+    ]
+    lines = [r"| optima | how many | lowest τ\* | highest τ\* |", "|---|---|---|---|"]
+    for label, g in groups:
+        lo, hi = (f"{g['tau'].min():.3g}", f"{g['tau'].max():.3g}") if len(g) else ("–", "–")
+        lines.append(f"| {label} | {len(g)} | {lo} | {hi} |")
+    lines += ["", "| study | parameters | steps |", "|---|---|---|"]
+    every = []
+    for name, runs in studies.items():
+        steps = np.ceil(runs["n_train"] / runs["batch_size"])
+        every.append((runs["n_params"], steps))
+        lines.append(f"| `{name}` | {runs['n_params'].min():,} – {runs['n_params'].max():,} "
+                     f"| {int(steps.min())} – {int(steps.max())} |")  # fmt: skip
+    n_params, steps = pd.concat([e[0] for e in every]), pd.concat([e[1] for e in every])
+    lines.append(f"| both | {n_params.min():,} – {n_params.max():,} | {int(steps.min())} – {int(steps.max())} |")
     return "\n".join(lines)
 
 
@@ -1147,6 +1394,10 @@ def main() -> int:
             tau_pts[name] = tau_points(j, runs)
     if tau_pts:
         tau_figure(tau_pts, HERE / "onepass_tau.png")
+    onepass = {name: r for name in ONEPASS_STUDIES if (r := exported(HERE / name)) is not None and not r.empty}
+    if len(onepass) == len(ONEPASS_STUDIES):
+        blocks["onepass_tau_loss"] = tau_loss_block(onepass)
+        blocks["onepass_scope"] = onepass_scope_table(tau_pts, onepass)
     blocks["joint_runs"] = "\n".join(
         ["| joint study | coarse-grid runs | refined runs | all runs |", "|---|---|---|---|", *joint_runs]
     )

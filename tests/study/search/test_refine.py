@@ -365,3 +365,81 @@ def test_a_joint_optimum_at_the_largest_lr_trained_at_its_setting_gets_a_larger_
     ]  # fmt: skip
     grown, n = extend_edges(plan, pd.DataFrame(rows), GRID, [8, 32], lrs=lrs)
     assert n == 1 and grown.refined["decoupled@8"] == [[pytest.approx(0.1), 1, pytest.approx(1.0)]]
+
+
+# -- the cross follows the optimum: its setting neighbours at its best lr ------------------------------
+
+
+def test_seeds_go_to_the_setting_arm_at_the_optimums_lr_as_many_as_the_optimum_gets():
+    """A joint optimum at a fine lr between coarse ones: the settings beside it at that lr, worse
+    beyond noise, still get the optimum's seeds (its neighbours are weighed at its lr, like it)."""
+    lrs = [0.001, 0.01, 0.1]
+    plan = StudyPlan(sizes=[8, 32], rules=["decoupled"], seeds=2, settings=GRID, lrs=lrs)
+    best = (0.02154, 0.1)
+    arm = {0.04642: 1.02, 0.2154: 1.03, 1.0: 1.1, 0.01: 1.2, 10.0: 1.5}  # 10 is two coarse steps out
+    rows = [(lr, s, 1.1) for lr in (0.01, 0.1) for s in GRID["decoupled"]] + [(*best, 1.0)]
+    rows += [(best[0], s, v) for s, v in arm.items()]
+    df = pd.DataFrame(
+        dict(rule="decoupled", size=8, lr=lr, setting=s, seed=i, status="ok", val_loss=v + 0.001 * i,
+             run_id=f"{lr}-{s}-{i}")
+        for lr, s, v in rows for i in range(2)
+    )  # fmt: skip
+    grown, _ = add_seeds(plan, df, GRID, [8, 32], max_seeds=6, lrs=lrs)
+    have = {(e[2], e[0]): e[1] for e in grown.refined["decoupled@8"]}
+    assert have[best] == 6
+    for s in (0.01, 0.04642, 0.2154, 1.0):  # within one coarse step of 0.1, at its lr
+        assert have.get((best[0], s)) == 6, s
+    assert (best[0], 10.0) not in have and (0.01, 0.04642) not in have  # farther out, or at another lr
+    # a 1-D study has no lr arm to tune past: only the optimum and the points within noise get seeds
+    one_d = add_seeds(StudyPlan(sizes=[8, 32], rules=["decoupled"], seeds=2, settings=GRID), df[df.lr == best[0]],
+                      GRID, [8, 32], max_seeds=6)[0]  # fmt: skip
+    assert {e[0]: e[1] for e in one_d.refined["decoupled@8"]} == {0.1: 6}
+
+
+def _valley(lr: float, setting: float, seed: int) -> float:
+    """Lowest at lr 10^-5/3 ≈ 0.0215 (between coarse lrs) along η·λ = 1e-3: at the coarse lrs the
+    best setting is a coarse one, at the best lr it is a fine one (0.0464) that the first cross,
+    built at a coarse lr, never trains there."""
+    return 1.0 + 0.2 * (math.log10(lr) + 5 / 3) ** 2 + 0.05 * math.log10(lr * setting / 1e-3) ** 2 + 0.001 * seed
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """refine_study on a joint plan whose runs are 'trained' by `_valley` (no torch): run_study
+    stores every planned run not stored yet, load_runs returns what is stored."""
+    from wdscale.study.plan.study_plan import make_runs
+    from wdscale.study.plan.tasks import get_task
+
+    stored: dict[str, dict] = {}
+
+    def run_study(plan, out, **kw):
+        for c in make_runs(plan, get_task(plan.task)):
+            if c.run_id not in stored:
+                stored[c.run_id] = dict(rule=c.rule, size=c.size, lr=c.lr, setting=c.setting, seed=c.seed,
+                                        status="ok", val_loss=_valley(c.lr, c.setting, c.seed), wall_time=1.0,
+                                        threads=1, run_id=c.run_id)  # fmt: skip
+
+    monkeypatch.setattr("wdscale.study.search.refine.run_study", run_study)
+    monkeypatch.setattr("wdscale.study.search.refine.load_runs", lambda out: pd.DataFrame(list(stored.values())))
+    plan = StudyPlan(**{**TINY, "rules": ["decoupled"], "settings": GRID, "lrs": [0.001, 0.01, 0.1]})
+    run_study(plan, None)
+    return plan
+
+
+def test_refine_follows_a_joint_optimum_to_its_best_lr_and_trains_its_setting_neighbours_there(fake_training, tmp_path):
+    first = refine_study(fake_training, tmp_path, points=3, max_seeds=4)
+    from wdscale.study.search import refine
+
+    df = refine.load_runs(tmp_path)
+    means = setting_means(df)
+    for row in measured_optima(df).itertuples():
+        assert (row.lr, row.setting) == (pytest.approx(0.02154, rel=1e-3), pytest.approx(0.04642, rel=1e-3))
+        at = means[(means["size"] == row.size) & (means.lr == row.lr)].set_index("setting")
+        # its setting neighbours, one and two fine steps and one coarse step each side, at its lr,
+        # each with the optimum's seeds
+        for k in (-3, -2, -1, 1, 2, 3):
+            s = [x for x in at.index if math.isclose(x, row.setting * 10 ** (k / 3), rel_tol=1e-3)]
+            assert len(s) == 1 and at.loc[s[0], "n"] == row.n == 4, (row.size, k)
+    # resume is exact: a second refine finds every cross trained and adds nothing
+    again = refine_study(first.plan, tmp_path, points=3, max_seeds=4)
+    assert again.added_runs == 0 and again.plan == first.plan

@@ -12,13 +12,19 @@ so the store still holds one plan and nothing stored is trained again):
    trained at its lr or (joint) the smallest or largest lr trained at its setting — one coarse
    step beyond it (`extend_edges`, at most MAX_EDGE_DECADES past the coarse grid), so every
    optimum ends bracketed, by a worse point or by one that diverged or did not learn;
+   in a joint study the cross then follows the optimum: when it moved to a point whose cross is
+   not trained (typically a finer lr on its setting's arm), the cross around that point, so the
+   settings beside the optimum are trained at its best lr, not only at the coarse lrs its own lr
+   arm was tuned past (the incumbent's bias of a single cross);
 2. seeds: up to `max_seeds` at the optimum and at every point whose seed-mean is within noise of
-   it (within 2 standard errors of the difference) — at every size, or with `seeds_at="ends"`
+   it (within 2 standard errors of the difference), and in a joint study as many as the optimum
+   has at the settings of its cross's setting arm (its lr, within one coarse step), so they are
+   weighed against it on equal seeds — at every size, or with `seeds_at="ends"`
    only at the smallest and largest, the two sizes a regret compares — and the proxy's (smallest size's) optimum
    trained at every larger size with as many seeds as that size's optimum, so its transfer regret
    is measured, not read off a curve (in a joint study also the proxy's optimum over settings at
    the fixed lr: the λ-only transfer). Stage 2 repeats until it adds nothing (the optimum may
-   move as seeds are added).
+   move as seeds are added; in a joint study stage 1 follows it after each round).
 
 `pruning_check` asks, on a finished study, whether a coarse-then-refine search (every other grid
 point dropped, then the dropped neighbours of the coarse optimum added) finds the full grid's
@@ -80,6 +86,7 @@ SEEDS_AT = ("all", "ends")
 SeedsAt = Literal["all", "ends"]
 NOISE_SE = 2.0  # a setting is "within noise" of the optimum when its mean is within this many s.e.
 MAX_SEED_ROUNDS = 5  # stage 2 repeats until nothing is added; this bounds it
+MAX_CROSS_ROUNDS = 5  # so does stage 1's following of a moving optimum (each round a new cross)
 # how far past its coarse grid (either axis) stage 1 walks after an optimum on the edge: a loss
 # still falling 2 decades out (decay that does not matter: λ → 0) is reported at the edge, a bound
 MAX_EDGE_DECADES = 2.0
@@ -171,7 +178,8 @@ def add_settings(
     lrs: Optional[list[float]] = None,
 ) -> tuple[StudyPlan, int]:
     """Stage 1: a finer grid around each measured optimum (finer settings at its lr; in a joint
-    study also finer lrs at its setting). Returns the grown plan and how many points it adds."""
+    study also finer lrs at its setting), no farther than MAX_EDGE_DECADES past the coarse grid.
+    Returns the grown plan and how many points it adds."""
     lrs = lrs if lrs is not None else sorted(df["lr"].unique())
     additions: dict[str, dict[Point, int]] = {}
     added = 0
@@ -184,13 +192,14 @@ def add_settings(
             continue
         planned = _planned(plan, grid, lrs, rule, size)
         at_lr = [s for (r_lr, s) in planned if r_lr == lr]
-        new = [(lr, s) for s in _finer(best, log_step(grid[rule]), points_per_step, at_lr, min(grid[rule]))]
+        fine = _finer(best, log_step(grid[rule]), points_per_step, at_lr, min(grid[rule]))
+        new = [(lr, s) for s in fine if _within_reach(s, grid[rule])]
         if len(lrs) > 1:
             at_best = [r_lr for (r_lr, s) in planned if s == best]
             step = log_step(lrs)
             for x in _finer(lr, step, points_per_step, at_best, min(lrs)):
                 x = _snap(x, known_lrs, step / points_per_step / 4) or x
-                if x not in at_best:
+                if x not in at_best and _within_reach(x, lrs):
                     new.append((x, best))
                     known_lrs.append(x)
         for x, s in new:
@@ -300,6 +309,13 @@ def add_seeds(
         close = m[(m["mean"] - best["mean"]) <= NOISE_SE * np.sqrt(m["sem"] ** 2 + best["sem"] ** 2)]
         for lr, s in zip(close["lr"], close["setting"]):
             want(rule, size, (float(lr), float(s)), max(max_seeds, plan.seeds))
+        if len(lrs) > 1 and np.isfinite(best["mean"]):
+            # the cross's setting arm at the optimum's lr, with the optimum's seeds: the settings
+            # beside the optimum are weighed against it at the lr its own arm found best, not at
+            # the coarse lrs alone (the incumbent's bias)
+            n = seeds_now.get((rule, size), {}).get(optima[(rule, size)], plan.seeds)
+            for lr, s in _setting_arm(m, *optima[(rule, size)], log_step(grid[rule])):
+                want(rule, size, (lr, s), n)
     # the smallest size's choice at every larger size (drift and regret); every other smaller
     # size's at the largest (the tuning-cost frontier compares proxies)
     targets = {proxy: sizes[1:] if proxy == sizes[0] else sizes[-1:] for proxy in sizes[:-1]}
@@ -316,6 +332,15 @@ def add_seeds(
                 same_lr = [s for (r_lr, s) in have if r_lr == proxy[0]]
                 want(rule, size, (proxy[0], _snap(proxy[1], same_lr, step / 40) or proxy[1]), n)
     return with_refined(plan, additions), added
+
+
+def _setting_arm(means: pd.DataFrame, lr: float, best: float, step: float) -> list[tuple[float, float]]:
+    """The trained points at `lr` whose setting is within one coarse `step` (decades) of `best`,
+    other than `best`: the setting arm of the cross through an optimum (a point where a seed
+    diverged or did not learn is left out: more seeds there say nothing about the optimum)."""
+    at = means[np.isclose(means["lr"], lr, rtol=1e-6) & np.isfinite(means["mean"])]
+    near = np.abs(np.log10(at["setting"].to_numpy(float) / best)) <= step * (1 + 1e-6)
+    return [(float(x), float(s)) for x, s in zip(at["lr"][near], at["setting"][near]) if s != best]
 
 
 def stored_plan(out: Union[str, Path]) -> StudyPlan:
@@ -389,19 +414,37 @@ def refine_study(
     plan, n_settings = add_settings(plan, before, grid, sizes, points, metric, lrs)
     print(f"refine: {n_settings} points added around the measured optima", file=sys.stderr)
     train(plan)
-    while True:  # ends: each round walks further out, and MAX_EDGE_DECADES bounds the walk
-        plan, n_edges = extend_edges(plan, load_runs(out), grid, sizes, metric, lrs)
-        if not n_edges:
-            break
-        print(f"refine: {n_edges} points added beyond optima on the edge of what was trained", file=sys.stderr)
-        train(plan)
-    # stage 2, until nothing is added
+
+    def around_optima() -> None:
+        """Stage 1 on what is trained, until it adds nothing: the walk past an optimum on the
+        edge, then the cross around an optimum that moved to a point whose cross is not trained
+        (a better lr on its setting's arm: its setting neighbours are then trained at that lr)."""
+        nonlocal plan
+        for _ in range(MAX_CROSS_ROUNDS):
+            while True:  # ends: each round walks further out, and MAX_EDGE_DECADES bounds the walk
+                plan, n = extend_edges(plan, load_runs(out), grid, sizes, metric, lrs)
+                if not n:
+                    break
+                print(f"refine: {n} points added beyond optima on the edge of what was trained", file=sys.stderr)
+                train(plan)
+            if len(lrs) == 1:  # a 1-D study has no lr arm for its optimum to move along
+                return
+            plan, n_cross = add_settings(plan, load_runs(out), grid, sizes, points, metric, lrs)
+            if not n_cross:
+                return
+            print(f"refine: {n_cross} points added around optima that moved", file=sys.stderr)
+            train(plan)
+
+    around_optima()
+    # stage 2, until nothing is added (seeds may move a joint optimum: stage 1 follows it)
     for _ in range(MAX_SEED_ROUNDS):
         plan, n_runs = add_seeds(plan, load_runs(out), grid, sizes, max_seeds, metric, lrs, fixed, seeds_at)
         if not n_runs:
             break
         print(f"refine: {n_runs} seed runs added near the optima and at the proxy's optimum", file=sys.stderr)
         train(plan)
+        if len(lrs) > 1:
+            around_optima()
     df = load_runs(out)
     core_s = core_seconds(df)
     coarse_ids = {c.run_id for c in make_runs(dataclasses.replace(plan, refined={}), task, model_fn)}
