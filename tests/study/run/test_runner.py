@@ -235,3 +235,24 @@ def test_study_takes_every_plan_field_as_a_keyword_with_the_plans_default():
             or (params[f.name].default is None and default in ({}, []))
             or (f.name == "rules" and params[f.name].default is None)
         ), f.name
+
+
+def test_the_driver_loads_a_tasks_data_once_and_every_forked_run_inherits_it(tmp_path, monkeypatch):
+    import dataclasses as dc
+
+    from wdscale.study.plan import tasks
+
+    digits = tasks.get_task("digits_mlp")
+    loads = tmp_path / "loads"
+
+    def counting_loader(seed, **options):
+        with open(loads, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return digits.loader(seed, **options)
+
+    monkeypatch.setitem(tasks.TASKS, "digits_mlp", dc.replace(digits, loader=counting_loader))
+    monkeypatch.setattr(tasks, "_DATA_CACHE", {})
+    plan = StudyPlan(**TINY)
+    s = run_study(plan, tmp_path / "study", execution=Execution(workers=2, progress=False, batch=False))
+    assert s.ran == len(make_runs(plan, digits)) > 2
+    assert loads.read_text().split() == [str(os.getpid())]  # once, in the driver
