@@ -23,8 +23,9 @@ import prose  # docs/findings/prose.py, beside this script
 
 from wdscale.study.analysis.advise import Holdout, holdout
 from wdscale.study.analysis.cost import SearchCost, search_cost
-from wdscale.study.analysis.joint import JointAnalysis, analyze_joint
+from wdscale.study.analysis.joint import JointAnalysis, JointDrift, analyze_joint
 from wdscale.study.analysis.study_analysis import (
+    STABILITY_SEEDS,
     StudyAnalysis,
     analyze,
     core_seconds,
@@ -34,7 +35,7 @@ from wdscale.study.analysis.study_analysis import (
 )
 from wdscale.study.plan.study_plan import StudyPlan, make_runs
 from wdscale.study.plan.tasks import get_task
-from wdscale.study.report.study_report import interval_end_percent
+from wdscale.study.report.study_report import interval_end_percent, interval_end_text
 from wdscale.study.run.store import load_runs
 from wdscale.study.search.optuna_search import TRIALS_FILE, counted_work
 from wdscale.study.search.refine import DESIGNS, design_replay, setting_means
@@ -164,12 +165,13 @@ def tau_table(j: JointAnalysis, runs: pd.DataFrame, axis: str, published: float)
     ]
     for d in j.drifts:
         opt = [o for o in j.optima if o.rule == d.rule]
-        if np.isfinite(opt[0].product):
-            s, lo, hi = (-v - t_slope for v in d.product_slope)
-            lo, hi = min(lo, hi), max(lo, hi)
+        if np.isfinite(opt[0].product):  # τ ∝ 1/(η·λ·T): the product's ends swap, with their margins
+            (s, a, b), (ma, mb) = d.product_slope, d.product_slope_mc
+            s, lo, hi, lo_mc, hi_mc = -s - t_slope, -b - t_slope, -a - t_slope, mb, ma
         else:
-            s, lo, hi = d.setting_slope
-        lines.append(f"| `{d.rule}` | {s:.2f} [{lo:.2f}, {hi:.2f}] | {published:g} | 0 |")
+            (s, lo, hi), (lo_mc, hi_mc) = d.setting_slope, d.setting_slope_mc
+        ends = f"[{interval_end_text(lo, lo_mc, 2, lower=True)}, {interval_end_text(hi, hi_mc, 2)}]"
+        lines.append(f"| `{d.rule}` | {fmt(s)} {ends} | {published:g} | 0 |")
     return "\n".join(lines)
 
 
@@ -306,12 +308,13 @@ def _target_noise(sweep: pd.DataFrame, target: int) -> float:
 _BEST_DRAWS: dict[tuple, tuple[pd.DataFrame, np.ndarray]] = {}  # the frame held: its id stays its own
 
 
-def _best_draws(sweep: pd.DataFrame, target: int, n_boot: int) -> np.ndarray:
+def _best_draws(sweep: pd.DataFrame, target: int, n_boot: int, stream: int) -> np.ndarray:
     """The sweep's best seed-mean loss at the target in each of n_boot resamples of its seeds (the
-    best re-chosen each time; points with a diverged seed left out), computed once per sweep."""
-    key = (id(sweep), target, n_boot)
+    best re-chosen each time; points with a diverged seed left out) on bootstrap stream `stream`,
+    computed once per sweep and stream."""
+    key = (id(sweep), target, n_boot, stream)
     if key not in _BEST_DRAWS:
-        rng = np.random.default_rng(1)
+        rng = np.random.default_rng([1, stream])
         means = [
             rng.choice(v, (n_boot, len(v))).mean(axis=1)
             for v in _point_losses(sweep, target).values()
@@ -321,12 +324,13 @@ def _best_draws(sweep: pd.DataFrame, target: int, n_boot: int) -> np.ndarray:
     return _BEST_DRAWS[key][1]
 
 
-def search_gap(runs: pd.DataFrame, sweep: pd.DataFrame, target: int, n_boot: int = 2000) -> dict:
+def search_gap(runs: pd.DataFrame, sweep: pd.DataFrame, target: int, n_boot: int = 4000, seed: int = 0) -> dict:
     """A search's pick at the target (its lowest seed-mean loss there) against the sweep's best
     over every recipe: the gap and its 90 % interval (the sweep's seeds resampled, its best
     re-chosen each time; the pick's own seeds resampled where it has two or more, else its loss
-    moved by the target's pooled seed noise), and the gap 2.8 standard errors wide (what these
-    seeds detect at 80 % power)."""
+    moved by the target's pooled seed noise; each end the median over STABILITY_SEEDS bootstrap
+    streams from `seed` on, lo_mc / hi_mc its Monte Carlo margin, half the ends' range over them), and the gap
+    2.8 standard errors wide (what these seeds detect at 80 % power)."""
     picks = _point_losses(runs, target)
     means = {k: v.mean() for k, v in picks.items()}
     pick = min(means, key=means.get)
@@ -335,13 +339,15 @@ def search_gap(runs: pd.DataFrame, sweep: pd.DataFrame, target: int, n_boot: int
     best = min(ref_means, key=ref_means.get)
     noise = _target_noise(sweep, target)
     mine_seeds = picks[pick]
-    rng = np.random.default_rng(0)
-    if len(mine_seeds) > 1:
-        mine = rng.choice(mine_seeds, (n_boot, len(mine_seeds))).mean(axis=1)
-    else:
-        mine = mine_seeds[0] * np.exp(rng.normal(0.0, noise, n_boot))
-    draws = mine / _best_draws(sweep, target, n_boot) - 1
-    lo, hi = np.quantile(draws, [0.05, 0.95])
+    ends = []
+    for stream in range(seed, seed + STABILITY_SEEDS):
+        rng = np.random.default_rng(stream)
+        if len(mine_seeds) > 1:
+            mine = rng.choice(mine_seeds, (n_boot, len(mine_seeds))).mean(axis=1)
+        else:
+            mine = mine_seeds[0] * np.exp(rng.normal(0.0, noise, n_boot))
+        ends.append(np.quantile(mine / _best_draws(sweep, target, n_boot, stream) - 1, [0.05, 0.95]))
+    (lo, hi), (lo_mc, hi_mc) = np.median(ends, axis=0), np.ptp(ends, axis=0) / 2
     return dict(
         pick=pick,
         seeds=len(mine_seeds),
@@ -351,6 +357,8 @@ def search_gap(runs: pd.DataFrame, sweep: pd.DataFrame, target: int, n_boot: int
         gap=means[pick] / ref_means[best] - 1,
         lo=lo,
         hi=hi,
+        lo_mc=lo_mc,
+        hi_mc=hi_mc,
         detectable=2.8 * noise * math.sqrt(1 / len(mine_seeds) + 1 / len(ref[best])),
     )
 
@@ -398,7 +406,7 @@ def optuna_text(d: Path, sweep: pd.DataFrame, target: int, one_recipe: float) ->
     fraction = float(np.median([w for _, _, w in found])) / one_recipe
     if len(found) == 1:
         g = found[0][0]
-        return f"{pct(g['gap'], g['lo'], g['hi'])} ({trials} trials, {fraction:.2f})"
+        return f"{pct(*(g[k] for k in GAP))} ({trials} trials, {fraction:.2f})"
     return (
         f"median {100 * np.median(gaps):.1f} % of {len(found)} searches (range {100 * gaps.min():.1f} to "
         f"{100 * gaps.max():.1f}; {trials} trials, {fraction:.2f} each)"
@@ -423,7 +431,7 @@ def tune_rows(sweep_name: str, sweep: pd.DataFrame, target: int) -> list[str]:
         rows.append(
             f"| `{sweep_name}` | {target} | {budget:g} | `{rule}`, lr {lr:.3g}, λ {setting:.3g} ({g['seeds']}) | "
             f"{g['loss']:.4f} | {g['best_loss']:.4f} (`{b_rule}`, lr {b_lr:.3g}, λ {b_setting:.3g}) | "
-            f"{pct(g['gap'], g['lo'], g['hi'])} | {100 * g['detectable']:.1f} % | {fraction:.2f} | "
+            f"{pct(*(g[k] for k in GAP))} | {100 * g['detectable']:.1f} % | {fraction:.2f} | "
             f"{optuna[0]} | {optuna[1]} |"
         )
     return rows
@@ -492,12 +500,18 @@ def holdout_summary(rows: list[tuple[str, Holdout]]) -> str:
     )
 
 
-def pct(x: float, lo: float = np.nan, hi: float = np.nan) -> str:
+GAP = ("gap", "lo", "hi", "lo_mc", "hi_mc")  # a gap, its interval's ends and their Monte Carlo margins
+
+
+def pct(x: float, lo: float = np.nan, hi: float = np.nan, lo_mc: float = np.nan, hi_mc: float = np.nan) -> str:
+    """A gap in percent with its interval, each end to the digit its Monte Carlo margin (lo_mc,
+    hi_mc: half its range over the bootstrap streams; NaN: one decimal) leaves standing."""
     if x == np.inf:
         return "∞"
     if not np.isfinite(x):
         return "not measured"
-    ci = f" [{100 * lo:.1f}, {100 * hi:.1f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+    ends = (interval_end_text(lo, lo_mc, 1, 100, lower=True), interval_end_text(hi, hi_mc, 1, 100))
+    ci = f" [{ends[0]}, {ends[1]}]" if np.isfinite(lo) and np.isfinite(hi) else ""
     return f"{100 * x:.1f} %{ci}"
 
 
@@ -514,12 +528,14 @@ def joint_table(j: JointAnalysis) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def tri(t: tuple) -> str:
-        return "–" if not np.isfinite(t[0]) else f"{fmt(t[0])} [{fmt(t[1])}, {fmt(t[2])}]"
+    def tri(d: JointDrift, slope: str) -> str:  # each end to the digit its Monte Carlo margin leaves
+        t, margins = getattr(d, slope), getattr(d, f"{slope}_mc")
+        ends = ", ".join(interval_end_text(e, m, 2, lower=k == 0) for k, (e, m) in enumerate(zip(t[1:], margins)))
+        return "–" if not np.isfinite(t[0]) else f"{fmt(t[0])} [{ends}]"
 
     def gap(strategy: str, rule: str) -> str:
         r = c[(c["strategy"] == strategy) & (c["rule"] == rule) & (c["proxy_size"] == sizes[0])]
-        return pct(*r.iloc[0][["gap", "lo", "hi"]]) if len(r) else "–"
+        return pct(*r.iloc[0][list(GAP)]) if len(r) else "–"
 
     for d in j.drifts:
         a = o[(o["rule"] == d.rule) & (o["size"] == sizes[0])].iloc[0]
@@ -530,8 +546,9 @@ def joint_table(j: JointAnalysis) -> str:
         out.append(
             f"| `{d.rule}` | ({a['lr']:.3g}, {a['setting']:.3g}){edge['a']} → ({b['lr']:.3g}, {b['setting']:.3g})"
             f"{edge['b']} "
-            f"| {tri(d.lr_slope)} | {tri(d.setting_slope)} | {tri(d.product_slope)} | {tri(d.fixed_lr_setting_slope)} "
-            f"| {b['loss']:.3f}, {pct(own['gap'], own['lo'], own['hi'])} "
+            f"| {tri(d, 'lr_slope')} | {tri(d, 'setting_slope')} | {tri(d, 'product_slope')} "
+            f"| {tri(d, 'fixed_lr_setting_slope')} "
+            f"| {b['loss']:.3f}, {pct(*own[list(GAP)])} "
             f"| {gap('transfer (lr and setting)', d.rule)} | {gap('transfer (setting only, fixed lr)', d.rule)} |"
         )
     return "\n".join(out)
@@ -564,7 +581,7 @@ def law_rows(name: str, runs: pd.DataFrame, target: int) -> list[str]:
         g = search_gap(point, runs, target)
         spent = pd.concat([runs[(runs["size"] < target) & (runs["rule"] == rule)], point])
         out.append(
-            f"| {how} (lr {lr:.3g}, λ {setting:.3g}) | `{rule}` | {pct(g['gap'], g['lo'], g['hi'])} "
+            f"| {how} (lr {lr:.3g}, λ {setting:.3g}) | `{rule}` | {pct(*(g[k] for k in GAP))} "
             f"| {float(core_seconds(spent).sum()):.1f} | {float(params_samples(spent).sum()):.2g} |"
         )
     return out
@@ -591,7 +608,7 @@ def tune_frontier_rows(sweep_name: str, sweep: pd.DataFrame, target: int) -> lis
                 continue
             g = search_gap(runs, sweep, target)
             out.append(
-                f"| {label} at budget {budget:g} | all → `{g['pick'][0]}` | {pct(g['gap'], g['lo'], g['hi'])} "
+                f"| {label} at budget {budget:g} | all → `{g['pick'][0]}` | {pct(*(g[k] for k in GAP))} "
                 f"| {float(core_seconds(runs).sum()):.1f} | {float(params_samples(runs).sum()):.2g} |"
             )
     return out
@@ -614,8 +631,7 @@ def frontier_table(j: JointAnalysis, one_d: dict[str, float], measured: tuple[st
         how = r["strategy"] if np.isnan(r["proxy_size"]) else f"{r['strategy']} from {int(r['proxy_size'])}"
         median = " (median of 10 sampler seeds)" if r["strategy"].startswith("TPE") else ""
         out.append(
-            f"| {how}{median} | `{r['rule']}` | {pct(r['gap'], r['lo'], r['hi'])} | {r['core_s']:.1f} "
-            f"| {r['params_samples']:.2g} |"
+            f"| {how}{median} | `{r['rule']}` | {pct(*r[list(GAP)])} | {r['core_s']:.1f} | {r['params_samples']:.2g} |"
         )
     out += list(measured)
     out.append("")
@@ -834,7 +850,10 @@ def tune_figure(points: dict[str, pd.DataFrame], path: Path) -> None:
             g = pts[pts["way"] == way]
             if g.empty:
                 continue
-            err = np.vstack([g["gap"] - g["lo"], g["hi"] - g["gap"]]) * 100 if g["lo"].notna().all() else None
+            # the resampled best (a minimum re-chosen) sits below the measured one: an interval may lie
+            # above its gap
+            arms = np.vstack([g["gap"] - g["lo"], g["hi"] - g["gap"]]).clip(min=0) * 100
+            err = arms if g["lo"].notna().all() else None
             ax.errorbar(g["fraction"], 100 * g["gap"], yerr=err, fmt=marker, color=color, capsize=2, label=way,
                         ms=6 if marker != "+" else 9)  # fmt: skip
         ax.axhline(1, color="#aa3333", lw=0.8, ls="--")
