@@ -146,7 +146,10 @@ def fill_refs(doc: str, found: dict[str, list[Table]]) -> str:
         it = zip(values, bounds(cell)[len(bounds(cell)) - len(values) :])
 
         def sub(n: re.Match) -> str:
-            (truth, shown), bound = next(it)
+            try:
+                (truth, shown), bound = next(it)
+            except StopIteration:
+                raise ValueError(f"reference {spec!r}: {text!r} has more numbers than its cell {cell!r}") from None
             number = n.group().removeprefix("> ")
             if "," in number:
                 return f"{round(truth):,}"

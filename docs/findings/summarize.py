@@ -288,6 +288,39 @@ def schedule_table(constant: StudyAnalysis, scheduled: StudyAnalysis) -> str:
     return "\n".join(out)
 
 
+def schedule_runs_table() -> str:
+    """§8's reruns under a schedule: per study its constant-lr twin, the schedule, its mean lr
+    multiplier over a run (the exact mean over each run's steps, the range over the study's step
+    counts), its runs on the coarse grid and refined, the refinement's compute (coarse and refined
+    core-s over the coarse grid's, as `refined_row`), the twin's runs and the commands that
+    regenerate it (refined with extra seeds at the ends only, except the joint studies)."""
+    out = [
+        "| study | twin | schedule | mean lr multiplier | runs: coarse + refined | compute × the coarse grid's "
+        "| twin's runs | regenerate |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    reruns = {name: twin for name, (twin, _) in SCHEDULE_STUDIES.items()} | SCHEDULE_JOINT_STUDIES
+    for name, twin in reruns.items():
+        runs, twin_runs = exported(HERE / name), load(HERE / twin)
+        if runs is None or twin_runs is None:
+            continue
+        plan = StudyPlan.from_stored(json.loads((HERE / name / "plan.json").read_text()))
+        steps = {
+            math.ceil(n / b) * e for n, b, e in runs[["n_train", "batch_size", "epochs"]].drop_duplicates().to_numpy()
+        }
+        mean = sorted({f"{plan.lr_schedule.mean_multiplier(int(t)):.2f}" for t in steps})
+        core, is_coarse = core_seconds(runs), runs["run_id"].isin(coarse_ids(HERE / name))
+        compute = float(core.sum()) / float(core[is_coarse].sum())
+        seeds_at = "" if name in SCHEDULE_JOINT_STUDIES else " --seeds-at ends"
+        out.append(
+            f"| `{name}` | `{twin}` | {plan.lr_schedule.describe()} | {'–'.join(mean)} "
+            f"| {int(is_coarse.sum())} + {int((~is_coarse).sum())} | ×{compute:.2f} | {len(twin_runs)} "
+            f"| `wdscale study run --preset {name} --out docs/findings/{name} && wdscale study refine "
+            f"docs/findings/{name}{seeds_at} && wdscale study report docs/findings/{name}` |"
+        )
+    return "\n".join(out)
+
+
 def _point_losses(runs: pd.DataFrame, size: int) -> dict[tuple, np.ndarray]:
     """(rule, lr, setting) → the seeds' losses at `size` (+inf: diverged or did not learn)."""
     at = runs[(runs["size"] == size) & (runs["status"] != "failed")]
@@ -429,12 +462,38 @@ def tune_rows(sweep_name: str, sweep: pd.DataFrame, target: int) -> list[str]:
         rule, lr, setting = g["pick"]
         b_rule, b_lr, b_setting = g["best"]
         rows.append(
-            f"| `{sweep_name}` | {target} | {budget:g} | `{rule}`, lr {lr:.3g}, λ {setting:.3g} ({g['seeds']}) | "
+            f"| `{sweep_name}` | {target} | {budget:g} of a sweep "
+            f"| `{rule}`, lr {lr:.3g}, λ {setting:.3g} ({g['seeds']}) | "
             f"{g['loss']:.4f} | {g['best_loss']:.4f} (`{b_rule}`, lr {b_lr:.3g}, λ {b_setting:.3g}) | "
-            f"{pct(*(g[k] for k in GAP))} | {100 * g['detectable']:.1f} % | {fraction:.2f} | "
+            f"{pct(*(g[k] for k in GAP))} | {100 * g['detectable']:.1f} % | {fraction:.2f} "
+            f"| {int((ladder_runs['size'] == target).sum())} | "
             f"{optuna[0]} | {optuna[1]} |"
         )
     return rows
+
+
+def tune_noise_table() -> str:
+    """§10's noise floor, per tuned target: one run's relative seed-to-seed s.d. of the loss there
+    (`_target_noise`, as `tune` pools it), the sweep's points at the target and their seeds, the
+    largest lr it trained there, and the seeds a side that would detect a 1 % gap at 80 % power
+    (2 × (2.8 σ / 1 %)², a two-sample difference of means)."""
+    out = [
+        "| sweep | target | one run's seed noise σ | points at the target | seeds a point | largest lr trained there "
+        "| seeds a side to detect 1 % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, target in TUNE_TARGETS.items():
+        sweep = load(HERE / name)
+        if sweep is None:
+            continue
+        sigma, points = _target_noise(sweep, target), _point_losses(sweep, target)
+        seeds = sorted({len(v) for v in points.values()})
+        spread = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+        out.append(
+            f"| `{name}` | {target} | {100 * sigma:.1f} % | {len(points)} | {spread} "
+            f"| {sweep.loc[sweep['size'] == target, 'lr'].max():.3g} | {math.ceil(2 * (2.8 * sigma / 0.01) ** 2)} |"
+        )
+    return "\n".join(out)
 
 
 def cost_table(costs: list[SearchCost]) -> str:
@@ -977,6 +1036,7 @@ def main() -> int:
         blocks[f"{name}_vs_constant"] = schedule_table(analyses[twin], scheduled)
     if pairs:
         schedule_figure(pairs, HERE / "schedule_regret.png")
+        blocks["schedule_runs"] = schedule_runs_table()
     for name, label in MUON_STUDIES.items():
         runs = exported(HERE / name)
         if runs is None or runs.empty:
@@ -1014,13 +1074,14 @@ def main() -> int:
         tune_pts[sweep_name] = tune_points(sweep_name, sweep, target)
     if tune_pts:
         tune_figure(tune_pts, HERE / "tune_frontier.png")
+        blocks["tune_noise"] = tune_noise_table()
     if tuned:
         blocks["tune"] = "\n".join(
             [
                 "| sweep | target | budget | the ladder's pick (seeds) | its loss | the sweep's best over all recipes "
-                "| gap [90% CI] | detectable | fraction of one recipe's sweep | TPE at that compute: gap (trials, "
-                "fraction) | TPE + Hyperband: gap (trials, fraction) |",
-                "|---|---|---|---|---|---|---|---|---|---|---|",
+                "| gap [90% CI] | detectable | fraction of one recipe's sweep | the ladder's runs at the target "
+                "| TPE at that compute: gap (trials, fraction) | TPE + Hyperband: gap (trials, fraction) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|",
                 *tuned,
             ]
         )
