@@ -7,7 +7,8 @@ A sentence's number is written as a reference to the table cell it restates:
 BLOCK (a `<!-- begin:BLOCK -->` table of findings.md) | ROW (`;`-separated pieces, all in one row's
 cells, in one row only) | COLUMN (a piece of one header, `#k` after it: from the cell's k-th number).
 The text between the markers is the cell's numbers, each rounded to as many decimals as the text
-shows (so a sentence may say 48 % where the table says 47.7 %). `summarize.py` rewrites every
+shows (so a sentence may say 48 % where the table says 47.7 %); an interval end's Monte Carlo
+range printed beside it ("70 ± 20") is not one of them. `summarize.py` rewrites every
 reference from the tables it has just generated (`fill_refs`); tests/test_findings.py checks them
 (`check_refs`) and that the prose of the covered sections holds no measured number outside a
 reference or a generated block (`bare_numbers`). No wdscale import: the test reads text only.
@@ -22,6 +23,10 @@ REF = re.compile(r"<!--ref (?P<spec>[^>]*?)-->(?P<text>.*?)<!--/ref-->", re.S)
 BLOCK = re.compile(r"<!-- begin:(?P<name>[\w-]+) -->\n(?P<body>.*?)\n<!-- end:(?P=name) -->", re.S)
 # a number as the tables print it: −1.25, 4.8e+12, 1,550 (a minus sign or a hyphen)
 NUMBER = re.compile(r"(?<![\w.])[−-]?\d{1,3}(?:,\d{3})+(?![\d])|(?<![\w.])[−-]?\d+(?:\.\d+)?(?:e[+−-]?\d+)?(?![\w])")
+# an interval end's Monte Carlo range printed beside it ("70 ± 20"): not a value a sentence restates
+MARGIN = re.compile(r"\s?±\s?\d+(?:\.\d+)?")
+# a number written as a bound: "> 0", an interval's lower end above 0 that its digit rounds to 0
+BOUNDED = re.compile(rf"(?:> )?(?:{NUMBER.pattern})")
 
 
 @dataclass(frozen=True)
@@ -57,13 +62,19 @@ def tables(doc: str) -> dict[str, list[Table]]:
 
 
 def numbers(text: str) -> list[tuple[float, int]]:
-    """The numbers in a text, each with the decimals it is written to."""
+    """The numbers in a text, each with the decimals it is written to (an end's "± range" left out)."""
     out = []
-    for m in NUMBER.finditer(text):
+    for m in NUMBER.finditer(MARGIN.sub("", text)):
         s = m.group().replace("−", "-").replace(",", "")
         mantissa = s.split("e")[0]
         out.append((float(s), len(mantissa.split(".")[1]) if "." in mantissa else 0))
     return out
+
+
+def bounds(text: str) -> list[bool]:
+    """Per number of `numbers(text)`: whether it is written as a bound ("> 0")."""
+    text = MARGIN.sub("", text)
+    return [text[max(0, m.start() - 2) : m.start()] == "> " for m in NUMBER.finditer(text)]
 
 
 def resolve(spec: str, found: dict[str, list[Table]]) -> tuple[list[float], str]:
@@ -98,7 +109,8 @@ def resolve_written(spec: str, found: dict[str, list[Table]]) -> tuple[list[tupl
 
 def check_refs(doc: str, found: dict[str, list[Table]]) -> list[str]:
     """What disagrees: each reference whose text is not its cell's numbers at the text's precision,
-    or states a number to more decimals than its cell prints (a precision the table does not have)."""
+    states a number to more decimals than its cell prints (a precision the table does not have),
+    or writes a bound ("> 0") as a number or a number as a bound."""
     problems = []
     for m in REF.finditer(doc):
         spec, text = m.group("spec"), m.group("text")
@@ -118,27 +130,34 @@ def check_refs(doc: str, found: dict[str, list[Table]]) -> list[str]:
             if d > shown:
                 problems.append(f"{text!r} says {v:g} to {d} decimals where its table prints {cell!r} ({spec})")
                 break
+        else:
+            if bounds(text) != bounds(cell)[len(bounds(cell)) - len(values) :][: len(said)]:
+                problems.append(f"{text!r} and its table's {cell!r} differ in a bound '> 0' ({spec})")
     return problems
 
 
 def fill_refs(doc: str, found: dict[str, list[Table]]) -> str:
     """Every reference's numbers rewritten from its cell, each to the decimals the text shows but
-    never to more than the cell prints."""
+    never to more than the cell prints, and a bound ("> 0") where the cell has one."""
 
     def one(m: re.Match) -> str:
         spec, text = m.group("spec"), m.group("text")
-        values, _ = resolve_written(spec, found)
-        it = iter(values)
+        values, cell = resolve_written(spec, found)
+        it = zip(values, bounds(cell)[len(bounds(cell)) - len(values) :])
 
         def sub(n: re.Match) -> str:
-            truth, shown = next(it)
-            if "," in n.group():
+            try:
+                (truth, shown), bound = next(it)
+            except StopIteration:
+                raise ValueError(f"reference {spec!r}: {text!r} has more numbers than its cell {cell!r}") from None
+            number = n.group().removeprefix("> ")
+            if "," in number:
                 return f"{round(truth):,}"
-            mantissa = n.group().split("e")[0]
+            mantissa = number.split("e")[0]
             decimals = min(len(mantissa.split(".")[1]) if "." in mantissa else 0, shown)
-            return f"{truth:.{decimals}f}".replace("-", "−")
+            return "> " * bound + f"{truth:.{decimals}f}".replace("-", "−")
 
-        return f"<!--ref {spec}-->{NUMBER.sub(sub, text)}<!--/ref-->"
+        return f"<!--ref {spec}-->{BOUNDED.sub(sub, MARGIN.sub('', text))}<!--/ref-->"
 
     return REF.sub(one, doc)
 

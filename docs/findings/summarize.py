@@ -25,8 +25,9 @@ from wdscale.groups import classify
 from wdscale.rules import RULES
 from wdscale.study.analysis.advise import Holdout, holdout
 from wdscale.study.analysis.cost import SearchCost, search_cost
-from wdscale.study.analysis.joint import JointAnalysis, _points, analyze_joint
+from wdscale.study.analysis.joint import JointAnalysis, JointDrift, _points, analyze_joint
 from wdscale.study.analysis.study_analysis import (
+    STABILITY_SEEDS,
     StudyAnalysis,
     analyze,
     core_seconds,
@@ -36,7 +37,7 @@ from wdscale.study.analysis.study_analysis import (
 )
 from wdscale.study.plan.study_plan import StudyPlan, make_runs
 from wdscale.study.plan.tasks import get_task
-from wdscale.study.report.study_report import interval_end_percent
+from wdscale.study.report.study_report import interval_end_percent, interval_end_text
 from wdscale.study.run.store import load_runs
 from wdscale.study.search.optuna_search import TRIALS_FILE, counted_work
 from wdscale.study.search.refine import DESIGNS, design_replay, setting_means
@@ -167,12 +168,13 @@ def tau_table(j: JointAnalysis, runs: pd.DataFrame, axis: str, published: float)
     ]
     for d in j.drifts:
         opt = [o for o in j.optima if o.rule == d.rule]
-        if np.isfinite(opt[0].product):
-            s, lo, hi = (-v - t_slope for v in d.product_slope)
-            lo, hi = min(lo, hi), max(lo, hi)
+        if np.isfinite(opt[0].product):  # τ ∝ 1/(η·λ·T): the product's ends swap, with their margins
+            (s, a, b), (ma, mb) = d.product_slope, d.product_slope_mc
+            s, lo, hi, lo_mc, hi_mc = -s - t_slope, -b - t_slope, -a - t_slope, mb, ma
         else:
-            s, lo, hi = d.setting_slope
-        lines.append(f"| `{d.rule}` | {s:.2f} [{lo:.2f}, {hi:.2f}] | {published:g} | 0 |")
+            (s, lo, hi), (lo_mc, hi_mc) = d.setting_slope, d.setting_slope_mc
+        ends = f"[{interval_end_text(lo, lo_mc, 2, lower=True)}, {interval_end_text(hi, hi_mc, 2)}]"
+        lines.append(f"| `{d.rule}` | {fmt(s)} {ends} | {published:g} | 0 |")
     return "\n".join(lines)
 
 
@@ -535,6 +537,39 @@ def schedule_table(constant: StudyAnalysis, scheduled: StudyAnalysis) -> str:
     return "\n".join(out)
 
 
+def schedule_runs_table() -> str:
+    """§8's reruns under a schedule: per study its constant-lr twin, the schedule, its mean lr
+    multiplier over a run (the exact mean over each run's steps, the range over the study's step
+    counts), its runs on the coarse grid and refined, the refinement's compute (coarse and refined
+    core-s over the coarse grid's, as `refined_row`), the twin's runs and the commands that
+    regenerate it (refined with extra seeds at the ends only, except the joint studies)."""
+    out = [
+        "| study | twin | schedule | mean lr multiplier | runs: coarse + refined | compute × the coarse grid's "
+        "| twin's runs | regenerate |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    reruns = {name: twin for name, (twin, _) in SCHEDULE_STUDIES.items()} | SCHEDULE_JOINT_STUDIES
+    for name, twin in reruns.items():
+        runs, twin_runs = exported(HERE / name), load(HERE / twin)
+        if runs is None or twin_runs is None:
+            continue
+        plan = StudyPlan.from_stored(json.loads((HERE / name / "plan.json").read_text()))
+        steps = {
+            math.ceil(n / b) * e for n, b, e in runs[["n_train", "batch_size", "epochs"]].drop_duplicates().to_numpy()
+        }
+        mean = sorted({f"{plan.lr_schedule.mean_multiplier(int(t)):.2f}" for t in steps})
+        core, is_coarse = core_seconds(runs), runs["run_id"].isin(coarse_ids(HERE / name))
+        compute = float(core.sum()) / float(core[is_coarse].sum())
+        seeds_at = "" if name in SCHEDULE_JOINT_STUDIES else " --seeds-at ends"
+        out.append(
+            f"| `{name}` | `{twin}` | {plan.lr_schedule.describe()} | {'–'.join(mean)} "
+            f"| {int(is_coarse.sum())} + {int((~is_coarse).sum())} | ×{compute:.2f} | {len(twin_runs)} "
+            f"| `wdscale study run --preset {name} --out docs/findings/{name} && wdscale study refine "
+            f"docs/findings/{name}{seeds_at} && wdscale study report docs/findings/{name}` |"
+        )
+    return "\n".join(out)
+
+
 def _point_losses(runs: pd.DataFrame, size: int) -> dict[tuple, np.ndarray]:
     """(rule, lr, setting) → the seeds' losses at `size` (+inf: diverged or did not learn)."""
     at = runs[(runs["size"] == size) & (runs["status"] != "failed")]
@@ -555,12 +590,13 @@ def _target_noise(sweep: pd.DataFrame, target: int) -> float:
 _BEST_DRAWS: dict[tuple, tuple[pd.DataFrame, np.ndarray]] = {}  # the frame held: its id stays its own
 
 
-def _best_draws(sweep: pd.DataFrame, target: int, n_boot: int) -> np.ndarray:
+def _best_draws(sweep: pd.DataFrame, target: int, n_boot: int, stream: int) -> np.ndarray:
     """The sweep's best seed-mean loss at the target in each of n_boot resamples of its seeds (the
-    best re-chosen each time; points with a diverged seed left out), computed once per sweep."""
-    key = (id(sweep), target, n_boot)
+    best re-chosen each time; points with a diverged seed left out) on bootstrap stream `stream`,
+    computed once per sweep and stream."""
+    key = (id(sweep), target, n_boot, stream)
     if key not in _BEST_DRAWS:
-        rng = np.random.default_rng(1)
+        rng = np.random.default_rng([1, stream])
         means = [
             rng.choice(v, (n_boot, len(v))).mean(axis=1)
             for v in _point_losses(sweep, target).values()
@@ -570,12 +606,13 @@ def _best_draws(sweep: pd.DataFrame, target: int, n_boot: int) -> np.ndarray:
     return _BEST_DRAWS[key][1]
 
 
-def search_gap(runs: pd.DataFrame, sweep: pd.DataFrame, target: int, n_boot: int = 2000) -> dict:
+def search_gap(runs: pd.DataFrame, sweep: pd.DataFrame, target: int, n_boot: int = 4000, seed: int = 0) -> dict:
     """A search's pick at the target (its lowest seed-mean loss there) against the sweep's best
     over every recipe: the gap and its 90 % interval (the sweep's seeds resampled, its best
     re-chosen each time; the pick's own seeds resampled where it has two or more, else its loss
-    moved by the target's pooled seed noise), and the gap 2.8 standard errors wide (what these
-    seeds detect at 80 % power)."""
+    moved by the target's pooled seed noise; each end the median over STABILITY_SEEDS bootstrap
+    streams from `seed` on, lo_mc / hi_mc its Monte Carlo margin, half the ends' range over them), and the gap
+    2.8 standard errors wide (what these seeds detect at 80 % power)."""
     picks = _point_losses(runs, target)
     means = {k: v.mean() for k, v in picks.items()}
     pick = min(means, key=means.get)
@@ -584,13 +621,15 @@ def search_gap(runs: pd.DataFrame, sweep: pd.DataFrame, target: int, n_boot: int
     best = min(ref_means, key=ref_means.get)
     noise = _target_noise(sweep, target)
     mine_seeds = picks[pick]
-    rng = np.random.default_rng(0)
-    if len(mine_seeds) > 1:
-        mine = rng.choice(mine_seeds, (n_boot, len(mine_seeds))).mean(axis=1)
-    else:
-        mine = mine_seeds[0] * np.exp(rng.normal(0.0, noise, n_boot))
-    draws = mine / _best_draws(sweep, target, n_boot) - 1
-    lo, hi = np.quantile(draws, [0.05, 0.95])
+    ends = []
+    for stream in range(seed, seed + STABILITY_SEEDS):
+        rng = np.random.default_rng(stream)
+        if len(mine_seeds) > 1:
+            mine = rng.choice(mine_seeds, (n_boot, len(mine_seeds))).mean(axis=1)
+        else:
+            mine = mine_seeds[0] * np.exp(rng.normal(0.0, noise, n_boot))
+        ends.append(np.quantile(mine / _best_draws(sweep, target, n_boot, stream) - 1, [0.05, 0.95]))
+    (lo, hi), (lo_mc, hi_mc) = np.median(ends, axis=0), np.ptp(ends, axis=0) / 2
     return dict(
         pick=pick,
         seeds=len(mine_seeds),
@@ -600,6 +639,8 @@ def search_gap(runs: pd.DataFrame, sweep: pd.DataFrame, target: int, n_boot: int
         gap=means[pick] / ref_means[best] - 1,
         lo=lo,
         hi=hi,
+        lo_mc=lo_mc,
+        hi_mc=hi_mc,
         detectable=2.8 * noise * math.sqrt(1 / len(mine_seeds) + 1 / len(ref[best])),
     )
 
@@ -647,7 +688,7 @@ def optuna_text(d: Path, sweep: pd.DataFrame, target: int, one_recipe: float) ->
     fraction = float(np.median([w for _, _, w in found])) / one_recipe
     if len(found) == 1:
         g = found[0][0]
-        return f"{pct(g['gap'], g['lo'], g['hi'])} ({trials} trials, {fraction:.2f})"
+        return f"{pct(*(g[k] for k in GAP))} ({trials} trials, {fraction:.2f})"
     return (
         f"median {100 * np.median(gaps):.1f} % of {len(found)} searches (range {100 * gaps.min():.1f} to "
         f"{100 * gaps.max():.1f}; {trials} trials, {fraction:.2f} each)"
@@ -670,12 +711,38 @@ def tune_rows(sweep_name: str, sweep: pd.DataFrame, target: int) -> list[str]:
         rule, lr, setting = g["pick"]
         b_rule, b_lr, b_setting = g["best"]
         rows.append(
-            f"| `{sweep_name}` | {target} | {budget:g} | `{rule}`, lr {lr:.3g}, λ {setting:.3g} ({g['seeds']}) | "
+            f"| `{sweep_name}` | {target} | {budget:g} of a sweep "
+            f"| `{rule}`, lr {lr:.3g}, λ {setting:.3g} ({g['seeds']}) | "
             f"{g['loss']:.4f} | {g['best_loss']:.4f} (`{b_rule}`, lr {b_lr:.3g}, λ {b_setting:.3g}) | "
-            f"{pct(g['gap'], g['lo'], g['hi'])} | {100 * g['detectable']:.1f} % | {fraction:.2f} | "
+            f"{pct(*(g[k] for k in GAP))} | {100 * g['detectable']:.1f} % | {fraction:.2f} "
+            f"| {int((ladder_runs['size'] == target).sum())} | "
             f"{optuna[0]} | {optuna[1]} |"
         )
     return rows
+
+
+def tune_noise_table() -> str:
+    """§10's noise floor, per tuned target: one run's relative seed-to-seed s.d. of the loss there
+    (`_target_noise`, as `tune` pools it), the sweep's points at the target and their seeds, the
+    largest lr it trained there, and the seeds a side that would detect a 1 % gap at 80 % power
+    (2 × (2.8 σ / 1 %)², a two-sample difference of means)."""
+    out = [
+        "| sweep | target | one run's seed noise σ | points at the target | seeds a point | largest lr trained there "
+        "| seeds a side to detect 1 % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, target in TUNE_TARGETS.items():
+        sweep = load(HERE / name)
+        if sweep is None:
+            continue
+        sigma, points = _target_noise(sweep, target), _point_losses(sweep, target)
+        seeds = sorted({len(v) for v in points.values()})
+        spread = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+        out.append(
+            f"| `{name}` | {target} | {100 * sigma:.1f} % | {len(points)} | {spread} "
+            f"| {sweep.loc[sweep['size'] == target, 'lr'].max():.3g} | {math.ceil(2 * (2.8 * sigma / 0.01) ** 2)} |"
+        )
+    return "\n".join(out)
 
 
 def cost_table(costs: list[SearchCost]) -> str:
@@ -741,12 +808,18 @@ def holdout_summary(rows: list[tuple[str, Holdout]]) -> str:
     )
 
 
-def pct(x: float, lo: float = np.nan, hi: float = np.nan) -> str:
+GAP = ("gap", "lo", "hi", "lo_mc", "hi_mc")  # a gap, its interval's ends and their Monte Carlo margins
+
+
+def pct(x: float, lo: float = np.nan, hi: float = np.nan, lo_mc: float = np.nan, hi_mc: float = np.nan) -> str:
+    """A gap in percent with its interval, each end to the digit its Monte Carlo margin (lo_mc,
+    hi_mc: half its range over the bootstrap streams; NaN: one decimal) leaves standing."""
     if x == np.inf:
         return "∞"
     if not np.isfinite(x):
         return "not measured"
-    ci = f" [{100 * lo:.1f}, {100 * hi:.1f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+    ends = (interval_end_text(lo, lo_mc, 1, 100, lower=True), interval_end_text(hi, hi_mc, 1, 100))
+    ci = f" [{ends[0]}, {ends[1]}]" if np.isfinite(lo) and np.isfinite(hi) else ""
     return f"{100 * x:.1f} %{ci}"
 
 
@@ -763,12 +836,14 @@ def joint_table(j: JointAnalysis) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def tri(t: tuple) -> str:
-        return "–" if not np.isfinite(t[0]) else f"{fmt(t[0])} [{fmt(t[1])}, {fmt(t[2])}]"
+    def tri(d: JointDrift, slope: str) -> str:  # each end to the digit its Monte Carlo margin leaves
+        t, margins = getattr(d, slope), getattr(d, f"{slope}_mc")
+        ends = ", ".join(interval_end_text(e, m, 2, lower=k == 0) for k, (e, m) in enumerate(zip(t[1:], margins)))
+        return "–" if not np.isfinite(t[0]) else f"{fmt(t[0])} [{ends}]"
 
     def gap(strategy: str, rule: str) -> str:
         r = c[(c["strategy"] == strategy) & (c["rule"] == rule) & (c["proxy_size"] == sizes[0])]
-        return pct(*r.iloc[0][["gap", "lo", "hi"]]) if len(r) else "–"
+        return pct(*r.iloc[0][list(GAP)]) if len(r) else "–"
 
     for d in j.drifts:
         a = o[(o["rule"] == d.rule) & (o["size"] == sizes[0])].iloc[0]
@@ -779,8 +854,9 @@ def joint_table(j: JointAnalysis) -> str:
         out.append(
             f"| `{d.rule}` | ({a['lr']:.3g}, {a['setting']:.3g}){edge['a']} → ({b['lr']:.3g}, {b['setting']:.3g})"
             f"{edge['b']} "
-            f"| {tri(d.lr_slope)} | {tri(d.setting_slope)} | {tri(d.product_slope)} | {tri(d.fixed_lr_setting_slope)} "
-            f"| {b['loss']:.3f}, {pct(own['gap'], own['lo'], own['hi'])} "
+            f"| {tri(d, 'lr_slope')} | {tri(d, 'setting_slope')} | {tri(d, 'product_slope')} "
+            f"| {tri(d, 'fixed_lr_setting_slope')} "
+            f"| {b['loss']:.3f}, {pct(*own[list(GAP)])} "
             f"| {gap('transfer (lr and setting)', d.rule)} | {gap('transfer (setting only, fixed lr)', d.rule)} |"
         )
     return "\n".join(out)
@@ -813,7 +889,7 @@ def law_rows(name: str, runs: pd.DataFrame, target: int) -> list[str]:
         g = search_gap(point, runs, target)
         spent = pd.concat([runs[(runs["size"] < target) & (runs["rule"] == rule)], point])
         out.append(
-            f"| {how} (lr {lr:.3g}, λ {setting:.3g}) | `{rule}` | {pct(g['gap'], g['lo'], g['hi'])} "
+            f"| {how} (lr {lr:.3g}, λ {setting:.3g}) | `{rule}` | {pct(*(g[k] for k in GAP))} "
             f"| {float(core_seconds(spent).sum()):.1f} | {float(params_samples(spent).sum()):.2g} |"
         )
     return out
@@ -840,7 +916,7 @@ def tune_frontier_rows(sweep_name: str, sweep: pd.DataFrame, target: int) -> lis
                 continue
             g = search_gap(runs, sweep, target)
             out.append(
-                f"| {label} at budget {budget:g} | all → `{g['pick'][0]}` | {pct(g['gap'], g['lo'], g['hi'])} "
+                f"| {label} at budget {budget:g} | all → `{g['pick'][0]}` | {pct(*(g[k] for k in GAP))} "
                 f"| {float(core_seconds(runs).sum()):.1f} | {float(params_samples(runs).sum()):.2g} |"
             )
     return out
@@ -863,8 +939,7 @@ def frontier_table(j: JointAnalysis, one_d: dict[str, float], measured: tuple[st
         how = r["strategy"] if np.isnan(r["proxy_size"]) else f"{r['strategy']} from {int(r['proxy_size'])}"
         median = " (median of 10 sampler seeds)" if r["strategy"].startswith("TPE") else ""
         out.append(
-            f"| {how}{median} | `{r['rule']}` | {pct(r['gap'], r['lo'], r['hi'])} | {r['core_s']:.1f} "
-            f"| {r['params_samples']:.2g} |"
+            f"| {how}{median} | `{r['rule']}` | {pct(*r[list(GAP)])} | {r['core_s']:.1f} | {r['params_samples']:.2g} |"
         )
     out += list(measured)
     out.append("")
@@ -1238,7 +1313,10 @@ def tune_figure(points: dict[str, pd.DataFrame], path: Path) -> None:
             g = pts[pts["way"] == way]
             if g.empty:
                 continue
-            err = np.vstack([g["gap"] - g["lo"], g["hi"] - g["gap"]]) * 100 if g["lo"].notna().all() else None
+            # the resampled best (a minimum re-chosen) sits below the measured one: an interval may lie
+            # above its gap
+            arms = np.vstack([g["gap"] - g["lo"], g["hi"] - g["gap"]]).clip(min=0) * 100
+            err = arms if g["lo"].notna().all() else None
             ax.errorbar(g["fraction"], 100 * g["gap"], yerr=err, fmt=marker, color=color, capsize=2, label=way,
                         ms=6 if marker != "+" else 9)  # fmt: skip
         ax.axhline(1, color="#aa3333", lw=0.8, ls="--")
@@ -1372,6 +1450,7 @@ def main() -> int:
         blocks[f"{name}_vs_constant"] = schedule_table(analyses[twin], scheduled)
     if pairs:
         schedule_figure(pairs, HERE / "schedule_regret.png")
+        blocks["schedule_runs"] = schedule_runs_table()
     for name, label in MUON_STUDIES.items():
         runs = exported(HERE / name)
         if runs is None or runs.empty:
@@ -1413,13 +1492,14 @@ def main() -> int:
         tune_pts[sweep_name] = tune_points(sweep_name, sweep, target)
     if tune_pts:
         tune_figure(tune_pts, HERE / "tune_frontier.png")
+        blocks["tune_noise"] = tune_noise_table()
     if tuned:
         blocks["tune"] = "\n".join(
             [
                 "| sweep | target | budget | the ladder's pick (seeds) | its loss | the sweep's best over all recipes "
-                "| gap [90% CI] | detectable | fraction of one recipe's sweep | TPE at that compute: gap (trials, "
-                "fraction) | TPE + Hyperband: gap (trials, fraction) |",
-                "|---|---|---|---|---|---|---|---|---|---|---|",
+                "| gap [90% CI] | detectable | fraction of one recipe's sweep | the ladder's runs at the target "
+                "| TPE at that compute: gap (trials, fraction) | TPE + Hyperband: gap (trials, fraction) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|",
                 *tuned,
             ]
         )

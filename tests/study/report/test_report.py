@@ -213,3 +213,27 @@ def test_report_and_advise_survive_failed_and_stepless_runs(tmp_path):
     )
     assert "optimizer steps (median run)" in md
     assert "indep" in str(advise(runs, 256))
+
+
+def test_an_interval_end_is_printed_to_the_digit_its_monte_carlo_margin_leaves():
+    from wdscale.study.report.study_report import end_decimals, interval_end_text
+
+    # a unit of the last digit at least four margins: another panel's median lands within it
+    assert [end_decimals(m, 2) for m in (0.0, np.nan, 0.0025, 0.003, 0.025, 0.03, 0.25, 2.0, 20.0)] == [
+        2, 2, 2, 1, 1, 0, 0, -1, -2,
+    ]  # fmt: skip
+    assert interval_end_text(0.4151, 0.0, 2) == "0.42"
+    assert interval_end_text(-1.1073, 0.07, 2) == "−1"
+    assert interval_end_text(8.9546, 0.2, 1) == "9"
+    assert interval_end_text(8.9546, 0.001, 1, 100) == "895"
+    assert interval_end_text(8.9546, 0.2, 1, 100) == "900"
+    # a digit coarser than the end itself: a lower end above 0 under every stream reads "> 0", any
+    # other end told from 0 keeps its leading digit and says the streams' range
+    assert interval_end_text(0.0013, 0.0006, 1, 100, lower=True) == "> 0"
+    assert interval_end_text(0.70, 0.078, 1, 100) == "70 ± 20"
+    assert interval_end_text(8.36, 0.275, 1, 100) == "840 ± 60"
+    assert interval_end_text(0.30, 0.045, 1, 100, lower=True) == "> 0"
+    assert interval_end_text(-0.001, 0.0004, 1, 100, lower=True) == "−0.10 ± 0.08"
+    assert interval_end_text(0.0013, 0.0013, 1, 100, lower=True) == "0"  # some stream may read 0
+    assert interval_end_text(-0.0002, 0.0, 1, 100) == "0.0"
+    assert interval_end_text(np.inf, 0.0, 1) == "–"

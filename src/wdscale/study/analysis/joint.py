@@ -23,7 +23,7 @@ trained there is "not measured". Nothing is read off a fitted surface.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -35,6 +35,7 @@ from ..plan.study_plan import fixed_lr
 from .study_analysis import (
     MIN_SETTINGS,
     SAME_SETTING_RTOL,
+    STABILITY_SEEDS,
     core_seconds,
     fresh_spread,
     log_slopes,
@@ -45,6 +46,9 @@ from .study_analysis import (
 
 TPE_TRIALS = (4, 8, 16, 32)
 TPE_REPEATS = 10
+# resamples per bootstrap RNG seed: with the stability panel's median, enough that no interval end
+# of the committed joint studies moves by more than the digit summarize.py prints it to
+N_BOOT = 5000
 PointKey = tuple[str, int, float, float]  # (rule, size, lr, setting)
 
 
@@ -73,13 +77,19 @@ class JointOptimum:
 class JointDrift:
     """Per rule: slopes of log lr*, log setting*, log (lr*·setting*) and of the fixed-lr view's
     log setting* against log size (least squares over the measured joint optima), each with a 90 %
-    whole-pipeline bootstrap interval (lo, hi)."""
+    whole-pipeline bootstrap interval (lo, hi): each end the median over the bootstrap RNG seeds
+    of the stability panel (`analyze_joint`'s stability_seeds). <slope>_mc: the Monte Carlo
+    margin (lo, hi) of its ends, half their range over the panel; NaN with a panel of one."""
 
     rule: str
     lr_slope: tuple[float, float, float]
     setting_slope: tuple[float, float, float]
     product_slope: tuple[float, float, float]
     fixed_lr_setting_slope: tuple[float, float, float]
+    lr_slope_mc: tuple[float, float] = (math.nan, math.nan)
+    setting_slope_mc: tuple[float, float] = (math.nan, math.nan)
+    product_slope_mc: tuple[float, float] = (math.nan, math.nan)
+    fixed_lr_setting_slope_mc: tuple[float, float] = (math.nan, math.nan)
 
 
 @dataclass(frozen=True)
@@ -88,9 +98,11 @@ class Choice:
     (lr and setting)", "transfer (setting only, fixed lr)" or "TPE at target (n trials)"; rule
     "all" for the sweep over every recipe. loss: the seed-mean loss trained at the target at the
     chosen point (NaN: not trained there); gap: loss over the target's best minus 1, with lo/hi
-    its 90 % interval (whole-pipeline bootstrap for a transfer; the spread over sampler seeds for
-    TPE, whose gap is their median). core_s and params_samples: the search's compute, one seed
-    per point searched plus, for a transfer, the one run at the target."""
+    its 90 % interval (whole-pipeline bootstrap for a sweep or a transfer, each end the median
+    over the stability panel's bootstrap RNG seeds, lo_mc / hi_mc its Monte Carlo margin, half
+    the ends' range over the panel; the spread over sampler seeds for TPE, whose gap is their
+    median, and whose margins are NaN: no bootstrap). core_s and params_samples: the search's
+    compute, one seed per point searched plus, for a transfer, the one run at the target."""
 
     strategy: str
     rule: str
@@ -104,6 +116,8 @@ class Choice:
     core_s: float
     params_samples: float
     n_points: int
+    lo_mc: float = math.nan
+    hi_mc: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -423,36 +437,45 @@ def analyze_joint(
     runs: pd.DataFrame,
     metric: str = "val_loss",
     base_lr: Optional[float] = None,
-    n_boot: int = 300,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     tpe_trials: tuple[int, ...] = TPE_TRIALS,
     tpe_repeats: int = TPE_REPEATS,
+    stability_seeds: int = STABILITY_SEEDS,
 ) -> JointAnalysis:
     """The joint optima, their drift and the ways to choose the target's (lr, setting) (see the
     module's docstring). `base_lr`: the study's base lr, whose nearest coarse lr is the λ-only
-    view's fixed lr (default: the middle coarse lr). TPE rows need Optuna (`pip install optuna`);
-    without it they are left out and a note says so."""
+    view's fixed lr (default: the middle coarse lr). Every bootstrap interval is taken under
+    `stability_seeds` bootstrap RNG seeds (seed, seed+1, ...) of n_boot resamples each, its ends
+    the median over them and their half range the Monte Carlo margin (`JointDrift`, `Choice`).
+    TPE rows need Optuna (`pip install optuna`); without it they are left out and a note says so."""
     if not is_joint(runs):
         raise WdscaleError("not a joint study: every rule was trained at one lr per size (sweep lrs with --lrs)")
     if runs["size_axis"].nunique() != 1 or runs["task"].nunique() != 1 or runs["optimizer"].nunique() != 1:
         raise WdscaleError("a joint analysis takes one task, optimizer and size axis")
     fixed = slice_lr(runs, base_lr)
-    p = _points(runs, metric, n_boot, seed)
-    sizes = sorted({k[1] for k in p.keys})
-    rules = sorted({k[0] for k in p.keys})
-    if len(sizes) < 2:
-        raise WdscaleError(f"a joint study needs at least two sizes, got {sizes}")
-    target = sizes[-1]
+    panel = []  # per bootstrap RNG seed: its drifts and bootstrapped choices (the same order in each)
+    for k in range(max(1, stability_seeds) if n_boot > 0 else 1):
+        p = _points(runs, metric, n_boot, seed + k)
+        sizes = sorted({key[1] for key in p.keys})
+        rules = sorted({key[0] for key in p.keys})
+        if len(sizes) < 2:
+            raise WdscaleError(f"a joint study needs at least two sizes, got {sizes}")
+        target = sizes[-1]
+        target_idx = p.where(size=target)
+        best = _optimum(p, target_idx, fixed)
+        drifts = [_drift(p, rule, sizes, fixed) for rule in rules]
+        choices = [_sweep(p, target_idx, "all", best.loss, target_idx)]
+        choices += [_sweep(p, p.where(rule, target), rule, best.loss, target_idx) for rule in rules]
+        for rule in rules:
+            for proxy in sizes[:-1]:
+                choices.append(_transfer(p, rule, proxy, target, None, best.loss, target_idx))
+                choices.append(_transfer(p, rule, proxy, target, fixed, best.loss, target_idx))
+        panel.append((drifts, choices))
+    # the point estimates are seed means, the same under every seed; only the interval ends move
+    drifts = [_median_drift(list(d)) for d in zip(*(d for d, _ in panel))]
+    choices = [_median_choice(list(c)) for c in zip(*(c for _, c in panel))]
     optima = [_optimum(p, p.where(rule, size), fixed) for rule in rules for size in sizes]
-    target_idx = p.where(size=target)
-    best = _optimum(p, target_idx, fixed)
-    drifts = [_drift(p, rule, sizes, fixed) for rule in rules]
-    choices = [_sweep(p, target_idx, "all", best.loss, target_idx)]
-    choices += [_sweep(p, p.where(rule, target), rule, best.loss, target_idx) for rule in rules]
-    for rule in rules:
-        for proxy in sizes[:-1]:
-            choices.append(_transfer(p, rule, proxy, target, None, best.loss, target_idx))
-            choices.append(_transfer(p, rule, proxy, target, fixed, best.loss, target_idx))
     notes = []
     try:
         import optuna  # noqa: F401
@@ -476,6 +499,42 @@ def analyze_joint(
         metric=metric,
         notes=notes,
     )
+
+
+def _median_end(ends: np.ndarray, first: float) -> tuple[float, float]:
+    """An interval end over the stability panel: (its median, its Monte Carlo margin, half its
+    range); the first seed's end and NaN where some seed's is not finite or the panel is one."""
+    if len(ends) < 2 or not np.isfinite(ends).all():
+        return first, math.nan
+    return float(np.median(ends)), float(np.ptp(ends)) / 2
+
+
+def _median_slope(panel: list[JointDrift], name: str) -> tuple[tuple[float, float, float], tuple[float, float]]:
+    """One slope (e.g. "lr_slope") of a rule's drift under every seed of the panel: (its value and
+    the panel's median ends, their margins)."""
+    value = getattr(panel[0], name)
+    (lo, lo_mc), (hi, hi_mc) = (
+        _median_end(np.array([getattr(d, name)[k] for d in panel], float), value[k]) for k in (1, 2)
+    )
+    return (value[0], lo, hi), (lo_mc, hi_mc)
+
+
+def _median_drift(panel: list[JointDrift]) -> JointDrift:
+    """One rule's drift under every seed of the panel -> each slope's interval ends the panel's
+    medians, with their margins."""
+    (lr, lr_mc), (setting, setting_mc), (product, product_mc), (fixed, fixed_mc) = (
+        _median_slope(panel, name) for name in ("lr_slope", "setting_slope", "product_slope", "fixed_lr_setting_slope")
+    )
+    return JointDrift(panel[0].rule, lr, setting, product, fixed, lr_mc, setting_mc, product_mc, fixed_mc)
+
+
+def _median_choice(panel: list[Choice]) -> Choice:
+    """One choice under every seed of the panel -> the first, its interval's ends the panel's
+    medians with their margins."""
+    first = panel[0]
+    lo, lo_mc = _median_end(np.array([c.lo for c in panel], float), first.lo)
+    hi, hi_mc = _median_end(np.array([c.hi for c in panel], float), first.hi)
+    return replace(first, lo=lo, hi=hi, lo_mc=lo_mc, hi_mc=hi_mc)
 
 
 def joint_optimum_draws(

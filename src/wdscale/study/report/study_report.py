@@ -3,6 +3,7 @@ says (the blocks of `document.py`, rendered twice) and where it writes them."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -186,6 +187,55 @@ def interval_end_percent(end: float, margin: float) -> str:
     if end > 0 and shown == 0:
         return "> 0"
     return f"{shown:.{max(digits, 0)}f}"
+
+
+# a printed end's unit against its Monte Carlo margin (half the end's range over the panel's
+# streams): the median of another panel of streams must land within one unit of the printed end,
+# rounding included; at twice the margin about one continuous end in ten did not (the joint
+# studies' gaps to their sweep's best, §10), at four times none of the committed studies' did
+UNIT_PER_MARGIN = 4
+
+
+def end_decimals(margin: float, finest: int) -> int:
+    """The decimals an interval end is printed to: at most `finest`, and fewer (down to tens,
+    hundreds: negative) until a unit of the last digit is at least `UNIT_PER_MARGIN` times the
+    end's Monte Carlo margin (half its range over the bootstrap RNG seeds of a stability panel),
+    in the printed unit; `finest` where the margin is 0 or unknown (NaN)."""
+    if not np.isfinite(margin) or margin <= 0:
+        return finest
+    return min(finest, math.floor(-math.log10(UNIT_PER_MARGIN * margin) + 1e-9))
+
+
+def interval_end_text(end: float, margin: float, finest: int, scale: float = 1.0, lower: bool = False) -> str:
+    """An interval end × `scale` (100 for a fraction in percent) to `end_decimals(margin × scale,
+    finest)`, a minus sign "−"; "–" when not finite. Where that digit is coarser than the end
+    itself (it would round it to 0 or to a power of ten above it) but the end is told from 0 (it
+    exceeds the panel's whole range, twice its margin): a lower end above 0 reads "> 0", any
+    other is printed to its own leading digit with that range beside it, "70 ± 20".
+
+    Args:
+        end: the interval end (the stability panel's median).
+        margin: its Monte Carlo margin, in the end's units; NaN: printed to `finest`.
+        finest: the most decimals printed (2 for a slope, 1 for a percentage).
+        scale: what the end and its margin are multiplied by for printing.
+        lower: whether it is an interval's lower end.
+
+    Returns:
+        The end as text, e.g. "0.42", "−1.3", "40", "> 0", "70 ± 20"."""
+    if not np.isfinite(end):
+        return "–"
+    digits = end_decimals(scale * margin, finest)
+    value, spread = scale * end, 2 * scale * margin
+    if abs(value) < 10.0**-digits and abs(value) > spread:  # the digit would erase the end
+        if lower and value > 0:
+            return "> 0"
+        if spread > 0:
+            lead = -math.floor(math.log10(spread))  # the range to one significant digit, rounded up
+            r = math.ceil(spread * 10.0**lead) / 10.0**lead
+            lead = -math.floor(math.log10(r) + 1e-9)
+            return f"{round(value, lead):.{max(lead, 0)}f} ± {r:.{max(lead, 0)}f}".replace("-", "−")
+    shown = round(value, digits) + 0.0  # no "-0"
+    return f"{shown:.{max(digits, 0)}f}".replace("-", "−")
 
 
 def _regret_cell(t) -> str:
@@ -505,8 +555,10 @@ CHOICES_TEXT = (
 )
 
 
-def _triple(t: tuple) -> str:
-    return f"{exponent(t[0])} [{exponent(t[1])}, {exponent(t[2])}]"
+def _triple(t: tuple, margins: tuple = (np.nan, np.nan)) -> str:
+    """A slope and its interval, each end to the digit its Monte Carlo margin leaves standing."""
+    lo, hi = (interval_end_text(e, m, 2, lower=k == 0) for k, (e, m) in enumerate(zip(t[1:], margins)))
+    return f"{exponent(t[0])} [{lo}, {hi}]"
 
 
 def _joint_blocks(j: JointAnalysis, axis: str, lrs: list, n_runs: int, figs: list) -> list:
@@ -538,10 +590,10 @@ def _joint_blocks(j: JointAnalysis, axis: str, lrs: list, n_runs: int, figs: lis
         tuple(
             (
                 d.rule,
-                _triple(d.lr_slope),
-                _triple(d.setting_slope),
-                _triple(d.product_slope),
-                _triple(d.fixed_lr_setting_slope),
+                _triple(d.lr_slope, d.lr_slope_mc),
+                _triple(d.setting_slope, d.setting_slope_mc),
+                _triple(d.product_slope, d.product_slope_mc),
+                _triple(d.fixed_lr_setting_slope, d.fixed_lr_setting_slope_mc),
             )
             for d in j.drifts
         ),
@@ -551,7 +603,8 @@ def _joint_blocks(j: JointAnalysis, axis: str, lrs: list, n_runs: int, figs: lis
     def gap(r) -> str:
         if not np.isfinite(r["gap"]):
             return "∞ (diverges or does not learn)" if r["gap"] == np.inf else "not measured"
-        return f"{_pct(r['gap'])} [{_pct(r['lo'])}, {_pct(r['hi'])}]"
+        lo, hi = (interval_end_text(r[k], r[f"{k}_mc"], 2, 100, lower=k == "lo") for k in ("lo", "hi"))
+        return f"{_pct(r['gap'])} [{lo}{'%' * (lo != '–')}, {hi}{'%' * (hi != '–')}]"
 
     choice_table = Table(
         (
