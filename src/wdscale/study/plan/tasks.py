@@ -372,6 +372,23 @@ _MNIST1D_MLP = Task(
 # One run on one CPU thread: 1.5 / 11 s (mnist1d_mlp w32 / w512), 0.7 / 5 s (digits), 2 / 43 s
 # (cnn w16 / w256), 2 / 46 s (shakespeare w16 / w256); two threads on an idle 2-core machine
 # take roughly 55-65% of that for the widest models.
+_SHAKESPEARE_CHAR = Task(
+    name="shakespeare_char",
+    description="character-level LM on eight Shakespeare tragedies (context 64), small GPT",
+    objective="lm",
+    default_widths=(16, 32, 64, 128, 256),
+    base_width=16,
+    default_depth=2,
+    default_n_train=256,
+    default_batch_size=16,
+    default_epochs=20,
+    default_lr={"sgd": 1.0, "adam": 3e-3, "adamw": 3e-3, "muon": 3e-3},
+    loader=load_shakespeare,
+    model_factory=lambda w, d: CharTransformer(len(shakespeare_vocab()), SHAKESPEARE_CONTEXT, w, d),
+    tokens_per_sample=SHAKESPEARE_CONTEXT,
+)
+
+
 TASKS: dict[str, Task] = {
     t.name: t
     for t in [
@@ -417,36 +434,16 @@ TASKS: dict[str, Task] = {
             loader=load_digits_task,
             model_factory=lambda w, d: MLP(64, 10, w, d),
         ),
-        Task(
-            name="shakespeare_char",
-            description="character-level LM on eight Shakespeare tragedies (context 64), small GPT",
-            objective="lm",
-            default_widths=(16, 32, 64, 128, 256),
-            base_width=16,
-            default_depth=2,
-            default_n_train=256,
-            default_batch_size=16,
-            default_epochs=20,
-            default_lr={"sgd": 1.0, "adam": 3e-3, "adamw": 3e-3, "muon": 3e-3},
-            loader=load_shakespeare,
-            model_factory=lambda w, d: CharTransformer(len(shakespeare_vocab()), SHAKESPEARE_CONTEXT, w, d),
-            tokens_per_sample=SHAKESPEARE_CONTEXT,
-        ),
-        Task(
+        _SHAKESPEARE_CHAR,
+        dataclasses.replace(
+            _SHAKESPEARE_CHAR,
             name="markov_char",
             description="character LM on unlimited text from a Markov chain fitted to Shakespeare (context 64), "
             "small GPT; one pass",
-            objective="lm",
-            default_widths=(16, 32, 64, 128, 256),
-            base_width=16,
-            default_depth=2,
             default_n_train=16_384,
             default_batch_size=32,
             default_epochs=1,
-            default_lr={"sgd": 1.0, "adam": 3e-3, "adamw": 3e-3, "muon": 3e-3},
             loader=load_markov_text,
-            model_factory=lambda w, d: CharTransformer(len(shakespeare_vocab()), SHAKESPEARE_CONTEXT, w, d),
-            tokens_per_sample=SHAKESPEARE_CONTEXT,
         ),
     ]
 }
