@@ -232,3 +232,32 @@ def test_the_readme_opens_with_what_it_is_and_its_images_are_what_make_demo_draw
     assert copies["quick_drift.png"] == f"drift_{_slug('mnist1d_mlp', 'adamw', 'width')}.png"
     assert copies["quick_mean_curves.png"] == f"curves_{_slug('mnist1d_mlp', 'adamw', 'mean', 'width')}.png"
     assert "cp $(DEMO_DIR)/figures/" in makefile
+
+
+def test_reusing_adamws_tuned_point_costs_what_muon_loses_there():
+    # issue 35: §11's reuse table. A "Muon" study that is AdamW's own runs costs nothing to reuse
+    # AdamW's point (the interval's lower end 0: the best is re-chosen in every resample); raise
+    # its loss at that point by 10 % and the cost is that point against the runner-up, above 0
+    import summarize
+
+    from wdscale.study.analysis.joint import analyze_joint
+
+    study = ROOT / "docs" / "findings" / "joint_width_cosine"
+    adamw = pd.read_parquet(study / "runs.parquet")
+    adamw = adamw[(adamw["rule"] == "decoupled") & (adamw["size"].isin([32, 128]))]
+
+    def row(muon: pd.DataFrame, size: int) -> list[str]:
+        table = summarize.muon_reuse_table(muon, adamw, analyze_joint(muon, tpe_trials=()), n_boot=400)
+        return next(prose._cells(r) for r in table.splitlines() if r.startswith(f"| {size} |"))
+
+    same = row(adamw, 128)
+    assert same[5].startswith("0.0 % [0.0, ") and same[7] == "0.0 % [0.0, 0.0]"
+
+    losses = summarize._point_losses(adamw, 128)
+    at = min(losses, key=lambda k: losses[k].mean())
+    hit = (adamw["size"] == 128) & np.isclose(adamw["lr"], at[1]) & np.isclose(adamw["setting"], at[2])
+    worse = adamw.assign(val_loss=adamw["val_loss"].where(~hit, adamw["val_loss"] * 1.1))
+    runner_up = sorted(v.mean() for k, v in losses.items() if k != at and np.isfinite(v).all())[0]
+    cost = prose.numbers(row(worse, 128)[5])
+    assert round(100 * (1.1 * losses[at].mean() / runner_up - 1), 1) == cost[0][0]
+    assert cost[1][0] > 0

@@ -83,7 +83,16 @@ SCHEDULE_JOINT_STUDIES = {"joint_width_cosine": "joint_width", "joint_shakespear
 
 
 # Muon for the hidden matrices, AdamW for the rest (§11) -> what they vary, on what
-MUON_STUDIES = {"muon_width_cosine": "width · MNIST-1D MLP · Muon + AdamW · warmup + cosine"}
+MUON_STUDIES = {
+    "muon_width_cosine": "width · MNIST-1D MLP · Muon + AdamW · warmup + cosine",
+    "muon_shakespeare_cosine": "width · char transformer · Muon + AdamW · warmup + cosine",
+}
+# λ × lr jointly under Muon + AdamW (§11) -> the AdamW joint study on the same task, widths, grids
+# and schedule, whose tuned (lr, λ) Muon reuses
+MUON_JOINT_STUDIES = {
+    "joint_muon_width_cosine": "joint_width_cosine",
+    "joint_muon_shakespeare_cosine": "joint_shakespeare_cosine",
+}
 
 
 # one pass over a token budget (§9): the axis τ* is read against, and the published laws' slope there
@@ -1376,6 +1385,103 @@ def figure(verdicts: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _carried(losses: dict[tuple, np.ndarray], key: tuple) -> tuple | None:
+    """The point of `losses` at `key` = (rule, lr, setting), matched within refine's rounding."""
+    for k in losses:
+        if k[0] == key[0] and math.isclose(k[1], key[1], rel_tol=1e-3) and math.isclose(k[2], key[2], rel_tol=1e-3):
+            return k
+    return None
+
+
+def _reuse_draws(sweep: pd.DataFrame, size: int, point: tuple, n_boot: int, stream: int) -> np.ndarray:
+    """Per resample of the sweep's seeds at `size` (every point's seeds resampled together): the
+    loss at `point` over the best point's, the best re-chosen each time (so never below 0; +inf
+    where `point` has a diverged seed)."""
+    losses = _point_losses(sweep, size)
+    rng = np.random.default_rng([3, stream])
+    means = {k: rng.choice(v, (n_boot, len(v))).mean(axis=1) for k, v in losses.items() if np.isfinite(v).all()}
+    if point not in means:
+        return np.full(n_boot, np.inf)
+    return means[point] / np.min(list(means.values()), axis=0) - 1
+
+
+STREAMS = range(STABILITY_SEEDS)  # the bootstrap streams every interval end is the median over
+
+
+def _stream_ends(draws: list[np.ndarray]) -> tuple[float, float, float, float]:
+    """(lo, hi, lo_mc, hi_mc): the 90 % interval's ends as the median over the bootstrap streams'
+    draws (one array per stream, STABILITY_SEEDS of them), and their Monte Carlo margins (half
+    the ends' range)."""
+    ends = [np.quantile(d, [0.05, 0.95]) for d in draws]
+    (lo, hi), (lo_mc, hi_mc) = np.median(ends, axis=0), np.ptp(ends, axis=0) / 2
+    return float(lo), float(hi), float(lo_mc), float(hi_mc)
+
+
+def muon_reuse_table(muon: pd.DataFrame, adamw: pd.DataFrame, j: JointAnalysis, n_boot: int = 4000) -> str:
+    """Per width and recipe: AdamW's tuned (lr*, λ*) (its measured joint optimum there), Muon +
+    AdamW trained at that same point, Muon's own joint optimum, what reusing AdamW's point costs
+    against Muon's own best (90 % interval: the Muon study's seeds at that width resampled, every
+    point together, its best re-chosen each time; ends over the bootstrap streams as
+    `search_gap`'s) and the gap these seeds detect, and Muon's best against AdamW's best of the
+    same recipe (both re-chosen)"""
+    o = j.optima_frame()
+    out = [
+        r"| width | recipe | AdamW's (lr\*, λ\*) | Muon there: loss (seeds) | Muon's own (lr\*, λ\*): loss "
+        r"| cost of reusing AdamW's [90% CI] | detectable | Muon's best vs AdamW's [90% CI] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for size in sorted(muon["size"].unique()):
+        noise = _target_noise(muon, size)
+        for rule in sorted(set(muon["rule"]) & set(adamw["rule"])):
+            a_runs, m_runs = adamw[adamw["rule"] == rule], muon[muon["rule"] == rule]
+            a = _point_losses(a_runs, size)
+            a_key = min(a, key=lambda k: a[k].mean())
+            own = o[(o["rule"] == rule) & (o["size"] == size)].iloc[0]
+            edge = " at edge" if own["lr_edge"] or own["setting_edge"] else ""
+            m_losses = _point_losses(m_runs, size)
+            point = _carried(m_losses, a_key)
+            if point is None:
+                carried, cost, det = "not trained", "–", "–"
+            else:
+                there = m_losses[point]
+                ends = _stream_ends([_reuse_draws(m_runs, size, point, n_boot, k) for k in STREAMS])
+                carried = f"{there.mean():.3f} ({len(there)})"
+                cost = pct(there.mean() / own["loss"] - 1, *ends)
+                det = f"{100 * 2.8 * noise * math.sqrt(1 / len(there) + 1 / own['n_seeds']):.1f} %"
+            ends = _stream_ends(
+                [_best_draws(m_runs, size, n_boot, k) / _best_draws(a_runs, size, n_boot, k) - 1 for k in STREAMS]
+            )
+            vs = pct(own["loss"] / a[a_key].mean() - 1, *ends)
+            out.append(
+                f"| {size} | `{rule}` | ({a_key[1]:.3g}, {a_key[2]:.3g}) | {carried} "
+                f"| ({own['lr']:.3g}, {own['setting']:.3g}){edge}: {own['loss']:.3f} | {cost} | {det} | {vs} |"
+            )
+    return "\n".join(out)
+
+
+def muon_ranking_table(muon: pd.DataFrame, adamw: pd.DataFrame, n_boot: int = 4000) -> str:
+    """At the largest width: every recipe's best under each optimizer and its gap to the best of
+    all (90 % interval: every point's seeds resampled, each best re-chosen; ends over the streams)."""
+    size = int(muon["size"].max())
+    sides = {
+        (opt, rule): runs[runs["rule"] == rule]
+        for opt, runs in (("AdamW", adamw), ("Muon + AdamW", muon))
+        for rule in sorted(runs["rule"].unique())
+    }
+    means = {k: min(v.mean() for v in _point_losses(r, size).values()) for k, r in sides.items()}
+    best = min(means.values())
+
+    def gap_draws(k: tuple[str, str], stream: int) -> np.ndarray:
+        everyone = np.min(np.vstack([_best_draws(r, size, n_boot, stream) for r in sides.values()]), axis=0)
+        return _best_draws(sides[k], size, n_boot, stream) / everyone - 1
+
+    out = [f"| optimizer | recipe | best loss at width {size} | gap to the best [90% CI] |", "|---|---|---|---|"]
+    for k in sorted(means, key=means.__getitem__):
+        ends = _stream_ends([gap_draws(k, stream) for stream in STREAMS])
+        out.append(f"| {k[0]} | `{k[1]}` | {means[k]:.3f} | {pct(means[k] / best - 1, *ends)} |")
+    return "\n".join(out)
+
+
 def main() -> int:
     verdicts, blocks, missing, analyses = [], {}, [], {}
     held: list[tuple[str, Holdout]] = []
@@ -1457,6 +1563,15 @@ def main() -> int:
             missing.append(name)
             continue
         blocks[name] = study_table(verdict_rows(name, label, analyze(runs)))
+    for name, twin in MUON_JOINT_STUDIES.items():
+        runs, adamw = exported(HERE / name), load(HERE / twin)
+        if runs is None or runs.empty or adamw is None:
+            missing.append(name)
+            continue
+        j = analyze_joint(runs, tpe_trials=())
+        blocks[name] = joint_table(j)
+        blocks[f"{name}_reuse"] = muon_reuse_table(runs, adamw, j)
+        blocks[f"{name}_ranking"] = muon_ranking_table(runs, adamw)
     tau_pts: dict[str, pd.DataFrame] = {}
     for name in [*SCHEDULE_JOINT_STUDIES, *ONEPASS_STUDIES]:
         runs = exported(HERE / name)
