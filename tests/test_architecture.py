@@ -69,6 +69,7 @@ LAYER_MODULES = {
     "search": [
         "wdscale.study.search.refine",
         "wdscale.study.search.tune",
+        "wdscale.study.search.replay",
         "wdscale.study.search.optuna_search",
     ],
     "report": [

@@ -43,7 +43,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -85,6 +85,10 @@ METHODS = ("ladder", "mutransfer", "laws")  # `tune_study`'s: the climb, and the
 RESCORE_DIR = "rescore"  # a search's re-scoring runs: a study of their own, apart from the search's compute
 RESCORE_FIRST_SEED = 1000  # re-scoring seeds start here (or past every seed the search trained)
 MAX_RESCORE_SEEDS = 64
+OPTIMA = ("mean", "risk", "local")  # how a rung's optimum is chosen among its trained points (`rung_optima`)
+RISK_K = 1.0  # "risk": standard errors added to a point's seed-mean
+
+Trainer = Callable[[StudyPlan], pd.DataFrame]  # a plan's runs answered: every run of the tune, as `load_runs`
 
 
 def check_budget(budget: float) -> float:
@@ -288,6 +292,53 @@ def finite_optima(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     return o[np.isfinite(o["mean"])].reset_index(drop=True)
 
 
+def rung_optima(
+    runs: pd.DataFrame, metric: str, optimum: str = "mean", steps: Optional[dict[str, tuple[float, float]]] = None
+) -> pd.DataFrame:
+    """Per (rule, size): the trained point the climb takes as the recipe's optimum there, chosen as
+    `optimum` says (the columns of `finite_optima`; `mean` stays the point's own seed-mean):
+
+    - "mean": the lowest seed-mean loss (`finite_optima`);
+    - "risk": the lowest mean × (1 + RISK_K · σ / √n), σ the pooled relative seed noise (`_noise`):
+      a point's seed-mean plus RISK_K of its standard errors, so a point on one seed must beat one
+      on two by more than its extra noise;
+    - "local": the lowest local mean — the mean of the log seed-means of the point and of its
+      finite neighbours one lattice step away in lr, setting or both (each weighted by its seeds;
+      `steps`: each rule's (lr step, setting step) in decades), so one lucky point among worse
+      neighbours does not win over a point in a good neighbourhood.
+
+    Args:
+        runs: the climb's runs.
+        metric: what is minimised.
+        optimum: one of OPTIMA.
+        steps: per rule, the lattice's (lr, setting) steps in decades ("local" only).
+
+    Returns:
+        One row per (rule, size) with a finite point: rule, size, lr, setting, mean, sem, n.
+    """
+    if optimum not in OPTIMA:
+        raise WdscaleError(f"unknown optimum {optimum!r}; allowed: {', '.join(OPTIMA)}")
+    if optimum == "mean":
+        return finite_optima(runs, metric)
+    m = setting_means(runs, metric)
+    m = m[np.isfinite(m["mean"])].reset_index(drop=True)
+    if m.empty:
+        return m
+    if optimum == "risk":
+        score = m["mean"] * (1 + RISK_K * _noise(runs, metric) / np.sqrt(m["n"]))
+    else:
+        score = pd.Series(np.nan, index=m.index)
+        for (rule, _), g in m.groupby(["rule", "size"]):
+            lr_step, s_step = (steps or {}).get(str(rule), (0.5, 0.5))
+            x, y = np.log10(g["lr"].to_numpy(float)), np.log10(g["setting"].to_numpy(float))
+            near = np.abs(x[:, None] - x[None, :]) <= 1.01 * lr_step
+            near &= np.abs(y[:, None] - y[None, :]) <= 1.01 * s_step
+            w = near * g["n"].to_numpy(float)[None, :]
+            score[g.index] = np.exp(w @ np.log(g["mean"].to_numpy(float)) / w.sum(axis=1))
+    m = m.assign(_score=score.to_numpy())
+    return m.loc[m.groupby(["rule", "size"])["_score"].idxmin()].drop(columns="_score").reset_index(drop=True)
+
+
 def _add(additions: dict[str, dict[Point, int]], rule: str, size: int, lr: float, setting: float, seeds: int) -> None:
     key = refined_key(rule, size)
     pts = additions.setdefault(key, {})
@@ -311,6 +362,8 @@ def tune_study(
     task: Optional[Task] = None,
     model_fn: Optional[ModelFn] = None,
     execution: Execution = DEFAULT_EXECUTION,
+    trainer: Optional[Trainer] = None,
+    optimum: str = "mean",
 ) -> TuneResult:
     """Climb the ladder to the target's best (lr, setting); see the module docstring. Two peers
     share its code: "mutransfer" trains the μP recipe's bottom grid alone (the ladder's bottom
@@ -341,6 +394,13 @@ def tune_study(
         rescore_seeds: re-train the pick at the target on this many fresh seeds and score it there
             (`rescore_pick`: stored apart, in the directory's `rescore/`); 0: none.
         source, task, model_fn, execution: as `run_study`.
+        trainer: what answers the climb's runs: given the plan so far, it returns every run of the
+            tune, as `load_runs` does (default: `run_study` into `out_dir`, then `load_runs`). The
+            replay of a committed sweep (`replay.py`) answers from the sweep's stored runs and
+            trains nothing; it takes no `rescore_seeds`.
+        optimum: how each rung's optimum is chosen among its trained points, the point the rung
+            above is placed from and the target's candidates are carried from (`rung_optima`:
+            "mean", "risk" or "local").
 
     Returns:
         The recommended recipe and point with its loss measured at the target, the candidates,
@@ -355,7 +415,10 @@ def tune_study(
     """
     if method not in METHODS:
         raise WdscaleError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
-    check_rescore_seeds(rescore_seeds)
+    if optimum not in OPTIMA:
+        raise WdscaleError(f"unknown optimum {optimum!r}; allowed: {', '.join(OPTIMA)}")
+    if check_rescore_seeds(rescore_seeds) and trainer is not None:
+        raise WdscaleError("rescore_seeds trains the pick for real: give no trainer with it")
     check_positive_int("target", target)
     check_positive_int("seeds", seeds)
     check_positive_int("bottom_seeds", bottom_seeds)
@@ -392,10 +455,17 @@ def tune_study(
     work = {size: run_work(resolved, model_fn or task.make_model, size) for size in sizes}  # every rung built
     allowance = budget * sweep_points(resolved, grids) * work[target] if budget is not None else math.inf
     _plan_budget(plan, resolved, grids, work, sizes, seeds, budget, allowance)
+    steps = {rule: (lr_step, log_step(grid)) for rule, grid in grids.items()}
+
+    def optima_of(runs: pd.DataFrame) -> pd.DataFrame:
+        return rung_optima(runs, metric, optimum, steps)
 
     def train(p: StudyPlan) -> pd.DataFrame:
-        run_study(p, out, source=source, task=task, model_fn=model_fn, execution=execution, tune=arguments)
-        runs = load_runs(out)
+        if trainer is not None:
+            runs = trainer(p)
+        else:
+            run_study(p, out, source=source, task=task, model_fn=model_fn, execution=execution, tune=arguments)
+            runs = load_runs(out)
         return runs[runs["task"] == plan.task]
 
     def left(runs: pd.DataFrame, upto: Optional[int] = None) -> float:
@@ -415,7 +485,7 @@ def tune_study(
             _say(f"the budget cannot afford {plan.size_axis} {size} beside a run at the target: rung skipped")
             continue
         contenders = contenders[: max(1, fits)]
-        optima = finite_optima(runs, metric)
+        optima = optima_of(runs)
         additions: dict[str, dict[Point, int]] = {}
         for rule in contenders:
             at = placed_point(optima, rule, sizes[:i], size)
@@ -430,19 +500,19 @@ def tune_study(
         for _ in range(MAX_BRACKET_ROUNDS):
             if left(runs, upto=size) - 5 * len(contenders) * work[size] < work[target]:
                 break  # a bracketing step (≤ 5 new points a recipe) would eat the target's run
-            plan, runs, added = _bracket(plan, runs, size, contenders, grids, lr_anchor, lr_step, metric, train)
+            plan, runs, added = _bracket(plan, runs, size, contenders, grids, lr_anchor, lr_step, optima_of, train)
             if not added:
                 break
         plan, runs = _second_seeds(plan, runs, size, contenders, 1, metric, train)
         contenders = _contenders(runs, size, contenders, metric)
     climbed = [size for size in sizes[:-1] if (runs["size"] == size).any()]  # a skipped rung is not below
     skipped = [size for size in sizes[:-1] if size not in climbed]
-    candidates = _target_candidates(finite_optima(runs, metric), contenders, climbed, target, grids, lr_anchor, lr_step)
+    candidates = _target_candidates(optima_of(runs), contenders, climbed, target, grids, lr_anchor, lr_step)
     below = left(runs, upto=sizes[-2])
     fits = math.floor(below / (seeds * work[target])) if math.isfinite(allowance) else len(candidates)
     tried = max(1, fits)
     if method != "ladder":  # a peer: the best recipe's carried point (mutransfer) or laws' point, one run
-        optima = finite_optima(runs, metric)
+        optima = optima_of(runs)
         best = _ranked(optima[(optima["size"] == climbed[-1]) & optima["rule"].isin(contenders)]).iloc[0]
         carried, law = _carried_and_law(best, optima, climbed, target, grids, lr_anchor, lr_step)
         candidates, tried = [(str(best["rule"]), *(law if method == "laws" else carried))], 1
@@ -606,12 +676,13 @@ def _second_seeds(plan, runs, size, rules, per_rule, metric, train) -> tuple:
     return plan, runs
 
 
-def _bracket(plan, runs, size, rules, grids, lr_anchor, lr_step, metric, train) -> tuple:
-    """One local step at a middle rung: each climbing recipe's best point here gets whichever of
-    its eight neighbours are not trained yet. Returns (plan, runs, points added)."""
+def _bracket(plan, runs, size, rules, grids, lr_anchor, lr_step, optima_of, train) -> tuple:
+    """One local step at a middle rung: each climbing recipe's best point here (`optima_of`: the
+    climb's `rung_optima`) gets whichever of its eight neighbours are not trained yet. Returns
+    (plan, runs, points added)."""
     here = _as_placed(runs[(runs["size"] == size) & runs["rule"].isin(rules)])  # before any second seed
     additions: dict[str, dict[Point, int]] = {}
-    for _, o in finite_optima(here, metric).iterrows():
+    for _, o in optima_of(here).iterrows():
         rule = str(o["rule"])
         trained = {(float(a), float(b)) for a, b in here.loc[here["rule"] == rule, ["lr", "setting"]].to_numpy()}
         s_grid = grids[rule]

@@ -1,0 +1,259 @@
+"""Replay: `tune_study` climbed on a committed joint sweep, its runs answered by the sweep's, nothing trained.
+
+A change to the ladder is kept only if it does better where it can be measured, and training a
+ladder at every target for every change is hours; a joint sweep (every recipe's lr × setting grid
+trained at every size, 2+ seeds a point, some points refined) already holds most runs a ladder asks
+for. `replay_tune` climbs `tune_study` with a `SweepOracle` as its trainer: each run the ladder asks
+for — (rule, size, lr, setting, seed) — is answered by the sweep's stored run there:
+
+- **the point**: the sweep's point of that rule and size whose lr and setting both lie within
+  `rtol` (relative, default 1e-3: the grids hold 4 significant digits, so a lattice point placed
+  by the ladder and the sweep's grid point that means the same differ by ~2e-4) — the nearest in
+  log where two do (a coarse point and a refined one rounded apart);
+- **the seed**: the ladder's k-th seed of a point (k = seed − the plan's first seed) is the sweep's
+  k-th seed there, in the order `shuffle` draws (0: the sweep's own order; any other value a
+  permutation per point, drawn from it and the point, so a replay repeated with other shuffles
+  gives the spread a ladder's luck of the seeds has);
+- **unavailable**: a point the sweep never trained, or a seed beyond those it trained there, is
+  answered as a run that *failed* (status "failed", no loss): the ladder ignores it as it ignores a
+  run that crashed (nothing learned about the point: it is neither good nor diverged), but it is
+  charged its compute (parameters × samples at that size), as a real run would be. The oracle
+  counts them (`SweepOracle.unavailable`): a replay that asked for many points off the sweep
+  measured a different ladder from the one that trains.
+
+The run's other facts (width, depth, n_train, epochs, base width, schedule) must match the
+sweep's at that rule and size, or the sweep is no oracle for the plan and the replay refuses.
+The pick is scored as §10 scores a tune (`sweep_gap`): the sweep's seed-mean loss at the pick
+against the sweep's best seed-mean at the target over every recipe — the sweep's own seeds at the
+pick, not the ladder's (which are a subset of them), so a pick that is good only on the seeds it
+drew is not flattered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from ...errors import WdscaleError
+from ..analysis.study_analysis import run_losses
+from ..plan.config import ModelFn
+from ..plan.study_plan import StudyPlan, make_runs
+from ..plan.tasks import Task, get_task
+from ..run.store import load_runs
+from .tune import DEFAULT_BUDGET, TuneResult, tune_study
+
+DEFAULT_RTOL = 1e-3
+FACTS = ("width", "depth", "n_train", "epochs", "base_width", "base_depth", "optimizer", "schedule")
+UNAVAILABLE = "not in the sweep (replay): a point or seed the sweep never trained"
+
+
+class SweepOracle:
+    """A committed sweep's runs, answering a tune's plans in place of training (see the module).
+
+    Args:
+        sweep: the sweep's runs (one or more studies' `load_runs`, concatenated; a run of the same
+            rule, size, lr, setting and seed in two is kept once, the first).
+        task, model_fn: the task and model the plans are made with (as `tune_study`'s).
+        shuffle: 0: the ladder's k-th seed of a point is the sweep's k-th; else a permutation of
+            the sweep's seeds per point drawn from (shuffle, the point).
+        rtol: how near (relative) a planned lr and setting must lie to the sweep's to be its point.
+    """
+
+    def __init__(
+        self,
+        sweep: pd.DataFrame,
+        task: Task,
+        model_fn: Optional[ModelFn] = None,
+        *,
+        shuffle: int = 0,
+        rtol: float = DEFAULT_RTOL,
+    ) -> None:
+        sweep = sweep[sweep["status"] != "failed"]
+        sweep = sweep.drop_duplicates(["rule", "size", "lr", "setting", "seed"]).reset_index(drop=True)
+        self.sweep = sweep
+        self.task, self.model_fn, self.shuffle, self.rtol = task, model_fn, int(shuffle), float(rtol)
+        self.points: dict[tuple[str, int], pd.DataFrame] = {}
+        for (rule, size), g in sweep.groupby(["rule", "size"]):
+            per_point = g.sort_values("seed").groupby(["lr", "setting"]).apply(lambda p: list(p.index))
+            self.points[(str(rule), int(size))] = per_point.rename("rows").reset_index()
+        self.answered: dict[tuple, dict[str, Any]] = {}  # the runs asked for so far, by key
+        self.unavailable = 0  # of them, the ones the sweep did not hold
+        self.asked = 0
+
+    def __call__(self, plan: StudyPlan) -> pd.DataFrame:
+        """Every run of `plan`, answered from the sweep (as `load_runs` returns a study's runs)."""
+        for c in make_runs(plan, self.task, self.model_fn):
+            key = (c.rule, c.size, c.lr, c.setting, c.seed)
+            if key not in self.answered:
+                self.answered[key] = self._answer(c, c.seed - plan.first_seed)
+        return pd.DataFrame(list(self.answered.values()))
+
+    def _answer(self, c: Any, k: int) -> dict[str, Any]:
+        """One planned run (a RunConfig; `k`: its seed's index from the plan's first) answered."""
+        self.asked += 1
+        points = self.points.get((c.rule, c.size))
+        if points is None:
+            raise WdscaleError(f"the sweep holds no run of {c.rule} at {c.size_axis} {c.size}: it is no oracle here")
+        rows = self._rows(points, c.lr, c.setting)
+        some = self.sweep.loc[points["rows"].iloc[0][0]]
+        for name in FACTS:
+            if str(getattr(c, name)) != str(some[name]):
+                raise WdscaleError(
+                    f"the plan's run of {c.rule} at {c.size_axis} {c.size} has {name}={getattr(c, name)!r}, the "
+                    f"sweep's {some[name]!r}: the sweep is no oracle for this plan"
+                )
+        if rows is not None and k < len(rows):
+            order = self._order(c.rule, c.size, c.lr, c.setting, len(rows))
+            row = self.sweep.loc[rows[order[k]]].to_dict()
+        else:
+            self.unavailable += 1
+            at = self.sweep[self.sweep["size"] == c.size]
+            row = dict(some, status="failed", error=UNAVAILABLE, wall_time=float(at["wall_time"].median()))
+            for metric in ("train_loss", "val_loss", "best_val_loss", "val_acc", "best_val_acc"):
+                row[metric] = math.nan
+        # the ladder's own lattice values and seed, so its points read back as it placed them
+        row.update(rule=c.rule, size=c.size, lr=c.lr, setting=c.setting, seed=c.seed, run_id=c.run_id)
+        return row
+
+    def _rows(self, points: pd.DataFrame, lr: float, setting: float) -> Optional[list[int]]:
+        """The sweep's rows (seed order) of its point nearest (lr, setting) within rtol, or None."""
+        d_lr = np.abs(np.log(points["lr"].to_numpy(float) / lr))
+        d_s = np.abs(np.log(points["setting"].to_numpy(float) / setting))
+        near = (d_lr <= math.log1p(self.rtol)) & (d_s <= math.log1p(self.rtol))
+        if not near.any():
+            return None
+        i = int(np.argmin(np.where(near, d_lr + d_s, np.inf)))
+        return list(points["rows"].iloc[i])
+
+    def _order(self, rule: str, size: int, lr: float, setting: float, n: int) -> np.ndarray:
+        """The order the ladder's seeds take the sweep's n seeds at a point: the sweep's own with
+        shuffle 0, else a permutation drawn from (shuffle, the point) — the same for every plan."""
+        if self.shuffle == 0:
+            return np.arange(n)
+        point = zlib.crc32(f"{rule}|{size}|{lr:.4g}|{setting:.4g}".encode())
+        return np.random.default_rng([self.shuffle, point]).permutation(n)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A tune replayed on a sweep and scored there.
+
+    result: what `tune_study` returned (its pick, candidates and compute, the ladder's seeds).
+    pick_loss: the sweep's seed-mean loss at the pick (every seed it trained there; +inf where a
+    seed diverged; nan where the sweep never trained the pick, which cannot happen in a replay);
+    best_loss: the sweep's lowest seed-mean loss at the target over every recipe; gap: pick_loss /
+    best_loss − 1. asked, unavailable: the runs the ladder asked for, and those the sweep did not
+    hold (answered as failed).
+    """
+
+    result: TuneResult
+    pick_loss: float
+    best_loss: float
+    gap: float
+    asked: int
+    unavailable: int
+
+
+def sweep_means(sweep: pd.DataFrame, size: int, metric: str = "val_loss") -> pd.DataFrame:
+    """Per (rule, lr, setting) at `size`: the sweep's seed-mean loss (+inf where a seed diverged or
+    did not learn; failed runs dropped) and its seeds, as §10's table counts them."""
+    at = sweep[(sweep["size"] == size) & (sweep["status"] != "failed")]
+    at = at.assign(loss=run_losses(at, metric))
+    g = at.groupby(["rule", "lr", "setting"])["loss"]
+    return pd.DataFrame({"mean": g.mean(), "n": g.size()}).reset_index()
+
+
+def sweep_gap(
+    sweep: pd.DataFrame, target: int, rule: str, lr: float, setting: float, *, metric: str = "val_loss",
+    rtol: float = DEFAULT_RTOL,
+) -> tuple[float, float, float]:  # fmt: skip
+    """A pick at the target scored on the sweep: (the sweep's seed-mean at the pick, the sweep's best
+    seed-mean there over every recipe, their gap: pick / best − 1). The pick's point is the sweep's
+    nearest within rtol (nan, with a nan gap, where the sweep has none).
+
+    Args:
+        sweep: the sweep's runs.
+        target: the size scored at.
+        rule, lr, setting: the pick.
+        metric: the loss.
+        rtol: how near the sweep's lr and setting must lie to the pick's.
+
+    Returns:
+        (pick_loss, best_loss, gap).
+    """
+    m = sweep_means(sweep, target, metric)
+    if m.empty:
+        raise WdscaleError(f"the sweep holds no run at size {target}")
+    best = float(m["mean"].min())
+    mine = m[(m["rule"] == rule) & np.isclose(m["lr"], lr, rtol=rtol) & np.isclose(m["setting"], setting, rtol=rtol)]
+    if mine.empty:
+        return math.nan, best, math.nan
+    d = np.abs(np.log(mine["lr"] / lr)) + np.abs(np.log(mine["setting"] / setting))
+    pick = float(mine.loc[d.idxmin(), "mean"])
+    return pick, best, pick / best - 1
+
+
+def sweep_plan(study_dir: Union[str, Path]) -> StudyPlan:
+    """A committed sweep's plan as a tune's starting plan: its refined points dropped (the tune
+    places its own) and its sizes left for the ladder to replace."""
+    plan = StudyPlan.from_stored(json.loads((Path(study_dir) / "plan.json").read_text()))
+    return dataclasses.replace(plan, refined={}, grid_sizes=None)
+
+
+def load_sweep(study_dirs: Union[str, Path, list[Union[str, Path]]]) -> pd.DataFrame:
+    """One or more committed studies' runs, concatenated (the first's run kept where two hold the
+    same rule, size, lr, setting and seed): studies of one preset at different sizes make one
+    sweep with more rungs (joint_width's 128 beside joint_width_1024's 1024)."""
+    dirs = [study_dirs] if isinstance(study_dirs, (str, Path)) else list(study_dirs)
+    runs = pd.concat([load_runs(d) for d in dirs], ignore_index=True)
+    return runs.drop_duplicates(["rule", "size", "lr", "setting", "seed"]).reset_index(drop=True)
+
+
+def replay_tune(
+    sweep: pd.DataFrame,
+    plan: StudyPlan,
+    target: int,
+    *,
+    rungs: Optional[list[int]] = None,
+    budget: Optional[float] = DEFAULT_BUDGET,
+    shuffle: int = 0,
+    rtol: float = DEFAULT_RTOL,
+    metric: str = "val_loss",
+    task: Optional[Task] = None,
+    model_fn: Optional[ModelFn] = None,
+    **tune_options: Any,
+) -> Replay:
+    """`tune_study` climbed with the sweep as its oracle (nothing trained), its pick scored on the sweep.
+
+    Args:
+        sweep: the sweep's runs (`load_sweep`), holding every rung's grid.
+        plan: the tune's plan (`sweep_plan`: the sweep's, its refined points dropped).
+        target: the size tuned for (the sweep's reference).
+        rungs: the sizes climbed, the target last: sizes the sweep trained (default `ladder`'s).
+        budget: as `tune_study`'s.
+        shuffle: which seeds of the sweep answer the ladder's (`SweepOracle`).
+        rtol: how near a planned point must lie to the sweep's.
+        metric: what is minimised and scored.
+        task, model_fn: as `tune_study`'s (default: the plan's task).
+        tune_options: any other `tune_study` keyword (seeds, max_seeds, the ladder's variants).
+
+    Returns:
+        The tune's result, its pick's loss on the sweep against the sweep's best, the gap, and how
+        many of the runs it asked for the sweep did not hold.
+    """
+    task = task if task is not None else get_task(plan.task)
+    oracle = SweepOracle(sweep, task, model_fn, shuffle=shuffle, rtol=rtol)
+    with tempfile.TemporaryDirectory(prefix="wdscale-replay-") as out:  # stays empty: nothing is stored
+        result = tune_study(plan, Path(out) / "tune", target, rungs=rungs, budget=budget, metric=metric, task=task,
+                            model_fn=model_fn, trainer=oracle, **tune_options)  # fmt: skip
+    pick, best, gap = sweep_gap(sweep, target, result.rule, result.lr, result.setting, metric=metric, rtol=rtol)
+    return Replay(result, pick, best, gap, oracle.asked, oracle.unavailable)

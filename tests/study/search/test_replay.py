@@ -1,0 +1,77 @@
+"""Replay: `tune_study` on a committed sweep, every run answered by the sweep's, nothing trained."""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import wdscale
+from wdscale.study.plan.study_plan import with_refined
+from wdscale.study.plan.tasks import get_task
+from wdscale.study.search import tune
+from wdscale.study.search.replay import SweepOracle, load_sweep, replay_tune, sweep_gap, sweep_plan
+
+SWEEP = Path(__file__).parents[3] / "docs" / "findings" / "joint_width"  # mnist1d MLP, widths 32, 128, 512
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    return load_sweep(SWEEP)
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("the replay trained a run")
+
+
+def test_a_replayed_tune_trains_nothing_and_answers_with_the_sweeps_runs(sweep, monkeypatch):
+    monkeypatch.setattr(tune, "run_study", _no_training)  # a bypassed oracle would train here
+    plan = sweep_plan(SWEEP)
+    assert plan.refined == {} and plan.rules == ["sum", "decoupled", "mup"]
+    r = replay_tune(sweep, plan, 512, rungs=[32, 128, 512], budget=0.1)
+    res = r.result
+    assert res.rungs == (32, 128, 512) and res.seeds == 1 and 0 < res.fraction <= 0.1
+    # the pick's loss at the target is the sweep's own run there: its first seed at that point
+    at = sweep[(sweep["size"] == 512) & (sweep["rule"] == res.rule)]
+    at = at[np.isclose(at["lr"], res.lr, rtol=1e-3) & np.isclose(at["setting"], res.setting, rtol=1e-3)]
+    assert res.loss == pytest.approx(float(at.sort_values("seed")["val_loss"].iloc[0]), rel=1e-12)
+    # scored on the sweep: every seed it trained at the pick, against its best over every recipe
+    means = sweep[sweep["size"] == 512].groupby(["rule", "lr", "setting"])["val_loss"].mean()
+    assert r.pick_loss == pytest.approx(float(at["val_loss"].mean()))
+    assert r.best_loss == pytest.approx(float(means.min())) and r.gap == pytest.approx(r.pick_loss / r.best_loss - 1)
+    assert 0 < r.asked and 0 <= r.unavailable < r.asked
+    assert (r.pick_loss, r.best_loss, r.gap) == sweep_gap(sweep, 512, res.rule, res.lr, res.setting)
+    # deterministic: the same replay again picks the same point; each variant of the climb replays too
+    assert replay_tune(sweep, plan, 512, rungs=[32, 128, 512], budget=0.1).result.lr == res.lr
+    for optimum in tune.OPTIMA:
+        assert np.isfinite(replay_tune(sweep, plan, 512, rungs=[32, 128, 512], optimum=optimum).gap)
+    with pytest.raises(wdscale.WdscaleError, match="trains the pick for real"):
+        replay_tune(sweep, plan, 512, rungs=[32, 128, 512], rescore_seeds=1)
+
+
+def test_a_point_or_seed_off_the_sweep_is_answered_as_failed_and_charged(sweep):
+    plan = dataclasses.replace(sweep_plan(SWEEP), sizes=[32, 128], rules=["mup"], seeds=1, grid_sizes=[])
+    off = with_refined(plan, {"mup@32": {(0.01, 100.0): 1, (0.001, 0.4688): 4}})  # λ 100: never swept
+    oracle = SweepOracle(sweep, get_task(plan.task))
+    runs = oracle(off).set_index(["setting", "seed"])
+    assert runs.loc[(100.0, 0), "status"] == "failed" and np.isnan(runs.loc[(100.0, 0), "val_loss"])
+    assert runs.loc[(100.0, 0), "n_params"] == runs.loc[(0.4688, 0), "n_params"]  # charged a run's compute
+    swept = sweep[(sweep["rule"] == "mup") & (sweep["size"] == 32) & np.isclose(sweep["lr"], 0.001)]
+    swept = swept[np.isclose(swept["setting"], 0.4688, rtol=1e-3)].sort_values("seed")
+    n = len(swept)  # the sweep's seeds at that point: the ladder's seed k is its k-th, those past them failed
+    assert 2 <= n < 4 and oracle.unavailable == 1 + (4 - n) and oracle.asked == 5
+    for k in range(4):
+        row = runs.loc[(0.4688, k)]
+        if k < n:
+            assert row["status"] != "failed" and row["val_loss"] == swept["val_loss"].iloc[k]
+        else:
+            assert row["status"] == "failed"
+    # another shuffle answers the same point with the sweep's seeds in another order, the same set
+    shuffled = SweepOracle(sweep, get_task(plan.task), shuffle=3)(off).set_index(["setting", "seed"])
+    assert sorted(shuffled.loc[0.4688]["val_loss"].iloc[:n]) == sorted(swept["val_loss"])
+
+
+def test_a_plan_the_sweep_did_not_train_is_refused(sweep):
+    plan = dataclasses.replace(sweep_plan(SWEEP), sizes=[32, 128], rules=["mup"], seeds=1, epochs=7)
+    with pytest.raises(wdscale.WdscaleError, match="epochs=7.*no oracle"):
+        SweepOracle(sweep, get_task(plan.task))(plan)
