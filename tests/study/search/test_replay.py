@@ -4,13 +4,14 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import wdscale
 from wdscale.study.plan.study_plan import with_refined
 from wdscale.study.plan.tasks import get_task
 from wdscale.study.search import tune
-from wdscale.study.search.replay import SweepOracle, load_sweep, replay_tune, sweep_gap, sweep_plan
+from wdscale.study.search.replay import SweepOracle, lattice_gap, load_sweep, replay_tune, sweep_gap, sweep_plan
 
 SWEEP = Path(__file__).parents[3] / "docs" / "findings" / "joint_width"  # mnist1d MLP, widths 32, 128, 512
 
@@ -41,6 +42,8 @@ def test_a_replayed_tune_trains_nothing_and_answers_with_the_sweeps_runs(sweep, 
     assert r.best_loss == pytest.approx(float(means.min())) and r.gap == pytest.approx(r.pick_loss / r.best_loss - 1)
     assert 0 < r.asked and 0 <= r.unavailable < r.asked
     assert (r.pick_loss, r.best_loss, r.gap) == sweep_gap(sweep, 512, res.rule, res.lr, res.setting)
+    # the pick lies on the climb's lattice: never below the lattice's best (here the sweep's best itself)
+    assert lattice_gap(sweep, plan, 512, [32, 128, 512]) == 0.0 <= r.gap
     # deterministic: the same replay again picks the same point; each variant of the climb replays too
     assert replay_tune(sweep, plan, 512, rungs=[32, 128, 512], budget=0.1).result.lr == res.lr
     for optimum in tune.OPTIMA:
@@ -75,3 +78,30 @@ def test_a_plan_the_sweep_did_not_train_is_refused(sweep):
     plan = dataclasses.replace(sweep_plan(SWEEP), sizes=[32, 128], rules=["mup"], seeds=1, epochs=7)
     with pytest.raises(wdscale.WdscaleError, match="epochs=7.*no oracle"):
         SweepOracle(sweep, get_task(plan.task))(plan)
+
+
+def _runs(points):
+    """A rung's runs from {(lr, setting): [losses]}: rule "r", size 8, seeds 0, 1, …"""
+    rows = [
+        dict(task="t", rule="r", size=8, lr=lr, setting=s, seed=k, status="ok", val_loss=v)
+        for (lr, s), losses in points.items()
+        for k, v in enumerate(losses)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_the_variants_choose_a_rungs_optimum_as_they_say():
+    steps = {"r": (0.5, 0.5)}
+    pick = lambda runs, how: tuple(tune.rung_optima(runs, "val_loss", how, steps)[["lr", "setting"]].iloc[0])  # noqa: E731
+    # a lucky point (its seeds 0.88 and 1.10) against a steady one (0.99, 1.00) beside it
+    runs = _runs({(0.01, 1.0): [0.88, 1.10], (0.01, 3.162): [0.99, 1.00], (0.03162, 1.0): [1.5]})
+    assert pick(runs, "mean") == (0.01, 1.0) and pick(runs, "risk") == (0.01, 1.0)
+    assert pick(runs, "spread") == (0.01, 3.162)  # the lucky one's own spread counts against it
+    # one seed, best, against a point confirmed on two: "seeded" takes the confirmed one
+    runs = _runs({(0.01, 1.0): [0.95], (0.01, 3.162): [0.99, 1.00]})
+    assert pick(runs, "mean") == (0.01, 1.0) and pick(runs, "seeded") == (0.01, 3.162)
+    # a best point among bad neighbours against a good neighbourhood: "local" takes the neighbourhood
+    runs = _runs({(0.01, 1.0): [0.90], (0.01, 3.162): [2.0], (0.1, 0.1): [0.95], (0.1, 0.3162): [0.96]})
+    assert pick(runs, "mean") == (0.01, 1.0) and pick(runs, "local") in {(0.1, 0.1), (0.1, 0.3162)}
+    with pytest.raises(wdscale.WdscaleError, match="unknown optimum"):
+        tune.rung_optima(runs, "val_loss", "median")

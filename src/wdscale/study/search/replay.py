@@ -11,9 +11,11 @@ for — (rule, size, lr, setting, seed) — is answered by the sweep's stored ru
   by the ladder and the sweep's grid point that means the same differ by ~2e-4) — the nearest in
   log where two do (a coarse point and a refined one rounded apart);
 - **the seed**: the ladder's k-th seed of a point (k = seed − the plan's first seed) is the sweep's
-  k-th seed there, in the order `shuffle` draws (0: the sweep's own order; any other value a
-  permutation per point, drawn from it and the point, so a replay repeated with other shuffles
-  gives the spread a ladder's luck of the seeds has);
+  k-th seed there, in the order `shuffle` draws (0: the sweep's own order; any other value ranks
+  the sweep's seeds by keys drawn from it and the size, so a replay repeated with other shuffles
+  gives the spread a ladder's luck of the seeds has). The order is one per size, not per point:
+  in the sweep as in a ladder, seed k is one initialisation and data order at every point of a
+  size, and the points a rung compares share it (paired), which a shuffle keeps;
 - **unavailable**: a point the sweep never trained, or a seed beyond those it trained there, is
   answered as a run that *failed* (status "failed", no loss): the ladder ignores it as it ignores a
   run that crashed (nothing learned about the point: it is neither good nor diverged), but it is
@@ -35,7 +37,6 @@ import dataclasses
 import json
 import math
 import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -46,9 +47,10 @@ import pandas as pd
 from ...errors import WdscaleError
 from ..analysis.study_analysis import run_losses
 from ..plan.config import ModelFn
-from ..plan.study_plan import StudyPlan, make_runs
+from ..plan.study_plan import StudyPlan, coarse_grids, make_runs, resolve
 from ..plan.tasks import Task, get_task
 from ..run.store import load_runs
+from .refine import log_step
 from .tune import DEFAULT_BUDGET, TuneResult, tune_study
 
 DEFAULT_RTOL = 1e-3
@@ -63,8 +65,8 @@ class SweepOracle:
         sweep: the sweep's runs (one or more studies' `load_runs`, concatenated; a run of the same
             rule, size, lr, setting and seed in two is kept once, the first).
         task, model_fn: the task and model the plans are made with (as `tune_study`'s).
-        shuffle: 0: the ladder's k-th seed of a point is the sweep's k-th; else a permutation of
-            the sweep's seeds per point drawn from (shuffle, the point).
+        shuffle: 0: the ladder's k-th seed of a point is the sweep's k-th; else the sweep's seeds
+            there ranked by keys drawn from (shuffle, the size, the seed): one order per size.
         rtol: how near (relative) a planned lr and setting must lie to the sweep's to be its point.
     """
 
@@ -87,10 +89,21 @@ class SweepOracle:
             self.points[(str(rule), int(size))] = per_point.rename("rows").reset_index()
         self.answered: dict[tuple, dict[str, Any]] = {}  # the runs asked for so far, by key
         self.unavailable = 0  # of them, the ones the sweep did not hold
+        self.unavailable_at: dict[int, int] = {}  # … per size
         self.asked = 0
 
     def __call__(self, plan: StudyPlan) -> pd.DataFrame:
-        """Every run of `plan`, answered from the sweep (as `load_runs` returns a study's runs)."""
+        """Every run of `plan`, answered from the sweep.
+
+        Args:
+            plan: the tune's plan so far (its grid and placed points).
+
+        Returns:
+            Every run answered so far, one row each, as `load_runs` returns a study's runs.
+
+        Raises:
+            WdscaleError: a rule and size the sweep never trained, or a run whose facts differ.
+        """
         for c in make_runs(plan, self.task, self.model_fn):
             key = (c.rule, c.size, c.lr, c.setting, c.seed)
             if key not in self.answered:
@@ -112,10 +125,10 @@ class SweepOracle:
                     f"sweep's {some[name]!r}: the sweep is no oracle for this plan"
                 )
         if rows is not None and k < len(rows):
-            order = self._order(c.rule, c.size, c.lr, c.setting, len(rows))
-            row = self.sweep.loc[rows[order[k]]].to_dict()
+            row = self.sweep.loc[self._ordered(rows, int(c.size))[k]].to_dict()
         else:
             self.unavailable += 1
+            self.unavailable_at[int(c.size)] = self.unavailable_at.get(int(c.size), 0) + 1
             at = self.sweep[self.sweep["size"] == c.size]
             row = dict(some, status="failed", error=UNAVAILABLE, wall_time=float(at["wall_time"].median()))
             for metric in ("train_loss", "val_loss", "best_val_loss", "val_acc", "best_val_acc"):
@@ -134,38 +147,51 @@ class SweepOracle:
         i = int(np.argmin(np.where(near, d_lr + d_s, np.inf)))
         return list(points["rows"].iloc[i])
 
-    def _order(self, rule: str, size: int, lr: float, setting: float, n: int) -> np.ndarray:
-        """The order the ladder's seeds take the sweep's n seeds at a point: the sweep's own with
-        shuffle 0, else a permutation drawn from (shuffle, the point) — the same for every plan."""
+    def _ordered(self, rows: list[int], size: int) -> list[int]:
+        """A point's rows in the order the ladder's seeds take them: the sweep's seed order with
+        shuffle 0, else by a key per (shuffle, size, seed), so every point of a size shares it."""
         if self.shuffle == 0:
-            return np.arange(n)
-        point = zlib.crc32(f"{rule}|{size}|{lr:.4g}|{setting:.4g}".encode())
-        return np.random.default_rng([self.shuffle, point]).permutation(n)
+            return rows
+        seeds = self.sweep.loc[rows, "seed"].to_numpy(int)
+        keys = [np.random.default_rng([self.shuffle, size, int(s)]).random() for s in seeds]
+        return [rows[i] for i in np.argsort(keys, kind="stable")]
 
 
 @dataclass(frozen=True)
 class Replay:
     """A tune replayed on a sweep and scored there.
 
-    result: what `tune_study` returned (its pick, candidates and compute, the ladder's seeds).
-    pick_loss: the sweep's seed-mean loss at the pick (every seed it trained there; +inf where a
-    seed diverged; nan where the sweep never trained the pick, which cannot happen in a replay);
-    best_loss: the sweep's lowest seed-mean loss at the target over every recipe; gap: pick_loss /
-    best_loss − 1. asked, unavailable: the runs the ladder asked for, and those the sweep did not
-    hold (answered as failed).
+    result: what `tune_study` returned (its pick, candidates and compute, the ladder's seeds);
+    None where every candidate it asked for at the target was off the sweep (no answer: the replay
+    cannot say what the ladder would have found). pick_loss: the sweep's seed-mean loss at the pick
+    (every seed it trained there; +inf where a seed diverged; nan without a result); best_loss: the
+    sweep's lowest seed-mean loss at the target over every recipe; gap: pick_loss / best_loss − 1.
+    asked, unavailable: the runs the ladder asked for, and those the sweep did not hold (answered
+    as failed); at_target: of those, the ones at the target (a candidate the ladder ranked first
+    but the sweep lacks leaves the pick to the next: the replay then measures another ladder).
     """
 
-    result: TuneResult
+    result: Optional[TuneResult]
     pick_loss: float
     best_loss: float
     gap: float
     asked: int
     unavailable: int
+    at_target: int = 0
 
 
 def sweep_means(sweep: pd.DataFrame, size: int, metric: str = "val_loss") -> pd.DataFrame:
     """Per (rule, lr, setting) at `size`: the sweep's seed-mean loss (+inf where a seed diverged or
-    did not learn; failed runs dropped) and its seeds, as §10's table counts them."""
+    did not learn; failed runs dropped) and its seeds, as §10's table counts them.
+
+    Args:
+        sweep: the sweep's runs.
+        size: the size.
+        metric: the loss.
+
+    Returns:
+        Columns rule, lr, setting, mean, n.
+    """
     at = sweep[(sweep["size"] == size) & (sweep["status"] != "failed")]
     at = at.assign(loss=run_losses(at, metric))
     g = at.groupby(["rule", "lr", "setting"])["loss"]
@@ -202,9 +228,55 @@ def sweep_gap(
     return pick, best, pick / best - 1
 
 
+def lattice_gap(
+    sweep: pd.DataFrame, plan: StudyPlan, target: int, rungs: list[int], *, task: Optional[Task] = None,
+    model_fn: Optional[ModelFn] = None, metric: str = "val_loss",
+) -> float:  # fmt: skip
+    """The floor of any climb on this lattice: the gap of the sweep's best seed-mean at the target
+    among its points on the climb's lattice (every point a ladder places lies on it: the bottom
+    grid's lr and setting steps, from its anchors) to its best over every point (a refined point
+    between the lattice's may be lower).
+
+    Args:
+        sweep: the sweep's runs.
+        plan: the tune's plan.
+        target: the size scored at.
+        rungs: the ladder (its first rung is the base the grids are made at).
+        task, model_fn: as `tune_study`'s.
+        metric: the loss.
+
+    Returns:
+        best on the lattice / best − 1 (inf where no lattice point at the target is finite).
+    """
+    task = task if task is not None else get_task(plan.task)
+    base = dataclasses.replace(plan, sizes=sorted(rungs), grid_sizes=[min(rungs)], base_size=min(rungs))
+    resolved = resolve(base, task, model_fn)
+    grids = coarse_grids(base, task, model_fn)
+    lr_step = 1.0 / base.lr_points_per_decade
+    m = sweep_means(sweep, target, metric)
+    best = float(m["mean"].min())
+
+    def on(value: float, anchor: float, step: float) -> bool:
+        k = math.log10(value / anchor) / step
+        return abs(k - round(k)) * step < math.log10(1 + DEFAULT_RTOL)
+
+    keep = [
+        rule in grids and on(lr, resolved.lr, lr_step) and on(setting, grids[rule][0], log_step(grids[rule]))
+        for rule, lr, setting in m[["rule", "lr", "setting"]].itertuples(index=False)
+    ]
+    return float(m.loc[keep, "mean"].min()) / best - 1 if any(keep) else math.inf
+
+
 def sweep_plan(study_dir: Union[str, Path]) -> StudyPlan:
     """A committed sweep's plan as a tune's starting plan: its refined points dropped (the tune
-    places its own) and its sizes left for the ladder to replace."""
+    places its own) and its sizes left for the ladder to replace.
+
+    Args:
+        study_dir: the sweep's directory (its plan.json).
+
+    Returns:
+        The plan, as `tune_study` takes it.
+    """
     plan = StudyPlan.from_stored(json.loads((Path(study_dir) / "plan.json").read_text()))
     return dataclasses.replace(plan, refined={}, grid_sizes=None)
 
@@ -212,7 +284,15 @@ def sweep_plan(study_dir: Union[str, Path]) -> StudyPlan:
 def load_sweep(study_dirs: Union[str, Path, list[Union[str, Path]]]) -> pd.DataFrame:
     """One or more committed studies' runs, concatenated (the first's run kept where two hold the
     same rule, size, lr, setting and seed): studies of one preset at different sizes make one
-    sweep with more rungs (joint_width's 128 beside joint_width_1024's 1024)."""
+    sweep with more rungs (joint_width's 128 beside joint_width_1024's 1024).
+
+    Args:
+        study_dirs: one study directory or several (of one preset: the oracle refuses a run whose
+            width, epochs, … differ from the plan's).
+
+    Returns:
+        Their runs, one row each.
+    """
     dirs = [study_dirs] if isinstance(study_dirs, (str, Path)) else list(study_dirs)
     runs = pd.concat([load_runs(d) for d in dirs], ignore_index=True)
     return runs.drop_duplicates(["rule", "size", "lr", "setting", "seed"]).reset_index(drop=True)
@@ -248,12 +328,25 @@ def replay_tune(
 
     Returns:
         The tune's result, its pick's loss on the sweep against the sweep's best, the gap, and how
-        many of the runs it asked for the sweep did not hold.
+        many of the runs it asked for the sweep did not hold (no result, a nan gap, where the sweep
+        held none of its candidates at the target).
+
+    Raises:
+        WdscaleError: what `tune_study` refuses (a budget below its bottom grid's), or a sweep that
+            is no oracle for the plan.
     """
     task = task if task is not None else get_task(plan.task)
     oracle = SweepOracle(sweep, task, model_fn, shuffle=shuffle, rtol=rtol)
     with tempfile.TemporaryDirectory(prefix="wdscale-replay-") as out:  # stays empty: nothing is stored
-        result = tune_study(plan, Path(out) / "tune", target, rungs=rungs, budget=budget, metric=metric, task=task,
-                            model_fn=model_fn, trainer=oracle, **tune_options)  # fmt: skip
+        try:
+            result = tune_study(plan, Path(out) / "tune", target, rungs=rungs, budget=budget, metric=metric,
+                                task=task, model_fn=model_fn, trainer=oracle, **tune_options)  # fmt: skip
+        except WdscaleError as e:
+            if "no candidate trained at the target" not in str(e) or not oracle.unavailable_at.get(target):
+                raise
+            best = float(sweep_means(sweep, target, metric)["mean"].min())
+            return Replay(
+                None, math.nan, best, math.nan, oracle.asked, oracle.unavailable, oracle.unavailable_at[target]
+            )
     pick, best, gap = sweep_gap(sweep, target, result.rule, result.lr, result.setting, metric=metric, rtol=rtol)
-    return Replay(result, pick, best, gap, oracle.asked, oracle.unavailable)
+    return Replay(result, pick, best, gap, oracle.asked, oracle.unavailable, oracle.unavailable_at.get(target, 0))

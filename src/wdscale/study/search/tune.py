@@ -34,6 +34,22 @@ whole run at its own size. A tune is a study — its plan trains the grid at the
 resumed after a kill (the placements are re-derived from the stored runs, the same ones) and
 exported like any study. Its result is measured at the target, never predicted: the recommended
 point is the candidate with the lowest seed-mean loss *trained at the target*.
+
+**A change to the climb is measured in replay before it is kept** (`replay.py`: the climb on a
+committed joint sweep, every run answered by the sweep's, nothing trained; `benchmarks/
+replay_ladder.py`: the six targets of findings §10 at budgets 0.1 and 0.25 — 0.23 and 0.11 where
+0.1 is refused, on the data axis and the transformer climbed from width 8 — on rungs the sweeps
+trained, 16 seed shuffles each, the gap of the pick's sweep seed-mean at the target to the
+sweep's best there). How a rung's
+optimum is chosen among its trained points — what the rung above is placed from and the target's
+candidates are carried from — is `optimum` (`rung_optima`). Kept: "mean", the lowest seed-mean
+(median gap over the targets 7.5 % at 0.1, 1.2 % at 0.25, 3.4 % over both). Measured and left off
+by default, none better on the median: "risk" (the seed-mean plus one pooled standard error: 8.2 %,
+1.2 %, 4.1 %), "spread" (the same, the point's own spread where larger: 8.2 %, 1.2 %, 4.1 %),
+"seeded" (only a point on two seeds can be a rung's optimum, two points a recipe seeded at a middle
+rung: 8.2 %, 1.2 %, 4.1 %; better on digits at 0.1, 13.6 % against 15.9 %, worse at width 512,
+6.6 % against 5.3 %) and "local" (the neighbourhood's mean: 10.6 %, 3.4 %, 6.8 %; better on the
+transformer at width 128, 0.6 % against 1.0 %, worse by 36 points on the data axis).
 """
 
 from __future__ import annotations
@@ -85,7 +101,8 @@ METHODS = ("ladder", "mutransfer", "laws")  # `tune_study`'s: the climb, and the
 RESCORE_DIR = "rescore"  # a search's re-scoring runs: a study of their own, apart from the search's compute
 RESCORE_FIRST_SEED = 1000  # re-scoring seeds start here (or past every seed the search trained)
 MAX_RESCORE_SEEDS = 64
-OPTIMA = ("mean", "risk", "local")  # how a rung's optimum is chosen among its trained points (`rung_optima`)
+# how a rung's optimum is chosen among its trained points (`rung_optima`)
+OPTIMA = ("mean", "risk", "spread", "seeded", "local")
 RISK_K = 1.0  # "risk": standard errors added to a point's seed-mean
 
 Trainer = Callable[[StudyPlan], pd.DataFrame]  # a plan's runs answered: every run of the tune, as `load_runs`
@@ -302,6 +319,11 @@ def rung_optima(
     - "risk": the lowest mean × (1 + RISK_K · σ / √n), σ the pooled relative seed noise (`_noise`):
       a point's seed-mean plus RISK_K of its standard errors, so a point on one seed must beat one
       on two by more than its extra noise;
+    - "spread": as "risk", σ the larger of the pooled noise and the point's own relative spread
+      over its seeds, so a point whose two seeds disagree (one lucky) pays for it;
+    - "seeded": the lowest seed-mean among the points with two seeds or more (all, where none has):
+      a point is a rung's optimum only once a second seed confirmed it (the climb then gives a
+      second seed to each climbing recipe's best two points at a middle rung, not its best one);
     - "local": the lowest local mean — the mean of the log seed-means of the point and of its
       finite neighbours one lattice step away in lr, setting or both (each weighted by its seeds;
       `steps`: each rule's (lr step, setting step) in decades), so one lucky point among worse
@@ -324,8 +346,14 @@ def rung_optima(
     m = m[np.isfinite(m["mean"])].reset_index(drop=True)
     if m.empty:
         return m
-    if optimum == "risk":
-        score = m["mean"] * (1 + RISK_K * _noise(runs, metric) / np.sqrt(m["n"]))
+    if optimum == "seeded":
+        confirmed = m["n"].ge(2).groupby([m["rule"], m["size"]]).transform("any")
+        score = m["mean"].where(m["n"].ge(2) | ~confirmed, np.inf)
+    elif optimum in ("risk", "spread"):
+        sigma = pd.Series(_noise(runs, metric), index=m.index)
+        if optimum == "spread":
+            sigma = np.maximum(sigma, (m["sem"] * np.sqrt(m["n"]) / m["mean"]).fillna(0.0))
+        score = m["mean"] * (1 + RISK_K * sigma / np.sqrt(m["n"]))
     else:
         score = pd.Series(np.nan, index=m.index)
         for (rule, _), g in m.groupby(["rule", "size"]):
@@ -400,7 +428,7 @@ def tune_study(
             trains nothing; it takes no `rescore_seeds`.
         optimum: how each rung's optimum is chosen among its trained points, the point the rung
             above is placed from and the target's candidates are carried from (`rung_optima`:
-            "mean", "risk" or "local").
+            "mean", "risk", "spread", "seeded" or "local").
 
     Returns:
         The recommended recipe and point with its loss measured at the target, the candidates,
@@ -503,7 +531,7 @@ def tune_study(
             plan, runs, added = _bracket(plan, runs, size, contenders, grids, lr_anchor, lr_step, optima_of, train)
             if not added:
                 break
-        plan, runs = _second_seeds(plan, runs, size, contenders, 1, metric, train)
+        plan, runs = _second_seeds(plan, runs, size, contenders, 2 if optimum == "seeded" else 1, metric, train)
         contenders = _contenders(runs, size, contenders, metric)
     climbed = [size for size in sizes[:-1] if (runs["size"] == size).any()]  # a skipped rung is not below
     skipped = [size for size in sizes[:-1] if size not in climbed]
