@@ -829,7 +829,7 @@ def pct(x: float, lo: float = np.nan, hi: float = np.nan, lo_mc: float = np.nan,
         return "not measured"
     ends = (interval_end_text(lo, lo_mc, 1, 100, lower=True), interval_end_text(hi, hi_mc, 1, 100))
     ci = f" [{ends[0]}, {ends[1]}]" if np.isfinite(lo) and np.isfinite(hi) else ""
-    return f"{100 * x:.1f} %{ci}"
+    return f"{100 * x:.1f} %{ci}".replace("-", "−")
 
 
 def joint_table(j: JointAnalysis) -> str:
@@ -1465,7 +1465,7 @@ def muon_ranking_table(muon: pd.DataFrame, adamw: pd.DataFrame, n_boot: int = 40
     size = int(muon["size"].max())
     sides = {
         (opt, rule): runs[runs["rule"] == rule]
-        for opt, runs in (("AdamW", adamw), ("Muon + AdamW", muon))
+        for opt, runs in (("AdamW alone", adamw), ("Muon + AdamW", muon))
         for rule in sorted(runs["rule"].unique())
     }
     means = {k: min(v.mean() for v in _point_losses(r, size).values()) for k, r in sides.items()}
