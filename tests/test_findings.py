@@ -248,7 +248,7 @@ def test_reusing_adamws_tuned_point_costs_what_muon_loses_there():
 
     def row(muon: pd.DataFrame, size: int) -> list[str]:
         table = summarize.muon_reuse_table(muon, adamw, analyze_joint(muon, tpe_trials=()), n_boot=400)
-        return next(prose._cells(r) for r in table.splitlines() if r.startswith(f"| {size} |"))
+        return next(prose._cells(r) for r in table.splitlines() if r.startswith(f"| width {size} |"))
 
     same = row(adamw, 128)
     assert same[5].startswith("0.0 % [0.0, ") and same[7] == "0.0 % [0.0, 0.0]"

@@ -1426,7 +1426,7 @@ def muon_reuse_table(muon: pd.DataFrame, adamw: pd.DataFrame, j: JointAnalysis, 
     same recipe (both re-chosen)"""
     o = j.optima_frame()
     out = [
-        r"| width | recipe | AdamW's (lr\*, λ\*) | Muon there: loss (seeds) | Muon's own (lr\*, λ\*): loss "
+        r"| size | recipe | AdamW's (lr\*, λ\*) | Muon there: loss (seeds) | Muon's own (lr\*, λ\*): loss "
         r"| cost of reusing AdamW's [90% CI] | detectable | Muon's best vs AdamW's [90% CI] |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -1453,7 +1453,7 @@ def muon_reuse_table(muon: pd.DataFrame, adamw: pd.DataFrame, j: JointAnalysis, 
             )
             vs = pct(own["loss"] / a[a_key].mean() - 1, *ends)
             out.append(
-                f"| {size} | `{rule}` | ({a_key[1]:.3g}, {a_key[2]:.3g}) | {carried} "
+                f"| width {size} | `{rule}` | ({a_key[1]:.3g}, {a_key[2]:.3g}) | {carried} "
                 f"| ({own['lr']:.3g}, {own['setting']:.3g}){edge}: {own['loss']:.3f} | {cost} | {det} | {vs} |"
             )
     return "\n".join(out)
