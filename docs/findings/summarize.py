@@ -83,10 +83,7 @@ SCHEDULE_JOINT_STUDIES = {"joint_width_cosine": "joint_width", "joint_shakespear
 
 
 # Muon for the hidden matrices, AdamW for the rest (§11) -> what they vary, on what
-MUON_STUDIES = {
-    "muon_width_cosine": "width · MNIST-1D MLP · Muon + AdamW · warmup + cosine",
-    "muon_shakespeare_cosine": "width · char transformer · Muon + AdamW · warmup + cosine",
-}
+MUON_STUDIES = {"muon_width_cosine": "width · MNIST-1D MLP · Muon + AdamW · warmup + cosine"}
 # λ × lr jointly under Muon + AdamW (§11) -> the AdamW joint study on the same task, widths, grids
 # and schedule, whose tuned (lr, λ) Muon reuses
 MUON_JOINT_STUDIES = {
@@ -446,7 +443,7 @@ TUNE_TARGETS = {
 # the budgets tuned at (a fraction of one recipe's sweep at the target) -> the directories' suffix:
 # tune_<sweep><suffix> (the ladder), tune_tpe_… and tune_hb_… (Optuna at the ladder's compute)
 TUNE_BUDGETS = {0.1: "", 0.25: "_b25"}
-# issue 34's one-pass targets, measured for their noise before any tune (their coarse reference sweeps)
+# issue 34's one-pass targets, measured for their noise before any tune (their reference sweeps)
 NOISE_TARGETS = {"onepass_markov_32": 32}
 
 
@@ -617,6 +614,18 @@ def _best_draws(sweep: pd.DataFrame, target: int, n_boot: int, stream: int) -> n
     return _BEST_DRAWS[key][1]
 
 
+STREAMS = range(STABILITY_SEEDS)  # the bootstrap streams every interval end is the median over
+
+
+def _stream_ends(draws: list[np.ndarray]) -> tuple[float, float, float, float]:
+    """(lo, hi, lo_mc, hi_mc): the 90 % interval's ends as the median over the bootstrap streams'
+    draws (one array per stream, STABILITY_SEEDS of them), and their Monte Carlo margins (half
+    the ends' range)."""
+    ends = [np.quantile(d, [0.05, 0.95]) for d in draws]
+    (lo, hi), (lo_mc, hi_mc) = np.median(ends, axis=0), np.ptp(ends, axis=0) / 2
+    return float(lo), float(hi), float(lo_mc), float(hi_mc)
+
+
 def search_gap(runs: pd.DataFrame, sweep: pd.DataFrame, target: int, n_boot: int = 4000, seed: int = 0) -> dict:
     """A search's pick at the target (its lowest seed-mean loss there) against the sweep's best
     over every recipe: the gap and its 90 % interval (the sweep's seeds resampled, its best
@@ -632,15 +641,15 @@ def search_gap(runs: pd.DataFrame, sweep: pd.DataFrame, target: int, n_boot: int
     best = min(ref_means, key=ref_means.get)
     noise = _target_noise(sweep, target)
     mine_seeds = picks[pick]
-    ends = []
+    draws = []
     for stream in range(seed, seed + STABILITY_SEEDS):
         rng = np.random.default_rng(stream)
         if len(mine_seeds) > 1:
             mine = rng.choice(mine_seeds, (n_boot, len(mine_seeds))).mean(axis=1)
         else:
             mine = mine_seeds[0] * np.exp(rng.normal(0.0, noise, n_boot))
-        ends.append(np.quantile(mine / _best_draws(sweep, target, n_boot, stream) - 1, [0.05, 0.95]))
-    (lo, hi), (lo_mc, hi_mc) = np.median(ends, axis=0), np.ptp(ends, axis=0) / 2
+        draws.append(mine / _best_draws(sweep, target, n_boot, stream) - 1)
+    lo, hi, lo_mc, hi_mc = _stream_ends(draws)
     return dict(
         pick=pick,
         seeds=len(mine_seeds),
@@ -1395,28 +1404,15 @@ def _carried(losses: dict[tuple, np.ndarray], key: tuple) -> tuple | None:
     return None
 
 
-def _reuse_draws(sweep: pd.DataFrame, size: int, point: tuple, n_boot: int, stream: int) -> np.ndarray:
-    """Per resample of the sweep's seeds at `size` (every point's seeds resampled together): the
-    loss at `point` over the best point's, the best re-chosen each time (so never below 0; +inf
-    where `point` has a diverged seed)."""
-    losses = _point_losses(sweep, size)
+def _reuse_draws(losses: dict[tuple, np.ndarray], point: tuple, n_boot: int, stream: int) -> np.ndarray:
+    """Per resample of a sweep's seeds at one size (`losses`: `_point_losses` there; every point's
+    seeds resampled together): the loss at `point` over the best point's, the best re-chosen each
+    time (so never below 0; +inf where `point` has a diverged seed)."""
     rng = np.random.default_rng([3, stream])
     means = {k: rng.choice(v, (n_boot, len(v))).mean(axis=1) for k, v in losses.items() if np.isfinite(v).all()}
     if point not in means:
         return np.full(n_boot, np.inf)
     return means[point] / np.min(list(means.values()), axis=0) - 1
-
-
-STREAMS = range(STABILITY_SEEDS)  # the bootstrap streams every interval end is the median over
-
-
-def _stream_ends(draws: list[np.ndarray]) -> tuple[float, float, float, float]:
-    """(lo, hi, lo_mc, hi_mc): the 90 % interval's ends as the median over the bootstrap streams'
-    draws (one array per stream, STABILITY_SEEDS of them), and their Monte Carlo margins (half
-    the ends' range)."""
-    ends = [np.quantile(d, [0.05, 0.95]) for d in draws]
-    (lo, hi), (lo_mc, hi_mc) = np.median(ends, axis=0), np.ptp(ends, axis=0) / 2
-    return float(lo), float(hi), float(lo_mc), float(hi_mc)
 
 
 def muon_reuse_table(muon: pd.DataFrame, adamw: pd.DataFrame, j: JointAnalysis, n_boot: int = 4000) -> str:
@@ -1446,7 +1442,7 @@ def muon_reuse_table(muon: pd.DataFrame, adamw: pd.DataFrame, j: JointAnalysis, 
                 carried, cost, det = "not trained", "–", "–"
             else:
                 there = m_losses[point]
-                ends = _stream_ends([_reuse_draws(m_runs, size, point, n_boot, k) for k in STREAMS])
+                ends = _stream_ends([_reuse_draws(m_losses, point, n_boot, k) for k in STREAMS])
                 carried = f"{there.mean():.3f} ({len(there)})"
                 cost = pct(there.mean() / own["loss"] - 1, *ends)
                 det = f"{100 * 2.8 * noise * math.sqrt(1 / len(there) + 1 / own['n_seeds']):.1f} %"

@@ -309,6 +309,13 @@ def finite_optima(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     return o[np.isfinite(o["mean"])].reset_index(drop=True)
 
 
+def check_optimum(optimum: str) -> str:
+    """`optimum` if it is one of OPTIMA; else one clear error naming what is allowed."""
+    if optimum not in OPTIMA:
+        raise WdscaleError(f"unknown optimum {optimum!r}; allowed: {', '.join(OPTIMA)}")
+    return optimum
+
+
 def rung_optima(
     runs: pd.DataFrame, metric: str, optimum: str = "mean", steps: Optional[dict[str, tuple[float, float]]] = None
 ) -> pd.DataFrame:
@@ -338,8 +345,7 @@ def rung_optima(
     Returns:
         One row per (rule, size) with a finite point: rule, size, lr, setting, mean, sem, n.
     """
-    if optimum not in OPTIMA:
-        raise WdscaleError(f"unknown optimum {optimum!r}; allowed: {', '.join(OPTIMA)}")
+    check_optimum(optimum)
     if optimum == "mean":
         return finite_optima(runs, metric)
     m = setting_means(runs, metric)
@@ -443,8 +449,7 @@ def tune_study(
     """
     if method not in METHODS:
         raise WdscaleError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
-    if optimum not in OPTIMA:
-        raise WdscaleError(f"unknown optimum {optimum!r}; allowed: {', '.join(OPTIMA)}")
+    check_optimum(optimum)
     if check_rescore_seeds(rescore_seeds) and trainer is not None:
         raise WdscaleError("rescore_seeds trains the pick for real: give no trainer with it")
     check_positive_int("target", target)
