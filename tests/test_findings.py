@@ -262,3 +262,25 @@ def test_reusing_adamws_tuned_point_costs_what_muon_loses_there():
     cost = prose.numbers(row(worse, 128)[5])
     assert round(100 * (1.1 * losses[at].mean() / runner_up - 1), 1) == cost[0][0]
     assert cost[1][0] > 0
+
+
+def test_a_fresh_seed_gap_pairs_the_seeds_and_widens_with_their_scatter():
+    # issue 34: a pick and the sweep's best re-trained on the same fresh seeds are compared seed by
+    # seed: a seed only one of them trained is left out, a constant ratio has a zero-width
+    # interval, and a scattered ratio's interval is the t-interval of the mean log ratio, by hand
+    import summarize
+    from scipy import stats
+
+    best = pd.Series([2.0, 2.2, 1.9, 5.0], index=[1000, 1001, 1002, 1003])
+    same_ratio = pd.Series([2.02, 2.222, 1.919], index=[1000, 1001, 1002])
+    g = summarize.fresh_gap(same_ratio, best)
+    assert g["n"] == 3 and g["gap"] == pytest.approx(0.01) and g["lo"] == pytest.approx(g["hi"])
+    scattered = pd.Series([2.02, 2.2, 1.938], index=[1000, 1001, 1002])
+    d = np.log(scattered.to_numpy() / best.iloc[:3].to_numpy())
+    half = stats.t.ppf(0.95, 2) * d.std(ddof=1) / np.sqrt(3)
+    g = summarize.fresh_gap(scattered, best)
+    assert g["gap"] == pytest.approx(scattered.mean() / best.iloc[:3].mean() - 1)
+    assert (g["lo"], g["hi"]) == pytest.approx((np.expm1(d.mean() - half), np.expm1(d.mean() + half)))
+    assert g["lo"] < 0 < g["hi"]
+    assert summarize.fresh_gap(pd.Series([np.inf], index=[1000]), best)["gap"] == np.inf
+    assert summarize.fresh_gap(pd.Series([2.0], index=[7]), best)["n"] == 0
