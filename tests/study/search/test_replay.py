@@ -105,3 +105,25 @@ def test_the_variants_choose_a_rungs_optimum_as_they_say():
     assert pick(runs, "mean") == (0.01, 1.0) and pick(runs, "local") in {(0.1, 0.1), (0.1, 0.3162)}
     with pytest.raises(wdscale.WdscaleError, match="unknown optimum"):
         tune.rung_optima(runs, "val_loss", "median")
+
+
+def test_a_shuffle_keeps_a_sizes_points_paired_where_their_seed_counts_differ(sweep):
+    # width 32 holds points on seeds 0–1 and points refined to 0–3 and 0–5: the ladder's k-th seed
+    # must be one sweep seed at every point holding k + 1, or a paired difference compares two inits
+    oracle = SweepOracle(sweep, get_task(sweep_plan(SWEEP).task), shuffle=1)
+    points = oracle.points[("mup", 32)]
+    counts = points["rows"].map(len)
+    assert {2, 4, 6} <= set(counts)
+    for shuffle in range(1, 9):
+        oracle.shuffle = shuffle
+        orders = [list(sweep.loc[oracle._ordered(rows, 32), "seed"]) for rows in points["rows"]]
+        for k in range(6):
+            assert len({tuple(o[: k + 1]) for o in orders if len(o) > k}) == 1  # one order, prefixes of it
+        assert set(orders[counts.idxmax()][:2]) == {0, 1}  # the seeds every point holds come first
+    # the earlier order (keys alone) answers a refined point's first seed with one the others lack
+    unpaired = SweepOracle(sweep, get_task(sweep_plan(SWEEP).task), paired=False)
+    firsts = set()
+    for shuffle in range(1, 9):
+        unpaired.shuffle = shuffle
+        firsts.add(int(sweep.loc[unpaired._ordered(points["rows"][counts.idxmax()], 32)[0], "seed"]))
+    assert firsts - {0, 1}

@@ -15,7 +15,13 @@ for — (rule, size, lr, setting, seed) — is answered by the sweep's stored ru
   the sweep's seeds by keys drawn from it and the size, so a replay repeated with other shuffles
   gives the spread a ladder's luck of the seeds has). The order is one per size, not per point:
   in the sweep as in a ladder, seed k is one initialisation and data order at every point of a
-  size, and the points a rung compares share it (paired), which a shuffle keeps;
+  size (the training code seeds the model's init and the batch order from the run's seed alone,
+  whatever its lr, setting or rule), and the points a rung compares share it (paired), which a
+  shuffle keeps. A point refined to more seeds holds the coarse points' seeds and more, so a
+  shuffle orders a size's seeds by how many of its points hold them first (the seeds every point
+  holds, in the shuffle's order, then the next): the ladder's seed k is then one sweep seed at
+  every point of the size that holds k + 1 seeds, never the first seed at one point and a
+  refined point's fifth at another;
 - **unavailable**: a point the sweep never trained, or a seed beyond those it trained there, is
   answered as a run that *failed* (status "failed", no loss): the ladder ignores it as it ignores a
   run that crashed (nothing learned about the point: it is neither good nor diverged), but it is
@@ -66,7 +72,11 @@ class SweepOracle:
             rule, size, lr, setting and seed in two is kept once, the first).
         task, model_fn: the task and model the plans are made with (as `tune_study`'s).
         shuffle: 0: the ladder's k-th seed of a point is the sweep's k-th; else the sweep's seeds
-            there ranked by keys drawn from (shuffle, the size, the seed): one order per size.
+            there ranked by how many of the size's points hold them, then by keys drawn from
+            (shuffle, the size, the seed): one order per size.
+        paired: False: the seeds ranked by the keys alone, as the replay did before pairing was
+            kept (a point refined to six seeds may then answer the ladder's first seed with one
+            the coarse points lack): kept to compare a measurement with the earlier one.
         rtol: how near (relative) a planned lr and setting must lie to the sweep's to be its point.
     """
 
@@ -78,15 +88,22 @@ class SweepOracle:
         *,
         shuffle: int = 0,
         rtol: float = DEFAULT_RTOL,
+        paired: bool = True,
     ) -> None:
         sweep = sweep[sweep["status"] != "failed"]
         sweep = sweep.drop_duplicates(["rule", "size", "lr", "setting", "seed"]).reset_index(drop=True)
         self.sweep = sweep
         self.task, self.model_fn, self.shuffle, self.rtol = task, model_fn, int(shuffle), float(rtol)
+        self.paired = bool(paired)
         self.points: dict[tuple[str, int], pd.DataFrame] = {}
         for (rule, size), g in sweep.groupby(["rule", "size"]):
             per_point = g.sort_values("seed").groupby(["lr", "setting"]).apply(lambda p: list(p.index))
             self.points[(str(rule), int(size))] = per_point.rename("rows").reset_index()
+        # per size, how many of its points hold each seed: a shuffle orders the seeds every point holds first
+        self.holders: dict[int, dict[int, int]] = {
+            int(size): g.groupby("seed")[["rule", "lr", "setting"]].apply(len).astype(int).to_dict()
+            for size, g in sweep.groupby("size")
+        }
         self.answered: dict[tuple, dict[str, Any]] = {}  # the runs asked for so far, by key
         self.unavailable = 0  # of them, the ones the sweep did not hold
         self.unavailable_at: dict[int, int] = {}  # … per size
@@ -149,12 +166,15 @@ class SweepOracle:
 
     def _ordered(self, rows: list[int], size: int) -> list[int]:
         """A point's rows in the order the ladder's seeds take them: the sweep's seed order with
-        shuffle 0, else by a key per (shuffle, size, seed), so every point of a size shares it."""
+        shuffle 0, else the seeds held by more of the size's points first and, among those held
+        by as many, by a key per (shuffle, size, seed): every point of a size shares the order, and
+        the ladder's k-th seed is one sweep seed at every point holding k + 1 (paired)."""
         if self.shuffle == 0:
             return rows
         seeds = self.sweep.loc[rows, "seed"].to_numpy(int)
-        keys = [np.random.default_rng([self.shuffle, size, int(s)]).random() for s in seeds]
-        return [rows[i] for i in np.argsort(keys, kind="stable")]
+        holders = self.holders[size] if self.paired else {}
+        keys = [(-holders.get(int(s), 0), np.random.default_rng([self.shuffle, size, int(s)]).random()) for s in seeds]
+        return [rows[i] for i in sorted(range(len(rows)), key=lambda i: keys[i])]
 
 
 @dataclass(frozen=True)
@@ -307,6 +327,7 @@ def replay_tune(
     budget: Optional[float] = DEFAULT_BUDGET,
     shuffle: int = 0,
     rtol: float = DEFAULT_RTOL,
+    paired: bool = True,
     metric: str = "val_loss",
     task: Optional[Task] = None,
     model_fn: Optional[ModelFn] = None,
@@ -321,6 +342,8 @@ def replay_tune(
         rungs: the sizes climbed, the target last: sizes the sweep trained (default `ladder`'s).
         budget: as `tune_study`'s.
         shuffle: which seeds of the sweep answer the ladder's (`SweepOracle`).
+        paired: False: the earlier seed order, which does not keep a size's points paired
+            (`SweepOracle`).
         rtol: how near a planned point must lie to the sweep's.
         metric: what is minimised and scored.
         task, model_fn: as `tune_study`'s (default: the plan's task).
@@ -336,7 +359,7 @@ def replay_tune(
             is no oracle for the plan.
     """
     task = task if task is not None else get_task(plan.task)
-    oracle = SweepOracle(sweep, task, model_fn, shuffle=shuffle, rtol=rtol)
+    oracle = SweepOracle(sweep, task, model_fn, shuffle=shuffle, rtol=rtol, paired=paired)
     with tempfile.TemporaryDirectory(prefix="wdscale-replay-") as out:  # stays empty: nothing is stored
         try:
             result = tune_study(plan, Path(out) / "tune", target, rungs=rungs, budget=budget, metric=metric,
