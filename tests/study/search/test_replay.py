@@ -127,3 +127,18 @@ def test_a_shuffle_keeps_a_sizes_points_paired_where_their_seed_counts_differ(sw
         unpaired.shuffle = shuffle
         firsts.add(int(sweep.loc[unpaired._ordered(points["rows"][counts.idxmax()], 32)[0], "seed"]))
     assert firsts - {0, 1}
+
+
+def test_each_seeding_replays_within_its_budget_and_a_race_never_picks_or_seeds_a_dropped_point(sweep):
+    plan = sweep_plan(SWEEP)
+    for seeding in tune.SEEDINGS:
+        for budget in (0.1, 0.25):
+            r = replay_tune(sweep, plan, 512, rungs=[32, 128, 512], budget=budget, shuffle=1, seeding=seeding)
+            assert 0 < r.result.fraction <= budget and np.isfinite(r.gap)
+            c = r.result.candidates
+            assert not c["dropped"].iloc[0] and (c["dropped"].sum() == 0 or seeding == "race")
+            # a dropped candidate got no seed past the round that dropped it: fewer than any survivor's
+            if c["dropped"].any():
+                assert c.loc[c["dropped"], "n"].max() < c.loc[~c["dropped"], "n"].max()
+    with pytest.raises(wdscale.WdscaleError, match="unknown seeding 'fast'"):
+        replay_tune(sweep, plan, 512, rungs=[32, 128, 512], seeding="fast")

@@ -3,13 +3,16 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from bowl import LAM0, LR0, SETTINGS, bowl, study
 
 import wdscale
 from wdscale.cli import main
+from wdscale.study.plan.study_plan import StudyPlan, refined_point, with_refined
 from wdscale.study.run.store import load_runs
+from wdscale.study.search import tune
 from wdscale.study.search.tune import ladder
 
 
@@ -274,3 +277,66 @@ def test_the_space_an_optuna_peer_searches_holds_what_the_ladder_and_the_sweep_r
     two = reach_box(resolved, grids, [8, 128])[0]
     assert (two.lr_lo, two.lr_hi) == pytest.approx((0.0009487 / 10, 0.009487 * 10), rel=1e-3)
     assert dataclasses.is_dataclass(two)
+
+
+# a rung below the race (size 4): three points on two seeds that move together from seed to seed, so a
+# paired difference there is steady (0.1 %) while one point's seed noise is large (10 %)
+BELOW = {(0.01, 1.0): [1.00, 1.20], (0.01, 3.0): [1.01, 1.2132], (0.03, 1.0): [1.02, 1.2234]}
+
+
+def _rows(size: int, points: dict) -> list[dict]:
+    return [
+        dict(task="t", rule="r", size=size, lr=lr, setting=s, seed=k, status="ok", val_loss=v)
+        for (lr, s), values in points.items()
+        for k, v in enumerate(values)
+    ]
+
+
+def _raced(first_round: dict, losses: dict, runs_left: int, max_seeds: int = 4):
+    """`tune._race` over candidates at size 8 of rule "r" (`losses`: (lr, setting) → its loss at
+    seeds 0, 1, …; `first_round`: the seeds each was trained on first) above BELOW's rung; the
+    budget: `runs_left` target runs after the first round, each costing 1. Returns each point's
+    seeds at the target, the dropped points, the target runs and what the budget allowed."""
+
+    def train(plan):
+        asked = {refined_point(e): int(e[1]) for e in plan.refined["r@8"]}
+        return pd.DataFrame(_rows(4, BELOW) + _rows(8, {p: losses[p][:n] for p, n in asked.items()}))
+
+    plan = with_refined(StudyPlan(rules=["r"]), {"r@8": dict(first_round)})
+    runs = train(plan)
+    allowance = len(runs[runs["size"] == 8]) + runs_left
+    left = lambda r: allowance - len(r[r["size"] == 8])  # noqa: E731 — one target run costs 1
+    plan, runs, dropped = tune._race(plan, runs, 8, 1, max_seeds, "val_loss", train, left, 1.0)
+    at = runs[runs["size"] == 8]
+    return at.groupby(["lr", "setting"]).size().to_dict(), dropped, len(at), allowance
+
+
+def test_a_race_drops_a_candidate_its_paired_interval_puts_above_the_best_and_seeds_the_rest():
+    best, near, worse = (0.01, 1.0), (0.01, 3.0), (0.03, 1.0)
+    # worse is 3 % above the best on their common seed: far within one point's seed noise (10 %),
+    # far outside the paired difference's (0.1 %): dropped, never seeded; near (0.05 %) races on
+    losses = {best: [1.00, 1.10, 1.05, 1.0], near: [1.0005, 1.1006, 1.0506, 1.0005], worse: [1.03, 1.133, 1.08, 1.03]}
+    n, dropped, spent, allowance = _raced({p: 1 for p in losses}, losses, runs_left=2)
+    assert dropped == {("r", *worse)} and n == {best: 2, near: 2, worse: 1} and spent == allowance
+    # the noise of one point alone would not tell worse apart: within 2 s.e. of two independent seeds
+    assert tune._noise(pd.DataFrame(_rows(4, BELOW)), "val_loss") > 0.05
+    # with more budget the two left race on, one seed a round, the best first, to max_seeds
+    n, dropped, spent, allowance = _raced({p: 1 for p in losses}, losses, runs_left=10, max_seeds=3)
+    assert n == {best: 3, near: 3, worse: 1} and spent <= allowance
+    # the budget is never exceeded: a round short of runs seeds the best first, then the nearest
+    for runs_left in range(4):
+        n, _, spent, allowance = _raced({p: 1 for p in losses}, losses, runs_left=runs_left)
+        assert spent <= allowance and n[worse] == 1 and (runs_left == 0 or n[best] >= max(2, n[near]))
+
+
+def test_a_paired_difference_counts_only_the_seeds_both_points_trained_to_a_finite_loss():
+    a = pd.Series([0.5, 0.7, 9.0, np.inf])  # log losses at seeds 0–3
+    b = pd.Series([0.2, 0.5, np.nan, 0.1])  # seed 2 not trained, seed 3 of a diverged
+    assert tune._paired(a, b) == (pytest.approx(0.25), 2)
+    assert tune._paired(pd.Series([np.nan, 1.0]), pd.Series([1.0, np.nan]))[1] == 0
+    # the paired noise: two seeds shared by three points moving together, against one point's own
+    runs = pd.DataFrame(_rows(4, BELOW))
+    assert tune._paired_noise(runs, "val_loss") < 0.01 < 0.05 < tune._noise(runs, "val_loss")
+    # no pair with two common seeds: two independent points' noise, √2 · the pooled seed noise
+    one = runs[runs["lr"] == 0.03]
+    assert tune._paired_noise(one, "val_loss") == pytest.approx(math.sqrt(2) * tune._noise(one, "val_loss"))

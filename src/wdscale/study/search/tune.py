@@ -49,7 +49,30 @@ by default, none better on the median: "risk" (the seed-mean plus one pooled sta
 "seeded" (only a point on two seeds can be a rung's optimum, two points a recipe seeded at a middle
 rung: 8.2 %, 1.2 %, 4.1 %; better on digits at 0.1, 13.6 % against 15.9 %, worse at width 512,
 6.6 % against 5.3 %) and "local" (the neighbourhood's mean: 10.6 %, 3.4 %, 6.8 %; better on the
-transformer at width 128, 0.6 % against 1.0 %, worse by 36 points on the data axis).
+transformer at width 128, 0.6 % against 1.0 %, worse by 36 points on the data axis). Those numbers
+are on the replay's earlier seed order (`SweepOracle(paired=False)`), which the default order now
+keeps paired (a size's points answer the ladder's seed k with one sweep seed): there "mean" reads
+8.2 % at 0.1 and 3.1 % at 0.25, and 16 shuffles collapse to a few draws (most points hold two seeds).
+
+How the target's runs are split between candidates and their seeds is `seeding`, measured in the
+same replay on both seed orders (earlier / paired). Kept: "close", every candidate the budget
+affords on one seed, then a seed more to the best two while they are within noise (median gap
+over the targets 7.5 % / 8.2 % at 0.1, 1.2 % / 3.1 % at 0.25; share of replays within 1 % of the
+sweep's best 0.28 / 0.17 at 0.1, 0.33 / 0.17 at 0.25). Measured and left off, neither better on
+the median over the targets: "second" (one target run kept back for the best's second seed) and "race"
+(half the target's runs kept back, and the candidates raced on their common seeds: one whose
+paired difference to the best — the seeds two points share are one initialisation and data
+order, as the training code seeds both from the run's seed — sits more than PAIRED_K standard
+errors above 0 is dropped and gets no seed, the rest get one, the best first). Both read 12.8 % /
+8.6 % at 0.1 and 1.2 % / 3.1 % at 0.25, within 1 % 0.18 / 0.17 and 0.32 / 0.17: at 0.1 most
+targets afford one run at the target, so nothing changes, and where three fit (joint_width_1024)
+the run kept back is the candidate that was best (0.0 % → 19.7 % / 2.4 % → 7.4 %); at 0.25 both
+help joint_digits on the earlier order (11.1 % → 9.4 %), the race tightens the worst shuffle on
+joint_width (6.6 % → 4.0 %), and both loosen it on joint_data (60 % → 120 %). Pairing buys little
+here: on the sweeps' two common seeds, lattice neighbours' seed effects (seed 0's log loss less
+seed 1's) correlate by about −0.2 to 0.5, mostly 0 to 0.3 (`replay_ladder.py --pairing`), so a
+paired difference is mostly 0.7 to 1.0 times as noisy as two independent points', and one common
+seed rarely drops a candidate.
 """
 
 from __future__ import annotations
@@ -104,6 +127,9 @@ MAX_RESCORE_SEEDS = 64
 # how a rung's optimum is chosen among its trained points (`rung_optima`)
 OPTIMA = ("mean", "risk", "spread", "seeded", "local")
 RISK_K = 1.0  # "risk": standard errors added to a point's seed-mean
+# how the target's runs are split between candidates and their seeds (`tune_study`'s seeding)
+SEEDINGS = ("close", "second", "race")
+PAIRED_K = 2.0  # "race": a candidate is dropped once its paired difference to the best is this many s.e. above 0
 
 Trainer = Callable[[StudyPlan], pd.DataFrame]  # a plan's runs answered: every run of the tune, as `load_runs`
 
@@ -398,6 +424,7 @@ def tune_study(
     execution: Execution = DEFAULT_EXECUTION,
     trainer: Optional[Trainer] = None,
     optimum: str = "mean",
+    seeding: str = "close",
 ) -> TuneResult:
     """Climb the ladder to the target's best (lr, setting); see the module docstring. Two peers
     share its code: "mutransfer" trains the μP recipe's bottom grid alone (the ladder's bottom
@@ -435,6 +462,13 @@ def tune_study(
         optimum: how each rung's optimum is chosen among its trained points, the point the rung
             above is placed from and the target's candidates are carried from (`rung_optima`:
             "mean", "risk", "spread", "seeded" or "local").
+        seeding: how the target's runs are split between candidates and their seeds (`SEEDINGS`):
+            "close" (the default): as many candidates as the budget allows, then a seed more to
+            the best two while they are within noise (or the best alone while it has one), as
+            the budget still allows; "second": one run kept back from the candidates for the
+            best's second seed; "race": half the target's runs kept back, and a paired race
+            (`_race`) gives them to the candidates not told apart from the best on their common
+            seeds, dropping the rest. With no budget, "second" and "race" keep nothing back.
 
     Returns:
         The recommended recipe and point with its loss measured at the target, the candidates,
@@ -450,6 +484,8 @@ def tune_study(
     if method not in METHODS:
         raise WdscaleError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     check_optimum(optimum)
+    if seeding not in SEEDINGS:
+        raise WdscaleError(f"unknown seeding {seeding!r}; allowed: {', '.join(SEEDINGS)}")
     if check_rescore_seeds(rescore_seeds) and trainer is not None:
         raise WdscaleError("rescore_seeds trains the pick for real: give no trainer with it")
     check_positive_int("target", target)
@@ -478,6 +514,8 @@ def tune_study(
     # refused (its runs would steer the climb away from what a fresh directory finds)
     arguments = dict(search=method, target=target, seeds=seeds, max_seeds=max_seeds, budget=budget,
                      metric=metric, plan=plan.to_dict())  # fmt: skip
+    if seeding != "close":  # only where it differs: a directory tuned before the keyword resumes
+        arguments["seeding"] = seeding
     out = Path(out_dir)
     plan = keep_refined(plan, out)
     task = task if task is not None else get_task(plan.task)
@@ -542,7 +580,12 @@ def tune_study(
     skipped = [size for size in sizes[:-1] if size not in climbed]
     candidates = _target_candidates(optima_of(runs), contenders, climbed, target, grids, lr_anchor, lr_step)
     below = left(runs, upto=sizes[-2])
-    fits = math.floor(below / (seeds * work[target])) if math.isfinite(allowance) else len(candidates)
+    if math.isfinite(allowance):  # the target's runs the budget affords, less those kept back for seeds
+        runs_fit = math.floor(below / work[target])
+        kept = {"close": 0, "second": min(1, runs_fit - seeds), "race": runs_fit // 2}[seeding]
+        fits = math.floor((runs_fit - max(0, kept)) / seeds)
+    else:
+        fits = len(candidates)
     tried = max(1, fits)
     if method != "ladder":  # a peer: the best recipe's carried point (mutransfer) or laws' point, one run
         optima = optima_of(runs)
@@ -561,7 +604,12 @@ def tune_study(
         tried += 1
         plan = with_refined(plan, {refined_key(rule, target): {(lr, setting): seeds}})
         runs = train(plan)
-    for _ in range(MAX_SEED_ROUNDS if method == "ladder" else 0):  # seeds where the best two are within noise
+    dropped: set[tuple[str, float, float]] = set()
+    if method == "ladder" and seeding == "race":
+        plan, runs, dropped = _race(plan, runs, target, seeds, max_seeds, metric, train, left, work[target])
+    for _ in range(
+        MAX_SEED_ROUNDS if method == "ladder" and seeding != "race" else 0
+    ):  # seeds where the best two are within noise
         at_target = _at_target(runs, target, metric)
         if at_target.empty or int(at_target["n"].iloc[0]) >= max_seeds:
             break
@@ -570,7 +618,9 @@ def tune_study(
         tied = [best, at_target.iloc[1]] if close else [best] if int(best["n"]) < 2 else []
         if not tied:
             break  # the best is told apart from the rest, and has two seeds
-        if left(runs) < len(tied) * work[target]:
+        if seeding == "second":  # as many of them as the budget affords, the best first
+            tied = tied[: max(0, math.floor(left(runs) / work[target]))]
+        if not tied or left(runs) < len(tied) * work[target]:
             _say("the budget is spent" + ("; the best two are still within noise" if close else ""))
             break
         more = min(max_seeds, int(max(c["n"] for c in tied)) + 1)
@@ -580,8 +630,9 @@ def tune_study(
         plan = with_refined(plan, additions)
         runs = train(plan)
     result = measured_result(
-        runs, plan, sizes, target, grids, metric, resolved, work[target], budget, skipped=skipped, contenders=contenders
-    )
+        runs, plan, sizes, target, grids, metric, resolved, work[target], budget, skipped=skipped,
+        contenders=contenders, dropped=dropped,
+    )  # fmt: skip
     result = dataclasses.replace(result, method=method)
     if rescore_seeds:
         result = rescore_pick(result, plan, out, rescore_seeds, runs, metric=metric, source=source, task=task,
@@ -795,10 +846,110 @@ def _within_steps(value: float, centre: float, anchor: float, step: float) -> fl
     return float(f"{anchor * 10 ** (k * step):.4g}")
 
 
-def _at_target(runs: pd.DataFrame, target: int, metric: str) -> pd.DataFrame:
+def _at_target(runs: pd.DataFrame, target: int, metric: str, dropped: frozenset | set = frozenset()) -> pd.DataFrame:
+    """The candidates at the target with a finite seed-mean, best first; those `dropped` by a race
+    (rule, lr, setting) last, however low their mean (a column says which)."""
     m = setting_means(runs, metric)
     m = m[(m["size"] == target) & np.isfinite(m["mean"])]
-    return m.sort_values(["mean", "rule", "lr", "setting"]).reset_index(drop=True)
+    out = [(str(r), float(a), float(b)) in dropped for r, a, b in m[["rule", "lr", "setting"]].itertuples(index=False)]
+    m = m.assign(dropped=np.array(out, dtype=bool))
+    return m.sort_values(["dropped", "mean", "rule", "lr", "setting"]).reset_index(drop=True)
+
+
+def _log_losses(runs: pd.DataFrame, size: int, metric: str) -> pd.DataFrame:
+    """The runs at `size` as a table of log losses: one row per point (rule, lr, setting), one
+    column per seed (+inf where a seed diverged or did not learn; nan where not trained or failed)."""
+    at = runs[(runs["size"] == size) & (runs["status"] != "failed")]
+    if at.empty:
+        return pd.DataFrame()
+    at = at.assign(log=np.log(run_losses(at, metric)))
+    table = at.pivot_table(index=["rule", "lr", "setting"], columns="seed", values="log", aggfunc="first")
+    return table.dropna(how="all")
+
+
+def _paired(a: pd.Series, b: pd.Series) -> tuple[float, int]:
+    """a − b (log losses) over their common seeds — those where both are finite — averaged, and
+    how many (nan, 0 where none): the seeds a point shares with another are one initialisation and
+    data order, so the seed's own luck, shared, drops out of the difference."""
+    both = np.isfinite(a.to_numpy(float)) & np.isfinite(b.to_numpy(float))
+    if not both.any():
+        return math.nan, 0
+    return float(np.mean(a.to_numpy(float)[both] - b.to_numpy(float)[both])), int(both.sum())
+
+
+def _paired_noise(runs: pd.DataFrame, metric: str) -> float:
+    """The standard deviation of one seed's paired difference of two points' log losses, pooled
+    over every pair of points at one size with two common seeds or more whose means are within
+    NOISE_NEAR of the best there (as `_noise`); √2 · `_noise` — two independent points — where
+    no pair has two."""
+    ss, dof = 0.0, 0
+    for size in sorted(runs["size"].unique()):
+        t = _log_losses(runs, int(size), metric)
+        if t.empty:
+            continue
+        finite = t.where(np.isfinite(t))  # a diverged seed says nothing of the noise, as in `_noise`
+        values, means = finite.to_numpy(float), finite.mean(axis=1).fillna(np.inf).to_numpy(float)
+        near = np.flatnonzero((np.isfinite(values).sum(axis=1) > 1) & (means <= np.min(means) + math.log1p(NOISE_NEAR)))
+        for i, j in ((i, j) for k, i in enumerate(near) for j in near[k + 1 :]):
+            both = np.isfinite(values[i]) & np.isfinite(values[j])
+            if both.sum() > 1:
+                e = values[i][both] - values[j][both]
+                ss, dof = ss + float(((e - e.mean()) ** 2).sum()), dof + int(both.sum()) - 1
+    return math.sqrt(ss / dof) if dof > 0 else math.sqrt(2) * _noise(runs, metric)
+
+
+def _race(plan, runs, target, seeds, max_seeds, metric, train, left, cost) -> tuple:
+    """The target's candidates raced on paired seeds ("race"): round by round (each candidate's
+    seeds from `seeds` up to `max_seeds`), the best is the lowest seed-mean among those still in
+    the race; a candidate whose paired difference to it (`_paired`: over their common seeds, in
+    log loss) sits above 0 by more than PAIRED_K standard errors (`_paired_noise`: the pooled
+    noise of one seed's paired difference, over √(common seeds)) is dropped, a candidate with a
+    seed that diverged too; the best and the rest get a seed more, the best first and then the
+    nearest, as far as the budget goes (`left`, `cost`: one target run's). Ends when the budget
+    is spent, the best alone is left with two seeds or more, or every one has `max_seeds`. Each
+    round decides from the seeds below its own (a resumed race decides as the first did).
+    Returns (plan, runs, the dropped points as (rule, lr, setting))."""
+    first, dropped = plan.first_seed, set[tuple[str, float, float]]()
+    for level in range(seeds, max_seeds):  # the round that brings the race to level + 1 seeds
+        seen = runs[(runs["size"] != target) | (runs["seed"] < first + level)]
+        table = _log_losses(seen, target, metric)
+        means = _at_target(seen, target, metric, dropped)
+        means = means[~means["dropped"]]
+        if means.empty:
+            break
+        best = means.iloc[0]
+        key = (str(best["rule"]), float(best["lr"]), float(best["setting"]))
+        sigma = _paired_noise(seen, metric)
+        ahead: list[tuple[float, tuple[str, float, float]]] = [(-math.inf, key)]
+        for point in table.index:
+            point = (str(point[0]), float(point[1]), float(point[2]))
+            if point == key or point in dropped:
+                continue
+            diff, n = _paired(table.loc[point], table.loc[key])
+            if np.isinf(table.loc[point]).any() or (n and diff - PAIRED_K * sigma / math.sqrt(n) > 0):
+                dropped.add(point)
+                _say(f"race: {point[0]} lr {point[1]:.4g} setting {point[2]:.4g} dropped ({100 * diff:+.1f} % paired "
+                     f"over {n} seed(s) against the best, noise {100 * sigma:.1f} % a seed)")  # fmt: skip
+            else:
+                ahead.append((diff if n else math.inf, point))
+        if len(ahead) == 1 and int(best["n"]) >= 2:
+            break  # the best alone, on two seeds or more
+        asked = seen[seen["size"] == target].groupby(["rule", "lr", "setting"]).size()
+        additions: dict[str, dict[Point, int]] = {}
+        spare = left(seen)
+        for _, (rule, lr, setting) in sorted(ahead, key=lambda a: a[0]):
+            need = (level + 1 - int(asked.get((rule, lr, setting), 0))) * cost  # what `seen` lacks of level + 1
+            if spare < need:
+                break
+            _add(additions, rule, target, lr, setting, level + 1)
+            spare -= need
+        if not additions:
+            if spare < cost:
+                _say("race: the budget is spent")
+            break
+        plan = with_refined(plan, additions)
+        runs = train(plan)
+    return plan, runs, dropped
 
 
 def _sweep_core_s(runs: pd.DataFrame, target: int, n_points: float) -> float:
@@ -815,7 +966,7 @@ def _ties(runs: pd.DataFrame, at_target: pd.DataFrame, best: pd.Series, contende
     noise, out = _noise(runs, metric), []
     rule = str(best["rule"])
     for _, c in at_target.iloc[1:].iterrows():
-        if str(c["rule"]) != rule and _within_noise(best, c, noise):
+        if str(c["rule"]) != rule and not c.get("dropped", False) and _within_noise(best, c, noise):
             out.append(
                 f"{c['rule']} (lr {c['lr']:.4g}, setting {c['setting']:.4g}: {c['mean']:.4f}) is within seed noise "
                 f"({100 * noise:.2g} %) of {rule}'s {best['mean']:.4f} at the target: the pick is not a measured "
@@ -852,11 +1003,13 @@ def sweep_points(resolved: Resolved, grids: dict[str, list[float]]) -> float:
 
 
 def measured_result(
-    runs, plan, sizes, target, grids, metric, resolved, target_work, budget, *, skipped=(), contenders=()
-) -> TuneResult:
+    runs, plan, sizes, target, grids, metric, resolved, target_work, budget, *, skipped=(), contenders=(),
+    dropped=frozenset(),
+) -> TuneResult:  # fmt: skip
     """The result measured at the target; `target_work`: one target run's parameters × samples;
-    `skipped`: the rungs not climbed; `contenders`: the recipes within noise at the last rung climbed."""
-    at_target = _at_target(runs, target, metric)
+    `skipped`: the rungs not climbed; `contenders`: the recipes within noise at the last rung climbed;
+    `dropped`: the candidates a race dropped (never the pick, listed last)."""
+    at_target = _at_target(runs, target, metric, dropped)
     if at_target.empty:
         raise WdscaleError(f"no candidate trained at the target {target} (every one failed, diverged or did not learn)")
     best = at_target.iloc[0]
