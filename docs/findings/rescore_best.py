@@ -29,6 +29,12 @@ at = runs[(runs["size"] == target) & (runs["status"] != "failed")]
 means = at.assign(loss=run_losses(at)).groupby(["rule", "lr", "setting"])["loss"].mean()
 rule, lr, setting = means.idxmin()
 print(f"{sweep_dir.name}: best at {target}: {rule} lr {lr:.4g} setting {setting:.4g} ({means.min():.4f})")
-fresh = dataclasses.replace(only_rule(plan, rule), refined={}, grid_sizes=[], seeds=1, first_seed=RESCORE_FIRST_SEED)
+out = sweep_dir / RESCORE_DIR
+if (out / "plan.json").is_file():  # a best re-scored before (the coarse sweep's): the plan grows
+    fresh = stored_plan(out)
+    fresh = dataclasses.replace(fresh, rules=[*fresh.rules, rule]) if rule not in fresh.rules else fresh
+else:
+    fresh = only_rule(plan, rule)
+    fresh = dataclasses.replace(fresh, refined={}, grid_sizes=[], seeds=1, first_seed=RESCORE_FIRST_SEED)
 fresh = with_refined(fresh, {refined_key(rule, target): {(float(lr), float(setting)): seeds}})
-run_study(fresh, sweep_dir / RESCORE_DIR, execution=Execution(workers=1))
+run_study(fresh, out, execution=Execution(workers=1))

@@ -772,7 +772,8 @@ def onepass_tune_rows(sweep_name: str, sweep: pd.DataFrame, target: int) -> list
     samples, each over one recipe's sweep at the target), its gap to the sweep's best on its own
     seeds (as §10's other table) and on fresh seeds (`fresh_gap`; TPE: the median over its
     searches, and their range)."""
-    best = _rescored(HERE / sweep_name, target)
+    losses = _point_losses(sweep, target)
+    best = _rescored(HERE / sweep_name, target, min(losses, key=lambda k: losses[k].mean()))
     at = sweep[(sweep["size"] == target) & (sweep["status"] != "failed")]
     n_points = at.groupby("rule")[["lr", "setting"]].apply(lambda g: len(g.drop_duplicates())).median()
     one_core_s = float(n_points * core_seconds(at).median())
