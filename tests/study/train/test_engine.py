@@ -15,7 +15,7 @@ from toy import toy_data as classification_data
 
 from wdscale.sgdw import SGDW
 from wdscale.study.plan.config import TaskData
-from wdscale.study.plan.models import MLP, CharTransformer
+from wdscale.study.plan.models import MLP, CharTransformer, OneHotMLP
 from wdscale.study.train.batched_step import BatchedOptimizer, read_optimizer
 from wdscale.study.train.engine import BatchedTrainer, can_batch, check_batch, choose_k, choose_path, train_batched
 from wdscale.study.train.loop import build, train_run
@@ -190,6 +190,30 @@ def test_lm_transformer_through_vmap_matches_train_run():
         ref = train_run(c, data, fn, dtype=torch.float64)
         assert b.status == "ok" and 0 <= b.val_acc <= 1
         assert_same(b, ref)
+
+
+def test_one_hot_mlp_trains_batched_through_bmm_as_train_run():
+    # token ids whose label is the first id + 1 (mod 7): learnable from the context
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 7, (48, 3), generator=g)
+    y = (x[:, 0] + 1) % 7
+    data = TaskData(x[:40], y[:40], x[40:], y[40:], n_classes=7, objective="classification")
+    fn = lambda w, d: OneHotMLP(7, 3, 7, w, d)  # noqa: E731
+    configs = [
+        config(width=16, base_width=8, n_train=40, batch_size=8, epochs=5, seed=s, lr=3e-2 * (s + 1)) for s in range(2)
+    ]
+    batched = train_batched(configs, data, fn, dtype=torch.float64)
+    for c, b in zip(configs, batched):
+        assert b.status == "ok" and b.path == "batched-bmm"
+        assert_same(b, train_run(c, data, fn, dtype=torch.float64))
+    assert choose_path(fn(16, 2))[0] == "batched-bmm"
+    assert can_batch(fn(16, 2))[1] == "no buffers, no dropout, vmap(functional_call) works"  # probed with ids
+    # through vmap(functional_call) (native=False) the stack's logits are each model's too
+    torch.manual_seed(1)
+    models = [fn(16, 2) for _ in range(2)]
+    vmapped = BatchedTrainer(models, [torch.optim.AdamW(m.parameters()) for m in models], native=False)
+    with torch.no_grad():
+        assert torch.allclose(vmapped.forward(x.expand(2, *x.shape)), torch.stack([m(x) for m in models]), atol=1e-5)
 
 
 def test_diverged_member_is_dropped_and_the_others_are_unaffected():

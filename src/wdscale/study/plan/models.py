@@ -41,6 +41,29 @@ class MLP(nn.Module):
         return self.readout(h)
 
 
+class OneHotMLP(MLP):
+    """An `MLP` over ``context`` token ids (N, context) -> logits (N, n_classes), each id one-hot
+    encoded inside the forward: ``layers.0`` takes the context × vocabulary one-hot vector.
+
+    The ids are what a data set stores (8 bytes a position, not 4 × vocabulary), and the first
+    layer stays an ``nn.Linear`` whose fan_in (context × vocabulary) does not grow with width: it
+    is the input layer to the rules and μP exactly as an MLP's first layer over features is.
+    """
+
+    def __init__(self, vocab_size: int, context: int, n_classes: int, width: int, depth: int) -> None:
+        super().__init__(context * vocab_size, n_classes, width, depth)
+        self.vocab_size = vocab_size
+        self.context = context
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_floating_point() or x.shape[-1] != self.context:
+            raise WdscaleError(
+                f"OneHotMLP takes integer token ids of shape (N, {self.context}), "
+                f"got {x.dtype} of shape {tuple(x.shape)}"
+            )
+        return super().forward(F.one_hot(x, self.vocab_size).to(self.readout.weight.dtype))
+
+
 class ResMLP(nn.Module):
     """Pre-activation residual MLP: ``input`` Linear, ``depth`` blocks h ← h + s·W_l relu(h), then
     relu and a Linear ``readout``. Parameters: ``input``, ``blocks.0..depth-1``, ``readout``.

@@ -1,8 +1,9 @@
 """The hand-written batched forward of a plain MLP: baddbmm on K stacked weights.
 
 Faster than vmap(functional_call) on CPU (docs/benchmarks.md); used only for
-`wdscale.study.plan.models.MLP` or a plain Linear/activation/Flatten chain, and only after its output
-has been checked against the model's own forward (`engine.BatchedTrainer`).
+`wdscale.study.plan.models.MLP` (and its `OneHotMLP`, token ids one-hot encoded first) or a plain
+Linear/activation/Flatten chain, and only after its output has been checked against the model's
+own forward (`engine.BatchedTrainer`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..plan.models import MLP
+from ..plan.models import MLP, OneHotMLP
 
 _ACTIVATIONS = (nn.ReLU, nn.GELU, nn.Tanh, nn.SiLU, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Mish, nn.Identity)
 
@@ -21,11 +22,13 @@ _ACTIVATIONS = (nn.ReLU, nn.GELU, nn.Tanh, nn.SiLU, nn.Sigmoid, nn.LeakyReLU, nn
 def mlp_layers(model: nn.Module) -> Optional[list[tuple[str, object]]]:
     """The layer chain of a plain MLP, for the hand-written batched forward; None if not one.
 
-    `wdscale.study.plan.models.MLP`, or a model whose leaf modules in registration order are exactly
-    nn.Linear, elementwise activations and Flatten(1). A candidate is only used after its output
-    has been checked against the model's own forward (`BatchedTrainer`)."""
-    if type(model) is MLP:
+    `wdscale.study.plan.models.MLP` or `OneHotMLP`, or a model whose leaf modules in registration
+    order are exactly nn.Linear, elementwise activations and Flatten(1). A candidate is only used
+    after its output has been checked against the model's own forward (`BatchedTrainer`)."""
+    if isinstance(model, MLP) and type(model) in (MLP, OneHotMLP):  # not a subclass with its own forward
         layers: list[tuple[str, object]] = [("flatten", None)]
+        if isinstance(model, OneHotMLP):
+            layers.insert(0, ("onehot", model.vocab_size))
         for i in range(len(model.layers)):
             layers += [("linear", f"layers.{i}"), ("act", F.relu)]
         return layers + [("linear", "readout")]
@@ -64,6 +67,9 @@ def mlp_forward(layers: list[tuple[str, object]], params: dict[str, torch.Tensor
                 rows = h.shape[1:-1]
                 h = h.reshape(h.shape[0], -1, h.shape[-1]).transpose(1, 2)
             h = torch.bmm(w, h) if b is None else torch.baddbmm(b.unsqueeze(2), w, h)
+        elif op == "onehot":
+            # token ids (K, N, ..., context) -> (K, N, ..., context, vocabulary) in the weights' dtype
+            h = F.one_hot(h, arg).to(params[f"{layers[-1][1]}.weight"].dtype)  # type: ignore[arg-type]
         elif op == "flatten":
             if rows is None:
                 h = h.flatten(2)  # a linear's output is already flat: nothing to do after one
@@ -80,6 +86,8 @@ def mlp_forward(layers: list[tuple[str, object]], params: dict[str, torch.Tensor
 def default_probe(model: nn.Module) -> Optional[torch.Tensor]:
     """A tiny input for the model's first layer (Linear, Embedding, Conv); None when it cannot be told."""
     gen = torch.Generator().manual_seed(0)
+    if isinstance(model, OneHotMLP):  # its first Linear takes one-hot vectors, its input is their ids
+        return torch.randint(model.vocab_size, (4, model.context), generator=gen)
     for mod in model.modules():
         if isinstance(mod, nn.Linear):
             return torch.randn(4, mod.in_features, generator=gen)
