@@ -445,7 +445,12 @@ TUNE_TARGETS = {
 # tune_<sweep><suffix> (the ladder), tune_tpe_… and tune_hb_… (Optuna at the ladder's compute)
 TUNE_BUDGETS = {0.1: "", 0.25: "_b25"}
 # issue 34's one-pass targets, measured for their noise before any tune (their reference sweeps)
-ONEPASS_TUNE_TARGETS = {"onepass_markov200_16": 16, "onepass_markov200_32": 32}
+ONEPASS_TUNE_TARGETS = {
+    "onepass_markovmlp_64": 64,
+    "onepass_markovmlp_128": 128,
+    "onepass_markov200_16": 16,
+    "onepass_markov200_32": 32,
+}
 NOISE_TARGETS = {"onepass_markov_32": 32, **ONEPASS_TUNE_TARGETS}
 
 
@@ -717,8 +722,9 @@ def optuna_text(d: Path, sweep: pd.DataFrame, target: int, one_recipe: float) ->
     )
 
 
-# issue 34's low-noise targets (§10): the Markov-text transformer trained once over 200 tokens per
-# parameter; the ladder was developed at width 16 and tuned once, frozen, at the held-out width 32.
+# issue 34's low-noise targets (§10), two families on text from a Markov chain, each trained once
+# over it: a one-hot MLP at 20 tokens per parameter (dev width 64, held-out 128) and a transformer
+# at 200 (dev width 16, held-out 32); each held-out target tuned once, with the method frozen.
 # Beside it its peers at the target at its compute (`wdscale tune --search`), every pick re-trained
 # on fresh seeds (the search's `rescore/`), as is the sweep's own best (its `rescore/`, by
 # rescore_best.py): each pick is compared with the best seed by seed (ONEPASS_TUNE_TARGETS above)

@@ -462,9 +462,7 @@ def _plan_arguments(p: argparse.ArgumentParser, presets: str) -> None:
     p.add_argument("--config", help="TOML or YAML file of plan keys (overrides the preset)")
     p.add_argument(
         "--task",
-        help="built-in task: mnist1d_mlp, mnist1d_cnn, mnist1d_resmlp, "
-        "mnist1d_resmlp_completep, digits_mlp, shakespeare_char (default mnist1d_mlp); "
-        "with --model, the study's name",
+        help=f"built-in task: {', '.join(TASKS)} (default mnist1d_mlp); with --model, the study's name",
     )
     p.add_argument("--size-axis", dest="size_axis", help="width | depth | n_train | batch_size (default width)")
     p.add_argument("--sizes", type=_ints, help="comma-separated, e.g. 32,128,512 (default: the task's widths)")
