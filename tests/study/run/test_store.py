@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -149,3 +150,21 @@ def test_a_job_is_stored_whole_or_not_at_all_when_the_writer_is_killed_mid_write
     with Store(path, readonly=True) as store:
         n = len(store.done_ids())
     assert n > 0 and n % 200 == 0, n
+
+
+def test_a_run_with_task_options_exports_to_parquet_and_reads_back(tmp_path):
+    """A one-pass study's runs carry task options ((key, value) pairs of a string and a number),
+    which parquet cannot hold as a list of mixed types: the export writes them as JSON text and
+    reading it gives the store's pairs back (was: pyarrow's ArrowTypeError, no export)."""
+    from wdscale.study.run.store import load_runs, write_export
+
+    c = dataclasses.replace(config(), task_options=(("n_pool", 100_000),))
+    with Store(tmp_path / "runs.sqlite") as store:
+        store.add(c, RunResult(c.run_id, "ok", val_loss=1.5, history=[1.5], wall_time=0.5, threads=1, n_params=9))
+        frame = store.frame()
+    dst = tmp_path / "export"
+    dst.mkdir()
+    write_export(frame, dst / "runs.parquet")
+    back = load_runs(dst)
+    assert back["task_options"].iloc[0] == frame["task_options"].iloc[0] == [["n_pool", 100_000]]
+    assert back["val_loss"].iloc[0] == 1.5

@@ -353,12 +353,26 @@ def with_regime_defaults(df: pd.DataFrame) -> pd.DataFrame:
 def write_export(df: pd.DataFrame, path: Union[str, Path], fmt: str = "parquet") -> None:
     """The runs to `path`: csv (without the loss histories) or parquet (with them; a missing
     epoch's loss written NaN)."""
+    if "task_options" in df:  # (key, value) pairs of mixed types, which parquet cannot hold: JSON text
+        df = df.assign(task_options=df["task_options"].map(_options_text))
     if fmt == "csv":
         df.drop(columns=["history"]).to_csv(path, index=False)
     else:
         df.assign(history=df["history"].map(lambda h: [float("nan") if v is None else v for v in h])).to_parquet(
             path, index=False
         )
+
+
+def _options_text(options: Any) -> Any:
+    """A run's task options as JSON text (a list of [key, value]); missing ones as they are."""
+    if options is None or (isinstance(options, float) and math.isnan(options)) or isinstance(options, str):
+        return options
+    return json.dumps([[str(k), v] for k, v in options])
+
+
+def _options_pairs(options: Any) -> Any:
+    """The inverse of `_options_text`: JSON text back to the store's list of [key, value]."""
+    return json.loads(options) if isinstance(options, str) else options
 
 
 # the columns the analysis reads, which a runs.parquet export must hold to be analysed or made a
@@ -493,6 +507,8 @@ def read_export(path: Union[str, Path]) -> pd.DataFrame:
             f"{str(path)!r} lacks the column(s) {', '.join(missing)} that a study's runs need: "
             "export it again with `wdscale study export DIR --format parquet`"
         )
+    if "task_options" in df:
+        df["task_options"] = df["task_options"].map(_options_pairs)
     return check_runs(df, path)
 
 
