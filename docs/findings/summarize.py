@@ -796,7 +796,7 @@ def onepass_tune_rows(sweep_name: str, sweep: pd.DataFrame, target: int) -> list
             searches = sorted(trials["sampler_seed"].unique())
             own = [search_gap(_completed(d, runs, k), sweep, target) for k in searches]
             fresh = [fresh_gap(_rescored(d, target, g["pick"]), best) for g in own]
-            core = float(np.median([core_seconds(_completed(d, runs, k)).sum() for k in searches]))
+            core = float(trials.groupby("sampler_seed")["core_s"].sum().median())  # as each search counted it
             work = float(np.median([counted_work(d, k) for k in searches]))
             gaps = np.array([f["gap"] for f in fresh])
             own_gaps = np.array([g["gap"] for g in own])

@@ -112,6 +112,24 @@ def test_fresh_seeds_rescore_the_pick_apart_from_the_search(tmp_path):
     assert len(load_runs(out / "rescore")) == 3 and again.rescore == r
 
 
+def test_every_searchs_pick_is_rescored_on_the_same_fresh_seeds(tmp_path):
+    # issue 34: several searches in one directory (sampler seeds) are one draw each, so each one's
+    # pick is re-trained on the fresh seeds (was: the first search's only, the median not scorable)
+    s = study(tmp_path)
+    out = tmp_path / "tpe"
+    result = bowl_search(s, out, budget=0.1, rescore_seeds=2, sampler_seeds=3)
+    runs, trials, fresh = load_runs(out), pd.read_csv(out / TRIALS_FILE), load_runs(out / "rescore")
+    for k in range(3):
+        done = trials[(trials["sampler_seed"] == k) & (trials["state"] == "complete")]
+        mine = runs[[any(r.rule == t.rule and np.isclose(r.lr, t.lr, rtol=1e-6) and np.isclose(r.setting, t.setting)
+                         for t in done.itertuples()) for r in runs.itertuples()]]  # fmt: skip
+        pick = mine.loc[mine["val_loss"].idxmin()]
+        at = fresh[(fresh["rule"] == pick["rule"]) & np.isclose(fresh["lr"], pick["lr"])
+                   & np.isclose(fresh["setting"], pick["setting"])]  # fmt: skip
+        assert sorted(at["seed"]) == [1000, 1001], k
+    assert result.rescore is not None and result.rescore.seeds == (1000, 1001)
+
+
 def test_match_compute_spends_at_least_a_ladders_core_seconds(tmp_path):
     s = study(tmp_path)
     first = bowl_search(s, tmp_path / "one", budget=0.01)  # one run at the target: a ladder's is made from it

@@ -105,7 +105,8 @@ def optuna_search(
             trial crossing it; the overshoot is reported.
         reference: study directories (e.g. the reference sweep at the target) whose lrs and
             settings trained at the target the space is widened to cover, per recipe.
-        rescore_seeds: re-train the first search's pick on this many fresh seeds (`rescore_pick`).
+        rescore_seeds: re-train every search's pick on this many fresh seeds (`rescore_pick`); the
+            result's `rescore` is the first search's.
         seed: the sampler's seed.
         sampler_seeds: how many searches, each at the whole budget, with sampler seeds seed,
             seed + 1, …, into the same directory (a point two of them ask is trained once; each
@@ -256,9 +257,18 @@ def optuna_search(
         result, work=float(first["work"].sum()), core_s=float(first["core_s"].sum()), rungs=(target,), method=method,
         given_core_s=given_core_s, box=tuple(boxes.values()),
     )  # fmt: skip
-    if rescore_seeds:
+    if rescore_seeds:  # every search's pick on the same fresh seeds (one search is one draw of the sampler)
+        others = []
+        for k in range(seed + 1, seed + sampler_seeds):
+            done = table[(table["sampler_seed"] == k) & (table["state"] == "complete")]
+            mine = np.zeros(len(runs), dtype=bool)
+            for rule, lr, setting in done[["rule", "lr", "setting"]].itertuples(index=False):
+                mine |= _at(runs, rule, lr, setting, target)
+            if mine.any():
+                r = measured_result(runs[mine], search_plan, sizes, target, grids, metric, resolved, per_run, budget)
+                others.append((r.rule, r.lr, r.setting))
         result = rescore_pick(result, search_plan, out, rescore_seeds, runs, metric=metric, source=source, task=task,
-                              model_fn=model_fn, execution=execution)  # fmt: skip
+                              model_fn=model_fn, execution=execution, others=others)  # fmt: skip
     return result
 
 

@@ -82,7 +82,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -1056,9 +1056,14 @@ def measured_result(
 
 def only_rule(plan: StudyPlan, rule: str) -> StudyPlan:
     """The plan of one of its recipes (its grid and extension kept, the others' dropped)."""
-    keep = lambda d: {k: v for k, v in d.items() if k == rule}  # noqa: E731
+    return only_rules(plan, [rule])
+
+
+def only_rules(plan: StudyPlan, rules: Sequence[str]) -> StudyPlan:
+    """The plan of some of its recipes, in the order given (their grids and extensions kept)."""
+    keep = lambda d: {k: v for k, v in d.items() if k in rules}  # noqa: E731
     settings = keep(plan.settings) if plan.settings is not None else None
-    return dataclasses.replace(plan, rules=[rule], settings=settings, extend=keep(plan.extend))
+    return dataclasses.replace(plan, rules=list(rules), settings=settings, extend=keep(plan.extend))
 
 
 def check_rescore_seeds(n: int) -> int:
@@ -1080,6 +1085,7 @@ def rescore_pick(
     task: Optional[Task] = None,
     model_fn: Optional[ModelFn] = None,
     execution: Execution = DEFAULT_EXECUTION,
+    others: Sequence[tuple[str, float, float]] = (),
 ) -> TuneResult:
     """The search's pick re-trained at the target on `n_seeds` seeds it never used and scored there:
     a pick chosen on its own seed is flattered by that seed (the more points a search tried, the
@@ -1095,6 +1101,8 @@ def rescore_pick(
         n_seeds: fresh seeds, 1 to MAX_RESCORE_SEEDS.
         search_runs: the search's own runs (the seeds it trained, and its pooled seed noise).
         metric, source, task, model_fn, execution: as the search's.
+        others: more (rule, lr, setting) picks re-trained on the same fresh seeds in the same
+            study (several Optuna searches in one directory: each search's pick), scored apart.
 
     Returns:
         `result` with `rescore` set.
@@ -1106,8 +1114,13 @@ def rescore_pick(
         raise WdscaleError(f"n_seeds={n_seeds!r} is not allowed: a whole number from 1 to {MAX_RESCORE_SEEDS}")
     first = max(RESCORE_FIRST_SEED, int(search_runs["seed"].max()) + 1 if len(search_runs) else 0)
     target, rule = result.target, result.rule
-    fresh = dataclasses.replace(only_rule(plan, rule), refined={}, grid_sizes=[], seeds=1, first_seed=first)
-    fresh = with_refined(fresh, {refined_key(rule, target): {(result.lr, result.setting): n_seeds}})
+    picks = [(rule, result.lr, result.setting), *[(str(r), float(lr), float(s)) for r, lr, s in others]]
+    rules = list(dict.fromkeys(p[0] for p in picks))  # the result's rule first: one pick's plan as before
+    fresh = dataclasses.replace(only_rules(plan, rules), refined={}, grid_sizes=[], seeds=1, first_seed=first)
+    additions: dict[str, dict[Point, int]] = {}
+    for r, lr, s in picks:
+        additions.setdefault(refined_key(r, target), {})[(lr, s)] = n_seeds
+    fresh = with_refined(fresh, additions)
     out = Path(out_dir) / RESCORE_DIR
     arguments = dict(search="rescore", of=result.method, target=target, first_seed=first)
     _say(f"re-scoring {rule} lr {result.lr:.4g} setting {result.setting:.4g} at {plan.size_axis} {target} on "
