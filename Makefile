@@ -30,7 +30,7 @@ demo: $(STAMP)
 	@echo "Report: $(DEMO_DIR)/report.md and $(DEMO_DIR)/report.html; README images: docs/img/quick_*.png"
 
 # lint, format and types first (seconds), then the suite
-LINTED := src tests benchmarks examples docs/findings/summarize.py docs/findings/prose.py docs/findings/add_adamw_points.py
+LINTED := src tests benchmarks examples docs/findings/summarize.py docs/findings/prose.py docs/findings/add_adamw_points.py docs/findings/rescore_best.py
 test: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)

@@ -732,7 +732,7 @@ TUNE_METHODS = {  # a directory's prefix after `tune_` -> the method in words
     "": "the ladder",
     "mutransfer_": "μTransfer (μP's bottom grid, its best run once at the target)",
     "laws_": "laws (the lower rungs' optima on a line, run once at the target)",
-    "tpe_": "TPE at the target alone, at the ladder's core-seconds",
+    "tpe_": "TPE at the target alone, at the climb's core-seconds",
 }
 
 
@@ -781,8 +781,10 @@ def onepass_tune_rows(sweep_name: str, sweep: pd.DataFrame, target: int) -> list
     losses = _point_losses(sweep, target)
     best = _rescored(HERE / sweep_name, target, min(losses, key=lambda k: losses[k].mean()))
     at = sweep[(sweep["size"] == target) & (sweep["status"] != "failed")]
-    n_points = at.groupby("rule")[["lr", "setting"]].apply(lambda g: len(g.drop_duplicates())).median()
-    one_core_s = float(n_points * core_seconds(at).median())
+    ladder = exported(HERE / f"tune_{sweep_name}")
+    coarse = ladder[ladder["size"] == ladder["size"].min()] if ladder is not None else at  # its bottom grid
+    n_points = coarse.groupby("rule")[["lr", "setting"]].apply(lambda g: len(g.drop_duplicates())).median()
+    one_core_s = float(n_points * core_seconds(at).median())  # one recipe's coarse grid, not the refinement
     one_work = float(n_points * params_samples(at).median())
     noise = _target_noise(sweep, target)
     rows = []
@@ -817,7 +819,7 @@ def onepass_tune_rows(sweep_name: str, sweep: pd.DataFrame, target: int) -> list
         rows.append(
             f"| `{sweep_name}` | {target} | {100 * noise:.2f} % | {method} | {pick} "
             f"| {core:.0f} ({core / one_core_s:.2f}) | {work / one_work:.2f} | {own_text} | {fresh_text} "
-            f"| {100 * detectable:.2f} % |"
+            f"| {fmt(100 * detectable)} % |"
         )
     return rows
 
