@@ -323,6 +323,13 @@ def _markov_windows(n: int, stream_seed: int) -> tuple[torch.Tensor, torch.Tenso
     return ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
 
 
+def _check_pool(n_pool: object, n_val: object, most: int, unit: str) -> None:
+    """The Markov tasks' pool sizes: whole numbers from 1 to `most`, or one error naming the value."""
+    for name, n in (("n_pool", n_pool), ("n_val", n_val)):
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= most:
+            raise WdscaleError(f"{name}={n!r} is not allowed: a whole number of {unit} from 1 to {most:,}")
+
+
 def load_markov_text(seed: int = 0, n_pool: int = MARKOV_N_POOL, n_val: int = MARKOV_N_VAL) -> TaskData:
     """Character LM on text sampled from a 4-character Markov chain fitted to the Shakespeare
     training text (plan/markov_text.py): as many training windows as ``n_pool`` asks (stream 0)
@@ -332,11 +339,7 @@ def load_markov_text(seed: int = 0, n_pool: int = MARKOV_N_POOL, n_val: int = MA
     Raises:
         WdscaleError: n_pool or n_val not a whole number from 1 to MARKOV_MAX_WINDOWS.
     """
-    for name, n in (("n_pool", n_pool), ("n_val", n_val)):
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MARKOV_MAX_WINDOWS:
-            raise WdscaleError(
-                f"{name}={n!r} is not allowed: a whole number of windows from 1 to {MARKOV_MAX_WINDOWS:,}"
-            )
+    _check_pool(n_pool, n_val, MARKOV_MAX_WINDOWS, "windows")
     x, y = _markov_windows(n_pool, 0)
     x_val, y_val = _markov_windows(n_val, 1)
     order = _reorder(n_pool, seed)
@@ -387,11 +390,7 @@ def load_markov_mlp(seed: int = 0, n_pool: int = MARKOV_MLP_N_POOL, n_val: int =
     Raises:
         WdscaleError: n_pool or n_val not a whole number from 1 to MARKOV_MLP_MAX_SAMPLES.
     """
-    for name, n in (("n_pool", n_pool), ("n_val", n_val)):
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MARKOV_MLP_MAX_SAMPLES:
-            raise WdscaleError(
-                f"{name}={n!r} is not allowed: a whole number of samples from 1 to {MARKOV_MLP_MAX_SAMPLES:,}"
-            )
+    _check_pool(n_pool, n_val, MARKOV_MLP_MAX_SAMPLES, "samples")
     x, y = _markov_contexts(n_pool, 0)
     x_val, y_val = _markov_contexts(n_val, 1)
     order = _reorder(n_pool, seed)
