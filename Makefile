@@ -29,13 +29,13 @@ demo: $(STAMP)
 	@for pair in $(DEMO_IMAGES); do cp $(DEMO_DIR)/figures/$${pair%%:*} docs/img/$${pair##*:}; done
 	@echo "Report: $(DEMO_DIR)/report.md and $(DEMO_DIR)/report.html; README images: docs/img/quick_*.png"
 
-# lint, format and types first (seconds), then the suite
+# lint, format and types first (seconds), then the suite, two tests at a time (pytest-xdist)
 LINTED := src tests benchmarks examples docs/findings/summarize.py docs/findings/prose.py docs/findings/add_adamw_points.py docs/findings/rescore_best.py
 test: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_grid.py
