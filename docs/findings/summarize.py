@@ -733,6 +733,7 @@ TUNE_METHODS = {  # a directory's prefix after `tune_` -> the method in words
     "mutransfer_": "μTransfer (μP's bottom grid, its best run once at the target)",
     "laws_": "laws (the lower rungs' optima on a line, run once at the target)",
     "tpe_": "TPE at the target alone, at the climb's core-seconds",
+    "hb_": "TPE + Hyperband (9 evaluations of the one pass), at the climb's core-seconds",
 }
 
 
@@ -793,7 +794,7 @@ def onepass_tune_rows(sweep_name: str, sweep: pd.DataFrame, target: int) -> list
         runs = exported(d)
         if runs is None:
             continue
-        if prefix == "tpe_":
+        if prefix in ("tpe_", "hb_"):
             trials = pd.read_csv(d / TRIALS_FILE)
             searches = sorted(trials["sampler_seed"].unique())
             own = [search_gap(_completed(d, runs, k), sweep, target) for k in searches]

@@ -526,6 +526,13 @@ def _plan_arguments(p: argparse.ArgumentParser, presets: str) -> None:
     )
     p.add_argument("--warmup", type=float, help="linear warmup, as a fraction of a run's steps (default 0)")
     p.add_argument(
+        "--evals-per-epoch",
+        dest="evals_per_epoch",
+        type=int,
+        help="validation evaluations per epoch, evenly spaced by steps (default 1: at its end); the ones "
+        "within an epoch read the first 1/N of the validation set: a one-pass run's curve",
+    )
+    p.add_argument(
         "--final-lr",
         dest="final_lr",
         type=float,
@@ -824,8 +831,8 @@ def add_study_parser(sub: Any) -> None:
         help="ladder: climb the sizes (default); its peers at the target: mutransfer (μP's part of the ladder's "
         "bottom grid, its best carried to the target, one run there), laws (the ladder's lower rungs, then its "
         "laws' point, one run at the target), tpe / tpe_hyperband (Optuna's TPE, with its HyperbandPruner over "
-        "epochs, at the target alone, in the whole space the ladder reaches, for the same --budget or a "
-        "ladder's --match-compute)",
+        "epochs, or 9 evaluations of a one-pass run, at the target alone, in the whole space the ladder "
+        "reaches, for the same --budget or a ladder's --match-compute)",
     )
     p.add_argument(
         "--match-compute",

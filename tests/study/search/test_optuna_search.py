@@ -197,10 +197,20 @@ def test_hyperband_counts_a_pruned_trial_to_the_epoch_it_was_stopped(tmp_path):
     assert len(runs) == trials[["rule", "lr", "setting"]].drop_duplicates().shape[0]  # each trial one stored run
 
 
-def test_hyperband_under_a_schedule_is_refused(tmp_path, capsys):
-    argv = [*TINY.split(), "--out", str(tmp_path / "x"), "--search", "tpe_hyperband", "--schedule", "cosine"]
-    assert main(argv) == 2
-    assert "tpe_hyperband stops runs early" in capsys.readouterr().err and not (tmp_path / "x").exists()
+def test_hyperband_prunes_a_one_pass_scheduled_run_at_evaluations_within_it(tmp_path):
+    """Once refused (a schedule's lr at an epoch depends on the run's length): every trial is planned
+    for the full run, so its losses up to an evaluation are what stopping there would have shown."""
+    out, trials, runs = search(tmp_path, "hb1", "--search", "tpe_hyperband", "--budget", "1", "--epochs", "1",
+                               "--schedule", "linear", "--warmup", "0.1")  # fmt: skip
+    per_run = float(runs["n_params"].iloc[0]) * runs["n_train"].iloc[0]
+    assert (runs["epochs"] == 1).all() and (runs["evals_per_epoch"] == 9).all() and (runs["schedule"] == "linear").all()
+    finished = runs[runs["status"] == "ok"]
+    assert len(finished) >= 3 and (finished["history"].map(len) == 9).all()
+    pruned = trials[trials["state"] == "pruned"]
+    assert len(pruned) >= 1 and (pruned["epochs"] < 9).all()
+    ran = trials[np.isfinite(trials["loss"]) | (trials["state"] == "pruned")]
+    assert ran["work"].to_numpy() == pytest.approx(per_run * ran["epochs"].to_numpy() / 9)
+    assert per_run * 9 <= counted_work(out) < per_run * 9 + float(trials["work"].iloc[-1])
 
 
 def test_an_optuna_search_without_a_budget_is_refused(tmp_path, capsys):

@@ -336,7 +336,7 @@ def test_a_schedule_changes_the_run_and_its_id_but_constant_keeps_the_old_id():
     old = config()
     assert dataclasses.replace(old, schedule="constant").run_id == old.run_id
     # the id of a constant-lr run is what it was before schedules existed (a committed store's runs)
-    legacy = {k: v for k, v in old.to_dict().items() if k not in ("schedule", "warmup", "final_lr", "decay_fraction")}
+    legacy = {k: v for k, v in old.to_dict().items() if k not in ("schedule", "warmup", "final_lr", "decay_fraction", "evals_per_epoch")}
     blob = json.dumps({**legacy, "task_options": []}, sort_keys=True, default=str)
     assert hashlib.sha1(blob.encode()).hexdigest()[:16] == old.run_id
     cos = config(schedule="cosine", final_lr=0.1)
@@ -344,6 +344,37 @@ def test_a_schedule_changes_the_run_and_its_id_but_constant_keeps_the_old_id():
     data = classification_data()
     a, b = train_run(old, data, mlp_fn), train_run(cos, data, mlp_fn)
     assert a.steps == b.steps and a.val_loss != b.val_loss
+
+
+def test_evaluations_within_an_epoch_leave_training_unchanged_and_the_engine_agrees():
+    data = classification_data()
+    configs = [config(seed=i, lr=1e-2 * (1 + i), evals_per_epoch=3, schedule="linear", warmup=0.1) for i in range(2)]
+    assert configs[0].eval_steps == [2, 4, 6] and configs[0].run_id != config(seed=0, lr=1e-2).run_id
+    batched = train_batched(configs, data, mlp_fn, dtype=torch.float64)
+    for c, b in zip(configs, batched):
+        seq = train_run(c, data, mlp_fn, dtype=torch.float64)
+        once = train_run(dataclasses.replace(c, evals_per_epoch=1), data, mlp_fn, dtype=torch.float64)
+        assert seq.status == b.status == "ok" and len(seq.history) == len(b.history) == 9
+        assert b.history == pytest.approx(seq.history, rel=1e-9, abs=0)
+        # training is the one-evaluation run's: its epochs' losses are every third evaluation, and
+        # the ones between them are new points of the same run
+        assert seq.steps == once.steps and seq.history[2::3] == pytest.approx(once.history, rel=1e-12, abs=0)
+        assert seq.val_loss == pytest.approx(once.val_loss, rel=1e-12, abs=0)
+        assert len(set(seq.history)) == 9
+
+
+def test_an_epoch_evaluates_where_asked_and_no_more_often_than_it_steps():
+    from wdscale.study.plan.config import eval_steps
+    from wdscale.study.train.loop import part_of_val
+
+    assert eval_steps(6, 1) == [6] and eval_steps(10, 3) == [3, 7, 10] and eval_steps(5, 5) == [1, 2, 3, 4, 5]
+    for bad in (0, 7, 2.0, True):
+        with pytest.raises(ValueError, match=f"evals_per_epoch={bad!r} is not allowed: a whole number from 1 to"):
+            eval_steps(6, bad)
+    with pytest.raises(ValueError, match="evals_per_epoch=7"):
+        config(evals_per_epoch=7).eval_steps  # 90 samples in batches of 16: 6 steps an epoch
+    d = classification_data()
+    assert len(part_of_val(d, 3)[0]) == math.ceil(len(d.x_val) / 3) and len(part_of_val(d, 1)[1]) == len(d.y_val)
 
 
 def test_a_batch_never_mixes_schedules():

@@ -28,7 +28,13 @@ STATUSES = ("ok", "not_learned", "diverged", "failed")
 # the training regime's RunConfig fields, added after runs were stored: left out of the run id at
 # their defaults, so a run of the old regime (a constant lr) keeps the id it was stored under, and
 # filled in with them where an older store or export has no such column
-REGIME_DEFAULTS = {"schedule": "constant", "warmup": 0.0, "final_lr": 0.0, "decay_fraction": 0.2}
+REGIME_DEFAULTS = {
+    "schedule": "constant",
+    "warmup": 0.0,
+    "final_lr": 0.0,
+    "decay_fraction": 0.2,
+    "evals_per_epoch": 1,
+}
 
 
 def two_arg(model_fn: Callable[..., nn.Module], size_axis: str) -> ModelFn:
@@ -44,6 +50,21 @@ def two_arg(model_fn: Callable[..., nn.Module], size_axis: str) -> ModelFn:
     if size_axis == "depth":
         return lambda width, depth: model_fn(depth)
     return lambda width, depth: model_fn(width)
+
+
+def eval_steps(steps_per_epoch: int, evals_per_epoch: int) -> list[int]:
+    """`evals_per_epoch` steps of an epoch of `steps_per_epoch` (counted from 1), evenly spaced, the
+    last one the epoch's end: after each, a run's validation loss joins its history.
+
+    Raises:
+        WdscaleError: evals_per_epoch is not a whole number from 1 to steps_per_epoch.
+    """
+    k = evals_per_epoch
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= steps_per_epoch:
+        raise WdscaleError(
+            f"evals_per_epoch={k!r} is not allowed: a whole number from 1 to the steps in an epoch ({steps_per_epoch})"
+        )
+    return [(2 * steps_per_epoch * (i + 1) + k) // (2 * k) for i in range(k)]  # rounded half up
 
 
 @dataclass(frozen=True)
@@ -73,6 +94,9 @@ class RunConfig:
     warmup: float = 0.0
     final_lr: float = 0.0
     decay_fraction: float = 0.2
+    # validation evaluations per epoch, evenly spaced by steps, the last at the epoch's end: more
+    # than one gives a one-pass run the intermediate losses a pruner reads (training is unchanged)
+    evals_per_epoch: int = 1
 
     @property
     def run_id(self) -> str:
@@ -90,6 +114,12 @@ class RunConfig:
     @property
     def steps_per_epoch(self) -> int:
         return math.ceil(self.n_train / self.batch_size)
+
+    @property
+    def eval_steps(self) -> list[int]:
+        """The steps within an epoch (counted from 1) after which validation runs: `evals_per_epoch`
+        of them, evenly spaced, the last the epoch's last step."""
+        return eval_steps(self.steps_per_epoch, self.evals_per_epoch)
 
     @property
     def total_steps(self) -> int:
@@ -129,7 +159,7 @@ class RunResult:
     steps: int = 0
     wall_time: float = 0.0
     error: Optional[str] = None
-    history: list[float] = field(default_factory=list)  # validation loss after each epoch
+    history: list[float] = field(default_factory=list)  # validation loss at each evaluation (config.eval_steps)
     path: str = ""
     threads: int = 0
     n_params: int = 0  # trainable parameters of the run's model (0: not known)

@@ -107,6 +107,9 @@ class StudyPlan:
     warmup: float = 0.0
     final_lr: float = 0.0
     decay_fraction: float = 0.2
+    # validation evaluations per epoch (evenly spaced; the last at the epoch's end): a one-pass run's
+    # intermediate losses, for a pruner (`tune --search tpe_hyperband`); training is unchanged
+    evals_per_epoch: int = 1
     # the sizes where the coarse grid is trained (None: every size; []: none); elsewhere only the
     # refined points are (`wdscale tune` trains the grid at the bottom of its ladder and places the
     # rest; its Optuna baseline trains only the points its sampler asks for)
@@ -142,6 +145,8 @@ class StudyPlan:
         d = dataclasses.asdict(self)
         if not d["first_seed"]:  # a plan from seed 0 reads as every plan stored before the key (and a tune's arguments)
             del d["first_seed"]
+        if d["evals_per_epoch"] == 1:  # likewise: one evaluation per epoch is what every older plan did
+            del d["evals_per_epoch"]
         return d
 
     @classmethod
@@ -195,7 +200,8 @@ _KEY_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     **dict.fromkeys(("task", "size_axis", "optimizer", "schedule"), (lambda v: isinstance(v, str), "a string")),
     **dict.fromkeys(("decay_vectors", "shrink_cap"), (lambda v: isinstance(v, bool), "true or false")),
     **dict.fromkeys(
-        ("seeds", "points_per_decade", "lr_points_per_decade", "max_runs", "first_seed"), (_is_int, "a whole number")
+        ("seeds", "points_per_decade", "lr_points_per_decade", "max_runs", "first_seed", "evals_per_epoch"),
+        (_is_int, "a whole number"),
     ),
     **dict.fromkeys(
         ("epochs", "batch_size", "n_train", "width", "depth", "base_size"),
@@ -1096,9 +1102,11 @@ def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
                             warmup=s.warmup,
                             final_lr=s.final_lr,
                             decay_fraction=s.decay_fraction,
+                            evals_per_epoch=plan.evals_per_epoch,
                             **knobs,
                         )
                     )
+                    runs[-1].eval_steps  # noqa: B018 (raises, naming the value, if an epoch has fewer steps)
     return runs
 
 

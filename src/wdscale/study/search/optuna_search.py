@@ -7,11 +7,14 @@ parameters × samples (`tune`'s budget), or a ladder's measured core-seconds (`m
 unit that follows what runs cost where a run's fixed costs outweigh its parameters). Trials go on
 until the compute is reached, the last one crossing it (rounding down once left the ladder 1.01-1.31×
 TPE's compute); the overshoot is reported. `tpe_hyperband` adds Optuna's HyperbandPruner (Li et al.
-2018) over epochs. The pruner is replayed on each run's per-epoch validation losses: the run is
-trained to its end, each epoch's loss reported in turn, and the run counted only to the epoch
-where Hyperband stopped it. Under a constant lr a run's losses up to an epoch do not depend on how
-many epochs follow, so that count is what stopping there would have cost; a scheduled run's lr at
-an epoch does depend on its length, so a schedule is refused.
+2018) over epochs, or over `ONE_PASS_EVALS` evenly spaced evaluations of a one-pass run. The
+pruner is replayed on each run's validation losses: the run is trained to its end, each
+evaluation's loss reported in turn, and the run counted only to the evaluation where Hyperband
+stopped it. Every trial is planned for the full run (its schedule spans the full length), so the
+losses up to an evaluation are exactly those a trial stopped there would have reported, and that
+count is what stopping there would have cost. (Under a decaying schedule a run's loss mid-way sits
+above where a shorter run would have ended: the pruner judges trials at the same point of the same
+schedule, as Optuna's pruners do in a user's scheduled training.)
 
 Fairly: the space searched is every (lr, setting) the ladder reaches at the target (`reach_box`:
 its bottom grid widened by the steps its middle rungs' blocks, its laws' point and its ridge step
@@ -62,7 +65,10 @@ from .tune import (
 
 SEARCHES = ("tpe", "tpe_hyperband")
 MAX_SAMPLER_SEEDS = 1000  # searches into one directory (10^12 once ran for ever)
-TRIALS_FILE = "trials.csv"  # each trial: its point, its state and the epochs its compute is counted to
+TRIALS_FILE = "trials.csv"  # each trial: its point, its state and the evaluations its compute is counted to
+# (the column is named `epochs`: one per epoch, or ONE_PASS_EVALS in a one-pass run)
+# a one-pass run's evaluations for Hyperband: two rungs of its reduction factor 3 below the full run
+ONE_PASS_EVALS = 9
 
 
 def optuna_search(
@@ -144,11 +150,6 @@ def optuna_search(
         raise WdscaleError(
             f"sampler_seeds={sampler_seeds!r} is not allowed: a whole number from 1 to {MAX_SAMPLER_SEEDS}"
         )
-    if search == "tpe_hyperband" and plan.schedule != "constant":
-        raise WdscaleError(
-            f"tpe_hyperband stops runs early, which a {plan.schedule!r} schedule does not allow (its lr at an "
-            "epoch depends on the run's length): use search='tpe', or a constant schedule"
-        )
     try:
         import optuna
     except ImportError:  # an optional dependency
@@ -166,6 +167,12 @@ def optuna_search(
     out = Path(out_dir)
     task = task if task is not None else get_task(plan.task)
     resolved = resolve(search_plan, task, model_fn)
+    if search == "tpe_hyperband" and resolved.epochs == 1 and plan.evals_per_epoch == 1 and source is None:
+        # one pass of wdscale's loop: the pruner's rungs are evaluations within it (Hyperband needs
+        # more than one; a user's training reports its own)
+        search_plan = dataclasses.replace(search_plan, evals_per_epoch=ONE_PASS_EVALS)
+        resolved = resolve(search_plan, task, model_fn)
+    resources = resolved.epochs * search_plan.evals_per_epoch
     grids = coarse_grids(search_plan, task, model_fn)
     boxes = {b.rule: b for b in reach_box(resolved, grids, ladder_sizes)}
     if match_compute is not None:  # whatever the ladder reached, its bracketing included, at any rung
@@ -191,7 +198,7 @@ def optuna_search(
     def one_search(sampler_seed: int) -> list[dict[str, Any]]:
         nonlocal search_plan
         pruner = (  # one per search: Hyperband keeps its brackets' state per study
-            optuna.pruners.HyperbandPruner(min_resource=1, max_resource=resolved.epochs, reduction_factor=3)
+            optuna.pruners.HyperbandPruner(min_resource=1, max_resource=resources, reduction_factor=3)
             if search == "tpe_hyperband"
             else optuna.pruners.NopPruner()
         )
@@ -213,17 +220,17 @@ def optuna_search(
             history = [float(v) for v in np.atleast_1d(run["history"])] if run is not None else []
             loss = float(run_losses(run.to_frame().T, metric)[0]) if run is not None else math.inf
             run_core_s = float(core_seconds(run.to_frame().T).iloc[0]) if run is not None else 0.0
-            epochs, state = len(history) or 1, "complete"
-            for k, value in enumerate(history[:-1]):  # the pruner replayed on the run's epochs
+            reached, state = len(history) or 1, "complete"
+            for k, value in enumerate(history[:-1]):  # the pruner replayed on the run's evaluations
                 trial.report(value if math.isfinite(value) else 1e30, k + 1)
                 if trial.should_prune():
-                    epochs, state = k + 1, "pruned"
+                    reached, state = k + 1, "pruned"
                     break
             if state == "pruned":
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             else:
                 study.tell(trial, loss if math.isfinite(loss) else 1e30)
-            share = epochs / max(1, len(history) or 1)
+            share = reached / max(1, len(history) or 1)
             if given_core_s is not None and run_core_s * share <= 0:
                 raise WdscaleError(
                     f"the run at {rule} lr {lr:.4g} setting {setting:.4g} recorded no wall time: its core-seconds, "
@@ -232,12 +239,13 @@ def optuna_search(
             spent += per_run * share
             spent_core += run_core_s * share
             trials.append(dict(sampler_seed=sampler_seed, trial=trial.number, rule=rule, lr=lr, setting=setting,
-                               state=state, epochs=epochs, loss=loss, work=per_run * share,
+                               state=state, epochs=reached, loss=loss, work=per_run * share,
                                core_s=run_core_s * share,
                                sampled_by="random" if trial.number < n_startup else "tpe",
                                lr_lo=box.lr_lo, lr_hi=box.lr_hi, setting_lo=s_lo, setting_hi=s_hi))  # fmt: skip
             print(f"{search} (sampler seed {sampler_seed}): trial {trial.number} {rule} lr {lr:.4g} setting "
-                  f"{setting:.4g}: {state} ({epochs} epochs), loss {loss:.4f}", file=sys.stderr)  # fmt: skip
+                  f"{setting:.4g}: {state} ({reached} of {resources} evaluations), loss {loss:.4f}",
+                  file=sys.stderr)  # fmt: skip
         return trials
 
     table = pd.DataFrame([t for k in range(sampler_seeds) for t in one_search(seed + k)])

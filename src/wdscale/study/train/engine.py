@@ -42,6 +42,7 @@ from .loop import (
     gather,
     metrics,
     one_line,
+    part_of_val,
     per_model_loss,
     prepare,
 )
@@ -320,13 +321,18 @@ def train_batched(
     initial: list[float] = []  # each member's loss on its first batch, before any step
     schedule = c0.lr_schedule  # one for the batch: check_batch keeps the configs' schedules equal
     multipliers = None if schedule.is_constant else schedule.multipliers(c0.total_steps)
+    evals_within = set(c0.eval_steps[:-1])  # one for the batch: check_batch keeps evals_per_epoch equal
+    val_part = part_of_val(d, c0.evals_per_epoch)
     done = 0
     for _ in range(c0.epochs):
         if not alive:
             break
         perms = torch.stack([torch.randperm(n, generator=gens[j]) for j in alive]).to(device)
         losses = torch.empty(len(alive), len(sizes), dtype=torch.float64, device=device)
+        within: list[tuple[list[float], list[float]]] = []  # evaluations before the epoch's end
         for s, i in enumerate(range(0, n, bs)):
+            if s in evals_within:
+                within.append(tuple(t.tolist() for t in trainer.evaluate(*val_part)))  # type: ignore[arg-type]
             idx = perms[:, i : i + bs]
             if multipliers is not None:
                 trainer.optimizer.set_multiplier(multipliers[done + s])
@@ -340,11 +346,12 @@ def train_batched(
         keep = []
         for pos, j in enumerate(alive):
             steps[j] = done + first_bad[pos]
-            if first_bad[pos] < len(sizes) or not math.isfinite(val_loss[pos]):
+            losses_j = [v[pos] for v, _ in within] + [val_loss[pos]]
+            if first_bad[pos] < len(sizes) or not all(math.isfinite(v) for v in losses_j):
                 status[j] = "diverged"
                 continue
-            history[j].append(val_loss[pos])
-            accs[j].append(val_acc[pos])
+            history[j] += losses_j
+            accs[j] += [a[pos] for _, a in within] + [val_acc[pos]]
             train_loss[j] = means[pos]
             keep.append(pos)
         done += len(sizes)

@@ -128,6 +128,14 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = EV
     return float(loss[0]), float(acc[0])
 
 
+def part_of_val(d: TaskData, evals_per_epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The validation samples an evaluation within an epoch reads: the first 1/evals_per_epoch of
+    them, so a run's evaluations within epochs cost one full evaluation together (the epoch's last
+    evaluation reads them all)."""
+    m = -(-len(d.x_val) // evals_per_epoch)
+    return d.x_val[:m], d.y_val[:m]
+
+
 def epoch_mean(losses: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
     """Training loss of an epoch, per model: batch losses (K, S) weighted by batch sizes (S,)."""
     return (losses.double() * sizes.double()).sum(dim=1) / sizes.sum()
@@ -240,11 +248,20 @@ def train_run(
         history: list[float] = []
         accs: list[float] = []
         status, train_loss, initial_loss = "ok", float("nan"), float("nan")
+        within = set(config.eval_steps[:-1])  # evaluations before the epoch's end, if any
+        x_part, y_part = part_of_val(d, config.evals_per_epoch)
         for _ in range(config.epochs):
             perm = torch.randperm(n, generator=gen).to(device)
             losses, sizes = [], []
             model.train()
-            for i in range(0, n, bs):
+            for s, i in enumerate(range(0, n, bs)):
+                if s in within:  # after s steps of this epoch
+                    val_loss, val_acc = evaluate(model, x_part, y_part)
+                    if not math.isfinite(val_loss):
+                        status = "diverged"
+                        break
+                    history.append(val_loss)
+                    accs.append(val_acc)
                 idx = perm[i : i + bs]
                 logits = logits_of(model(gather(d.x_train, idx)))
                 loss = per_model_loss(logits.unsqueeze(0), gather(d.y_train, idx).unsqueeze(0))[0]
