@@ -746,6 +746,7 @@ def _edited(df, case):
         "val_loss boolean": lambda: df.assign(val_loss=True),
         "val_loss words": lambda: df.assign(val_loss="low"),
         "status unknown": lambda: df.assign(status=df["status"].where(df.index != 3, "great")),
+        "no evaluations": lambda: df.assign(evals_per_epoch=0),
     }[case]()
 
 
@@ -759,6 +760,7 @@ def _edited(df, case):
         ("val_loss boolean", "column 'val_loss' holds True at row 0"),
         ("val_loss words", "column 'val_loss' holds 'low' at row 0"),
         ("status unknown", "column 'status' holds 'great' at row 3"),
+        ("no evaluations", "column 'evals_per_epoch' holds 0 at row 0"),
     ],
 )
 def test_an_export_edited_to_hold_what_no_run_can_is_refused_by_every_reader(tmp_path, capsys, case, message):

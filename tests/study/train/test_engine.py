@@ -336,7 +336,8 @@ def test_a_schedule_changes_the_run_and_its_id_but_constant_keeps_the_old_id():
     old = config()
     assert dataclasses.replace(old, schedule="constant").run_id == old.run_id
     # the id of a constant-lr run is what it was before schedules existed (a committed store's runs)
-    legacy = {k: v for k, v in old.to_dict().items() if k not in ("schedule", "warmup", "final_lr", "decay_fraction", "evals_per_epoch")}
+    added = ("schedule", "warmup", "final_lr", "decay_fraction", "evals_per_epoch")
+    legacy = {k: v for k, v in old.to_dict().items() if k not in added}
     blob = json.dumps({**legacy, "task_options": []}, sort_keys=True, default=str)
     assert hashlib.sha1(blob.encode()).hexdigest()[:16] == old.run_id
     cos = config(schedule="cosine", final_lr=0.1)
@@ -372,7 +373,7 @@ def test_an_epoch_evaluates_where_asked_and_no_more_often_than_it_steps():
         with pytest.raises(ValueError, match=f"evals_per_epoch={bad!r} is not allowed: a whole number from 1 to"):
             eval_steps(6, bad)
     with pytest.raises(ValueError, match="evals_per_epoch=7"):
-        config(evals_per_epoch=7).eval_steps  # 90 samples in batches of 16: 6 steps an epoch
+        assert config(evals_per_epoch=7).eval_steps  # 90 samples in batches of 16: 6 steps an epoch
     d = classification_data()
     assert len(part_of_val(d, 3)[0]) == math.ceil(len(d.x_val) / 3) and len(part_of_val(d, 1)[1]) == len(d.y_val)
 

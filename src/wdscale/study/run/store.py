@@ -424,6 +424,7 @@ _COLUMN_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     # 0: not known (a run trained elsewhere and imported, `external.py`, stores the knobs its table lacks so)
     **{c: _whole(0) for c in ("width", "depth", "n_train", "batch_size", "base_width", "base_depth", "epochs")},
     "seed": _whole(0),
+    "evals_per_epoch": _whole(1),
     "rule": (_known_rule, "a known rule (`wdscale rules`), or one registered with wdscale.register_rule first"),
     "setting": (_finite_positive, "a finite number > 0"),
     "lr": (_finite_positive, "a finite number > 0"),
@@ -439,7 +440,7 @@ _COLUMN_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     **dict.fromkeys(("path", "error"), (lambda v: _missing(v) or isinstance(v, str), "text (or missing)")),
     "history": (
         lambda v: isinstance(v, (list, tuple, np.ndarray)) and all(_number_or_missing(h) for h in v),
-        "a list of per-epoch losses",
+        "a list of losses, one per evaluation (per epoch, or evals_per_epoch of them)",
     ),
 }  # fmt: skip
 # a run that finished with these statuses has a finite loss; diverged and failed runs say why theirs is not
