@@ -785,12 +785,16 @@ METHOD_HEADER = [  # the table of every method at a target (onepass_tune_rows)
 ]
 
 
-def onepass_tune_rows(sweep_name: str, sweep: pd.DataFrame, target: int, root: Path = HERE) -> list[str]:
+def onepass_tune_rows(
+    sweep_name: str, sweep: pd.DataFrame, target: int, root: Path = HERE, points: list[dict] | None = None
+) -> list[str]:
     """Per method at the target: its pick, its compute (measured core-seconds and parameters ×
     samples, each over one recipe's sweep at the target), its gap to the sweep's best on its own
     seeds (as §10's other table) and on fresh seeds (`fresh_gap`; TPE: the median over its
     searches, and their range). The methods' directories and the sweep's fresh seeds lie under
-    `root` (`fair/` for the six published targets, whose first tunes stay where they were)."""
+    `root` (`fair/` for the six published targets, whose first tunes stay where they were). Each
+    pick's (core-s fraction, fresh-seed gap) joins `points`, for `method_figure`."""
+    points = [] if points is None else points
     losses = _point_losses(sweep, target)
     best = _rescored(root / sweep_name, target, min(losses, key=lambda k: losses[k].mean()))
     at = sweep[(sweep["size"] == target) & (sweep["status"] != "failed")]
@@ -821,6 +825,18 @@ def onepass_tune_rows(sweep_name: str, sweep: pd.DataFrame, target: int, root: P
                 f"median {100 * np.median(gaps):.2f} % (range {100 * gaps.min():.2f} to {100 * gaps.max():.2f})"
             ).replace("-", "−")
             detectable = float(np.nanmedian([f["detectable"] for f in fresh]))
+            per_search = trials.groupby("sampler_seed")["core_s"].sum()
+            points += [
+                dict(
+                    target=sweep_name,
+                    method=prefix,
+                    fraction=per_search[k] / one_core_s,
+                    gap=f["gap"],
+                    lo=math.nan,
+                    hi=math.nan,
+                )  # fmt: skip
+                for k, f in zip(searches, fresh)
+            ]
         else:
             g = search_gap(runs, sweep, target)
             f = fresh_gap(_rescored(d, target, g["pick"]), best)
@@ -829,6 +845,8 @@ def onepass_tune_rows(sweep_name: str, sweep: pd.DataFrame, target: int, root: P
             pick = f"`{rule}`, lr {lr:.3g}, λ {setting:.3g} ({g['seeds']})"
             own_text = pct(*(g[k] for k in GAP))
             fresh_text, detectable = _fresh_text(f), f["detectable"]
+            points.append(dict(target=sweep_name, method=prefix, fraction=core / one_core_s, gap=f["gap"], lo=f["lo"],
+                               hi=f["hi"]))  # fmt: skip
         rows.append(
             f"| `{sweep_name}` | {target} | {100 * noise:.2f} % | {method} | {pick} "
             f"| {core:.0f} ({core / one_core_s:.2f}) | {work / one_work:.2f} | {own_text} | {fresh_text} "
@@ -1434,6 +1452,57 @@ def tune_points(sweep_name: str, sweep: pd.DataFrame, target: int) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def method_figure(points: list[dict], path: Path) -> None:
+    """§10: each method's pick at each target, its gap to the sweep's best on the same fresh seeds
+    against its measured core-seconds (a fraction of one recipe's sweep at the target); TPE's and
+    TPE + Hyperband's searches one marker each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    pts = pd.DataFrame(points)
+    targets = list(dict.fromkeys(pts["target"]))
+    cols = min(4, len(targets))
+    rows = math.ceil(len(targets) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.0 * rows), squeeze=False)
+    style = {"": ("o", "#d9822b"), "mutransfer_": ("s", "#8172b2"), "laws_": ("D", "#937860"),
+             "tpe_": ("x", "#4c72b0"), "hb_": ("+", "#55a868")}  # fmt: skip
+    labels = {"": "the ladder", "mutransfer_": "μTransfer", "laws_": "laws' point", "tpe_": "TPE (each search)",
+              "hb_": "TPE + Hyperband (each search)"}  # fmt: skip
+    for ax, name in zip(axes.flat, targets):
+        here = pts[pts["target"] == name]
+        for method, (marker, color) in style.items():
+            g = here[here["method"] == method]
+            if g.empty:
+                continue
+            arms = np.vstack([g["gap"] - g["lo"], g["hi"] - g["gap"]]).clip(min=0) * 100
+            err = arms if g["lo"].notna().all() else None
+            ax.errorbar(g["fraction"], 100 * g["gap"], yerr=err, fmt=marker, color=color, capsize=2,
+                        label=labels[method], ms=6 if marker != "+" else 9)  # fmt: skip
+        ax.axhline(1, color="#aa3333", lw=0.8, ls="--")
+        ax.axhline(0, color="#999999", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=1)
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.margins(y=0.2)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("core-s / one recipe's sweep at the target", fontsize=8)
+        ax.set_ylabel("gap on fresh seeds, %", fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[len(targets) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6, loc="best")
+    fig.suptitle("Every method's pick re-trained on fresh seeds, against the compute it spent (bars: 90 % "
+                 "intervals; dashed: the goal's 1 %; y linear within ±1 %)", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def tune_figure(points: dict[str, pd.DataFrame], path: Path) -> None:
     """§10: gap at the target against compute, per target (x: fraction of one recipe's sweep)."""
     import matplotlib
@@ -1739,9 +1808,10 @@ def main() -> int:
             ]
         )
     onepass_tuned: list[str] = []
+    method_points: list[dict] = []
     for sweep_name, target in ONEPASS_TUNE_TARGETS.items():
         sweep = load(HERE / sweep_name)
-        rows_here = [] if sweep is None else onepass_tune_rows(sweep_name, sweep, target)
+        rows_here = [] if sweep is None else onepass_tune_rows(sweep_name, sweep, target, points=method_points)
         if not rows_here:
             missing.append(f"tune_{sweep_name}")
         onepass_tuned += rows_here
@@ -1755,7 +1825,7 @@ def main() -> int:
     fair_tuned: list[str] = []
     for sweep_name, target in TUNE_TARGETS.items():  # the six published targets, every peer made fair
         sweep = load(HERE / sweep_name)
-        rows_here = [] if sweep is None else onepass_tune_rows(sweep_name, sweep, target, FAIR)
+        rows_here = [] if sweep is None else onepass_tune_rows(sweep_name, sweep, target, FAIR, method_points)
         if not rows_here:
             missing.append(f"fair/tune_{sweep_name}")
         fair_tuned += rows_here
@@ -1766,6 +1836,8 @@ def main() -> int:
                 *fair_tuned,
             ]
         )
+    if method_points:
+        method_figure(method_points, HERE / "tune_methods.png")
     if {"shakespeare_width", "shakespeare_vectors"} <= set(analyses):
         blocks["vectors"] = vectors_table(analyses["shakespeare_width"], analyses["shakespeare_vectors"])
     blocks["holdout"] = holdout_table(held)
