@@ -82,14 +82,16 @@ def test_a_store_made_from_an_export_holds_the_same_runs(tmp_path):
         for i, c in enumerate(configs[:3]):  # the fourth run was never trained
             status = "diverged" if i == 2 else "ok"
             store.add(c, RunResult(c.run_id, status, val_loss=1.0 + i if i < 2 else math.nan, history=[2.0, math.nan],
-                                   wall_time=0.5, path="batched-bmm", threads=1, n_params=123, steps=7))  # fmt: skip
+                                   wall_time=0.5, path="batched-bmm", threads=1, n_params=123, steps=7,
+                                   cpu_time=0.25 if i else math.nan))  # fmt: skip
         exported = store.frame()
     dst = tmp_path / "dst"
     dst.mkdir()
     exported.to_parquet(dst / "runs.parquet")
     assert store_from_export(dst, configs, {"task": "toy"}) == 3
     again = load_runs(dst)  # read from the new store now
-    cols = ["run_id", "status", "val_loss", "wall_time", "path", "threads", "n_params", "steps", "setting", "seed"]
+    cols = ["run_id", "status", "val_loss", "wall_time", "path", "threads", "n_params", "steps", "setting", "seed",
+            "cpu_time"]  # fmt: skip
     pd.testing.assert_frame_equal(again[cols], exported[cols])
     assert list(again["history"][0]) == [2.0, None]
     assert Store(dst / "runs.sqlite", readonly=True).plan() == {"task": "toy"}

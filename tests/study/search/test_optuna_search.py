@@ -11,6 +11,7 @@ from scipy import stats
 
 import wdscale
 from wdscale.cli import main
+from wdscale.study.analysis.study_analysis import core_seconds
 from wdscale.study.plan.study_plan import StudyPlan, resolve
 from wdscale.study.plan.tasks import get_task
 from wdscale.study.run.store import load_runs
@@ -38,7 +39,7 @@ def test_tpe_spends_its_budget_at_the_target_alone_and_resumes(tmp_path, capsys)
     per_run = float(runs["n_params"].iloc[0]) * runs["n_train"].iloc[0] * 3
     assert (trials["state"] == "complete").all() and counted_work(out) == pytest.approx(5 * per_run)
     assert trials["core_s"].to_numpy() == pytest.approx(
-        (runs.set_index("lr").loc[trials["lr"], "wall_time"]).to_numpy()
+        (runs.set_index("lr").loc[trials["lr"], "cpu_time"]).to_numpy()  # each run's CPU seconds
     )
     printed = capsys.readouterr().out
     assert "by tpe there" in printed and f"val loss {runs['val_loss'].min():.4f}" in printed
@@ -105,7 +106,7 @@ def test_fresh_seeds_rescore_the_pick_apart_from_the_search(tmp_path):
     assert r is not None and r.seeds == (1000, 1001, 1002) and r.loss == pytest.approx(fresh["val_loss"].mean())
     half = stats.t.ppf(0.95, 2) * fresh["val_loss"].std(ddof=1) / math.sqrt(3)  # Student t over its 3 seeds
     assert (r.loss_lo, r.loss_hi) == pytest.approx((r.loss - half, r.loss + half))
-    assert result.core_s == pytest.approx(float((runs["wall_time"] * runs["threads"].fillna(1)).sum()))
+    assert result.core_s == pytest.approx(float(runs["cpu_time"].sum())) and (runs["cpu_time"] > 0).all()
     assert "re-scored on 3 fresh seed(s) (1000…1002, never used by the search)" in str(result)
     # again: nothing trained again, the same score
     again = bowl_search(s, out, budget=0.1, rescore_seeds=3)
@@ -134,12 +135,12 @@ def test_match_compute_spends_at_least_a_ladders_core_seconds(tmp_path):
     s = study(tmp_path)
     first = bowl_search(s, tmp_path / "one", budget=0.01)  # one run at the target: a ladder's is made from it
     runs = load_runs(tmp_path / "one")
-    one = float(runs["wall_time"].iloc[0])
+    one = float(core_seconds(runs).iloc[0])  # its CPU seconds
     # a ladder's directory: its core-seconds 6 such runs, one of its points far outside the bottom grid's
     # reach (where a ladder's bracketing went)
     ladder = tmp_path / "ladder"
     ladder.mkdir()
-    far = runs.assign(size=16, lr=1e-7, setting=1e-9, wall_time=5 * one, run_id="far")
+    far = runs.assign(size=16, lr=1e-7, setting=1e-9, wall_time=5 * one, cpu_time=5 * one, run_id="far")
     pd.concat([runs, far]).reset_index(drop=True).to_parquet(ladder / "runs.parquet")
     given = 6 * one
     result = bowl_search(s, tmp_path / "matched", match_compute=ladder)

@@ -250,9 +250,15 @@ def run_losses(runs: pd.DataFrame, metric: str = "val_loss") -> np.ndarray:
 
 
 def core_seconds(runs: pd.DataFrame) -> pd.Series:
-    """Each run's compute: wall time × its intra-op threads (1 where not recorded)."""
+    """Each run's compute: the CPU seconds its process spent on it where measured (what a busy
+    machine does not inflate: two runs sharing a core each take twice the wall time for the same
+    CPU time), else wall time × its intra-op threads (1 where not recorded)."""
     threads = runs["threads"].fillna(1) if "threads" in runs else 1
-    return runs["wall_time"].astype(float).fillna(0.0) * threads
+    wall = runs["wall_time"].astype(float).fillna(0.0) * threads
+    if "cpu_time" not in runs:
+        return wall
+    cpu = pd.to_numeric(runs["cpu_time"], errors="coerce")
+    return cpu.where(cpu.notna(), wall).astype(float)
 
 
 def params_samples(runs: pd.DataFrame) -> pd.Series:

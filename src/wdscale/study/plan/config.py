@@ -163,6 +163,9 @@ class RunResult:
     path: str = ""
     threads: int = 0
     n_params: int = 0  # trainable parameters of the run's model (0: not known)
+    # CPU seconds its process spent on it (a batched job's shared by its K runs; NaN: not measured —
+    # a GPU run, a script, a run stored before): unlike wall time, not inflated by a busy machine
+    cpu_time: float = float("nan")
 
 
 @dataclass

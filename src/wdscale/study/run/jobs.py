@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -144,20 +146,37 @@ def intra_op_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _cpu_timed(train: Callable[[], RunResult], on_cpu: bool) -> RunResult:
+    """A run with the CPU seconds its process spent training it (on a CPU device only: a GPU run's
+    cost is not its process's CPU time)."""
+    start = time.process_time()
+    result = train()
+    return dataclasses.replace(result, cpu_time=time.process_time() - start) if on_cpu else result
+
+
 def execute(job: Job, source: Source, device: str, threads: int = 1) -> list[RunResult]:
     """Run one job (in whichever process the backend chose) on `threads` intra-op threads.
-    Never raises for a run's own failure."""
+    Never raises for a run's own failure. Each result carries its CPU seconds on a CPU device
+    (a batched job's shared equally by its runs): the cost a busy machine does not inflate."""
     origin = resolve_source(source, job.configs[0])
+    on_cpu = torch.device(device).type == "cpu"
     with intra_op_threads(threads):
         results = None
         if origin.train_fn is not None:
             train_fn = origin.train_fn
-            results = [train_user_run(c, train_fn, origin.model_fn, device=device) for c in job.configs]
+            results = [
+                _cpu_timed(functools.partial(train_user_run, c, train_fn, origin.model_fn, device=device), on_cpu)
+                for c in job.configs
+            ]
         elif job.batched:
             data, model_fn = origin.data, origin.model_fn
             assert data is not None  # a source without a training function has data
             try:
+                start = time.process_time()
                 results = train_batched(job.configs, data, model_fn, device=device)
+                if on_cpu:
+                    share = (time.process_time() - start) / len(results)
+                    results = [dataclasses.replace(r, cpu_time=share) for r in results]
             except Exception as e:  # the engine could not take this batch: fall back (path "sequential")
                 log.warning(
                     "batched job of %d runs failed (%s: %s); running them one by one",
@@ -167,7 +186,10 @@ def execute(job: Job, source: Source, device: str, threads: int = 1) -> list[Run
                 )
         if results is None:
             assert origin.data is not None
-            results = [train_run(c, origin.data, origin.model_fn, device=device) for c in job.configs]
+            data, model_fn = origin.data, origin.model_fn
+            results = [
+                _cpu_timed(functools.partial(train_run, c, data, model_fn, device=device), on_cpu) for c in job.configs
+            ]
     return [dataclasses.replace(r, threads=threads) for r in results]
 
 

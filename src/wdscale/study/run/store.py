@@ -54,7 +54,7 @@ _RUN_COLUMNS = (
     ("finished_at", "REAL NOT NULL"),
 )
 # how each run was executed: "sequential" | "batched-bmm" | "batched-vmap", and torch's intra-op threads
-_ADDED_COLUMNS = (("path", "TEXT"), ("threads", "INTEGER"), ("n_params", "INTEGER"))
+_ADDED_COLUMNS = (("path", "TEXT"), ("threads", "INTEGER"), ("n_params", "INTEGER"), ("cpu_time", "REAL"))
 _COLUMNS = tuple(n for n, _ in _RUN_COLUMNS + _ADDED_COLUMNS)
 
 _SCHEMA = f"""
@@ -198,6 +198,7 @@ class Store:
             result.path or None,
             result.threads or None,
             result.n_params or None,
+            _sql_float(result.cpu_time),
         )
         return values
 
@@ -432,7 +433,7 @@ _COLUMN_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "status": (lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}"),
     **dict.fromkeys(
         ("train_loss", "val_loss", "best_val_loss", "val_acc", "best_val_acc", "wall_time", "steps", "threads",
-         "n_params", "momentum", "warmup", "final_lr", "decay_fraction"),
+         "n_params", "momentum", "warmup", "final_lr", "decay_fraction", "cpu_time"),
         (_number_or_missing, "a number (or missing)"),
     ),
     "decay_vectors": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
