@@ -777,6 +777,16 @@ def _fresh_text(g: dict) -> str:
     return "not re-trained" if not g["n"] else f"{100 * g['gap']:.2f} %{ci} ({g['n']} seeds)".replace("-", "−")
 
 
+def _target_run_core_s(at: pd.DataFrame, sweep_dir: Path) -> float:
+    """One run's cost at the target: the median CPU seconds of the sweep's best re-trained on fresh
+    seeds where those were measured (what a busy machine does not inflate), else the median core-
+    seconds of the sweep's runs there (wall time × threads, under whatever load they ran)."""
+    fresh = exported(sweep_dir / "rescore")
+    if fresh is not None and "cpu_time" in fresh and fresh["cpu_time"].notna().any():
+        return float(fresh["cpu_time"].dropna().median())
+    return float(core_seconds(at).median())
+
+
 METHOD_HEADER = [  # the table of every method at a target (onepass_tune_rows)
     "| sweep | target | one run's seed noise σ | method | pick (seeds) "
     "| core-s (fraction of one recipe's sweep) | parameters × samples (fraction) "
@@ -801,7 +811,7 @@ def onepass_tune_rows(
     ladder = exported(root / f"tune_{sweep_name}")
     coarse = ladder[ladder["size"] == ladder["size"].min()] if ladder is not None else at  # its bottom grid
     n_points = coarse.groupby("rule")[["lr", "setting"]].apply(lambda g: len(g.drop_duplicates())).median()
-    one_core_s = float(n_points * core_seconds(at).median())  # one recipe's coarse grid, not the refinement
+    one_core_s = float(n_points * _target_run_core_s(at, root / sweep_name))  # one recipe's coarse grid
     one_work = float(n_points * params_samples(at).median())
     noise = _target_noise(sweep, target)
     rows = []
