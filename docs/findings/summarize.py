@@ -16,6 +16,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -595,12 +596,16 @@ def _point_losses(runs: pd.DataFrame, size: int) -> dict[tuple, np.ndarray]:
     return {k: g["loss"].to_numpy() for k, g in at.groupby(["rule", "lr", "setting"])}
 
 
-def _target_noise(sweep: pd.DataFrame, target: int) -> float:
+def _target_noise(sweep: pd.DataFrame, target: int, sweep_dir: Path | None = None) -> float:
     """The relative seed-to-seed s.d. of the loss at the target, pooled over the sweep's points
-    there within 10 % of its best (log losses; every seed finite), as `tune` pools it."""
+    there within 10 % of its best (log losses; every seed finite), as `tune` pools it. A sweep of
+    one seed a point measures none: then its best's runs on fresh seeds (`sweep_dir`/rescore)."""
     losses = _point_losses(sweep, target)
     best = min(v.mean() for v in losses.values())
     logs = [np.log(v) for v in losses.values() if len(v) > 1 and np.isfinite(v).all() and v.mean() <= 1.1 * best]
+    if not logs and sweep_dir is not None:
+        fresh = _rescored(sweep_dir, target, min(losses, key=lambda k: losses[k].mean())).to_numpy()
+        logs = [np.log(fresh)] if len(fresh) > 1 and np.isfinite(fresh).all() else []
     dof = sum(len(v) - 1 for v in logs)
     return math.sqrt(sum(float(((v - v.mean()) ** 2).sum()) for v in logs) / dof) if dof else math.nan
 
@@ -636,7 +641,9 @@ def _stream_ends(draws: list[np.ndarray]) -> tuple[float, float, float, float]:
     return float(lo), float(hi), float(lo_mc), float(hi_mc)
 
 
-def search_gap(runs: pd.DataFrame, sweep: pd.DataFrame, target: int, n_boot: int = 4000, seed: int = 0) -> dict:
+def search_gap(
+    runs: pd.DataFrame, sweep: pd.DataFrame, target: int, n_boot: int = 4000, seed: int = 0, noise: float | None = None
+) -> dict:
     """A search's pick at the target (its lowest seed-mean loss there) against the sweep's best
     over every recipe: the gap and its 90 % interval (the sweep's seeds resampled, its best
     re-chosen each time; the pick's own seeds resampled where it has two or more, else its loss
@@ -649,7 +656,7 @@ def search_gap(runs: pd.DataFrame, sweep: pd.DataFrame, target: int, n_boot: int
     ref = _point_losses(sweep, target)
     ref_means = {k: v.mean() for k, v in ref.items()}
     best = min(ref_means, key=ref_means.get)
-    noise = _target_noise(sweep, target)
+    noise = _target_noise(sweep, target) if noise is None else noise
     mine_seeds = picks[pick]
     draws = []
     for stream in range(seed, seed + STABILITY_SEEDS):
@@ -813,7 +820,7 @@ def onepass_tune_rows(
     n_points = coarse.groupby("rule")[["lr", "setting"]].apply(lambda g: len(g.drop_duplicates())).median()
     one_core_s = float(n_points * _target_run_core_s(at, root / sweep_name))  # one recipe's coarse grid
     one_work = float(n_points * params_samples(at).median())
-    noise = _target_noise(sweep, target)
+    noise = _target_noise(sweep, target, root / sweep_name)
     rows = []
     for prefix, method in TUNE_METHODS.items():
         d = root / f"tune_{prefix}{sweep_name}"
@@ -823,7 +830,7 @@ def onepass_tune_rows(
         if prefix in ("tpe_", "hb_"):
             trials = pd.read_csv(d / TRIALS_FILE)
             searches = sorted(trials["sampler_seed"].unique())
-            own = [search_gap(_completed(d, runs, k), sweep, target) for k in searches]
+            own = [search_gap(_completed(d, runs, k), sweep, target, noise=noise) for k in searches]
             fresh = [fresh_gap(_rescored(d, target, g["pick"]), best) for g in own]
             core = float(trials.groupby("sampler_seed")["core_s"].sum().median())  # as each search counted it
             work = float(np.median([counted_work(d, k) for k in searches]))
@@ -848,7 +855,7 @@ def onepass_tune_rows(
                 for k, f in zip(searches, fresh)
             ]
         else:
-            g = search_gap(runs, sweep, target)
+            g = search_gap(runs, sweep, target, noise=noise)
             f = fresh_gap(_rescored(d, target, g["pick"]), best)
             core, work = float(core_seconds(runs).sum()), float(params_samples(runs).sum())
             rule, lr, setting = g["pick"]
@@ -905,7 +912,7 @@ def tune_noise_table() -> str:
         sweep = load(HERE / name)
         if sweep is None:
             continue
-        sigma, points = _target_noise(sweep, target), _point_losses(sweep, target)
+        sigma, points = _target_noise(sweep, target, HERE / name), _point_losses(sweep, target)
         seeds = sorted({len(v) for v in points.values()})
         spread = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
         out.append(
@@ -1462,6 +1469,16 @@ def tune_points(sweep_name: str, sweep: pd.DataFrame, target: int) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def _gap_points(ax: Any, g: pd.DataFrame, marker: str, color: str, label: str) -> None:
+    """Gaps (%) against compute fractions, with their 90 % intervals where every point has one (the
+    resampled best, a minimum re-chosen, sits below the measured one: an interval may lie above its
+    gap)."""
+    arms = np.vstack([g["gap"] - g["lo"], g["hi"] - g["gap"]]).clip(min=0) * 100
+    err = arms if g["lo"].notna().all() else None
+    ax.errorbar(g["fraction"], 100 * g["gap"], yerr=err, fmt=marker, color=color, capsize=2, label=label,
+                ms=6 if marker != "+" else 9)  # fmt: skip
+
+
 def method_figure(points: list[dict], path: Path) -> None:
     """§10: each method's pick at each target, its gap to the sweep's best on the same fresh seeds
     against its measured core-seconds (a fraction of one recipe's sweep at the target); TPE's and
@@ -1487,10 +1504,7 @@ def method_figure(points: list[dict], path: Path) -> None:
             g = here[here["method"] == method]
             if g.empty:
                 continue
-            arms = np.vstack([g["gap"] - g["lo"], g["hi"] - g["gap"]]).clip(min=0) * 100
-            err = arms if g["lo"].notna().all() else None
-            ax.errorbar(g["fraction"], 100 * g["gap"], yerr=err, fmt=marker, color=color, capsize=2,
-                        label=labels[method], ms=6 if marker != "+" else 9)  # fmt: skip
+            _gap_points(ax, g, marker, color, labels[method])
         ax.axhline(1, color="#aa3333", lw=0.8, ls="--")
         ax.axhline(0, color="#999999", lw=0.6)
         ax.set_xscale("log")
@@ -1534,12 +1548,7 @@ def tune_figure(points: dict[str, pd.DataFrame], path: Path) -> None:
             g = pts[pts["way"] == way]
             if g.empty:
                 continue
-            # the resampled best (a minimum re-chosen) sits below the measured one: an interval may lie
-            # above its gap
-            arms = np.vstack([g["gap"] - g["lo"], g["hi"] - g["gap"]]).clip(min=0) * 100
-            err = arms if g["lo"].notna().all() else None
-            ax.errorbar(g["fraction"], 100 * g["gap"], yerr=err, fmt=marker, color=color, capsize=2, label=way,
-                        ms=6 if marker != "+" else 9)  # fmt: skip
+            _gap_points(ax, g, marker, color, way)
         ax.axhline(1, color="#aa3333", lw=0.8, ls="--")
         ax.axvline(0.1, color="#aa3333", lw=0.8, ls=":")
         ax.axhline(0, color="#999999", lw=0.6)
