@@ -137,6 +137,8 @@ class Study:
         warmup: linear warmup, as a fraction of a run's steps.
         final_lr: cosine, wsd: the lr at the end as a fraction of the peak.
         decay_fraction: wsd: the fraction of a run's steps in the final decay.
+        evals_per_epoch: validation evaluations per epoch, evenly spaced (the last at its end; the
+            ones within on the first 1/N of the validation set): a one-pass run's curve, for a pruner.
         max_runs: refuse a plan of more runs than this (a typo in seeds or decades is caught).
         tokens_per_param: one pass over a token budget: at every size n_train = this × the
             model's parameters / `tokens_per_sample`, trained for one epoch (epochs and n_train
@@ -195,6 +197,7 @@ class Study:
         warmup: float = 0.0,
         final_lr: float = 0.0,
         decay_fraction: float = 0.2,
+        evals_per_epoch: int = 1,
         grid_sizes: Optional[list[int]] = None,
         max_runs: int = 200_000,
         tokens_per_param: Optional[float] = None,
@@ -240,8 +243,8 @@ class Study:
             batch_size=batch_size, n_train=n_train, width=width, depth=depth, base_size=base_size,
             decay_vectors=decay_vectors, task_options=task_options or {}, refined=refined or {},
             schedule=schedule, warmup=warmup, final_lr=final_lr, decay_fraction=decay_fraction,
-            grid_sizes=grid_sizes, max_runs=max_runs, tokens_per_param=tokens_per_param,
-            shrink_cap=shrink_cap, first_seed=first_seed,
+            evals_per_epoch=evals_per_epoch, grid_sizes=grid_sizes, max_runs=max_runs,
+            tokens_per_param=tokens_per_param, shrink_cap=shrink_cap, first_seed=first_seed,
         )  # fmt: skip
         if rules is not None:
             plan["rules"] = rules
