@@ -447,3 +447,10 @@ def test_first_seed_starts_every_points_seeds_and_a_plan_from_zero_reads_as_befo
     assert moved.to_dict()["first_seed"] == 1000 and StudyPlan.from_dict(moved.to_dict()) == moved
     with pytest.raises(WdscaleError, match="first_seed=-1 is not allowed: a whole number from 0 to"):
         make_runs(dataclasses.replace(plan, first_seed=-1), TASK)
+
+
+def test_more_evaluations_than_an_epoch_has_steps_are_refused_when_planned():
+    plan = StudyPlan(sizes=[16, 64], rules=["sum"], seeds=1, evals_per_epoch=10**6)
+    with pytest.raises(WdscaleError, match=r"evals_per_epoch=1000000 is not allowed: a whole number from 1"):
+        make_runs(plan, TASK)
+    assert {c.evals_per_epoch for c in make_runs(dataclasses.replace(plan, evals_per_epoch=3), TASK)} == {3}

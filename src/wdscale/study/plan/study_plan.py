@@ -39,7 +39,7 @@ from ...groups import classify
 from ...optim import OPTIMIZER_NAMES, ShrinkWarning, apply_rule
 from ...rules import RULES, DataFacts, get_rule, setting_kwargs
 from ...schedules import Schedule
-from .config import SIZE_AXES, RunConfig
+from .config import SIZE_AXES, RunConfig, eval_steps
 
 # Adam + coupled L2: the L2 gradient λw is divided by Adam's RMS gradient, so the same λ decays far
 # harder than in AdamW. Measured on mnist1d_mlp / digits_mlp at the base width: the optimal coupled
@@ -1106,7 +1106,8 @@ def make_runs(plan: StudyPlan, task, model_fn=None) -> list[RunConfig]:
                             **knobs,
                         )
                     )
-                    runs[-1].eval_steps  # noqa: B018 (raises, naming the value, if an epoch has fewer steps)
+                    if plan.evals_per_epoch != 1:  # raises, naming the value, if an epoch has fewer steps
+                        eval_steps(runs[-1].steps_per_epoch, plan.evals_per_epoch)
     return runs
 
 

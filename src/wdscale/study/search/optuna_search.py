@@ -252,13 +252,18 @@ def optuna_search(
     table.to_csv(out / TRIALS_FILE, index=False)
     runs = load_runs(out)
     runs = runs[runs["task"] == plan.task]
-    first = table[table["sampler_seed"] == seed]
-    complete = first[first["state"] == "complete"]
-    keep = np.zeros(len(runs), dtype=bool)
-    for rule, lr, setting in complete[["rule", "lr", "setting"]].itertuples(index=False):
-        keep |= _at(runs, rule, lr, setting, target)
     sizes = [base, target]
-    result = measured_result(runs[keep], search_plan, sizes, target, grids, metric, resolved, per_run, budget)
+
+    def completed(sampler_seed: int) -> pd.DataFrame:
+        """The runs of one search's trials that ran to their end (a pruned trial is no answer)."""
+        done = table[(table["sampler_seed"] == sampler_seed) & (table["state"] == "complete")]
+        keep = np.zeros(len(runs), dtype=bool)
+        for rule, lr, setting in done[["rule", "lr", "setting"]].itertuples(index=False):
+            keep |= _at(runs, rule, lr, setting, target)
+        return runs[keep]
+
+    first = table[table["sampler_seed"] == seed]
+    result = measured_result(completed(seed), search_plan, sizes, target, grids, metric, resolved, per_run, budget)
     random_only = bool((first["sampled_by"] == "random").all())
     method = search.replace("tpe", "random") if random_only else search
     result = dataclasses.replace(
@@ -268,12 +273,9 @@ def optuna_search(
     if rescore_seeds:  # every search's pick on the same fresh seeds (one search is one draw of the sampler)
         others = []
         for k in range(seed + 1, seed + sampler_seeds):
-            done = table[(table["sampler_seed"] == k) & (table["state"] == "complete")]
-            mine = np.zeros(len(runs), dtype=bool)
-            for rule, lr, setting in done[["rule", "lr", "setting"]].itertuples(index=False):
-                mine |= _at(runs, rule, lr, setting, target)
-            if mine.any():
-                r = measured_result(runs[mine], search_plan, sizes, target, grids, metric, resolved, per_run, budget)
+            mine = completed(k)
+            if len(mine):
+                r = measured_result(mine, search_plan, sizes, target, grids, metric, resolved, per_run, budget)
                 others.append((r.rule, r.lr, r.setting))
         result = rescore_pick(result, search_plan, out, rescore_seeds, runs, metric=metric, source=source, task=task,
                               model_fn=model_fn, execution=execution, others=others)  # fmt: skip
