@@ -860,6 +860,7 @@ def add_study_parser(sub: Any) -> None:
         dest="sampler_seeds",
         type=_positive,
         help="with --search tpe / tpe_hyperband: this many searches, sampler seeds 0, 1, …, each at the whole "
-        "budget, into the same directory (one search is one draw of the sampler)",
+        "budget, into the same directory (one search is one draw of the sampler; more of them later resume "
+        "the earlier ones and add their own)",
     )
     p.set_defaults(func=cmd_tune)

@@ -131,6 +131,24 @@ def test_every_searchs_pick_is_rescored_on_the_same_fresh_seeds(tmp_path):
     assert result.rescore is not None and result.rescore.seeds == (1000, 1001)
 
 
+def test_more_searches_resume_the_earlier_ones_in_the_same_directory(tmp_path):
+    # each search is its own sampler seed's: a third one added later replays the first two from the
+    # store (nothing retrained, the same points asked) and trains only its own new points
+    s = study(tmp_path)
+    out = tmp_path / "tpe"
+    bowl_search(s, out, budget=0.1, sampler_seeds=2)
+    runs, trials = load_runs(out), pd.read_csv(out / TRIALS_FILE)
+    bowl_search(s, out, budget=0.1, sampler_seeds=3)
+    more, grown = load_runs(out), pd.read_csv(out / TRIALS_FILE)
+    first = grown[grown["sampler_seed"] < 2].reset_index(drop=True)
+    assert first[["rule", "lr", "setting", "state"]].equals(trials[["rule", "lr", "setting", "state"]])
+    assert set(runs["run_id"]) <= set(more["run_id"]) and len(more) > len(runs)
+    assert (grown["sampler_seed"] == 2).any()
+    # any other argument still refuses the directory
+    with pytest.raises(wdscale.WdscaleError, match="holds a tune with other arguments"):
+        bowl_search(s, out, budget=0.2, sampler_seeds=3)
+
+
 def test_match_compute_spends_at_least_a_ladders_core_seconds(tmp_path):
     s = study(tmp_path)
     first = bowl_search(s, tmp_path / "one", budget=0.01)  # one run at the target: a ladder's is made from it

@@ -23,6 +23,10 @@ from .store import Store
 TRAINED_BY = "trained_by"  # the store's meta keys
 TUNE = "tune"
 OWN_LOOP = "wdscale's own training loop"
+# a tune's arguments that may grow in the same directory: each Optuna search is its own sampler
+# seed's and asks the same points however many run beside it (a point it shares with another is
+# read from the store), so more searches resume the earlier ones and add their own
+GROWS = ("sampler_seeds",)
 # set by `wdscale.loading` on a module it loaded from a file path: the file, which names the
 # function better than a module name any file of that name would share
 LOADED_FROM = "__wdscale_loaded_from__"
@@ -55,6 +59,11 @@ def _differences(was: dict[str, Any], now: dict[str, Any], prefix: str = "") -> 
     return out
 
 
+def _fixed(tune: dict[str, Any]) -> dict[str, Any]:
+    """A tune's arguments less those that may grow (`GROWS`)."""
+    return {k: v for k, v in tune.items() if k not in GROWS}
+
+
 def check_identity(store: Store, out: Path, fn: str, tune: Optional[dict]) -> None:
     """Refuse a study directory whose runs were trained by another function, or made by a tune
     with other arguments (or by a tune, for a plain run, or the other way round); then keep these
@@ -68,7 +77,8 @@ def check_identity(store: Store, out: Path, fn: str, tune: Optional[dict]) -> No
         tune: a tune's arguments (`tune_study`, `optuna_search`; JSON values), None for a study.
 
     Raises:
-        WdscaleError: another training function, or other tune arguments, naming the difference.
+        WdscaleError: another training function, or other tune arguments (more Optuna searches
+            are not other arguments: `GROWS`), naming the difference.
     """
     tune = None if tune is None else json.loads(json.dumps(tune))  # as it reads back: tuples are lists
     if store.done_ids():
@@ -84,8 +94,8 @@ def check_identity(store: Store, out: Path, fn: str, tune: Optional[dict]) -> No
                 f"{str(out)!r} holds a tune ({stored_tune.get('search', 'ladder')} to {stored_tune.get('target')}): "
                 "runs added to it would change what the same tune finds there; use another --out"
             )
-        if stored_tune is not None and tune is not None and stored_tune != tune:
-            diffs = _differences(stored_tune, tune)
+        if stored_tune is not None and tune is not None and _fixed(stored_tune) != _fixed(tune):
+            diffs = _differences(_fixed(stored_tune), _fixed(tune))
             raise WdscaleError(
                 f"{str(out)!r} holds a tune with other arguments ({'; '.join(diffs[:4])}): its stored runs would "
                 "steer this one, which would then not find what a fresh directory finds; use another --out, or "
