@@ -142,3 +142,14 @@ def test_each_seeding_replays_within_its_budget_and_a_race_never_picks_or_seeds_
                 assert c.loc[c["dropped"], "n"].max() < c.loc[~c["dropped"], "n"].max()
     with pytest.raises(wdscale.WdscaleError, match="unknown seeding 'fast'"):
         replay_tune(sweep, plan, 512, rungs=[32, 128, 512], seeding="fast")
+
+
+def test_both_keeps_two_target_runs_back_for_the_carried_and_the_laws_point(sweep):
+    # at a tenth of a sweep joint_width's climb affords one target run: the carried optimum alone;
+    # "both" keeps a second back at the middle rung, for the best recipe's carried and laws' points
+    plan = sweep_plan(SWEEP)
+    close = replay_tune(sweep, plan, 512, rungs=[32, 128, 512], budget=0.1, shuffle=0)
+    both = replay_tune(sweep, plan, 512, rungs=[32, 128, 512], budget=0.1, shuffle=0, seeding="both")
+    assert len(close.result.candidates) == 1 and len(both.result.candidates) == 2
+    c = both.result.candidates
+    assert c["rule"].nunique() == 1 and c["lr"].nunique() == 2 and both.result.fraction <= 0.1

@@ -68,7 +68,15 @@ errors above 0 is dropped and gets no seed, the rest get one, the best first). B
 targets afford one run at the target, so nothing changes, and where three fit (joint_width_1024)
 the run kept back is the candidate that was best (0.0 % → 19.7 % / 2.4 % → 7.4 %); at 0.25 both
 help joint_digits on the earlier order (11.1 % → 9.4 %), the race tightens the worst shuffle on
-joint_width (6.6 % → 4.0 %), and both loosen it on joint_data (60 % → 120 %). Pairing buys little
+joint_width (6.6 % → 4.0 %), and both loosen it on joint_data (60 % → 120 %). Also left off, "both"
+(the middle rungs keep two target runs back, not one, so the best recipe's carried and laws'
+points are both trained there: on findings §10's one-pass targets each won on one family),
+measured on the paired order with 8 shuffles (`replay_ladder.py --shuffles 8 --seedings
+close,both`): the median over the targets 9.0 % against the default's 8.2 % at 0.1, 1.7 % against
+1.7 % at 0.25, within 1 % 0.00 against 0.17 at 0.1. It helps where the carried point is far off
+(joint_digits at 0.1 494 % → 8.3 %, joint_width 6.6 % → 3.7 %) and hurts where a middle rung's
+points were what found it (joint_shakespeare_128 at 0.1 1.0 % → 25.8 %, its middle rung left with
+fewer points); at 0.25 nothing changes. Pairing buys little
 here: on the sweeps' two common seeds, lattice neighbours' seed effects (seed 0's log loss less
 seed 1's) correlate by about −0.2 to 0.5, mostly 0 to 0.3 (`replay_ladder.py --pairing`), so a
 paired difference is mostly 0.7 to 1.0 times as noisy as two independent points', and one common
@@ -128,7 +136,7 @@ MAX_RESCORE_SEEDS = 64
 OPTIMA = ("mean", "risk", "spread", "seeded", "local")
 RISK_K = 1.0  # "risk": standard errors added to a point's seed-mean
 # how the target's runs are split between candidates and their seeds (`tune_study`'s seeding)
-SEEDINGS = ("close", "second", "race")
+SEEDINGS = ("close", "second", "race", "both")
 PAIRED_K = 2.0  # "race": a candidate is dropped once its paired difference to the best is this many s.e. above 0
 
 Trainer = Callable[[StudyPlan], pd.DataFrame]  # a plan's runs answered: every run of the tune, as `load_runs`
@@ -468,7 +476,10 @@ def tune_study(
             the budget still allows; "second": one run kept back from the candidates for the
             best's second seed; "race": half the target's runs kept back, and a paired race
             (`_race`) gives them to the candidates not told apart from the best on their common
-            seeds, dropping the rest. With no budget, "second" and "race" keep nothing back.
+            seeds, dropping the rest; "both": the middle rungs keep two target runs back, not one
+            (fewer points there), so the budget affords the first two candidates — the best
+            recipe's carried and laws' points. With no budget, "second" and "race" keep nothing
+            back.
 
     Returns:
         The recommended recipe and point with its loss measured at the target, the candidates,
@@ -546,12 +557,15 @@ def tune_study(
         spent = runs if upto is None else runs[runs["size"] <= upto]
         return allowance - float(params_samples(spent).sum())
 
+    # the target's runs the climb keeps back for: "both" two (the best recipe's carried and laws'
+    # points, each of which won on one family of findings §10's one-pass targets), else one
+    reserve = 2 if seeding == "both" and method == "ladder" else 1
     runs = train(plan)  # the bottom rung's grid (and whatever an interrupted climb had placed)
     plan, runs = _second_seeds(plan, runs, sizes[0], plan.rules, NOISE_POINTS, metric, train)
     contenders = _contenders(runs, sizes[0], plan.rules, metric)
     for i, size in enumerate(sizes[1:-1], start=1):  # the middle rungs
         below = left(runs, upto=sizes[i - 1])
-        fits = math.floor((below - work[target]) / (9 * work[size])) if math.isfinite(allowance) else 99
+        fits = math.floor((below - reserve * work[target]) / (9 * work[size])) if math.isfinite(allowance) else 99
         if fits < 1 and not any(runs["size"] == size):  # each climbing recipe costs a 3 × 3 block here
             _say(f"the budget cannot afford {plan.size_axis} {size} beside a run at the target: rung skipped")
             continue
@@ -569,8 +583,11 @@ def tune_study(
              f"for {', '.join(contenders)}")  # fmt: skip
         runs = train(plan)
         for _ in range(MAX_BRACKET_ROUNDS):
-            if left(runs, upto=size) - 5 * len(contenders) * work[size] < work[target]:
-                break  # a bracketing step (≤ 5 new points a recipe) would eat the target's run
+            # a bracketing step's ≤ 5 new points a recipe (and with two target runs kept back, the
+            # second seeds after it) must leave the target's runs
+            step = (5 + (reserve > 1)) * len(contenders) * work[size]
+            if left(runs, upto=size) - step < reserve * work[target]:
+                break
             plan, runs, added = _bracket(plan, runs, size, contenders, grids, lr_anchor, lr_step, optima_of, train)
             if not added:
                 break
@@ -582,7 +599,7 @@ def tune_study(
     below = left(runs, upto=sizes[-2])
     if math.isfinite(allowance):  # the target's runs the budget affords, less those kept back for seeds
         runs_fit = math.floor(below / work[target])
-        kept = {"close": 0, "second": min(1, runs_fit - seeds), "race": runs_fit // 2}[seeding]
+        kept = {"close": 0, "both": 0, "second": min(1, runs_fit - seeds), "race": runs_fit // 2}[seeding]
         fits = math.floor((runs_fit - max(0, kept)) / seeds)
     else:
         fits = len(candidates)
