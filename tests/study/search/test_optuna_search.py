@@ -214,6 +214,12 @@ def test_hyperband_counts_a_pruned_trial_to_the_epoch_it_was_stopped(tmp_path):
     last = float(trials["work"].iloc[-1])
     assert per_run * 9 <= counted_work(out) < per_run * 9 + last
     assert len(runs) == trials[["rule", "lr", "setting"]].drop_duplicates().shape[0]  # each trial one stored run
+    # resumed (here, or in another process): the same trials, pruned alike, nothing trained again (the
+    # pruner brackets a trial by a hash of the study's name, once Optuna's random one)
+    _, again, runs_again = search(tmp_path, "hb", "--search", "tpe_hyperband", "--budget", "1")
+    asked = ["rule", "lr", "setting", "state", "epochs"]
+    assert again[asked].equals(trials[asked])
+    assert len(runs_again) == len(runs)
 
 
 def test_hyperband_prunes_a_one_pass_scheduled_run_at_evaluations_within_it(tmp_path):

@@ -24,8 +24,9 @@ the bottom grid's lr range alone, stopped a decade below the optimum. TPE's rand
 third of the trials the compute affords (at least 1; Optuna's default of 10 made every search of
 2-11 trials random search), and a search whose every trial was one of them is reported as
 "random". Its `base` is the ladder's bottom: per-layer rules scale as the ladder's do. Resumable:
-the sampler is seeded and every trial's value and cost are read back from the store, so running it
-again asks the same points and trains none again.
+the sampler is seeded, the study named after its search and seed (Hyperband brackets a trial by a
+hash of the two), and every trial's value and cost are read back from the store, so running it
+again asks the same points, prunes the same trials and trains none again.
 """
 
 from __future__ import annotations
@@ -203,7 +204,10 @@ def optuna_search(
             else optuna.pruners.NopPruner()
         )
         sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=n_startup)
-        study = optuna.create_study(sampler=sampler, pruner=pruner)
+        # named, not Optuna's random name: Hyperband puts a trial in a bracket by a hash of the
+        # study's name and the trial's number, so a resumed search must have the same name to ask
+        # (and prune) what it did before
+        study = optuna.create_study(sampler=sampler, pruner=pruner, study_name=f"wdscale-{search}-{sampler_seed}")
         trials: list[dict[str, Any]] = []
         spent, spent_core = 0.0, 0.0
         while not trials or (spent_core < given_core_s if given_core_s is not None else spent < allowance):
