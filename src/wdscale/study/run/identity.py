@@ -94,13 +94,15 @@ def check_identity(store: Store, out: Path, fn: str, tune: Optional[dict]) -> No
                 f"{str(out)!r} holds a tune ({stored_tune.get('search', 'ladder')} to {stored_tune.get('target')}): "
                 "runs added to it would change what the same tune finds there; use another --out"
             )
-        if stored_tune is not None and tune is not None and _fixed(stored_tune) != _fixed(tune):
-            diffs = _differences(_fixed(stored_tune), _fixed(tune))
-            raise WdscaleError(
-                f"{str(out)!r} holds a tune with other arguments ({'; '.join(diffs[:4])}): its stored runs would "
-                "steer this one, which would then not find what a fresh directory finds; use another --out, or "
-                "the arguments it was made with"
-            )
+        if stored_tune is not None and tune is not None:
+            was, now = _fixed(stored_tune), _fixed(tune)
+            if was != now:
+                diffs = _differences(was, now)
+                raise WdscaleError(
+                    f"{str(out)!r} holds a tune with other arguments ({'; '.join(diffs[:4])}): its stored runs would "
+                    "steer this one, which would then not find what a fresh directory finds; use another --out, or "
+                    "the arguments it was made with"
+                )
     store.set_meta(TRAINED_BY, fn)
     if tune is not None or store.meta(TUNE) is not None:
         store.set_meta(TUNE, tune)

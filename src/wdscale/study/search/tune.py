@@ -585,7 +585,7 @@ def tune_study(
         for _ in range(MAX_BRACKET_ROUNDS):
             # a bracketing step's ≤ 5 new points a recipe (and with two target runs kept back, the
             # second seeds after it) must leave the target's runs
-            step = (5 + (reserve > 1)) * len(contenders) * work[size]
+            step = (5 + reserve - 1) * len(contenders) * work[size]
             if left(runs, upto=size) - step < reserve * work[target]:
                 break
             plan, runs, added = _bracket(plan, runs, size, contenders, grids, lr_anchor, lr_step, optima_of, train)
